@@ -1,0 +1,1 @@
+// Anchor for the CAF precompiled header target.

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "domain/errc.hpp"
+#include "domain/limits.hpp"
+
+namespace hb {
+
+/// Everything a node reads from its TOML file (see config/node.example.toml,
+/// which documents every key). Each limit has a default here.
+struct node_config {
+  // [node]
+  std::string node_name = "node-1";
+  std::string zone = "zone-a";
+
+  // [gateway]
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 7700;
+  std::string auth_token;             ///< required, no default
+  uint32_t frame_size_max = 64 * 1024;
+  uint32_t connection_inflight_max = 1024;  ///< pipelined requests per connection
+  uint32_t node_inflight_max = 50000;       ///< requests in flight on the node
+
+  // [database]
+  std::string database_url;           ///< any libpq connection string
+  uint32_t store_pool_size = 4;       ///< connections, each on its own thread
+  uint32_t store_batch_max = 64;      ///< store requests one worker merges
+
+  // [limits]
+  envelope_limits limits;
+
+  // [envelope]
+  uint32_t envelope_queue_max = 2000;      ///< queued opens before BUSY
+  uint32_t envelope_batch_max = 500;       ///< opens per group-commit write
+  uint32_t envelope_idle_ms = 30000;       ///< passivate after this idle time
+  uint32_t live_envelopes_max = 100000;    ///< live envelope actors per node
+
+  // [ids]
+  std::vector<int32_t> segments;           ///< segments this node allocates in
+  uint32_t id_lease_block = 1000;          ///< sequence numbers per lease
+
+  // [log]
+  std::string log_level = "info";
+};
+
+/// Parses a TOML file into a node config; every problem is reported with the
+/// key and what is wrong.
+outcome<node_config> load_node_config(const std::string& path);
+
+/// Same, from TOML text (used by tests).
+outcome<node_config> parse_node_config(const std::string& toml_text);
+
+} // namespace hb

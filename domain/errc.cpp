@@ -1,0 +1,33 @@
+#include "domain/errc.hpp"
+
+namespace hb {
+
+const char* to_string(errc x) {
+  switch (x) {
+    case errc::none: return "none";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::limit_exceeded: return "limit_exceeded";
+    case errc::not_found: return "not_found";
+    case errc::not_paid: return "not_paid";
+    case errc::payment_mismatch: return "payment_mismatch";
+    case errc::exhausted: return "exhausted";
+    case errc::expired: return "expired";
+    case errc::busy: return "busy";
+    case errc::unavailable: return "unavailable";
+    case errc::stale_epoch: return "stale_epoch";
+    case errc::unauthenticated: return "unauthenticated";
+    case errc::frame_too_large: return "frame_too_large";
+    case errc::malformed: return "malformed";
+    case errc::internal: return "internal";
+    case errc::conflict: return "conflict";
+  }
+  return "unknown";
+}
+
+bool retryable(errc x) {
+  // A stale epoch is retryable for the client: the next attempt reaches the
+  // current owner of the envelope.
+  return x == errc::busy || x == errc::unavailable || x == errc::stale_epoch;
+}
+
+} // namespace hb

@@ -1,0 +1,113 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "domain/envelope.hpp"
+#include "domain/errc.hpp"
+#include "domain/limits.hpp"
+
+namespace hb {
+
+// -- What a client asks (the plain form of proto/hongbao.proto's Request) ---
+
+struct auth_request {
+  std::string token;
+};
+
+struct pay_request {
+  int64_t envelope_id = 0;
+  std::string payment_txn;
+};
+
+struct grab_request {
+  int64_t envelope_id = 0;
+  std::string user;
+};
+
+struct open_request {
+  int64_t envelope_id = 0;
+  std::string user;
+};
+
+struct get_request {
+  int64_t envelope_id = 0;
+};
+
+using request_body = std::variant<auth_request, create_request, pay_request,
+                                  grab_request, open_request, get_request>;
+
+struct client_request {
+  uint64_t request_id = 0;
+  request_body body;
+};
+
+// -- What the service answers ------------------------------------------------
+
+/// The answer to a grab (抢), taken from the envelope actor's memory.
+enum class grab_outcome : uint8_t {
+  can_open = 1,        ///< Go on and open.
+  already_opened = 2,  ///< This user opened before; amount_fen says how much.
+  exhausted = 3,       ///< 手慢了: no shares left.
+  expired = 4,
+  not_paid = 5,
+};
+
+const char* to_string(grab_outcome x);
+
+struct grab_result {
+  grab_outcome outcome = grab_outcome::can_open;
+  int64_t amount_fen = 0;
+  int32_t remaining_count = 0;
+};
+
+/// The answer to an open (拆): the amount is durably committed.
+struct open_result {
+  int64_t amount_fen = 0;
+  int32_t seq = 0;
+  /// False when this user had opened before and this is the same share again.
+  bool first_time = true;
+};
+
+/// Everything a client sees of an envelope: the envelope and its shares.
+struct envelope_detail {
+  envelope env;
+  std::vector<open_record> opens;
+};
+
+struct auth_ok {
+  std::string node_name;
+};
+
+struct error_reply {
+  errc code = errc::internal;
+  std::string message;
+};
+
+/// Create and ConfirmPayment answer with the envelope.
+using response_body = std::variant<error_reply, auth_ok, envelope, grab_result,
+                                   open_result, envelope_detail>;
+
+struct client_response {
+  uint64_t request_id = 0;
+  response_body body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, grab_result& x) {
+  return f(x.outcome, x.amount_fen, x.remaining_count);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, open_result& x) {
+  return f(x.amount_fen, x.seq, x.first_time);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, envelope_detail& x) {
+  return f(x.env, x.opens);
+}
+
+} // namespace hb
