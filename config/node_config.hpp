@@ -27,7 +27,6 @@ struct node_config {
   // [database]
   std::string database_url;           ///< any libpq connection string
   uint32_t store_pool_size = 4;       ///< connections, each on its own thread
-  uint32_t store_batch_max = 64;      ///< store requests one worker merges
 
   // [limits]
   envelope_limits limits;

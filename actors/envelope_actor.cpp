@@ -1,0 +1,476 @@
+#include "actors/envelope_actor.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <random>
+#include <unordered_map>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/errors.hpp"
+#include "actors/failpoints.hpp"
+#include "domain/split.hpp"
+
+namespace hb {
+
+namespace {
+
+using open_promise = caf::typed_response_promise<open_result>;
+using pay_promise = caf::typed_response_promise<envelope>;
+
+// A store write that does not answer within this time is treated as failed
+// with an unknown outcome: the actor stops and the next activation re-reads
+// the truth from the database (fencing keeps a late commit safe).
+constexpr auto store_timeout = std::chrono::seconds(30);
+
+struct envelope_state {
+  int64_t id = 0;
+  envelope_settings cfg;
+  store_actor store;
+  passivation_sink registry;
+  std::mt19937_64 rng;
+
+  // -- committed state (as in the database) ---------------------------------
+  envelope env;
+  std::vector<open_record> opens;                  // by seq
+  std::unordered_map<std::string, size_t> opened;  // user -> index in opens
+
+  // -- work in progress -------------------------------------------------------
+  std::deque<std::string> queue;  // users waiting for the next write
+  std::unordered_map<std::string, std::vector<open_promise>> waiters;
+  bool writing = false;
+  open_batch inflight;            // the write in flight, if writing
+  std::string paying_txn;         // non-empty while a payment write is in flight
+  std::vector<pay_promise> pay_waiters;
+
+  // -- passivation -------------------------------------------------------------
+  uint64_t handled = 0;  // requests taken from the registry
+  caf::actor_clock::time_point last_active;
+  caf::error failure;    // set when activation failed
+
+  static inline const char* name = "hb.envelope";
+};
+
+using envelope_pointer = envelope_actor::stateful_pointer<envelope_state>;
+
+// A broken money invariant is a bug: crash loudly, in release builds too.
+void require_invariants(const envelope_state& st, const char* where) {
+  auto problem = check_invariants(st.env, st.opens);
+  if (problem.empty())
+    return;
+  spdlog::critical("invariant_broken envelope={} where={} problem={}", st.id,
+                   where, problem);
+  std::fprintf(stderr, "hongbao: envelope %lld: %s (%s)\n",
+               static_cast<long long>(st.id), problem.c_str(), where);
+  std::abort();
+}
+
+int64_t reserved(const envelope_state& st) {
+  return static_cast<int64_t>(st.inflight.opens.size() + st.queue.size());
+}
+
+bool is_expired(const envelope_state& st) {
+  if (st.env.status == envelope_status::expired
+      || st.env.status == envelope_status::refunded)
+    return true;
+  return st.env.status == envelope_status::paid && st.env.expires_at_ms > 0
+         && st.cfg.now_ms() >= st.env.expires_at_ms;
+}
+
+void touch(envelope_pointer self) {
+  self->state.last_active = self->clock().now();
+}
+
+// Why a new open cannot be taken, or none.
+caf::error open_refusal(const envelope_state& st) {
+  if (st.env.status == envelope_status::created)
+    return make_error(errc::not_paid, "the envelope has not been paid yet");
+  if (is_expired(st))
+    return make_error(errc::expired, "the envelope has expired");
+  if (st.env.remaining_count - reserved(st) <= 0)
+    return make_error(errc::exhausted, "all shares are taken (手慢了)");
+  if (st.queue.size() >= st.cfg.queue_max)
+    return make_error(errc::busy, "this envelope is busy; retry shortly");
+  return {};
+}
+
+void fail_all_waiters(envelope_pointer self, const caf::error& err) {
+  auto& st = self->state;
+  for (auto& kv : st.waiters)
+    for (auto& rp : kv.second)
+      rp.deliver(err);
+  st.waiters.clear();
+  st.queue.clear();
+  for (auto& rp : st.pay_waiters)
+    rp.deliver(err);
+  st.pay_waiters.clear();
+}
+
+// The write failed or its outcome is unknown: every waiter gets a retryable
+// error, and the actor stops so that the next request re-activates the
+// envelope from the database, which alone knows what was committed.
+void stop_after_write_failure(envelope_pointer self, const caf::error& err,
+                              const char* what) {
+  auto f = to_failure(err);
+  spdlog::warn("envelope_write_failed envelope={} write={} code={} error={}",
+               self->state.id, what, to_string(f.code), f.message);
+  auto reply = f.code == errc::stale_epoch
+                 ? make_error(errc::stale_epoch,
+                              "the envelope moved to another owner; retry")
+                 : make_error(errc::unavailable,
+                              "the write failed (" + f.message
+                                + "); retry the same request");
+  fail_all_waiters(self, reply);
+  self->quit(reply);
+}
+
+void deliver_open(envelope_state& st, const open_record& rec) {
+  auto it = st.waiters.find(rec.user);
+  if (it == st.waiters.end())
+    return;
+  bool first = true;
+  for (auto& rp : it->second) {
+    rp.deliver(open_result{rec.amount_fen, rec.seq, first});
+    first = false;
+  }
+  st.waiters.erase(it);
+}
+
+void dispatch(envelope_pointer self);
+
+void on_committed(envelope_pointer self) {
+  auto& st = self->state;
+  auto& b = st.inflight;
+  st.env.remaining_fen = b.remaining_fen;
+  st.env.remaining_count = b.remaining_count;
+  st.env.status = b.status;
+  for (auto& rec : b.opens) {
+    st.opened.emplace(rec.user, st.opens.size());
+    st.opens.push_back(rec);
+  }
+  require_invariants(st, "after commit");
+  if (failpoint("crash_after_commit")) {
+    spdlog::critical("failpoint crash_after_commit envelope={} batch={}",
+                     st.id, b.opens.size());
+    spdlog::default_logger()->flush();
+    std::_Exit(86);
+  }
+  spdlog::debug("open_committed envelope={} batch={} remaining_count={}",
+                st.id, b.opens.size(), st.env.remaining_count);
+  for (auto& rec : b.opens)
+    deliver_open(st, rec);
+  st.inflight = open_batch{};
+  st.writing = false;
+  touch(self);
+  dispatch(self);
+}
+
+// Decides the shares of the next batch and sends it as one write.
+void dispatch(envelope_pointer self) {
+  auto& st = self->state;
+  if (st.writing || st.queue.empty())
+    return;
+  require_invariants(st, "before batch");
+  envelope next = st.env;
+  open_batch b;
+  b.envelope_id = st.id;
+  b.epoch = st.env.epoch;
+  auto now = st.cfg.now_ms();
+  while (!st.queue.empty() && b.opens.size() < st.cfg.batch_max
+         && next.remaining_count > 0) {
+    open_record rec;
+    rec.user = std::move(st.queue.front());
+    st.queue.pop_front();
+    rec.amount_fen = next_share(next, st.cfg.share_max_fen, st.rng);
+    rec.seq = next.count - next.remaining_count + 1;
+    rec.opened_at_ms = now;
+    next.remaining_fen -= rec.amount_fen;
+    next.remaining_count -= 1;
+    b.opens.push_back(std::move(rec));
+  }
+  // Users the reservation rule let in but who find no share left (only
+  // possible if limits changed underneath) hear 手慢了 now.
+  if (next.remaining_count == 0)
+    for (auto& user : st.queue) {
+      auto it = st.waiters.find(user);
+      for (auto& rp : it->second)
+        rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
+      st.waiters.erase(it);
+    }
+  if (next.remaining_count == 0)
+    st.queue.clear();
+  if (b.opens.empty())
+    return;
+  b.remaining_fen = next.remaining_fen;
+  b.remaining_count = next.remaining_count;
+  b.status = next.remaining_count == 0 ? envelope_status::exhausted
+                                       : envelope_status::paid;
+  st.inflight = b;
+  st.writing = true;
+  self->request(st.store, store_timeout, db_commit_atom::value, std::move(b))
+    .then([=](caf::ok_atom) { on_committed(self); },
+          [=](caf::error& err) {
+            stop_after_write_failure(self, err, "commit_opens");
+          });
+}
+
+caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
+  auto& st = self->state;
+  auto done = st.opened.find(user);
+  if (done != st.opened.end()) {
+    auto& rec = st.opens[done->second];
+    return open_result{rec.amount_fen, rec.seq, false};
+  }
+  auto waiting = st.waiters.find(user);
+  if (waiting != st.waiters.end()) {
+    auto rp = self->make_response_promise<open_result>();
+    waiting->second.push_back(rp);
+    return rp;
+  }
+  if (auto err = open_refusal(st))
+    return err;
+  auto rp = self->make_response_promise<open_result>();
+  st.waiters[user].push_back(rp);
+  st.queue.push_back(std::move(user));
+  dispatch(self);
+  return rp;
+}
+
+grab_result handle_grab(envelope_state& st, const std::string& user) {
+  grab_result res;
+  res.remaining_count
+    = static_cast<int32_t>(std::max<int64_t>(0, st.env.remaining_count
+                                                  - reserved(st)));
+  auto done = st.opened.find(user);
+  if (done != st.opened.end()) {
+    res.outcome = grab_outcome::already_opened;
+    res.amount_fen = st.opens[done->second].amount_fen;
+  } else if (st.env.status == envelope_status::created) {
+    res.outcome = grab_outcome::not_paid;
+  } else if (is_expired(st)) {
+    res.outcome = grab_outcome::expired;
+  } else if (st.waiters.count(user) > 0) {
+    res.outcome = grab_outcome::can_open;
+  } else if (res.remaining_count == 0) {
+    res.outcome = grab_outcome::exhausted;
+  } else {
+    res.outcome = grab_outcome::can_open;
+  }
+  return res;
+}
+
+caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn) {
+  auto& st = self->state;
+  if (txn.empty())
+    return make_error(errc::invalid_argument, "payment_txn must not be empty");
+  if (st.env.status != envelope_status::created) {
+    if (st.env.payment_txn == txn)
+      return st.env;
+    return make_error(errc::payment_mismatch,
+                      "the envelope was paid with another payment txn");
+  }
+  if (!st.paying_txn.empty()) {
+    if (st.paying_txn != txn)
+      return make_error(errc::busy, "another payment is being recorded; retry");
+    auto rp = self->make_response_promise<envelope>();
+    st.pay_waiters.push_back(rp);
+    return rp;
+  }
+  payment p;
+  p.envelope_id = st.id;
+  p.epoch = st.env.epoch;
+  p.payment_txn = txn;
+  p.paid_at_ms = st.cfg.now_ms();
+  p.expires_at_ms = p.paid_at_ms + st.cfg.expiry_ms;
+  st.paying_txn = txn;
+  auto rp = self->make_response_promise<envelope>();
+  st.pay_waiters.push_back(rp);
+  self->request(st.store, store_timeout, db_pay_atom::value, p)
+    .then(
+      [=](caf::ok_atom) {
+        auto& st = self->state;
+        st.env.status = envelope_status::paid;
+        st.env.payment_txn = p.payment_txn;
+        st.env.paid_at_ms = p.paid_at_ms;
+        st.env.expires_at_ms = p.expires_at_ms;
+        st.paying_txn.clear();
+        spdlog::info("envelope_paid envelope={} total_fen={} count={}", st.id,
+                     st.env.total_fen, st.env.count);
+        for (auto& w : st.pay_waiters)
+          w.deliver(st.env);
+        st.pay_waiters.clear();
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.paying_txn.clear();
+        auto f = to_failure(err);
+        if (f.code == errc::payment_mismatch || f.code == errc::conflict) {
+          // The database refused the txn and changed nothing.
+          for (auto& w : st.pay_waiters)
+            w.deliver(err);
+          st.pay_waiters.clear();
+          return;
+        }
+        stop_after_write_failure(self, err, "confirm_payment");
+      });
+  return rp;
+}
+
+envelope_actor::behavior_type running(envelope_pointer self) {
+  return {
+    [=](grab_atom, int64_t, const std::string& user) -> grab_result {
+      ++self->state.handled;
+      touch(self);
+      return handle_grab(self->state, user);
+    },
+    [=](open_atom, int64_t, std::string& user) -> caf::result<open_result> {
+      ++self->state.handled;
+      touch(self);
+      return handle_open(self, user);
+    },
+    [=](pay_atom, int64_t, std::string& txn) -> caf::result<envelope> {
+      ++self->state.handled;
+      touch(self);
+      return handle_pay(self, txn);
+    },
+    [=](get_atom, int64_t) -> envelope_detail {
+      ++self->state.handled;
+      touch(self);
+      return envelope_detail{self->state.env, self->state.opens};
+    },
+    [=](stop_atom) { self->quit(); },
+    [=](tick_atom) {
+      auto& st = self->state;
+      auto idle = std::chrono::milliseconds(st.cfg.idle_ms);
+      bool busy = st.writing || !st.queue.empty() || !st.paying_txn.empty();
+      if (!busy && self->clock().now() - st.last_active >= idle)
+        self->send(st.registry, idle_atom::value, st.id, st.handled);
+      self->delayed_send(self, idle, tick_atom::value);
+    },
+  };
+}
+
+// Activation failed (e.g. no such envelope): answer every request with the
+// error until the registry lets the actor go. A missing envelope is
+// remembered for one idle period so that repeated requests for it do not
+// reach the database; any other failure is reported idle at once.
+envelope_actor::behavior_type failed(envelope_pointer self) {
+  auto fail = [=] {
+    ++self->state.handled;
+    return self->state.failure;
+  };
+  return {
+    [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
+      return fail();
+    },
+    [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
+      return fail();
+    },
+    [=](pay_atom, int64_t, std::string&) -> caf::result<envelope> {
+      return fail();
+    },
+    [=](get_atom, int64_t) -> caf::result<envelope_detail> { return fail(); },
+    [=](stop_atom) { self->quit(); },
+    [=](tick_atom) {
+      auto& st = self->state;
+      self->send(st.registry, idle_atom::value, st.id, st.handled);
+      self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                         tick_atom::value);
+    },
+  };
+}
+
+// Until the envelope is loaded, requests wait in the mailbox; `become`
+// re-delivers them afterwards in their original order.
+envelope_actor::behavior_type loading(envelope_pointer self) {
+  return {
+    [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
+      return caf::skip;
+    },
+    [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
+      return caf::skip;
+    },
+    [=](pay_atom, int64_t, std::string&) -> caf::result<envelope> {
+      return caf::skip;
+    },
+    [=](get_atom, int64_t) -> caf::result<envelope_detail> {
+      return caf::skip;
+    },
+    [=](stop_atom) -> caf::result<void> { return caf::skip; },
+    [=](tick_atom) -> caf::result<void> { return caf::skip; },
+  };
+}
+
+void on_activated(envelope_pointer self, envelope_snapshot& snap) {
+  auto& st = self->state;
+  st.env = std::move(snap.env);
+  st.opens = std::move(snap.opens);
+  for (size_t i = 0; i < st.opens.size(); ++i)
+    st.opened.emplace(st.opens[i].user, i);
+  require_invariants(st, "on activation");
+  spdlog::debug("envelope_activated envelope={} epoch={} opens={}", st.id,
+                st.env.epoch, st.opens.size());
+  touch(self);
+  self->become(running(self));
+  self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                     tick_atom::value);
+}
+
+void on_activation_failed(envelope_pointer self, caf::error& err) {
+  auto& st = self->state;
+  auto f = to_failure(err);
+  if (f.code != errc::not_found)
+    spdlog::warn("envelope_activation_failed envelope={} code={} error={}",
+                 st.id, to_string(f.code), f.message);
+  if (f.code == errc::not_found)
+    st.failure = make_error(errc::not_found,
+                            "no envelope with id " + std::to_string(st.id));
+  else
+    st.failure = make_error(errc::unavailable,
+                            "cannot load the envelope (" + f.message
+                              + "); retry");
+  self->become(failed(self));
+  auto wait = f.code == errc::not_found
+                ? std::chrono::milliseconds(st.cfg.idle_ms)
+                : std::chrono::milliseconds(0);
+  self->delayed_send(self, wait, tick_atom::value);
+}
+
+envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
+                                            store_actor store,
+                                            passivation_sink registry,
+                                            envelope_settings cfg) {
+  auto& st = self->state;
+  st.id = id;
+  st.store = std::move(store);
+  st.registry = std::move(registry);
+  if (!cfg.now_ms)
+    cfg.now_ms = system_now_ms;
+  st.rng.seed(cfg.rng_seed != 0 ? cfg.rng_seed : std::random_device{}());
+  st.cfg = std::move(cfg);
+  self->request(st.store, store_timeout, db_activate_atom::value, id)
+    .then([=](envelope_snapshot& snap) { on_activated(self, snap); },
+          [=](caf::error& err) { on_activation_failed(self, err); });
+  return loading(self);
+}
+
+} // namespace
+
+int64_t system_now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,
+                              store_actor store, passivation_sink registry,
+                              const envelope_settings& cfg) {
+  return sys.spawn(envelope_impl, envelope_id, std::move(store),
+                   std::move(registry), cfg);
+}
+
+} // namespace hb

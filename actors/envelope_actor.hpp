@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/store_actor.hpp"
+
+namespace hb {
+
+/// Requests about one existing envelope. The router, the registry and the
+/// envelope actor itself all speak this interface; the first two forward by
+/// envelope id, the last answers.
+using envelope_requests = caf::typed_actor<
+  // 抢: a cheap check from memory; reserves nothing.
+  caf::replies_to<grab_atom, int64_t, std::string>::with<grab_result>,
+  // 拆: decides and durably commits a share, then replies. Idempotent per user.
+  caf::replies_to<open_atom, int64_t, std::string>::with<open_result>,
+  // 发: the payment system confirms the sender paid (payment txn id).
+  caf::replies_to<pay_atom, int64_t, std::string>::with<envelope>,
+  // The envelope and its committed shares.
+  caf::replies_to<get_atom, int64_t>::with<envelope_detail>>;
+
+/// One live envelope. It loads itself from the store on start (bumping the
+/// fencing epoch), serialises every request through its mailbox, and writes
+/// opens in group commits: while one write is in flight, further opens queue
+/// and go out together in the next write.
+using envelope_actor = envelope_requests::extend<
+  // From the registry: the envelope has been idle and may stop now.
+  caf::reacts_to<stop_atom>,
+  // Internal timer.
+  caf::reacts_to<tick_atom>>;
+
+/// Where an idle envelope actor reports that it may passivate: the registry
+/// compares the count of requests it forwarded with the count the actor
+/// handled, so that no request can be in transit when the actor stops.
+using passivation_sink = caf::typed_actor<
+  caf::reacts_to<idle_atom, int64_t, uint64_t>>;
+
+struct envelope_settings {
+  int64_t share_max_fen = 20000;
+  int64_t expiry_ms = 24LL * 3600 * 1000;
+  uint32_t queue_max = 2000;   ///< opens waiting for the next write
+  uint32_t batch_max = 500;    ///< opens per write
+  uint32_t idle_ms = 30000;    ///< report idle after this long without work
+  /// Wall clock in Unix milliseconds; a seam for tests and the simulation.
+  std::function<int64_t()> now_ms;
+  /// Seed of the share generator; 0 draws one from std::random_device.
+  uint64_t rng_seed = 0;
+};
+
+/// Current wall time in Unix milliseconds.
+int64_t system_now_ms();
+
+envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,
+                              store_actor store, passivation_sink registry,
+                              const envelope_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string>
+
+#include "caf/error.hpp"
+#include "caf/make_message.hpp"
+
+#include "domain/errc.hpp"
+
+namespace hb {
+
+/// The CAF error category of hongbao's operating errors.
+constexpr caf::atom_value errc_category = caf::atom("hongbao");
+
+caf::error make_error(errc x);
+caf::error make_error(errc x, std::string message);
+caf::error make_error(const failure& f);
+
+/// Turns any CAF error (ours or CAF's own, e.g. a request timeout) into the
+/// code and message a client sees.
+failure to_failure(const caf::error& err);
+
+} // namespace hb

@@ -1,0 +1,244 @@
+#include "actors/gateway.hpp"
+
+#include "caf/all.hpp"
+#include "caf/io/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/errors.hpp"
+#include "proto/codec.hpp"
+
+namespace hb {
+
+namespace {
+
+struct gateway_shared {
+  gateway_settings cfg;
+  router_actor router;
+  std::shared_ptr<gateway_counters> counters;
+};
+
+struct connection_state {
+  std::shared_ptr<gateway_shared> shared;
+  caf::io::connection_handle hdl;
+  bool authenticated = false;
+  bool reading_header = true;
+  bool closed = false;     // the peer is gone or we are closing
+  uint32_t inflight = 0;   // requests of this connection awaiting replies
+  static inline const char* name = "hb.gateway.connection";
+};
+
+using connection_broker = caf::io::stateful_broker<connection_state>;
+
+void send_frame(connection_broker* self, const client_response& resp) {
+  auto& st = self->state;
+  if (st.closed)
+    return;
+  auto frame = codec::encode_response_frame(resp);
+  self->write(st.hdl, frame.size(), frame.data());
+  self->flush(st.hdl);
+}
+
+void send_error(connection_broker* self, uint64_t rid, errc code,
+                std::string message) {
+  send_frame(self, client_response{rid, error_reply{code, std::move(message)}});
+}
+
+// Sends a last error and closes; unwritten data still goes out first.
+void close_with_error(connection_broker* self, uint64_t rid, errc code,
+                      std::string message) {
+  spdlog::info("connection_rejected code={} reason={}", to_string(code),
+               message);
+  send_error(self, rid, code, std::move(message));
+  self->close(self->state.hdl);
+  self->state.closed = true;
+  if (self->state.inflight == 0)
+    self->quit();
+}
+
+void request_finished(connection_broker* self) {
+  auto& st = self->state;
+  --st.inflight;
+  --st.shared->counters->inflight;
+  if (st.closed && st.inflight == 0)
+    self->quit();
+}
+
+// Sends one request to the router and answers the client when it completes.
+template <class Reply, class... Ts>
+void call_router(connection_broker* self, uint64_t rid, Ts&&... xs) {
+  auto& st = self->state;
+  ++st.inflight;
+  ++st.shared->counters->inflight;
+  self->request(st.shared->router, st.shared->cfg.request_timeout,
+                std::forward<Ts>(xs)...)
+    .then(
+      [=](Reply& reply) {
+        send_frame(self, client_response{rid, std::move(reply)});
+        request_finished(self);
+      },
+      [=](caf::error& err) {
+        auto f = to_failure(err);
+        send_error(self, rid, f.code, std::move(f.message));
+        request_finished(self);
+      });
+}
+
+// Admission control: per connection and node-wide in-flight limits.
+bool admit(connection_broker* self, uint64_t rid) {
+  auto& st = self->state;
+  auto& cfg = st.shared->cfg;
+  if (st.inflight >= cfg.connection_inflight_max) {
+    ++st.shared->counters->rejected;
+    send_error(self, rid, errc::busy,
+               "too many requests in flight on this connection (limit "
+                 + std::to_string(cfg.connection_inflight_max) + ")");
+    return false;
+  }
+  if (st.shared->counters->inflight >= cfg.node_inflight_max) {
+    ++st.shared->counters->rejected;
+    send_error(self, rid, errc::busy, "the node is overloaded; retry");
+    return false;
+  }
+  return true;
+}
+
+struct dispatcher {
+  connection_broker* self;
+  uint64_t rid;
+
+  void operator()(auth_request& req) {
+    auto& st = self->state;
+    if (req.token != st.shared->cfg.auth_token) {
+      close_with_error(self, rid, errc::unauthenticated, "wrong token");
+      return;
+    }
+    st.authenticated = true;
+    send_frame(self, client_response{rid, auth_ok{st.shared->cfg.node_name}});
+  }
+  void operator()(create_request& req) {
+    call_router<envelope>(self, rid, create_atom::value, std::move(req));
+  }
+  void operator()(pay_request& req) {
+    call_router<envelope>(self, rid, pay_atom::value, req.envelope_id,
+                          std::move(req.payment_txn));
+  }
+  void operator()(grab_request& req) {
+    call_router<grab_result>(self, rid, grab_atom::value, req.envelope_id,
+                             std::move(req.user));
+  }
+  void operator()(open_request& req) {
+    call_router<open_result>(self, rid, open_atom::value, req.envelope_id,
+                             std::move(req.user));
+  }
+  void operator()(get_request& req) {
+    call_router<envelope_detail>(self, rid, get_atom::value, req.envelope_id);
+  }
+};
+
+void handle_payload(connection_broker* self, const char* data, size_t size) {
+  auto& st = self->state;
+  uint64_t rid = 0;
+  auto req = codec::decode_request(data, size, rid);
+  if (!req) {
+    if (req.error().code == errc::malformed) {
+      close_with_error(self, rid, errc::malformed, req.error().message);
+      return;
+    }
+    send_error(self, rid, req.error().code, req.error().message);
+    return;
+  }
+  ++st.shared->counters->requests;
+  bool is_auth = std::holds_alternative<auth_request>(req->body);
+  if (!st.authenticated && !is_auth) {
+    close_with_error(self, rid, errc::unauthenticated,
+                     "authenticate first (send Auth with the node's token)");
+    return;
+  }
+  if (!is_auth && !admit(self, rid))
+    return;
+  std::visit(dispatcher{self, rid}, req->body);
+}
+
+void handle_data(connection_broker* self, const std::vector<char>& buf) {
+  auto& st = self->state;
+  if (st.closed)
+    return;
+  if (st.reading_header) {
+    auto size = codec::get_frame_header(buf.data());
+    if (size > st.shared->cfg.frame_size_max) {
+      close_with_error(self, 0, errc::frame_too_large,
+                       "frame of " + std::to_string(size)
+                         + " bytes exceeds the limit of "
+                         + std::to_string(st.shared->cfg.frame_size_max));
+      return;
+    }
+    if (size == 0) {
+      close_with_error(self, 0, errc::malformed, "empty frame");
+      return;
+    }
+    st.reading_header = false;
+    self->configure_read(st.hdl, caf::io::receive_policy::exactly(size));
+    return;
+  }
+  st.reading_header = true;
+  self->configure_read(st.hdl, caf::io::receive_policy::exactly(
+                                 codec::frame_header_size));
+  handle_payload(self, buf.data(), buf.size());
+}
+
+caf::behavior connection_impl(connection_broker* self,
+                              caf::io::connection_handle hdl,
+                              std::shared_ptr<gateway_shared> shared) {
+  auto& st = self->state;
+  st.shared = std::move(shared);
+  st.hdl = hdl;
+  ++st.shared->counters->connections;
+  self->configure_read(hdl, caf::io::receive_policy::exactly(
+                              codec::frame_header_size));
+  return {
+    [=](const caf::io::new_data_msg& msg) { handle_data(self, msg.buf); },
+    [=](const caf::io::connection_closed_msg&) {
+      self->state.closed = true;
+      if (self->state.inflight == 0)
+        self->quit();
+    },
+  };
+}
+
+caf::behavior acceptor_impl(caf::io::broker* self, caf::io::doorman_ptr door,
+                            std::shared_ptr<gateway_shared> shared) {
+  self->add_doorman(std::move(door));
+  return {
+    [=](const caf::io::new_connection_msg& msg) {
+      self->fork(connection_impl, msg.handle, shared);
+    },
+    [=](const caf::io::acceptor_closed_msg&) { self->quit(); },
+    [=](stop_atom) {
+      spdlog::info("gateway_stopped");
+      self->close_all();
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<gateway_handle> spawn_gateway(caf::actor_system& sys,
+                                            router_actor router,
+                                            const gateway_settings& cfg) {
+  auto& mm = sys.middleman();
+  auto door = mm.backend().new_tcp_doorman(cfg.port, cfg.host.c_str(), true);
+  if (!door)
+    return std::move(door.error());
+  gateway_handle result;
+  result.port = (*door)->port();
+  result.counters = std::make_shared<gateway_counters>();
+  auto shared = std::make_shared<gateway_shared>(
+    gateway_shared{cfg, std::move(router), result.counters});
+  result.acceptor = mm.spawn_broker(acceptor_impl, std::move(*door), shared);
+  spdlog::info("gateway_listening host={} port={}", cfg.host, result.port);
+  return result;
+}
+
+} // namespace hb

@@ -1,0 +1,58 @@
+#pragma once
+
+// Every message type and atom of hongbao, registered with CAF in one block.
+// Actor interfaces live in the x_actor.hpp headers; this file only names the
+// vocabulary they share.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "domain/envelope.hpp"
+#include "domain/limits.hpp"
+#include "domain/requests.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(hongbao, (hb::envelope))
+  CAF_ADD_TYPE_ID(hongbao, (hb::open_record))
+  CAF_ADD_TYPE_ID(hongbao, (hb::envelope_snapshot))
+  CAF_ADD_TYPE_ID(hongbao, (hb::open_batch))
+  CAF_ADD_TYPE_ID(hongbao, (hb::payment))
+  CAF_ADD_TYPE_ID(hongbao, (hb::create_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::grab_result))
+  CAF_ADD_TYPE_ID(hongbao, (hb::open_result))
+  CAF_ADD_TYPE_ID(hongbao, (hb::envelope_detail))
+
+CAF_END_TYPE_ID_BLOCK(hongbao)
+
+namespace hb {
+
+// Client-facing requests, routed by envelope id.
+using create_atom = caf::atom_constant<caf::atom("create")>;
+using pay_atom = caf::atom_constant<caf::atom("pay")>;
+using grab_atom = caf::atom_constant<caf::atom("grab")>;
+using open_atom = caf::atom_constant<caf::atom("open")>;
+using get_atom = caf::atom_constant<caf::atom("get")>;
+
+// Store requests (actors/store_actor.hpp).
+using db_create_atom = caf::atom_constant<caf::atom("db_create")>;
+using db_activate_atom = caf::atom_constant<caf::atom("db_activ")>;
+using db_load_atom = caf::atom_constant<caf::atom("db_load")>;
+using db_pay_atom = caf::atom_constant<caf::atom("db_pay")>;
+using db_commit_atom = caf::atom_constant<caf::atom("db_commit")>;
+using db_lease_atom = caf::atom_constant<caf::atom("db_lease")>;
+
+// Internal housekeeping.
+using next_id_atom = caf::atom_constant<caf::atom("next_id")>;
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+
+/// Registers all hongbao message types with an actor system config.
+void add_hongbao_types(caf::actor_system_config& cfg);
+
+} // namespace hb

@@ -1,0 +1,130 @@
+#include "actors/registry_actor.hpp"
+
+#include <unordered_map>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/errors.hpp"
+#include "domain/envelope_id.hpp"
+
+namespace hb {
+
+namespace {
+
+struct live_envelope {
+  envelope_actor handle;
+  uint64_t forwarded = 0;  // requests delegated to this activation
+};
+
+struct registry_state {
+  registry_settings cfg;
+  store_actor store;
+  std::unordered_map<int64_t, live_envelope> live;
+  std::unordered_map<caf::actor_addr, int64_t> ids;  // for down messages
+  static inline const char* name = "hb.registry";
+};
+
+using registry_pointer = registry_actor::stateful_pointer<registry_state>;
+
+// The live actor of `id`, activating it when needed; nullptr at the cap.
+live_envelope* find_or_activate(registry_pointer self, int64_t id) {
+  auto& st = self->state;
+  auto it = st.live.find(id);
+  if (it != st.live.end())
+    return &it->second;
+  if (st.live.size() >= st.cfg.live_max)
+    return nullptr;
+  auto sink = caf::actor_cast<passivation_sink>(self);
+  auto handle = spawn_envelope(self->system(), id, st.store, sink,
+                               st.cfg.envelope);
+  self->monitor(handle);
+  st.ids.emplace(handle.address(), id);
+  return &st.live.emplace(id, live_envelope{handle, 0}).first->second;
+}
+
+caf::error check_id(int64_t id) {
+  envelope_id_parts parts;
+  if (!parse_envelope_id(id, parts))
+    return make_error(errc::not_found,
+                      "no envelope with id " + std::to_string(id)
+                        + " (not a valid envelope id)");
+  return {};
+}
+
+caf::error at_capacity() {
+  return make_error(errc::busy, "too many live envelopes on this node; retry");
+}
+
+// Forwards one request; the envelope actor answers the original sender.
+template <class Reply, class... Ts>
+caf::result<Reply> forward(registry_pointer self, int64_t id, Ts&&... xs) {
+  if (auto err = check_id(id))
+    return err;
+  auto entry = find_or_activate(self, id);
+  if (entry == nullptr)
+    return at_capacity();
+  ++entry->forwarded;
+  return self->delegate(entry->handle, std::forward<Ts>(xs)...);
+}
+
+registry_actor::behavior_type registry_impl(registry_pointer self,
+                                            store_actor store,
+                                            registry_settings cfg) {
+  self->state.cfg = std::move(cfg);
+  self->state.store = std::move(store);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto it = st.ids.find(msg.source);
+    if (it == st.ids.end())
+      return;
+    auto live = st.live.find(it->second);
+    if (live != st.live.end() && live->second.handle.address() == msg.source)
+      st.live.erase(live);
+    st.ids.erase(it);
+  });
+  return {
+    [=](grab_atom a, int64_t id, std::string& user) {
+      return forward<grab_result>(self, id, a, id, std::move(user));
+    },
+    [=](open_atom a, int64_t id, std::string& user) {
+      return forward<open_result>(self, id, a, id, std::move(user));
+    },
+    [=](pay_atom a, int64_t id, std::string& txn) {
+      return forward<envelope>(self, id, a, id, std::move(txn));
+    },
+    [=](get_atom a, int64_t id) {
+      return forward<envelope_detail>(self, id, a, id);
+    },
+    [=](idle_atom, int64_t id, uint64_t handled) {
+      auto& st = self->state;
+      auto it = st.live.find(id);
+      // Stop only when nothing forwarded is still on its way to the actor;
+      // otherwise it reports idle again later.
+      if (it == st.live.end() || it->second.forwarded != handled)
+        return;
+      self->send(it->second.handle, stop_atom::value);
+      st.ids.erase(it->second.handle.address());
+      st.live.erase(it);
+      spdlog::debug("envelope_passivated envelope={}", id);
+    },
+    [=](stats_atom) -> uint64_t { return self->state.live.size(); },
+    [=](stop_atom) {
+      for (auto& kv : self->state.live)
+        self->send(kv.second.handle, stop_atom::value);
+      self->state.live.clear();
+      self->state.ids.clear();
+      self->quit();
+    },
+  };
+}
+
+} // namespace
+
+registry_actor spawn_registry(caf::actor_system& sys, store_actor store,
+                              const registry_settings& cfg) {
+  return sys.spawn(registry_impl, std::move(store), cfg);
+}
+
+} // namespace hb

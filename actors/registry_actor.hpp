@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/envelope_actor.hpp"
+#include "actors/store_actor.hpp"
+
+namespace hb {
+
+/// The envelope registry: activates an envelope actor on first use
+/// (virtual-actor style), forwards requests to it with `delegate` (the reply
+/// goes straight back to the requester), passivates idle ones, and caps the
+/// number of live envelope actors.
+using registry_actor = envelope_requests::extend<
+  // From an envelope actor: idle since its last request; may stop if the
+  // registry forwarded exactly this many requests to it.
+  caf::reacts_to<idle_atom, int64_t, uint64_t>,
+  // How many envelope actors are live.
+  caf::replies_to<stats_atom>::with<uint64_t>,
+  // Shutdown: stops every live envelope actor, then the registry.
+  caf::reacts_to<stop_atom>>;
+
+struct registry_settings {
+  uint32_t live_max = 100000;
+  envelope_settings envelope;
+};
+
+registry_actor spawn_registry(caf::actor_system& sys, store_actor store,
+                              const registry_settings& cfg);
+
+} // namespace hb

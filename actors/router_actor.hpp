@@ -1,0 +1,32 @@
+#pragma once
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/envelope_actor.hpp"
+#include "actors/id_allocator_actor.hpp"
+#include "actors/registry_actor.hpp"
+#include "actors/store_actor.hpp"
+#include "domain/limits.hpp"
+
+namespace hb {
+
+/// The entry point for every client request. Envelope requests go by id ->
+/// segment -> owning registry (on a single node: the local one) with
+/// `delegate`, so the reply skips the router. Creates are validated, get an
+/// id from the allocator and are stored.
+using router_actor = envelope_requests::extend<
+  // 包: wrap a new envelope; idempotent on (sender, idempotency_key).
+  caf::replies_to<create_atom, create_request>::with<envelope>>;
+
+struct router_settings {
+  envelope_limits limits;
+  /// Creates being stored at once; more get a BUSY reply.
+  uint32_t creates_inflight_max = 2000;
+  std::function<int64_t()> now_ms;
+};
+
+router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
+                          id_allocator_actor ids, store_actor store,
+                          const router_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/messages.hpp"
+
+namespace hb {
+
+/// The store: the database seen as an actor. Every request is answered with
+/// a value or an hb error (errc::unavailable, errc::stale_epoch, ...). The
+/// production implementation is a pool of detached workers that each own one
+/// PostgreSQL connection, so no query ever blocks a CAF scheduler thread.
+/// Tests and the simulation provide other implementations of this interface.
+using store_actor = caf::typed_actor<
+  // Insert an envelope, idempotent on (sender, idempotency_key). The bool
+  // says whether this call created it.
+  caf::replies_to<db_create_atom, envelope>::with<envelope, bool>,
+  // Bump the fencing epoch and load the envelope with its opens.
+  caf::replies_to<db_activate_atom, int64_t>::with<envelope_snapshot>,
+  // Load without touching the epoch.
+  caf::replies_to<db_load_atom, int64_t>::with<envelope_snapshot>,
+  // CREATED -> PAID, guarded by the epoch.
+  caf::replies_to<db_pay_atom, payment>::with<caf::ok_atom>,
+  // One group-commit write, guarded by the epoch.
+  caf::replies_to<db_commit_atom, open_batch>::with<caf::ok_atom>,
+  // Lease `block` sequence numbers of (segment, day); replies the first.
+  caf::replies_to<db_lease_atom, int32_t, int32_t, int64_t>::with<int64_t>>;
+
+struct store_settings {
+  std::string database_url;
+  uint32_t pool_size = 4;
+  /// A worker whose connection is down retries connecting at most this
+  /// often; requests in between fail fast with errc::unavailable.
+  uint32_t reconnect_interval_ms = 500;
+};
+
+/// Spawns the PostgreSQL store: `pool_size` detached workers behind a
+/// round-robin dispatcher.
+store_actor spawn_pg_store(caf::actor_system& sys, const store_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,503 @@
+// hongbao: the command-line client of a hongbao node.
+//
+// Every command connects, authenticates, sends one request and prints the
+// answer: short lines for people, or exactly one JSON object with --json.
+// Exit status: 0 ok, 1 the service answered with an error, 2 usage error,
+// 3 connection or protocol error.
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <optional>
+#include <random>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "apps/client/client.hpp"
+#include "domain/envelope.hpp"
+#include "domain/money.hpp"
+#include "domain/requests.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace hb;
+
+constexpr int exit_ok = 0;
+constexpr int exit_service_error = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_transport = 3;
+
+struct global_options {
+  std::string server = "127.0.0.1:7700";
+  std::string token;
+  bool json = false;
+  int timeout_ms = 10000;
+};
+
+// -- Formatting ----------------------------------------------------------------
+
+/// "12.34 yuan (1234 fen)"
+std::string amount_text(int64_t fen) {
+  return to_yuan_string(fen) + " yuan (" + std::to_string(fen) + " fen)";
+}
+
+/// "2026-11-26 08:15:00 UTC", or "-" for 0 (not yet).
+std::string time_text(int64_t unix_ms) {
+  if (unix_ms <= 0)
+    return "-";
+  std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+/// A random RFC 4122 version-4 UUID: unique enough as an idempotency key.
+std::string random_uuid() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  uint64_t hi = gen();
+  uint64_t lo = gen();
+  hi = (hi & ~0xf000ULL) | 0x4000ULL;              // version 4
+  lo = (lo & ~(0xc0ULL << 56)) | (0x80ULL << 56);  // variant 10
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx",
+                static_cast<unsigned long long>(hi >> 32),
+                static_cast<unsigned long long>((hi >> 16) & 0xffff),
+                static_cast<unsigned long long>(hi & 0xffff),
+                static_cast<unsigned long long>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
+json envelope_json(const envelope& env) {
+  return json{
+    {"envelope_id", env.id},
+    {"status", to_string(env.status)},
+    {"kind", to_string(env.kind)},
+    {"sender", env.sender},
+    {"group", env.group},
+    {"greeting", env.greeting},
+    {"total_fen", env.total_fen},
+    {"count", env.count},
+    {"remaining_fen", env.remaining_fen},
+    {"remaining_count", env.remaining_count},
+    {"payment_txn", env.payment_txn},
+    {"idempotency_key", env.idempotency_key},
+    {"created_at_ms", env.created_at_ms},
+    {"paid_at_ms", env.paid_at_ms},
+    {"expires_at_ms", env.expires_at_ms},
+  };
+}
+
+// -- Output --------------------------------------------------------------------
+
+/// Prints results and failures in the chosen form and returns the exit
+/// status, so that every command ends with `return out.something(...)`.
+class reporter {
+public:
+  explicit reporter(bool json) : json_(json) {}
+
+  bool json_mode() const { return json_; }
+
+  /// Fields that belong in the output whatever happens (the idempotency key
+  /// of a create: the user needs it to retry safely after a failure).
+  json extra = json::object();
+  std::string extra_hint;
+
+  int success(json fields, const std::string& text) {
+    if (json_) {
+      json out{{"ok", true}};
+      out.update(extra);
+      out.update(fields);
+      std::cout << out.dump() << std::endl;
+    } else {
+      std::cout << text << std::flush;
+    }
+    return exit_ok;
+  }
+
+  /// A failure: the node's Error reply (exit 1), a usage error (exit 2) or a
+  /// transport failure (exit 3).
+  int failure(errc code, const std::string& message, int exit_code) {
+    if (json_) {
+      json out{{"ok", false}};
+      out.update(extra);
+      out["error"] = json{{"code", to_string(code)},
+                          {"message", message},
+                          {"retryable", retryable(code)}};
+      std::cout << out.dump() << std::endl;
+    } else {
+      std::cerr << "hongbao: " << message;
+      if (exit_code == exit_service_error)
+        std::cerr << " [" << to_string(code) << "]";
+      if (retryable(code) || exit_code == exit_transport)
+        std::cerr << " (temporary: try again)";
+      std::cerr << "\n";
+      if (!extra_hint.empty())
+        std::cerr << extra_hint << "\n";
+    }
+    return exit_code;
+  }
+
+  int failure(const hb::failure& f, int exit_code) {
+    return failure(f.code, f.message, exit_code);
+  }
+
+private:
+  bool json_;
+};
+
+// -- Talking to the node -------------------------------------------------------
+
+/// Connects, authenticates and sends one request. Returns the response body,
+/// or prints the failure and stores the exit status in `exit_code`.
+std::optional<response_body> exchange(const global_options& opts,
+                                      request_body body, reporter& out,
+                                      int& exit_code) {
+  auto where = client::parse_host_port(opts.server);
+  if (!where) {
+    exit_code = out.failure(where.error(), exit_usage);
+    return std::nullopt;
+  }
+  auto conn = client::connection::connect(where->host, where->port,
+                                          opts.timeout_ms);
+  if (!conn) {
+    exit_code = out.failure(conn.error(), exit_transport);
+    return std::nullopt;
+  }
+  auto authed = conn->authenticate(opts.token, opts.timeout_ms);
+  if (!authed) {
+    bool service = authed.error().code != errc::unavailable
+                   && authed.error().code != errc::malformed;
+    auto message = authed.error().message;
+    if (authed.error().code == errc::unauthenticated)
+      message = "authentication failed: " + message
+                + " — check --token or HONGBAO_TOKEN";
+    exit_code = out.failure(authed.error().code, message,
+                            service ? exit_service_error : exit_transport);
+    return std::nullopt;
+  }
+  auto resp = conn->call(std::move(body), opts.timeout_ms);
+  if (!resp) {
+    exit_code = out.failure(resp.error(), exit_transport);
+    return std::nullopt;
+  }
+  if (auto* err = std::get_if<error_reply>(&resp->body)) {
+    exit_code = out.failure(err->code, err->message, exit_service_error);
+    return std::nullopt;
+  }
+  return std::move(resp->body);
+}
+
+/// Returns the `T` in `body`, or prints a protocol error.
+template <class T>
+const T* expect(const response_body& body, reporter& out, int& exit_code) {
+  if (auto* x = std::get_if<T>(&body))
+    return x;
+  exit_code = out.failure(errc::malformed,
+                          "the node sent an unexpected kind of response",
+                          exit_transport);
+  return nullptr;
+}
+
+// -- Commands ------------------------------------------------------------------
+
+int cmd_create(const global_options& opts, create_request req,
+               const std::string& kind_text) {
+  reporter out{opts.json};
+  if (!parse_kind(kind_text, req.kind))
+    return out.failure(errc::invalid_argument,
+                       "--kind must be random or equal", exit_usage);
+  if (req.idempotency_key.empty())
+    req.idempotency_key = random_uuid();
+  auto key = req.idempotency_key;
+  out.extra["idempotency_key"] = key;
+  out.extra_hint = "idempotency key: " + key
+                   + " — repeat with --idempotency-key " + key
+                   + " to retry without creating a second envelope";
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* env = expect<envelope>(*body, out, rc);
+  if (!env)
+    return rc;
+  std::string text
+    = "created envelope " + std::to_string(env->id) + " (status "
+      + to_string(env->status) + ")\n" + "  " + amount_text(env->total_fen)
+      + " in " + std::to_string(env->count) + " " + to_string(env->kind)
+      + " shares from " + env->sender + " to group " + env->group + "\n"
+      + "  idempotency key: " + key + " (repeat with --idempotency-key "
+      + key + " to retry safely)\n";
+  if (env->status == envelope_status::created)
+    text += "next: hongbao pay " + std::to_string(env->id)
+            + " --payment-txn TXN\n";
+  return out.success(envelope_json(*env), text);
+}
+
+int cmd_pay(const global_options& opts, pay_request req) {
+  reporter out{opts.json};
+  auto txn = req.payment_txn;
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* env = expect<envelope>(*body, out, rc);
+  if (!env)
+    return rc;
+  std::string text = "envelope " + std::to_string(env->id) + " is "
+                     + to_string(env->status) + " (payment txn "
+                     + env->payment_txn + "): " + amount_text(env->total_fen)
+                     + " in " + std::to_string(env->count) + " shares, "
+                     + "expires " + time_text(env->expires_at_ms) + "\n";
+  return out.success(envelope_json(*env), text);
+}
+
+int cmd_grab(const global_options& opts, grab_request req) {
+  reporter out{opts.json};
+  auto id = req.envelope_id;
+  auto user = req.user;
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* res = expect<grab_result>(*body, out, rc);
+  if (!res)
+    return rc;
+  std::string text;
+  switch (res->outcome) {
+    case grab_outcome::can_open:
+      text = "can open: " + std::to_string(res->remaining_count)
+             + " shares left — next: hongbao open " + std::to_string(id)
+             + " --user " + user + "\n";
+      break;
+    case grab_outcome::already_opened:
+      text = "already opened by " + user + ": " + amount_text(res->amount_fen)
+             + "\n";
+      break;
+    case grab_outcome::exhausted:
+      text = "手慢了 too late: every share is taken\n";
+      break;
+    case grab_outcome::expired:
+      text = "expired: this envelope can no longer be opened\n";
+      break;
+    case grab_outcome::not_paid:
+      text = "not paid yet: the sender has not paid for this envelope\n";
+      break;
+  }
+  return out.success(json{{"envelope_id", id},
+                          {"user", user},
+                          {"outcome", to_string(res->outcome)},
+                          {"amount_fen", res->amount_fen},
+                          {"remaining_count", res->remaining_count}},
+                     text);
+}
+
+int cmd_open(const global_options& opts, open_request req) {
+  reporter out{opts.json};
+  auto id = req.envelope_id;
+  auto user = req.user;
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* res = expect<open_result>(*body, out, rc);
+  if (!res)
+    return rc;
+  // The node's OpenResult does not carry the share count; `show` has it.
+  std::string text = (res->first_time ? "opened " : "already opened: ")
+                     + amount_text(res->amount_fen) + ", share "
+                     + std::to_string(res->seq)
+                     + (res->first_time ? "" : " (the same share as before)")
+                     + "\n";
+  return out.success(json{{"envelope_id", id},
+                          {"user", user},
+                          {"amount_fen", res->amount_fen},
+                          {"seq", res->seq},
+                          {"first_time", res->first_time}},
+                     text);
+}
+
+std::string detail_text(const envelope_detail& d) {
+  const auto& env = d.env;
+  std::string text = "envelope " + std::to_string(env.id) + "  "
+                     + to_string(env.status) + ", " + to_string(env.kind)
+                     + "\n";
+  text += "  from " + env.sender + " to group " + env.group;
+  if (!env.greeting.empty())
+    text += ": \"" + env.greeting + "\"";
+  text += "\n  total     " + amount_text(env.total_fen) + " in "
+          + std::to_string(env.count) + " shares\n";
+  text += "  remaining " + amount_text(env.remaining_fen) + " in "
+          + std::to_string(env.remaining_count) + " shares\n";
+  text += "  created " + time_text(env.created_at_ms) + ", paid "
+          + time_text(env.paid_at_ms) + ", expires "
+          + time_text(env.expires_at_ms) + "\n";
+  if (!env.payment_txn.empty())
+    text += "  payment txn " + env.payment_txn + "\n";
+  if (d.opens.empty())
+    return text + "  no shares opened yet\n";
+  size_t user_width = 4;
+  for (auto& rec : d.opens)
+    user_width = std::max(user_width, rec.user.size());
+  char line[512];
+  std::snprintf(line, sizeof(line), "\n  %4s  %-*s  %12s  %10s  %s\n", "seq",
+                static_cast<int>(user_width), "user", "yuan", "fen",
+                "opened at");
+  text += line;
+  for (auto& rec : d.opens) {
+    std::snprintf(line, sizeof(line), "  %4d  %-*s  %12s  %10lld  %s\n",
+                  rec.seq, static_cast<int>(user_width), rec.user.c_str(),
+                  to_yuan_string(rec.amount_fen).c_str(),
+                  static_cast<long long>(rec.amount_fen),
+                  time_text(rec.opened_at_ms).c_str());
+    text += line;
+  }
+  if (auto* best = best_luck(d.opens))
+    text += "  手气最佳 best luck: " + best->user + ", "
+            + amount_text(best->amount_fen) + " (share "
+            + std::to_string(best->seq) + ")\n";
+  return text;
+}
+
+int cmd_show(const global_options& opts, get_request req) {
+  reporter out{opts.json};
+  int rc = exit_ok;
+  auto body = exchange(opts, req, out, rc);
+  if (!body)
+    return rc;
+  auto* detail = expect<envelope_detail>(*body, out, rc);
+  if (!detail)
+    return rc;
+  auto fields = envelope_json(detail->env);
+  auto opens = json::array();
+  for (auto& rec : detail->opens)
+    opens.push_back(json{{"seq", rec.seq},
+                         {"user", rec.user},
+                         {"amount_fen", rec.amount_fen},
+                         {"opened_at_ms", rec.opened_at_ms}});
+  fields["opens"] = std::move(opens);
+  if (auto* best = best_luck(detail->opens))
+    fields["best_luck"] = json{{"user", best->user},
+                               {"amount_fen", best->amount_fen},
+                               {"seq", best->seq}};
+  else
+    fields["best_luck"] = nullptr;
+  return out.success(std::move(fields), detail_text(*detail));
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+/// Whether --json appears before a lone "--": a usage error must honour it
+/// even though parsing failed.
+bool wants_json(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--")
+      return false;
+    if (arg == "--json")
+      return true;
+  }
+  return false;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  global_options opts;
+  opts.server = env_or("HONGBAO_SERVER", opts.server);
+  opts.token = env_or("HONGBAO_TOKEN", opts.token);
+
+  CLI::App app{"hongbao — command-line client of a hongbao (红包) node.\n"
+               "Exit status: 0 ok, 1 service error, 2 usage error, "
+               "3 connection error.",
+               "hongbao"};
+  // Global options may also follow the subcommand: `hongbao show ID --json`.
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.add_option("--server", opts.server,
+                 "node address HOST:PORT (env HONGBAO_SERVER)")
+    ->capture_default_str();
+  app.add_option("--token", opts.token,
+                 "auth token from the node's config (env HONGBAO_TOKEN)");
+  app.add_flag("--json", opts.json,
+               "print exactly one JSON object on stdout");
+  app.add_option("--timeout-ms", opts.timeout_ms,
+                 "connect and response timeout")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600 * 1000));
+
+  create_request create;
+  std::string kind_text = "random";
+  auto* create_cmd = app.add_subcommand("create", "wrap (包) a new envelope");
+  create_cmd->add_option("--sender", create.sender, "sending user")
+    ->required();
+  create_cmd->add_option("--group", create.group, "group chat")->required();
+  create_cmd->add_option("--total-fen", create.total_fen,
+                         "total amount in fen (100 fen = 1 yuan)")
+    ->required();
+  create_cmd->add_option("--count", create.count, "number of shares")
+    ->required();
+  create_cmd->add_option("--kind", kind_text,
+                         "random (拼手气) or equal (普通)")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"random", "equal"}));
+  create_cmd->add_option("--greeting", create.greeting, "greeting text");
+  create_cmd->add_option("--idempotency-key", create.idempotency_key,
+                         "repeat a create safely (default: a new random key, "
+                         "printed)");
+
+  pay_request pay;
+  auto* pay_cmd = app.add_subcommand(
+    "pay", "confirm the sender's payment (as the payment system does)");
+  pay_cmd->add_option("ID", pay.envelope_id, "envelope id")->required();
+  pay_cmd->add_option("--payment-txn", pay.payment_txn,
+                      "payment transaction id")
+    ->required();
+
+  grab_request grab;
+  auto* grab_cmd = app.add_subcommand("grab", "check (抢) whether a user may open");
+  grab_cmd->add_option("ID", grab.envelope_id, "envelope id")->required();
+  grab_cmd->add_option("--user", grab.user, "grabbing user")->required();
+
+  open_request open;
+  auto* open_cmd = app.add_subcommand("open", "open (拆) a share");
+  open_cmd->add_option("ID", open.envelope_id, "envelope id")->required();
+  open_cmd->add_option("--user", open.user, "opening user")->required();
+
+  get_request get;
+  auto* show_cmd = app.add_subcommand(
+    "show", "show an envelope, its shares and 手气最佳 best luck");
+  show_cmd->add_option("ID", get.envelope_id, "envelope id")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a ParseError with exit code 0.
+    if (e.get_exit_code() == 0)
+      return app.exit(e);
+    if (wants_json(argc, argv))
+      reporter{true}.failure(errc::invalid_argument, e.what(), exit_usage);
+    app.exit(e);
+    return exit_usage;
+  }
+
+  if (create_cmd->parsed())
+    return cmd_create(opts, std::move(create), kind_text);
+  if (pay_cmd->parsed())
+    return cmd_pay(opts, std::move(pay));
+  if (grab_cmd->parsed())
+    return cmd_grab(opts, std::move(grab));
+  if (open_cmd->parsed())
+    return cmd_open(opts, std::move(open));
+  return cmd_show(opts, get);
+}

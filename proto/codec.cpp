@@ -1,0 +1,410 @@
+#include "proto/codec.hpp"
+
+#include <cassert>
+#include <climits>
+#include <limits>
+#include <type_traits>
+
+#include <google/protobuf/stubs/logging.h>
+
+// Generated into the build tree (proto/CMakeLists.txt); only this file sees it.
+#include "hongbao.pb.h"
+
+namespace hb::codec {
+
+namespace pb = hongbao::v1;
+
+namespace {
+
+// -- Small helpers -------------------------------------------------------------
+
+failure bad(errc code, std::string message) {
+  return failure{code, std::move(message)};
+}
+
+/// Parses without letting protobuf log: a proto3 string field with invalid
+/// UTF-8 makes the parser print an error, and a client must not be able to
+/// fill the node's log by sending garbage.
+template <class Message>
+bool parse_quietly(Message& msg, const char* data, size_t size) {
+  if (size > static_cast<size_t>(INT_MAX))
+    return false;
+  google::protobuf::LogSilencer silence;
+  return msg.ParseFromArray(data, static_cast<int>(size));
+}
+
+/// Protobuf writes fields in number order, so a Request that fails to parse
+/// usually still starts with its request id (field 1, varint: tag byte 0x08).
+/// Reading it lets the error reply carry the id. Returns 0 when absent.
+uint64_t peek_request_id(const char* data, size_t size) {
+  if (size < 2 || static_cast<unsigned char>(data[0]) != 0x08)
+    return 0;
+  uint64_t result = 0;
+  for (size_t i = 1; i < size && i <= 10; ++i) {
+    auto byte = static_cast<unsigned char>(data[i]);
+    result |= static_cast<uint64_t>(byte & 0x7f) << (7 * (i - 1));
+    if ((byte & 0x80) == 0)
+      return result;
+  }
+  return 0;
+}
+
+/// Returns whether `text` is well-formed UTF-8 (RFC 3629: no overlong
+/// forms, no surrogates, nothing above U+10FFFF).
+bool valid_utf8(const std::string& text) {
+  auto at = [&text](size_t i) { return static_cast<unsigned char>(text[i]); };
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = at(i);
+    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2
+                 : c >= 0xe0 && c <= 0xef               ? 3
+                 : c >= 0xf0 && c <= 0xf4               ? 4
+                                                        : 0;
+    if (len == 0 || i + len > text.size())
+      return false;
+    // The second byte's range depends on the first (RFC 3629, section 4).
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char b = at(i + k);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf))
+        return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+/// Error messages may be built from text the node did not write (database
+/// errors, say). proto3 strings must be UTF-8 or the client cannot parse the
+/// reply, so bytes outside 7-bit ASCII are replaced when the text is invalid.
+std::string printable_message(const std::string& text) {
+  if (valid_utf8(text))
+    return text;
+  std::string result = text;
+  for (auto& c : result)
+    if (static_cast<unsigned char>(c) >= 0x80)
+      c = '?';
+  return result;
+}
+
+template <class Message>
+std::string frame_of(const Message& msg) {
+  size_t size = msg.ByteSizeLong();
+  // A frame length is 32 bits; nothing the service builds comes close.
+  assert(size <= UINT32_MAX);
+  std::string frame(frame_header_size + size, '\0');
+  put_frame_header(static_cast<uint32_t>(size), frame.data());
+  bool ok = msg.SerializeToArray(frame.data() + frame_header_size,
+                                 static_cast<int>(size));
+  assert(ok);
+  (void) ok;
+  return frame;
+}
+
+// -- Enums ---------------------------------------------------------------------
+
+// The C++ enums and the proto enums share their numbers (see hongbao.proto),
+// so conversion is a checked cast.
+
+outcome<envelope_kind> kind_from_proto(int value) {
+  if (value == static_cast<int>(envelope_kind::random)
+      || value == static_cast<int>(envelope_kind::equal))
+    return static_cast<envelope_kind>(value);
+  return bad(errc::invalid_argument,
+             "kind must be ENVELOPE_KIND_RANDOM or ENVELOPE_KIND_EQUAL, got "
+               + std::to_string(value));
+}
+
+bool status_from_proto(int value, envelope_status& out) {
+  if (value < static_cast<int>(envelope_status::created)
+      || value > static_cast<int>(envelope_status::refunded))
+    return false;
+  out = static_cast<envelope_status>(value);
+  return true;
+}
+
+bool outcome_from_proto(int value, grab_outcome& out) {
+  if (value < static_cast<int>(grab_outcome::can_open)
+      || value > static_cast<int>(grab_outcome::not_paid))
+    return false;
+  out = static_cast<grab_outcome>(value);
+  return true;
+}
+
+/// Error codes a newer node may add are kept as they are: an unknown code is
+/// still an error, and its message still explains it.
+errc errc_from_proto(int value) {
+  using underlying = std::underlying_type_t<errc>;
+  if (value < 0 || value > std::numeric_limits<underlying>::max())
+    return errc::internal;
+  return static_cast<errc>(value);
+}
+
+// -- Requests ------------------------------------------------------------------
+
+void to_proto(const create_request& x, pb::CreateEnvelope* out) {
+  out->set_sender(x.sender);
+  out->set_group(x.group);
+  out->set_total_fen(x.total_fen);
+  out->set_count(x.count);
+  out->set_kind(static_cast<pb::EnvelopeKind>(x.kind));
+  out->set_greeting(x.greeting);
+  out->set_idempotency_key(x.idempotency_key);
+}
+
+outcome<create_request> from_proto(const pb::CreateEnvelope& x) {
+  auto kind = kind_from_proto(x.kind());
+  if (!kind)
+    return kind.error();
+  create_request result;
+  result.sender = x.sender();
+  result.group = x.group();
+  result.total_fen = x.total_fen();
+  result.count = x.count();
+  result.kind = *kind;
+  result.greeting = x.greeting();
+  result.idempotency_key = x.idempotency_key();
+  return result;
+}
+
+void to_proto(const request_body& body, pb::Request& out) {
+  if (auto* x = std::get_if<auth_request>(&body)) {
+    out.mutable_auth()->set_token(x->token);
+  } else if (auto* x = std::get_if<create_request>(&body)) {
+    to_proto(*x, out.mutable_create());
+  } else if (auto* x = std::get_if<pay_request>(&body)) {
+    auto* pay = out.mutable_pay();
+    pay->set_envelope_id(x->envelope_id);
+    pay->set_payment_txn(x->payment_txn);
+  } else if (auto* x = std::get_if<grab_request>(&body)) {
+    auto* grab = out.mutable_grab();
+    grab->set_envelope_id(x->envelope_id);
+    grab->set_user(x->user);
+  } else if (auto* x = std::get_if<open_request>(&body)) {
+    auto* open = out.mutable_open();
+    open->set_envelope_id(x->envelope_id);
+    open->set_user(x->user);
+  } else if (auto* x = std::get_if<get_request>(&body)) {
+    out.mutable_get()->set_envelope_id(x->envelope_id);
+  }
+}
+
+outcome<request_body> from_proto(const pb::Request& msg) {
+  switch (msg.body_case()) {
+    case pb::Request::kAuth:
+      return request_body{auth_request{msg.auth().token()}};
+    case pb::Request::kCreate: {
+      auto create = from_proto(msg.create());
+      if (!create)
+        return create.error();
+      return request_body{std::move(*create)};
+    }
+    case pb::Request::kPay:
+      return request_body{
+        pay_request{msg.pay().envelope_id(), msg.pay().payment_txn()}};
+    case pb::Request::kGrab:
+      return request_body{
+        grab_request{msg.grab().envelope_id(), msg.grab().user()}};
+    case pb::Request::kOpen:
+      return request_body{
+        open_request{msg.open().envelope_id(), msg.open().user()}};
+    case pb::Request::kGet:
+      return request_body{get_request{msg.get().envelope_id()}};
+    case pb::Request::BODY_NOT_SET:
+      break;
+  }
+  // Also reached for a body field number this build does not know.
+  return bad(errc::malformed, "request " + std::to_string(msg.request_id())
+                                + " has no known body");
+}
+
+// -- Responses -----------------------------------------------------------------
+
+void to_proto(const envelope& x, pb::Envelope* out) {
+  out->set_id(x.id);
+  out->set_sender(x.sender);
+  out->set_group(x.group);
+  out->set_greeting(x.greeting);
+  out->set_idempotency_key(x.idempotency_key);
+  out->set_kind(static_cast<pb::EnvelopeKind>(x.kind));
+  out->set_status(static_cast<pb::EnvelopeStatus>(x.status));
+  out->set_total_fen(x.total_fen);
+  out->set_count(x.count);
+  out->set_remaining_fen(x.remaining_fen);
+  out->set_remaining_count(x.remaining_count);
+  out->set_payment_txn(x.payment_txn);
+  out->set_created_at_ms(x.created_at_ms);
+  out->set_paid_at_ms(x.paid_at_ms);
+  out->set_expires_at_ms(x.expires_at_ms);
+  out->set_epoch(x.epoch);
+}
+
+outcome<envelope> from_proto(const pb::Envelope& x) {
+  envelope result;
+  auto kind = kind_from_proto(x.kind());
+  if (!kind)
+    return bad(errc::malformed, "Envelope.kind: " + kind.error().message);
+  if (!status_from_proto(x.status(), result.status))
+    return bad(errc::malformed, "Envelope.status has unknown value "
+                                  + std::to_string(x.status()));
+  result.id = x.id();
+  result.sender = x.sender();
+  result.group = x.group();
+  result.greeting = x.greeting();
+  result.idempotency_key = x.idempotency_key();
+  result.kind = *kind;
+  result.total_fen = x.total_fen();
+  result.count = x.count();
+  result.remaining_fen = x.remaining_fen();
+  result.remaining_count = x.remaining_count();
+  result.payment_txn = x.payment_txn();
+  result.created_at_ms = x.created_at_ms();
+  result.paid_at_ms = x.paid_at_ms();
+  result.expires_at_ms = x.expires_at_ms();
+  result.epoch = x.epoch();
+  return result;
+}
+
+void to_proto(const open_record& x, pb::OpenRecord* out) {
+  out->set_user(x.user);
+  out->set_amount_fen(x.amount_fen);
+  out->set_seq(x.seq);
+  out->set_opened_at_ms(x.opened_at_ms);
+}
+
+open_record from_proto(const pb::OpenRecord& x) {
+  return open_record{x.user(), x.amount_fen(), x.seq(), x.opened_at_ms()};
+}
+
+void to_proto(const response_body& body, pb::Response& out) {
+  if (auto* x = std::get_if<error_reply>(&body)) {
+    auto* err = out.mutable_error();
+    err->set_code(static_cast<pb::ErrorCode>(x->code));
+    err->set_message(printable_message(x->message));
+    err->set_retryable(retryable(x->code));
+  } else if (auto* x = std::get_if<auth_ok>(&body)) {
+    out.mutable_auth_ok()->set_node_name(x->node_name);
+  } else if (auto* x = std::get_if<envelope>(&body)) {
+    to_proto(*x, out.mutable_envelope());
+  } else if (auto* x = std::get_if<grab_result>(&body)) {
+    auto* grab = out.mutable_grab();
+    grab->set_outcome(static_cast<pb::GrabOutcome>(x->outcome));
+    grab->set_amount_fen(x->amount_fen);
+    grab->set_remaining_count(x->remaining_count);
+  } else if (auto* x = std::get_if<open_result>(&body)) {
+    auto* open = out.mutable_open();
+    open->set_amount_fen(x->amount_fen);
+    open->set_seq(x->seq);
+    open->set_first_time(x->first_time);
+  } else if (auto* x = std::get_if<envelope_detail>(&body)) {
+    auto* detail = out.mutable_detail();
+    to_proto(x->env, detail->mutable_envelope());
+    detail->mutable_opens()->Reserve(static_cast<int>(x->opens.size()));
+    for (auto& rec : x->opens)
+      to_proto(rec, detail->add_opens());
+  }
+}
+
+outcome<response_body> from_proto(const pb::Response& msg) {
+  switch (msg.body_case()) {
+    case pb::Response::kError:
+      return response_body{error_reply{errc_from_proto(msg.error().code()),
+                                       msg.error().message()}};
+    case pb::Response::kAuthOk:
+      return response_body{auth_ok{msg.auth_ok().node_name()}};
+    case pb::Response::kEnvelope: {
+      auto env = from_proto(msg.envelope());
+      if (!env)
+        return env.error();
+      return response_body{std::move(*env)};
+    }
+    case pb::Response::kGrab: {
+      grab_result result;
+      if (!outcome_from_proto(msg.grab().outcome(), result.outcome))
+        return bad(errc::malformed, "GrabResult.outcome has unknown value "
+                                      + std::to_string(msg.grab().outcome()));
+      result.amount_fen = msg.grab().amount_fen();
+      result.remaining_count = msg.grab().remaining_count();
+      return response_body{result};
+    }
+    case pb::Response::kOpen:
+      return response_body{open_result{msg.open().amount_fen(),
+                                       msg.open().seq(),
+                                       msg.open().first_time()}};
+    case pb::Response::kDetail: {
+      envelope_detail result;
+      auto env = from_proto(msg.detail().envelope());
+      if (!env)
+        return env.error();
+      result.env = std::move(*env);
+      result.opens.reserve(msg.detail().opens_size());
+      for (auto& rec : msg.detail().opens())
+        result.opens.push_back(from_proto(rec));
+      return response_body{std::move(result)};
+    }
+    case pb::Response::BODY_NOT_SET:
+      break;
+  }
+  return bad(errc::malformed, "response " + std::to_string(msg.request_id())
+                                + " has no known body");
+}
+
+} // namespace
+
+// -- Public API ----------------------------------------------------------------
+
+void put_frame_header(uint32_t size, char* out) {
+  out[0] = static_cast<char>((size >> 24) & 0xff);
+  out[1] = static_cast<char>((size >> 16) & 0xff);
+  out[2] = static_cast<char>((size >> 8) & 0xff);
+  out[3] = static_cast<char>(size & 0xff);
+}
+
+uint32_t get_frame_header(const char* in) {
+  auto byte = [in](int i) {
+    return static_cast<uint32_t>(static_cast<unsigned char>(in[i]));
+  };
+  return (byte(0) << 24) | (byte(1) << 16) | (byte(2) << 8) | byte(3);
+}
+
+outcome<client_request> decode_request(const char* data, size_t size,
+                                       uint64_t& request_id_out) {
+  request_id_out = 0;
+  pb::Request msg;
+  if (!parse_quietly(msg, data, size)) {
+    request_id_out = peek_request_id(data, size);
+    return bad(errc::malformed, "frame is not a hongbao.v1.Request");
+  }
+  request_id_out = msg.request_id();
+  auto body = from_proto(msg);
+  if (!body)
+    return body.error();
+  return client_request{msg.request_id(), std::move(*body)};
+}
+
+std::string encode_request_frame(const client_request& req) {
+  pb::Request msg;
+  msg.set_request_id(req.request_id);
+  to_proto(req.body, msg);
+  return frame_of(msg);
+}
+
+outcome<client_response> decode_response(const char* data, size_t size) {
+  pb::Response msg;
+  if (!parse_quietly(msg, data, size))
+    return bad(errc::malformed, "frame is not a hongbao.v1.Response");
+  auto body = from_proto(msg);
+  if (!body)
+    return body.error();
+  return client_response{msg.request_id(), std::move(*body)};
+}
+
+std::string encode_response_frame(const client_response& resp) {
+  pb::Response msg;
+  msg.set_request_id(resp.request_id);
+  to_proto(resp.body, msg);
+  return frame_of(msg);
+}
+
+} // namespace hb::codec

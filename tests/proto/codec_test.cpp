@@ -1,0 +1,434 @@
+#define CAF_SUITE proto.codec
+#include "caf/test/unit_test.hpp"
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "proto/codec.hpp"
+
+using namespace hb;
+
+namespace {
+
+std::string bytes(std::initializer_list<int> xs) {
+  std::string result;
+  for (int x : xs)
+    result.push_back(static_cast<char>(x));
+  return result;
+}
+
+std::string hex(const std::string& data) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result;
+  for (unsigned char c : data) {
+    result += digits[c >> 4];
+    result += digits[c & 0xf];
+  }
+  return result;
+}
+
+/// Encodes a request frame, checks its header and decodes its payload.
+outcome<client_request> round_trip(const client_request& req) {
+  auto frame = codec::encode_request_frame(req);
+  CAF_REQUIRE(frame.size() >= codec::frame_header_size);
+  CAF_CHECK_EQUAL(codec::get_frame_header(frame.data()),
+                  frame.size() - codec::frame_header_size);
+  uint64_t id = 0;
+  auto result = codec::decode_request(frame.data() + codec::frame_header_size,
+                                      frame.size() - codec::frame_header_size,
+                                      id);
+  CAF_CHECK_EQUAL(id, req.request_id);
+  return result;
+}
+
+outcome<client_response> round_trip(const client_response& resp) {
+  auto frame = codec::encode_response_frame(resp);
+  CAF_REQUIRE(frame.size() >= codec::frame_header_size);
+  CAF_CHECK_EQUAL(codec::get_frame_header(frame.data()),
+                  frame.size() - codec::frame_header_size);
+  return codec::decode_response(frame.data() + codec::frame_header_size,
+                                frame.size() - codec::frame_header_size);
+}
+
+outcome<client_request> decode(const std::string& payload, uint64_t& id) {
+  return codec::decode_request(payload.data(), payload.size(), id);
+}
+
+/// An envelope with every field set to a distinct, non-default value.
+envelope full_envelope() {
+  envelope env;
+  env.id = 2026112600000042217;
+  env.sender = "alice";
+  env.group = "家人群";
+  env.greeting = "恭喜发财";
+  env.idempotency_key = "key-1";
+  env.kind = envelope_kind::equal;
+  env.status = envelope_status::exhausted;
+  env.total_fen = 10000;
+  env.count = 10;
+  env.remaining_fen = 1234;
+  env.remaining_count = 3;
+  env.payment_txn = "txn-9";
+  env.created_at_ms = 1764115200000;
+  env.paid_at_ms = 1764115201000;
+  env.expires_at_ms = 1764201600000;
+  env.epoch = 77;
+  return env;
+}
+
+void check_same(const envelope& x, const envelope& y) {
+  CAF_CHECK_EQUAL(x.id, y.id);
+  CAF_CHECK_EQUAL(x.sender, y.sender);
+  CAF_CHECK_EQUAL(x.group, y.group);
+  CAF_CHECK_EQUAL(x.greeting, y.greeting);
+  CAF_CHECK_EQUAL(x.idempotency_key, y.idempotency_key);
+  CAF_CHECK_EQUAL(static_cast<int>(x.kind), static_cast<int>(y.kind));
+  CAF_CHECK_EQUAL(static_cast<int>(x.status), static_cast<int>(y.status));
+  CAF_CHECK_EQUAL(x.total_fen, y.total_fen);
+  CAF_CHECK_EQUAL(x.count, y.count);
+  CAF_CHECK_EQUAL(x.remaining_fen, y.remaining_fen);
+  CAF_CHECK_EQUAL(x.remaining_count, y.remaining_count);
+  CAF_CHECK_EQUAL(x.payment_txn, y.payment_txn);
+  CAF_CHECK_EQUAL(x.created_at_ms, y.created_at_ms);
+  CAF_CHECK_EQUAL(x.paid_at_ms, y.paid_at_ms);
+  CAF_CHECK_EQUAL(x.expires_at_ms, y.expires_at_ms);
+  CAF_CHECK_EQUAL(x.epoch, y.epoch);
+}
+
+void check_same(const open_record& x, const open_record& y) {
+  CAF_CHECK_EQUAL(x.user, y.user);
+  CAF_CHECK_EQUAL(x.amount_fen, y.amount_fen);
+  CAF_CHECK_EQUAL(x.seq, y.seq);
+  CAF_CHECK_EQUAL(x.opened_at_ms, y.opened_at_ms);
+}
+
+template <class T>
+const T& body_as(const client_request& req) {
+  auto* x = std::get_if<T>(&req.body);
+  CAF_REQUIRE(x != nullptr);
+  return *x;
+}
+
+template <class T>
+const T& body_as(const client_response& resp) {
+  auto* x = std::get_if<T>(&resp.body);
+  CAF_REQUIRE(x != nullptr);
+  return *x;
+}
+
+} // namespace
+
+// -- Frame header ----------------------------------------------------------------
+
+CAF_TEST(frame header is big endian) {
+  char buf[4];
+  codec::put_frame_header(0x01020304u, buf);
+  CAF_CHECK_EQUAL(hex(std::string(buf, 4)), "01020304");
+  CAF_CHECK_EQUAL(codec::get_frame_header(buf), 0x01020304u);
+  codec::put_frame_header(0xfffffffeu, buf);
+  CAF_CHECK_EQUAL(hex(std::string(buf, 4)), "fffffffe");
+  CAF_CHECK_EQUAL(codec::get_frame_header(buf), 0xfffffffeu);
+  codec::put_frame_header(300, buf);
+  CAF_CHECK_EQUAL(hex(std::string(buf, 4)), "0000012c");
+}
+
+CAF_TEST(an encoded frame starts with its payload length) {
+  // The bytes of docs/protocol.md's worked example: keep them in sync.
+  client_request req{1, grab_request{2026112600000042217, "bob"}};
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(req)),
+                  "0000001308012a0f08e9cfeffa8ed1c28f1c1203626f62");
+  // Error{BUSY, retryable} for request 7: the node sets retryable itself.
+  client_response resp{7, error_reply{errc::busy, ""}};
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(resp)),
+                  "0000000808071204080818" "01");
+}
+
+// -- Requests --------------------------------------------------------------------
+
+CAF_TEST(auth request round trip) {
+  auto req = round_trip(client_request{1, auth_request{"s3cret"}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(req->request_id, 1u);
+  CAF_CHECK_EQUAL(body_as<auth_request>(*req).token, "s3cret");
+}
+
+CAF_TEST(create request round trip) {
+  create_request in;
+  in.sender = "alice";
+  in.group = "g-42";
+  in.total_fen = 12345;
+  in.count = 7;
+  in.kind = envelope_kind::equal;
+  in.greeting = "新年快乐";
+  in.idempotency_key = "0f0e-key";
+  auto req = round_trip(client_request{UINT64_MAX, in});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(req->request_id, UINT64_MAX);
+  auto& out = body_as<create_request>(*req);
+  CAF_CHECK_EQUAL(out.sender, in.sender);
+  CAF_CHECK_EQUAL(out.group, in.group);
+  CAF_CHECK_EQUAL(out.total_fen, in.total_fen);
+  CAF_CHECK_EQUAL(out.count, in.count);
+  CAF_CHECK_EQUAL(static_cast<int>(out.kind), static_cast<int>(in.kind));
+  CAF_CHECK_EQUAL(out.greeting, in.greeting);
+  CAF_CHECK_EQUAL(out.idempotency_key, in.idempotency_key);
+  in.kind = envelope_kind::random;
+  req = round_trip(client_request{2, in});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(static_cast<int>(body_as<create_request>(*req).kind),
+                  static_cast<int>(envelope_kind::random));
+}
+
+CAF_TEST(pay grab open get request round trips) {
+  auto pay = round_trip(client_request{3, pay_request{2026112600000042217, "t1"}});
+  CAF_REQUIRE(pay.ok());
+  CAF_CHECK_EQUAL(pay->request_id, 3u);
+  CAF_CHECK_EQUAL(body_as<pay_request>(*pay).envelope_id, 2026112600000042217);
+  CAF_CHECK_EQUAL(body_as<pay_request>(*pay).payment_txn, "t1");
+  auto grab = round_trip(client_request{4, grab_request{-5, "bob"}});
+  CAF_REQUIRE(grab.ok());
+  CAF_CHECK_EQUAL(grab->request_id, 4u);
+  CAF_CHECK_EQUAL(body_as<grab_request>(*grab).envelope_id, -5);
+  CAF_CHECK_EQUAL(body_as<grab_request>(*grab).user, "bob");
+  auto open = round_trip(client_request{5, open_request{INT64_MAX, "carol"}});
+  CAF_REQUIRE(open.ok());
+  CAF_CHECK_EQUAL(open->request_id, 5u);
+  CAF_CHECK_EQUAL(body_as<open_request>(*open).envelope_id, INT64_MAX);
+  CAF_CHECK_EQUAL(body_as<open_request>(*open).user, "carol");
+  auto get = round_trip(client_request{6, get_request{42}});
+  CAF_REQUIRE(get.ok());
+  CAF_CHECK_EQUAL(get->request_id, 6u);
+  CAF_CHECK_EQUAL(body_as<get_request>(*get).envelope_id, 42);
+}
+
+CAF_TEST(a body with default fields still decodes as that body) {
+  // Proto3 drops default values on the wire: an Open for envelope 0 by "" is
+  // an empty sub-message, which is a body all the same.
+  auto open = round_trip(client_request{8, open_request{}});
+  CAF_REQUIRE(open.ok());
+  CAF_CHECK(std::holds_alternative<open_request>(open->body));
+}
+
+// -- Responses -------------------------------------------------------------------
+
+CAF_TEST(error response round trip) {
+  for (int code = 0; code <= static_cast<int>(errc::conflict); ++code) {
+    auto x = static_cast<errc>(code);
+    auto resp = round_trip(client_response{9, error_reply{x, "why"}});
+    CAF_REQUIRE(resp.ok());
+    CAF_CHECK_EQUAL(resp->request_id, 9u);
+    auto& err = body_as<error_reply>(*resp);
+    CAF_CHECK_EQUAL(static_cast<int>(err.code), code);
+    CAF_CHECK_EQUAL(err.message, "why");
+  }
+}
+
+CAF_TEST(error messages that are not utf8 are made printable) {
+  auto resp = round_trip(
+    client_response{1, error_reply{errc::internal, "db said \xff\xfe ok"}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<error_reply>(*resp).message, "db said ?? ok");
+  resp = round_trip(client_response{1, error_reply{errc::internal, "手慢了"}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<error_reply>(*resp).message, "手慢了");
+}
+
+CAF_TEST(auth ok response round trip) {
+  auto resp = round_trip(client_response{10, auth_ok{"node-a1"}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 10u);
+  CAF_CHECK_EQUAL(body_as<auth_ok>(*resp).node_name, "node-a1");
+}
+
+CAF_TEST(envelope response round trip covers all fields) {
+  auto env = full_envelope();
+  auto resp = round_trip(client_response{11, env});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 11u);
+  check_same(body_as<envelope>(*resp), env);
+  for (int s = 1; s <= 5; ++s) {
+    env.status = static_cast<envelope_status>(s);
+    resp = round_trip(client_response{12, env});
+    CAF_REQUIRE(resp.ok());
+    CAF_CHECK_EQUAL(static_cast<int>(body_as<envelope>(*resp).status), s);
+  }
+}
+
+CAF_TEST(grab response round trip) {
+  for (int o = 1; o <= 5; ++o) {
+    grab_result in{static_cast<grab_outcome>(o), 1234, 4};
+    auto resp = round_trip(client_response{13, in});
+    CAF_REQUIRE(resp.ok());
+    CAF_CHECK_EQUAL(resp->request_id, 13u);
+    auto& out = body_as<grab_result>(*resp);
+    CAF_CHECK_EQUAL(static_cast<int>(out.outcome), o);
+    CAF_CHECK_EQUAL(out.amount_fen, 1234);
+    CAF_CHECK_EQUAL(out.remaining_count, 4);
+  }
+}
+
+CAF_TEST(open response round trip) {
+  for (bool first : {true, false}) {
+    auto resp = round_trip(client_response{14, open_result{777, 3, first}});
+    CAF_REQUIRE(resp.ok());
+    CAF_CHECK_EQUAL(resp->request_id, 14u);
+    auto& out = body_as<open_result>(*resp);
+    CAF_CHECK_EQUAL(out.amount_fen, 777);
+    CAF_CHECK_EQUAL(out.seq, 3);
+    CAF_CHECK_EQUAL(out.first_time, first);
+  }
+}
+
+CAF_TEST(detail response round trip covers all fields) {
+  envelope_detail in;
+  in.env = full_envelope();
+  in.opens.push_back(open_record{"bob", 5000, 1, 1764115300000});
+  in.opens.push_back(open_record{"小明", 3766, 2, 1764115300001});
+  auto resp = round_trip(client_response{15, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 15u);
+  auto& out = body_as<envelope_detail>(*resp);
+  check_same(out.env, in.env);
+  CAF_REQUIRE_EQUAL(out.opens.size(), 2u);
+  check_same(out.opens[0], in.opens[0]);
+  check_same(out.opens[1], in.opens[1]);
+  // No opens at all is a valid detail too.
+  resp = round_trip(client_response{16, envelope_detail{in.env, {}}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK(body_as<envelope_detail>(*resp).opens.empty());
+}
+
+// -- Bad input -------------------------------------------------------------------
+
+CAF_TEST(empty request is malformed) {
+  uint64_t id = 99;
+  auto req = decode("", id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::malformed));
+  CAF_CHECK_EQUAL(id, 0u);
+  CAF_CHECK_EQUAL(static_cast<int>(codec::decode_response("", 0).error().code),
+                  static_cast<int>(errc::malformed));
+}
+
+CAF_TEST(request without body is malformed but keeps its id) {
+  uint64_t id = 0;
+  auto req = decode(bytes({0x08, 0x09}), id);  // request_id = 9, no body
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::malformed));
+  CAF_CHECK_EQUAL(id, 9u);
+  // A body field this build does not know (field 15) is no body either.
+  req = decode(bytes({0x08, 0x0a, 0x7a, 0x00}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::malformed));
+  CAF_CHECK_EQUAL(id, 10u);
+}
+
+CAF_TEST(garbage is malformed and the id is recovered when present) {
+  uint64_t id = 0;
+  auto req = decode(bytes({0xff, 0xff, 0xff, 0xff}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(req.error().message, "frame is not a hongbao.v1.Request");
+  CAF_CHECK_EQUAL(id, 0u);
+  // request_id = 300 (varint ac 02), then an unterminated tag.
+  req = decode(bytes({0x08, 0xac, 0x02, 0xff, 0xff}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::malformed));
+  CAF_CHECK_EQUAL(id, 300u);
+  // An Auth whose token is not UTF-8: proto3 refuses it.
+  req = decode(bytes({0x08, 0x03, 0x12, 0x03, 0x0a, 0x01, 0xff}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::malformed));
+  CAF_CHECK_EQUAL(id, 3u);
+}
+
+CAF_TEST(unknown enum values are invalid arguments) {
+  uint64_t id = 0;
+  // request_id 5, create { kind: 7 }
+  auto req = decode(bytes({0x08, 0x05, 0x1a, 0x02, 0x28, 0x07}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::invalid_argument));
+  CAF_CHECK_EQUAL(id, 5u);
+  // kind 257 must not wrap around to 1 (random) in the uint8_t enum.
+  req = decode(bytes({0x08, 0x05, 0x1a, 0x03, 0x28, 0x81, 0x02}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::invalid_argument));
+  // An unset kind (ENVELOPE_KIND_UNSPECIFIED) is refused too.
+  req = decode(bytes({0x08, 0x05, 0x1a, 0x00}), id);
+  CAF_REQUIRE(!req);
+  CAF_CHECK_EQUAL(static_cast<int>(req.error().code),
+                  static_cast<int>(errc::invalid_argument));
+}
+
+CAF_TEST(responses with unknown enum values) {
+  // envelope { kind: 1, status: 9 }
+  auto bad_status = bytes({0x08, 0x01, 0x22, 0x04, 0x30, 0x01, 0x38, 0x09});
+  auto resp = codec::decode_response(bad_status.data(), bad_status.size());
+  CAF_REQUIRE(!resp);
+  CAF_CHECK_EQUAL(static_cast<int>(resp.error().code),
+                  static_cast<int>(errc::malformed));
+  // grab { outcome: 6 }
+  auto bad_outcome = bytes({0x08, 0x01, 0x2a, 0x02, 0x08, 0x06});
+  resp = codec::decode_response(bad_outcome.data(), bad_outcome.size());
+  CAF_REQUIRE(!resp);
+  // error { code: 99 }: a newer node's error code is still an error.
+  auto new_code = bytes({0x08, 0x01, 0x12, 0x02, 0x08, 0x63});
+  resp = codec::decode_response(new_code.data(), new_code.size());
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(static_cast<int>(body_as<error_reply>(*resp).code), 99);
+}
+
+CAF_TEST(random bytes never crash the decoder) {
+  std::mt19937_64 rng{20261126};
+  CAF_MESSAGE("seed 20261126");
+  int decoded = 0;
+  for (int i = 0; i < 10000; ++i) {
+    std::string data(rng() % 64, '\0');
+    for (auto& c : data)
+      c = static_cast<char>(rng());
+    uint64_t id = 0;
+    auto req = decode(data, id);
+    if (req) {
+      ++decoded;
+      CAF_CHECK_EQUAL(req->request_id, id);
+    } else {
+      auto code = req.error().code;
+      CAF_CHECK(code == errc::malformed || code == errc::invalid_argument);
+    }
+    auto resp = codec::decode_response(data.data(), data.size());
+    if (!resp)
+      CAF_CHECK_EQUAL(static_cast<int>(resp.error().code),
+                      static_cast<int>(errc::malformed));
+  }
+  CAF_MESSAGE(decoded << " of 10000 random strings happened to be requests");
+}
+
+CAF_TEST(corrupted valid frames never crash the decoder) {
+  std::mt19937_64 rng{7};
+  envelope_detail detail{full_envelope(),
+                         {open_record{"bob", 5000, 1, 1764115300000}}};
+  auto frame = codec::encode_response_frame(client_response{1, detail});
+  create_request create{"alice", "g", 100, 2, envelope_kind::random, "hi", "k"};
+  auto req_frame = codec::encode_request_frame(client_request{2, create});
+  for (int i = 0; i < 10000; ++i) {
+    auto resp_payload = frame.substr(codec::frame_header_size);
+    auto req_payload = req_frame.substr(codec::frame_header_size);
+    for (auto* p : {&resp_payload, &req_payload}) {
+      (*p)[rng() % p->size()] = static_cast<char>(rng());
+      p->resize(rng() % (p->size() + 1));
+    }
+    auto resp = codec::decode_response(resp_payload.data(), resp_payload.size());
+    CAF_CHECK(resp.ok() || resp.error().code == errc::malformed);
+    uint64_t id = 0;
+    auto req = decode(req_payload, id);
+    CAF_CHECK(req.ok() || req.error().code == errc::malformed
+              || req.error().code == errc::invalid_argument);
+  }
+}
