@@ -50,6 +50,7 @@ struct envelope_state {
   // -- passivation -------------------------------------------------------------
   uint64_t handled = 0;  // requests taken from the registry
   caf::actor_clock::time_point last_active;
+  bool tick_pending = false;  // an idle check is scheduled
   caf::error failure;    // set when activation failed
 
   static inline const char* name = "hb.envelope";
@@ -81,8 +82,17 @@ bool is_expired(const envelope_state& st) {
          && st.cfg.now_ms() >= st.env.expires_at_ms;
 }
 
+// Records activity and makes sure an idle check is scheduled. The check is
+// armed only while none is pending, so a hot envelope does not schedule one
+// timer per request, and an idle actor schedules none at all.
 void touch(envelope_pointer self) {
-  self->state.last_active = self->clock().now();
+  auto& st = self->state;
+  st.last_active = self->clock().now();
+  if (!st.tick_pending) {
+    st.tick_pending = true;
+    self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                       tick_atom::value);
+  }
 }
 
 // Why a new open cannot be taken, or none.
@@ -345,11 +355,20 @@ envelope_actor::behavior_type running(envelope_pointer self) {
     [=](stop_atom) { self->quit(); },
     [=](tick_atom) {
       auto& st = self->state;
+      st.tick_pending = false;
       auto idle = std::chrono::milliseconds(st.cfg.idle_ms);
       bool busy = st.writing || !st.queue.empty() || !st.paying_txn.empty();
-      if (!busy && self->clock().now() - st.last_active >= idle)
+      auto quiet = self->clock().now() - st.last_active;
+      if (!busy && quiet >= idle) {
+        // Reported once; new work arms the next check.
         self->send(st.registry, idle_atom::value, st.id, st.handled);
-      self->delayed_send(self, idle, tick_atom::value);
+        return;
+      }
+      st.tick_pending = true;
+      auto wait = busy ? idle
+                       : std::chrono::duration_cast<std::chrono::milliseconds>(
+                         idle - quiet);
+      self->delayed_send(self, wait, tick_atom::value);
     },
   };
 }
@@ -361,6 +380,7 @@ envelope_actor::behavior_type running(envelope_pointer self) {
 envelope_actor::behavior_type failed(envelope_pointer self) {
   auto fail = [=] {
     ++self->state.handled;
+    touch(self);
     return self->state.failure;
   };
   return {
@@ -377,9 +397,8 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](stop_atom) { self->quit(); },
     [=](tick_atom) {
       auto& st = self->state;
+      st.tick_pending = false;
       self->send(st.registry, idle_atom::value, st.id, st.handled);
-      self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
-                         tick_atom::value);
     },
   };
 }
@@ -414,10 +433,8 @@ void on_activated(envelope_pointer self, envelope_snapshot& snap) {
   require_invariants(st, "on activation");
   spdlog::debug("envelope_activated envelope={} epoch={} opens={}", st.id,
                 st.env.epoch, st.opens.size());
-  touch(self);
   self->become(running(self));
-  self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
-                     tick_atom::value);
+  touch(self);
 }
 
 void on_activation_failed(envelope_pointer self, caf::error& err) {
@@ -437,6 +454,7 @@ void on_activation_failed(envelope_pointer self, caf::error& err) {
   auto wait = f.code == errc::not_found
                 ? std::chrono::milliseconds(st.cfg.idle_ms)
                 : std::chrono::milliseconds(0);
+  st.tick_pending = true;
   self->delayed_send(self, wait, tick_atom::value);
 }
 

@@ -1,6 +1,7 @@
 #include "persistence/migrations.hpp"
 
 #include <cassert>
+#include <cstddef>
 
 namespace hb::persistence {
 
@@ -11,18 +12,20 @@ namespace {
 constexpr const char* v1_initial_schema = R"sql(
 CREATE TABLE envelopes (
   id BIGINT PRIMARY KEY,
-  segment INT NOT NULL CHECK (segment >= 0 AND segment < 1000),
+  segment INT NOT NULL
+    CONSTRAINT envelopes_segment_range CHECK (segment >= 0 AND segment < 1000),
   sender TEXT NOT NULL,
   group_id TEXT NOT NULL,
   greeting TEXT NOT NULL DEFAULT '',
   idempotency_key TEXT NOT NULL,
-  kind SMALLINT NOT NULL CHECK (kind IN (1, 2)),
-  status SMALLINT NOT NULL CHECK (status BETWEEN 1 AND 5),
-  total_fen BIGINT NOT NULL CHECK (total_fen > 0),
-  count INT NOT NULL CHECK (count > 0),
-  remaining_fen BIGINT NOT NULL
+  kind SMALLINT NOT NULL CONSTRAINT envelopes_kind_known CHECK (kind IN (1, 2)),
+  status SMALLINT NOT NULL
+    CONSTRAINT envelopes_status_known CHECK (status BETWEEN 1 AND 5),
+  total_fen BIGINT NOT NULL CONSTRAINT envelopes_total_positive CHECK (total_fen > 0),
+  count INT NOT NULL CONSTRAINT envelopes_count_positive CHECK (count > 0),
+  remaining_fen BIGINT NOT NULL CONSTRAINT envelopes_remaining_fen_range
     CHECK (remaining_fen >= 0 AND remaining_fen <= total_fen),
-  remaining_count INT NOT NULL
+  remaining_count INT NOT NULL CONSTRAINT envelopes_remaining_count_range
     CHECK (remaining_count >= 0 AND remaining_count <= count),
   payment_txn TEXT CONSTRAINT envelopes_payment_txn_key UNIQUE,
   created_at TIMESTAMPTZ NOT NULL,
@@ -84,7 +87,7 @@ const std::vector<migration> migrations = {
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {
-  for (size_t i = 1; i < xs.size(); ++i)
+  for (std::size_t i = 1; i < xs.size(); ++i)
     if (xs[i].version <= xs[i - 1].version)
       return false;
   return true;

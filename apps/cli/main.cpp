@@ -23,7 +23,8 @@
 
 namespace {
 
-using json = nlohmann::json;
+// Ordered, so that "ok" comes first and fields read in a sensible order.
+using json = nlohmann::ordered_json;
 using namespace hb;
 
 constexpr int exit_ok = 0;
@@ -43,6 +44,32 @@ struct global_options {
 /// "12.34 yuan (1234 fen)"
 std::string amount_text(int64_t fen) {
   return to_yuan_string(fen) + " yuan (" + std::to_string(fen) + " fen)";
+}
+
+/// "1 share", "3 shares"
+std::string shares_text(int64_t n) {
+  return std::to_string(n) + (n == 1 ? " share" : " shares");
+}
+
+/// Terminal columns of UTF-8 text, counting CJK and other wide characters
+/// (from U+1100 on, roughly) as two, so that tables of Chinese names line up.
+size_t display_width(const std::string& text) {
+  size_t width = 0;
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    uint32_t cp = len == 1 ? c : c & (0xff >> (len + 1));
+    for (size_t k = 1; k < len && i + k < text.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3f);
+    width += cp >= 0x1100 ? 2 : 1;
+    i += len;
+  }
+  return width;
+}
+
+std::string pad_right(const std::string& text, size_t width) {
+  size_t w = display_width(text);
+  return w >= width ? text : text + std::string(width - w, ' ');
 }
 
 /// "2026-11-26 08:15:00 UTC", or "-" for 0 (not yet).
@@ -136,10 +163,12 @@ public:
       std::cerr << "hongbao: " << message;
       if (exit_code == exit_service_error)
         std::cerr << " [" << to_string(code) << "]";
-      if (retryable(code) || exit_code == exit_transport)
+      if (exit_code == exit_service_error && retryable(code))
         std::cerr << " (temporary: try again)";
       std::cerr << "\n";
-      if (!extra_hint.empty())
+      bool may_retry = exit_code == exit_transport
+                       || (exit_code == exit_service_error && retryable(code));
+      if (may_retry && !extra_hint.empty())
         std::cerr << extra_hint << "\n";
     }
     return exit_code;
@@ -231,8 +260,8 @@ int cmd_create(const global_options& opts, create_request req,
   std::string text
     = "created envelope " + std::to_string(env->id) + " (status "
       + to_string(env->status) + ")\n" + "  " + amount_text(env->total_fen)
-      + " in " + std::to_string(env->count) + " " + to_string(env->kind)
-      + " shares from " + env->sender + " to group " + env->group + "\n"
+      + " in " + shares_text(env->count) + " (" + to_string(env->kind)
+      + ") from " + env->sender + " to group " + env->group + "\n"
       + "  idempotency key: " + key + " (repeat with --idempotency-key "
       + key + " to retry safely)\n";
   if (env->status == envelope_status::created)
@@ -254,8 +283,7 @@ int cmd_pay(const global_options& opts, pay_request req) {
   std::string text = "envelope " + std::to_string(env->id) + " is "
                      + to_string(env->status) + " (payment txn "
                      + env->payment_txn + "): " + amount_text(env->total_fen)
-                     + " in " + std::to_string(env->count) + " shares, "
-                     + "expires " + time_text(env->expires_at_ms) + "\n";
+                     + " in " + shares_text(env->count) + ", expires " + time_text(env->expires_at_ms) + "\n";
   return out.success(envelope_json(*env), text);
 }
 
@@ -273,8 +301,8 @@ int cmd_grab(const global_options& opts, grab_request req) {
   std::string text;
   switch (res->outcome) {
     case grab_outcome::can_open:
-      text = "can open: " + std::to_string(res->remaining_count)
-             + " shares left — next: hongbao open " + std::to_string(id)
+      text = "can open: " + shares_text(res->remaining_count)
+             + " left — next: hongbao open " + std::to_string(id)
              + " --user " + user + "\n";
       break;
     case grab_outcome::already_opened:
@@ -333,9 +361,9 @@ std::string detail_text(const envelope_detail& d) {
   if (!env.greeting.empty())
     text += ": \"" + env.greeting + "\"";
   text += "\n  total     " + amount_text(env.total_fen) + " in "
-          + std::to_string(env.count) + " shares\n";
+          + shares_text(env.count) + "\n";
   text += "  remaining " + amount_text(env.remaining_fen) + " in "
-          + std::to_string(env.remaining_count) + " shares\n";
+          + shares_text(env.remaining_count) + "\n";
   text += "  created " + time_text(env.created_at_ms) + ", paid "
           + time_text(env.paid_at_ms) + ", expires "
           + time_text(env.expires_at_ms) + "\n";
@@ -345,15 +373,17 @@ std::string detail_text(const envelope_detail& d) {
     return text + "  no shares opened yet\n";
   size_t user_width = 4;
   for (auto& rec : d.opens)
-    user_width = std::max(user_width, rec.user.size());
-  char line[512];
-  std::snprintf(line, sizeof(line), "\n  %4s  %-*s  %12s  %10s  %s\n", "seq",
-                static_cast<int>(user_width), "user", "yuan", "fen",
+    user_width = std::max(user_width, display_width(rec.user));
+  char line[128];
+  std::snprintf(line, sizeof(line), "  %4s  ", "seq");
+  text += "\n" + std::string(line) + pad_right("user", user_width);
+  std::snprintf(line, sizeof(line), "  %12s  %10s  %s\n", "yuan", "fen",
                 "opened at");
   text += line;
   for (auto& rec : d.opens) {
-    std::snprintf(line, sizeof(line), "  %4d  %-*s  %12s  %10lld  %s\n",
-                  rec.seq, static_cast<int>(user_width), rec.user.c_str(),
+    std::snprintf(line, sizeof(line), "  %4d  ", rec.seq);
+    text += line + pad_right(rec.user, user_width);
+    std::snprintf(line, sizeof(line), "  %12s  %10lld  %s\n",
                   to_yuan_string(rec.amount_fen).c_str(),
                   static_cast<long long>(rec.amount_fen),
                   time_text(rec.opened_at_ms).c_str());

@@ -135,9 +135,17 @@ CAF_TEST(frame header is big endian) {
 
 CAF_TEST(an encoded frame starts with its payload length) {
   // The bytes of docs/protocol.md's worked example: keep them in sync.
-  client_request req{1, grab_request{2026112600000042217, "bob"}};
-  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(req)),
-                  "0000001308012a0f08e9cfeffa8ed1c28f1c1203626f62");
+  CAF_CHECK_EQUAL(
+    hex(codec::encode_request_frame({1, auth_request{"s3cret"}})),
+    "0000000c08011208" "0a06733363726574");
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame({1, auth_ok{"a1"}})),
+                  "0000000808011a040a026131");
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {2, grab_request{2026112600000042217, "bob"}})),
+                  "0000001308022a0f08e9a9c8afccd58c8f1c1203626f62");
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {2, grab_result{grab_outcome::can_open, 0, 7}})),
+                  "0000000808022a0408011807");
   // Error{BUSY, retryable} for request 7: the node sets retryable itself.
   client_response resp{7, error_reply{errc::busy, ""}};
   CAF_CHECK_EQUAL(hex(codec::encode_response_frame(resp)),

@@ -1,0 +1,174 @@
+#include "fake_store.hpp"
+
+#include <deque>
+
+#include "caf/all.hpp"
+
+namespace hb::test {
+
+envelope& fake_db::add(int64_t id, int64_t total_fen, int32_t count,
+                       envelope_kind kind, envelope_status status,
+                       int64_t expires_at_ms) {
+  envelope env;
+  env.id = id;
+  env.sender = "sender";
+  env.group = "group";
+  env.idempotency_key = "key-" + std::to_string(id);
+  env.kind = kind;
+  env.status = status;
+  env.total_fen = total_fen;
+  env.count = count;
+  env.remaining_fen = total_fen;
+  env.remaining_count = count;
+  if (status != envelope_status::created) {
+    env.payment_txn = "txn-" + std::to_string(id);
+    env.expires_at_ms = expires_at_ms;
+  }
+  return envelopes[id] = env;
+}
+
+namespace {
+
+struct held_commit {
+  open_batch batch;
+  caf::typed_response_promise<caf::ok_atom> promise;
+};
+
+struct fake_state {
+  std::shared_ptr<fake_db> db;
+  std::deque<held_commit> held;
+  static inline const char* name = "hb.fake_store";
+};
+
+using fake_pointer = fake_store_actor::stateful_pointer<fake_state>;
+
+caf::error apply_commit(fake_db& db, const open_batch& b) {
+  auto it = db.envelopes.find(b.envelope_id);
+  if (it == db.envelopes.end() || it->second.epoch != b.epoch
+      || it->second.status != envelope_status::paid)
+    return make_error(errc::stale_epoch, "stale epoch");
+  auto& opens = db.opens[b.envelope_id];
+  for (auto& rec : b.opens)
+    for (auto& o : opens)
+      if (o.user == rec.user || o.seq == rec.seq)
+        return make_error(errc::internal, "duplicate open");
+  opens.insert(opens.end(), b.opens.begin(), b.opens.end());
+  it->second.remaining_fen = b.remaining_fen;
+  it->second.remaining_count = b.remaining_count;
+  it->second.status = b.status;
+  ++db.commits_applied;
+  return {};
+}
+
+caf::result<caf::ok_atom> finish_commit(fake_db& db, const open_batch& b) {
+  if (db.fail_next_commit) {
+    db.fail_next_commit = false;
+    return make_error(errc::unavailable, "injected commit failure");
+  }
+  if (auto err = apply_commit(db, b))
+    return err;
+  return caf::ok_atom::value;
+}
+
+fake_store_actor::behavior_type fake_impl(fake_pointer self,
+                                          std::shared_ptr<fake_db> db) {
+  self->state.db = std::move(db);
+  auto down = [=]() -> caf::error {
+    if (self->state.db->fail_everything)
+      return make_error(errc::unavailable, "injected outage");
+    return {};
+  };
+  return {
+    [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      for (auto& kv : db.envelopes)
+        if (kv.second.sender == env.sender
+            && kv.second.idempotency_key == env.idempotency_key)
+          return {kv.second, false};
+      db.envelopes[env.id] = env;
+      return {env, true};
+    },
+    [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      auto it = db.envelopes.find(id);
+      if (it == db.envelopes.end())
+        return make_error(errc::not_found, "no such envelope");
+      ++it->second.epoch;
+      ++db.activations;
+      return envelope_snapshot{it->second, db.opens[id]};
+    },
+    [=](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
+      auto& db = *self->state.db;
+      auto it = db.envelopes.find(id);
+      if (it == db.envelopes.end())
+        return make_error(errc::not_found, "no such envelope");
+      return envelope_snapshot{it->second, db.opens[id]};
+    },
+    [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      auto it = db.envelopes.find(p.envelope_id);
+      if (it == db.envelopes.end() || it->second.epoch != p.epoch)
+        return make_error(errc::stale_epoch, "stale epoch");
+      auto& env = it->second;
+      if (env.status != envelope_status::created)
+        return env.payment_txn == p.payment_txn
+                 ? caf::result<caf::ok_atom>{caf::ok_atom::value}
+                 : caf::result<caf::ok_atom>{
+                   make_error(errc::payment_mismatch, "other txn")};
+      env.status = envelope_status::paid;
+      env.payment_txn = p.payment_txn;
+      env.paid_at_ms = p.paid_at_ms;
+      env.expires_at_ms = p.expires_at_ms;
+      return caf::ok_atom::value;
+    },
+    [=](db_commit_atom, open_batch& b) -> caf::result<caf::ok_atom> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      db.batch_sizes.push_back(b.opens.size());
+      if (!db.hold_commits)
+        return finish_commit(db, b);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self->state.held.push_back(held_commit{std::move(b), rp});
+      return rp;
+    },
+    [=](db_lease_atom, int32_t segment, int32_t day,
+        int64_t block) -> caf::result<int64_t> {
+      if (auto err = down())
+        return err;
+      auto& next = self->state.db->leases[{segment, day}];
+      if (next == 0)
+        next = 1;
+      auto first = next;
+      next += block;
+      return first;
+    },
+    [=](release_atom) {
+      auto& st = self->state;
+      while (!st.held.empty()) {
+        auto h = std::move(st.held.front());
+        st.held.pop_front();
+        auto res = finish_commit(*st.db, h.batch);
+        if (res.flag == caf::rt_value)
+          h.promise.deliver(caf::ok_atom::value);
+        else
+          h.promise.deliver(res.err);
+      }
+    },
+  };
+}
+
+} // namespace
+
+fake_store_actor spawn_fake_store(caf::actor_system& sys,
+                                  std::shared_ptr<fake_db> db) {
+  return sys.spawn(fake_impl, std::move(db));
+}
+
+} // namespace hb::test

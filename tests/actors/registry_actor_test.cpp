@@ -1,0 +1,104 @@
+#define CAF_SUITE actors.registry_actor
+
+#include "actor_fixture.hpp"
+
+#include "actors/registry_actor.hpp"
+
+using namespace hb;
+using namespace hb::test;
+
+namespace {
+
+constexpr int64_t id_a = 2027011500000001100;
+constexpr int64_t id_b = 2027011500000002201;
+
+struct registry_fixture : actor_fixture {
+  registry_settings reg_cfg;
+  registry_actor registry;
+
+  void start(uint32_t live_max = 100) {
+    reg_cfg.live_max = live_max;
+    reg_cfg.envelope = cfg;
+    registry = spawn_registry(sys, store, reg_cfg);
+    run();
+  }
+
+  uint64_t live() {
+    auto h = self->request(registry, caf::infinite, stats_atom::value);
+    run();
+    uint64_t n = 0;
+    h.receive([&](uint64_t x) { n = x; }, [](caf::error&) {});
+    return n;
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(registry_tests, registry_fixture)
+
+CAF_TEST(requests for one envelope share one activation) {
+  db->add(id_a, 1000, 10);
+  start();
+  auto h1 = self->request(registry, caf::infinite, open_atom::value, id_a,
+                          std::string{"u1"});
+  auto h2 = self->request(registry, caf::infinite, open_atom::value, id_a,
+                          std::string{"u2"});
+  run();
+  CAF_CHECK(take<open_result>(h1).ok());
+  CAF_CHECK(take<open_result>(h2).ok());
+  CAF_CHECK_EQUAL(db->activations, 1);
+  CAF_CHECK_EQUAL(live(), 1u);
+}
+
+CAF_TEST(an idle envelope is passivated and reactivated on demand) {
+  cfg.idle_ms = 500;
+  db->add(id_a, 1000, 10);
+  start();
+  auto h1 = self->request(registry, caf::infinite, open_atom::value, id_a,
+                          std::string{"u1"});
+  run();
+  auto first = take<open_result>(h1);
+  CAF_REQUIRE(first.ok());
+  for (int i = 0; i < 3; ++i) {
+    advance_time(std::chrono::milliseconds(500));
+    run();
+  }
+  CAF_CHECK_EQUAL(live(), 0u);
+  // The next request activates the envelope again, from the database.
+  auto h2 = self->request(registry, caf::infinite, open_atom::value, id_a,
+                          std::string{"u1"});
+  run();
+  auto again = take<open_result>(h2);
+  CAF_REQUIRE(again.ok());
+  CAF_CHECK_EQUAL(again->amount_fen, first->amount_fen);
+  CAF_CHECK(!again->first_time);
+  CAF_CHECK_EQUAL(db->activations, 2);
+}
+
+CAF_TEST(the live actor cap answers busy) {
+  db->add(id_a, 1000, 10);
+  db->add(id_b, 1000, 10);
+  start(1);
+  auto h1 = self->request(registry, caf::infinite, grab_atom::value, id_a,
+                          std::string{"u"});
+  auto h2 = self->request(registry, caf::infinite, grab_atom::value, id_b,
+                          std::string{"u"});
+  run();
+  CAF_CHECK(take<grab_result>(h1).ok());
+  auto r2 = take<grab_result>(h2);
+  CAF_REQUIRE(!r2.ok());
+  CAF_CHECK_EQUAL(r2.error().code, errc::busy);
+}
+
+CAF_TEST(a malformed id is not found without touching the store) {
+  start();
+  auto h = self->request(registry, caf::infinite, get_atom::value,
+                         int64_t{12345});
+  run();
+  auto r = take<envelope_detail>(h);
+  CAF_REQUIRE(!r.ok());
+  CAF_CHECK_EQUAL(r.error().code, errc::not_found);
+  CAF_CHECK_EQUAL(db->activations, 0);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

@@ -1,0 +1,43 @@
+#define CAF_SUITE config.node_config
+
+#include "caf/test/unit_test.hpp"
+
+#include "config/node_config.hpp"
+
+using namespace hb;
+
+CAF_TEST(a minimal config gets defaults) {
+  auto cfg = parse_node_config(R"(
+[gateway]
+auth_token = "t"
+[database]
+url = "host=127.0.0.1"
+)");
+  CAF_REQUIRE(cfg.ok());
+  CAF_CHECK_EQUAL(cfg->listen_port, 7700);
+  CAF_CHECK_EQUAL(cfg->limits.count_max, 100);
+  CAF_CHECK_EQUAL(cfg->limits.share_max_fen, 20000);
+  CAF_CHECK_EQUAL(cfg->segments.size(), 16u);
+}
+
+CAF_TEST(bad configs name the key that is wrong) {
+  auto no_token = parse_node_config("[database]\nurl = \"x\"\n");
+  CAF_REQUIRE(!no_token.ok());
+  CAF_CHECK(no_token.error().message.find("auth_token") != std::string::npos);
+  auto bad_port = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\nport = 70000\n[database]\nurl=\"x\"\n");
+  CAF_REQUIRE(!bad_port.ok());
+  CAF_CHECK(bad_port.error().message.find("gateway.port") != std::string::npos);
+  auto bad_toml = parse_node_config("[gateway\n");
+  CAF_REQUIRE(!bad_toml.ok());
+  CAF_CHECK(bad_toml.error().message.find("line") != std::string::npos);
+  auto segs = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n[ids]\n"
+    "segments = [\"0-3\", 9]\n");
+  CAF_REQUIRE(segs.ok());
+  CAF_CHECK_EQUAL(segs->segments, (std::vector<int32_t>{0, 1, 2, 3, 9}));
+  auto bad_segs = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n[ids]\n"
+    "segments = [\"3-1\"]\n");
+  CAF_CHECK(!bad_segs.ok());
+}

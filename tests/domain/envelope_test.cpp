@@ -1,0 +1,106 @@
+#define CAF_SUITE domain.envelope
+
+#include "caf/test/unit_test.hpp"
+
+#include "domain/envelope.hpp"
+#include "domain/envelope_id.hpp"
+#include "domain/limits.hpp"
+#include "domain/money.hpp"
+
+using namespace hb;
+
+CAF_TEST(the state machine allows only the designed transitions) {
+  using s = envelope_status;
+  CAF_CHECK(transition_allowed(s::created, s::paid));
+  CAF_CHECK(transition_allowed(s::paid, s::exhausted));
+  CAF_CHECK(transition_allowed(s::paid, s::expired));
+  CAF_CHECK(transition_allowed(s::expired, s::refunded));
+  CAF_CHECK(!transition_allowed(s::created, s::exhausted));
+  CAF_CHECK(!transition_allowed(s::exhausted, s::refunded));
+  CAF_CHECK(!transition_allowed(s::refunded, s::paid));
+  CAF_CHECK(!transition_allowed(s::paid, s::created));
+}
+
+CAF_TEST(envelope ids carry day sequence and segment) {
+  auto id = make_envelope_id(20261126, 42, 217);
+  CAF_CHECK_EQUAL(id, 2026112600000042217);
+  CAF_CHECK_EQUAL(segment_of(id), 217);
+  envelope_id_parts p;
+  CAF_REQUIRE(parse_envelope_id(id, p));
+  CAF_CHECK_EQUAL(p.day, 20261126);
+  CAF_CHECK_EQUAL(p.sequence, 42);
+  CAF_CHECK_EQUAL(p.segment, 217);
+  CAF_CHECK_EQUAL(make_envelope_id(20261126, 0, 1), 0);
+  CAF_CHECK_EQUAL(make_envelope_id(20261126, 1, 1000), 0);
+  CAF_CHECK_EQUAL(make_envelope_id(20261126, sequence_max, 1), 0);
+  CAF_CHECK(!parse_envelope_id(12345, p));
+  CAF_CHECK(!parse_envelope_id(-1, p));
+  CAF_CHECK_EQUAL(utc_day_of(1764115200000), 20251126);  // 2025-11-26T00:00Z
+}
+
+CAF_TEST(limits reject bad creates with clear errors) {
+  envelope_limits lim;
+  create_request ok;
+  ok.sender = "s";
+  ok.group = "g";
+  ok.idempotency_key = "k";
+  ok.total_fen = 1000;
+  ok.count = 10;
+  CAF_CHECK_EQUAL(validate(ok, lim).code, errc::none);
+  auto bad = ok;
+  bad.count = 101;
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::limit_exceeded);
+  bad = ok;
+  bad.total_fen = 9;  // below 1 fen per share
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::limit_exceeded);
+  bad = ok;
+  bad.total_fen = 200001;  // above 200 yuan per share
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::limit_exceeded);
+  bad = ok;
+  bad.count = 0;
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::invalid_argument);
+  bad = ok;
+  bad.sender.clear();
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::invalid_argument);
+  bad = ok;
+  bad.kind = static_cast<envelope_kind>(9);
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::invalid_argument);
+  bad = ok;
+  bad.greeting = std::string(1000, 'x');
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::invalid_argument);
+  lim.count_max = 10000;
+  bad = ok;
+  bad.count = 10000;
+  bad.total_fen = 1000000;
+  CAF_CHECK_EQUAL(validate(bad, lim).code, errc::none);
+}
+
+CAF_TEST(the invariant check finds broken envelopes) {
+  envelope env;
+  env.total_fen = 100;
+  env.count = 2;
+  env.remaining_fen = 40;
+  env.remaining_count = 1;
+  env.status = envelope_status::paid;
+  std::vector<open_record> opens{{"a", 60, 1, 0}};
+  CAF_CHECK_EQUAL(check_invariants(env, opens), "");
+  opens[0].amount_fen = 61;
+  CAF_CHECK_NOT_EQUAL(check_invariants(env, opens), "");
+  opens[0].amount_fen = 60;
+  opens.push_back({"a", 40, 2, 0});
+  env.remaining_fen = 0;
+  env.remaining_count = 0;
+  CAF_CHECK_NOT_EQUAL(check_invariants(env, opens), "");  // user twice
+  opens[1].user = "b";
+  CAF_CHECK_EQUAL(check_invariants(env, opens), "");
+  auto best = best_luck(opens);
+  CAF_REQUIRE(best != nullptr);
+  CAF_CHECK_EQUAL(best->user, "a");
+}
+
+CAF_TEST(money renders as yuan) {
+  CAF_CHECK_EQUAL(to_yuan_string(1234), "12.34");
+  CAF_CHECK_EQUAL(to_yuan_string(5), "0.05");
+  CAF_CHECK_EQUAL(to_yuan_string(-100), "-1.00");
+  CAF_CHECK_EQUAL(money{5} + money{7}, money{12});
+}

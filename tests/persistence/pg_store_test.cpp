@@ -1,0 +1,717 @@
+// Integration tests of pg_store against a real PostgreSQL (scripts/pg).
+//
+//   eval "$(scripts/pg start >/dev/null; echo export HONGBAO_TEST_DB_URL=\"$(
+//     scripts/pg url | sed 's/ dbname=[^ ]*//')\")"
+//   build/bin/hb_persistence_test -s persistence.pg_store
+//
+// Every run works in a database of its own (hb_test_<pid>_<time>), created
+// through the `postgres` database and dropped at exit.
+#define CAF_SUITE persistence.pg_store
+#include "caf/test/unit_test.hpp"
+
+#include <libpq-fe.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "domain/envelope_id.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+
+using namespace hb;
+using namespace hb::persistence;
+
+namespace {
+
+constexpr int32_t test_day = 20261126;
+
+// -- Helpers around libpq, used to check the store from the outside ---------
+
+std::string base_url() {
+  auto url = std::getenv("HONGBAO_TEST_DB_URL");
+  if (url == nullptr || *url == '\0')
+    CAF_FAIL("HONGBAO_TEST_DB_URL is not set. Start the test cluster and "
+             "export its url without dbname, e.g.: scripts/pg start && "
+             "export HONGBAO_TEST_DB_URL=\"host=127.0.0.1 port=55432 "
+             "user=hongbao\"");
+  return url;
+}
+
+PGconn* admin_connect(const std::string& url) {
+  auto conn = PQconnectdb(url.c_str());
+  if (PQstatus(conn) != CONNECTION_OK)
+    CAF_FAIL("cannot connect to " << url << ": " << PQerrorMessage(conn));
+  return conn;
+}
+
+/// Runs a statement with text parameters and returns the first column of
+/// the first row ("" when there is none); fails the test on an error.
+std::string query(PGconn* conn, const std::string& sql,
+                  const std::vector<std::string>& args = {}) {
+  std::vector<const char*> ptrs;
+  for (auto& a : args)
+    ptrs.push_back(a.c_str());
+  auto res = PQexecParams(conn, sql.c_str(), static_cast<int>(ptrs.size()),
+                          nullptr, ptrs.data(), nullptr, nullptr, 0);
+  auto status = PQresultStatus(res);
+  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
+    std::string msg = PQresultErrorMessage(res);
+    PQclear(res);
+    CAF_FAIL("query failed: " << sql << ": " << msg);
+  }
+  std::string out;
+  if (status == PGRES_TUPLES_OK && PQntuples(res) > 0)
+    out = PQgetvalue(res, 0, 0);
+  PQclear(res);
+  return out;
+}
+
+int64_t query_int(PGconn* conn, const std::string& sql,
+                  const std::vector<std::string>& args = {}) {
+  return std::stoll(query(conn, sql, args));
+}
+
+std::string quote_ident(const std::string& name) {
+  return "\"" + name + "\"";
+}
+
+bool process_alive(long pid) {
+  return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+
+/// Drops test databases left behind by runs that aborted (a failed
+/// CAF_REQUIRE aborts the process, skipping the cleanup at exit).
+void drop_abandoned(PGconn* admin) {
+  auto res = PQexec(admin, "SELECT datname FROM pg_database "
+                           "WHERE datname LIKE 'hb\\_test\\_%'");
+  std::vector<std::string> names;
+  for (int i = 0; i < PQntuples(res); ++i)
+    names.emplace_back(PQgetvalue(res, i, 0));
+  PQclear(res);
+  for (auto& name : names) {
+    auto pid = std::strtol(name.c_str() + 8, nullptr, 10);
+    if (pid > 0 && !process_alive(pid))
+      PQclear(PQexec(admin, ("DROP DATABASE IF EXISTS " + quote_ident(name)
+                             + " WITH (FORCE)").c_str()));
+  }
+}
+
+/// A database that lives until the test binary exits.
+class scratch_db {
+public:
+  explicit scratch_db(const std::string& suffix) {
+    using namespace std::chrono;
+    base_ = base_url();
+    auto ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch());
+    name_ = "hb_test_" + std::to_string(getpid()) + "_"
+            + std::to_string(ms.count()) + suffix;
+    auto admin = admin_connect(base_ + " dbname=postgres");
+    drop_abandoned(admin);
+    query(admin, "CREATE DATABASE " + quote_ident(name_));
+    PQfinish(admin);
+    verify_ = admin_connect(url());
+  }
+
+  ~scratch_db() {
+    PQfinish(verify_);
+    auto admin = PQconnectdb((base_ + " dbname=postgres").c_str());
+    PQclear(PQexec(admin, ("DROP DATABASE IF EXISTS " + quote_ident(name_)
+                           + " WITH (FORCE)").c_str()));
+    PQfinish(admin);
+  }
+
+  std::string url() const { return base_ + " dbname=" + name_; }
+
+  /// An independent connection for checking what the store wrote.
+  PGconn* verify() const { return verify_; }
+
+private:
+  std::string base_;
+  std::string name_;
+  PGconn* verify_ = nullptr;
+};
+
+/// The migrated database shared by all tests of this run.
+scratch_db& shared_db() {
+  static scratch_db db{""};
+  static bool migrated = [] {
+    auto store = pg_store::connect(db.url());
+    if (!store)
+      CAF_FAIL("connect: " << store.error().message);
+    auto n = (*store)->migrate();
+    if (!n)
+      CAF_FAIL("migrate: " << n.error().message);
+    return true;
+  }();
+  static_cast<void>(migrated);
+  return db;
+}
+
+template <class T>
+std::string code_of(const outcome<T>& x) {
+  return x ? "ok" : to_string(x.error().code);
+}
+
+/// The value of an outcome, by value (a reference into a temporary outcome
+/// would dangle inside CAF_CHECK_EQUAL); fails the test on an error.
+template <class T>
+T value_of(outcome<T> x) {
+  if (!x)
+    CAF_FAIL("unexpected " << to_string(x.error().code) << ": "
+                           << x.error().message);
+  return std::move(*x);
+}
+
+template <class T>
+std::string message_of(const outcome<T>& x) {
+  return x ? "" : x.error().message;
+}
+
+std::unique_ptr<pg_store> connect_or_fail(const std::string& url) {
+  auto store = pg_store::connect(url);
+  if (!store)
+    CAF_FAIL("connect: " << store.error().message);
+  return std::move(*store);
+}
+
+/// A port nothing listens on: bound once by the kernel's choice, then freed.
+uint16_t unused_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct fixture {
+  fixture() : db(shared_db()), store(connect_or_fail(db.url())) {
+  }
+
+  /// A fresh envelope description; ids, senders and keys never repeat.
+  envelope make_envelope(int64_t total_fen, int32_t count) {
+    static std::atomic<int64_t> next{1};
+    auto n = next++;
+    envelope env;
+    env.id = make_envelope_id(test_day, n, static_cast<int32_t>(n * 7 % 1000));
+    env.sender = "sender-" + std::to_string(n);
+    env.group = "group-1";
+    env.greeting = "恭喜发财";
+    env.idempotency_key = "key-" + std::to_string(n);
+    env.kind = envelope_kind::random;
+    env.total_fen = total_fen;
+    env.count = count;
+    env.created_at_ms = 1764158400123;
+    return env;
+  }
+
+  /// Creates, activates and pays an envelope; returns its snapshot.
+  envelope_snapshot paid_envelope(int64_t total_fen, int32_t count) {
+    auto created = store->create_envelope(make_envelope(total_fen, count));
+    CAF_REQUIRE(created.ok());
+    auto snap = store->activate(created->env.id);
+    CAF_REQUIRE(snap.ok());
+    payment p{snap->env.id, snap->env.epoch,
+              "txn-" + std::to_string(snap->env.id), 1764158401000,
+              1764244801000};
+    CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
+    snap->env.status = envelope_status::paid;
+    return std::move(*snap);
+  }
+
+  static open_batch batch_of(const envelope& env, int64_t remaining_fen,
+                             std::vector<open_record> opens) {
+    open_batch b;
+    b.envelope_id = env.id;
+    b.epoch = env.epoch;
+    b.opens = std::move(opens);
+    b.remaining_fen = remaining_fen;
+    b.remaining_count = env.remaining_count
+                        - static_cast<int32_t>(b.opens.size());
+    b.status = b.remaining_count == 0 ? envelope_status::exhausted
+                                      : envelope_status::paid;
+    return b;
+  }
+
+  int64_t count_rows(const char* table, int64_t envelope_id) {
+    return query_int(db.verify(),
+                     std::string("SELECT count(*) FROM ") + table
+                       + " WHERE envelope_id = $1",
+                     {std::to_string(envelope_id)});
+  }
+
+  int64_t remaining_fen(int64_t envelope_id) {
+    return query_int(db.verify(),
+                     "SELECT remaining_fen FROM envelopes WHERE id = $1",
+                     {std::to_string(envelope_id)});
+  }
+
+  scratch_db& db;
+  std::unique_ptr<pg_store> store;
+};
+
+} // namespace
+
+CAF_TEST(migrations apply from an empty database exactly once) {
+  scratch_db empty{"_m"};
+  auto store = connect_or_fail(empty.url());
+  CAF_CHECK_EQUAL(value_of(store->schema_version()), 0);
+  auto expected = static_cast<int>(all_migrations().size());
+  CAF_REQUIRE_GREATER(expected, 0);
+  auto applied = store->migrate();
+  CAF_REQUIRE_EQUAL(code_of(applied), "ok");
+  CAF_CHECK_EQUAL(*applied, expected);
+  CAF_CHECK_EQUAL(value_of(store->schema_version()),
+                  all_migrations().back().version);
+  auto again = store->migrate();
+  CAF_REQUIRE_EQUAL(code_of(again), "ok");
+  CAF_CHECK_EQUAL(*again, 0);
+  for (auto table : {"envelopes", "opens", "outbox", "segment_leases",
+                     "schema_migrations"})
+    CAF_CHECK_EQUAL(query(empty.verify(),
+                          "SELECT to_regclass($1) IS NOT NULL", {table}),
+                    "t");
+}
+
+CAF_TEST(concurrent migrations serialise on the advisory lock) {
+  scratch_db empty{"_c"};
+  constexpr int nodes = 4;
+  std::vector<int> applied(nodes, -1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < nodes; ++i)
+    threads.emplace_back([&, i] {
+      auto store = pg_store::connect(empty.url());
+      if (!store)
+        return;
+      auto n = (*store)->migrate();
+      applied[i] = n ? *n : -1;
+    });
+  for (auto& t : threads)
+    t.join();
+  // Exactly one node applies each migration; the others find them applied.
+  int total = 0;
+  for (auto n : applied) {
+    CAF_CHECK_GREATER_OR_EQUAL(n, 0);
+    total += n;
+  }
+  CAF_CHECK_EQUAL(total, static_cast<int>(all_migrations().size()));
+  CAF_CHECK_EQUAL(query_int(empty.verify(),
+                            "SELECT count(*) FROM schema_migrations"),
+                  static_cast<int64_t>(all_migrations().size()));
+}
+
+CAF_TEST_FIXTURE_SCOPE(pg_store_tests, fixture)
+
+CAF_TEST(create_envelope is idempotent per sender and key) {
+  auto env = make_envelope(1000, 10);
+  auto first = store->create_envelope(env);
+  CAF_REQUIRE_EQUAL(code_of(first), "ok");
+  CAF_CHECK(first->created);
+  CAF_CHECK_EQUAL(first->env.id, env.id);
+  CAF_CHECK(first->env.status == envelope_status::created);
+  CAF_CHECK_EQUAL(first->env.remaining_fen, 1000);
+  CAF_CHECK_EQUAL(first->env.remaining_count, 10);
+  CAF_CHECK_EQUAL(first->env.epoch, 0);
+  CAF_CHECK_EQUAL(first->env.created_at_ms, env.created_at_ms);
+  CAF_CHECK_EQUAL(first->env.greeting, "恭喜发财");
+  CAF_CHECK_EQUAL(first->env.payment_txn, "");
+  CAF_CHECK_EQUAL(first->env.paid_at_ms, 0);
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT segment FROM envelopes WHERE id = $1",
+                            {std::to_string(env.id)}),
+                  env.id % 1000);
+  // A retry, even one that allocated a fresh id, returns the stored envelope.
+  auto retry = env;
+  retry.id = make_envelope_id(test_day, 99999999, 1);
+  auto second = store->create_envelope(retry);
+  CAF_REQUIRE_EQUAL(code_of(second), "ok");
+  CAF_CHECK(!second->created);
+  CAF_CHECK_EQUAL(second->env.id, env.id);
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT count(*) FROM envelopes WHERE id = $1",
+                            {std::to_string(retry.id)}),
+                  0);
+  // The same id and key again (a retry after a lost reply) is also a retry.
+  CAF_CHECK(!store->create_envelope(env)->created);
+  auto other_total = env;
+  other_total.total_fen = 2000;
+  CAF_CHECK_EQUAL(code_of(store->create_envelope(other_total)), "conflict");
+  auto other_group = env;
+  other_group.group = "group-2";
+  CAF_CHECK_EQUAL(code_of(store->create_envelope(other_group)), "conflict");
+  auto other_kind = env;
+  other_kind.kind = envelope_kind::equal;
+  CAF_CHECK_EQUAL(code_of(store->create_envelope(other_kind)), "conflict");
+  // The key belongs to the sender: another sender may use it.
+  auto other_sender = make_envelope(1000, 10);
+  other_sender.idempotency_key = env.idempotency_key;
+  CAF_CHECK(store->create_envelope(other_sender)->created);
+}
+
+CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
+  auto snap = paid_envelope(1000, 5);
+  auto id = snap.env.id;
+  CAF_CHECK_EQUAL(snap.env.epoch, 1);
+  // Inserted out of seq order within one batch and over two batches.
+  auto b1 = batch_of(snap.env, 900, {{"u2", 60, 2, 1764158402000},
+                                     {"u1", 40, 1, 1764158402001}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b1)), "ok");
+  auto again = store->activate(id);
+  CAF_REQUIRE_EQUAL(code_of(again), "ok");
+  CAF_CHECK_EQUAL(again->env.epoch, 2);
+  CAF_CHECK_EQUAL(again->env.remaining_count, 3);
+  auto b2 = batch_of(again->env, 870, {{"u3", 30, 3, 1764158403000}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b2)), "ok");
+  auto third = store->activate(id);
+  CAF_REQUIRE_EQUAL(code_of(third), "ok");
+  CAF_CHECK_EQUAL(third->env.epoch, 3);
+  CAF_REQUIRE_EQUAL(third->opens.size(), 3u);
+  for (int32_t i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL(third->opens[i].seq, i + 1);
+  CAF_CHECK_EQUAL(third->opens[0].user, "u1");
+  CAF_CHECK_EQUAL(third->opens[1].opened_at_ms, 1764158402000);
+  CAF_CHECK_EQUAL(third->env.remaining_fen, 870);
+  CAF_CHECK_EQUAL(check_invariants(third->env, third->opens), "");
+  // load reads without bumping.
+  auto loaded = store->load(id);
+  CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+  CAF_CHECK_EQUAL(loaded->env.epoch, 3);
+  CAF_CHECK_EQUAL(loaded->opens.size(), 3u);
+  CAF_CHECK_EQUAL(code_of(store->activate(id + 1000)), "not_found");
+  CAF_CHECK_EQUAL(code_of(store->load(id + 1000)), "not_found");
+}
+
+CAF_TEST(activation waits for an in-flight write and sees all of it) {
+  auto snap = paid_envelope(1000, 5);
+  auto id = std::to_string(snap.env.id);
+  // The old owner's write, still uncommitted, holds the envelope's row lock.
+  auto old_owner = db.verify();
+  query(old_owner, "BEGIN");
+  query(old_owner, "UPDATE envelopes SET remaining_fen = 900,"
+                   " remaining_count = 4 WHERE id = $1",
+        {id});
+  query(old_owner, "INSERT INTO opens (envelope_id, user_id, amount_fen, seq,"
+                   " opened_at) VALUES ($1, 'in-flight', 100, 1, now())",
+        {id});
+  std::atomic<bool> finished{false};
+  outcome<envelope_snapshot> activated{errc::internal, "not run"};
+  std::thread activator{[&] {
+    activated = store->activate(snap.env.id);
+    finished = true;
+  }};
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CAF_CHECK(!finished);  // blocked behind the row lock
+  query(old_owner, "COMMIT");
+  activator.join();
+  CAF_REQUIRE_EQUAL(code_of(activated), "ok");
+  CAF_CHECK_EQUAL(activated->env.epoch, snap.env.epoch + 1);
+  CAF_CHECK_EQUAL(activated->env.remaining_fen, 900);
+  CAF_REQUIRE_EQUAL(activated->opens.size(), 1u);
+  CAF_CHECK_EQUAL(activated->opens[0].user, "in-flight");
+  CAF_CHECK_EQUAL(check_invariants(activated->env, activated->opens), "");
+}
+
+CAF_TEST(a stale epoch cannot commit opens) {
+  auto snap = paid_envelope(1000, 5);
+  auto id = snap.env.id;
+  auto e1 = snap.env;
+  auto newer = store->activate(id);
+  CAF_REQUIRE_EQUAL(code_of(newer), "ok");
+  CAF_REQUIRE_EQUAL(newer->env.epoch, e1.epoch + 1);
+  auto stale = batch_of(e1, 800, {{"old-owner", 200, 1, 1764158402000}});
+  auto refused = store->commit_opens(stale);
+  CAF_CHECK_EQUAL(code_of(refused), "stale_epoch");
+  CAF_MESSAGE("refused with: " << message_of(refused));
+  CAF_CHECK_EQUAL(remaining_fen(id), 1000);
+  CAF_CHECK_EQUAL(count_rows("opens", id), 0);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 1);  // only the 'paid' row
+  auto current = batch_of(newer->env, 800, {{"new-owner", 200, 1, 1764158402000}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(current)), "ok");
+  CAF_CHECK_EQUAL(remaining_fen(id), 800);
+  CAF_CHECK_EQUAL(count_rows("opens", id), 1);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 2);
+  // The old owner stays fenced after the new owner wrote.
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(stale)), "stale_epoch");
+}
+
+CAF_TEST(commit_opens writes opens and outbox rows or nothing) {
+  auto snap = paid_envelope(1000, 4);
+  auto id = snap.env.id;
+  auto b = batch_of(snap.env, 700, {{"alice", 100, 1, 1764158402000},
+                                    {"bob", 150, 2, 1764158402001},
+                                    {"carol", 50, 3, 1764158402002}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b)), "ok");
+  CAF_CHECK_EQUAL(count_rows("opens", id), 3);
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT count(*) FROM outbox WHERE envelope_id = $1"
+                            " AND kind = 'open' AND delivered_at IS NULL",
+                            {std::to_string(id)}),
+                  3);
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT amount_fen FROM outbox"
+                            " WHERE idempotency_key = $1",
+                            {"open:" + std::to_string(id) + ":bob"}),
+                  150);
+  // Replaying the committed batch (a retry after a lost reply) is success
+  // and writes nothing twice.
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(b)), "ok");
+  CAF_CHECK_EQUAL(count_rows("opens", id), 3);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 4);
+  auto state = [&] {
+    return std::to_string(remaining_fen(id)) + "/"
+           + std::to_string(count_rows("opens", id)) + "/"
+           + std::to_string(count_rows("outbox", id));
+  };
+  auto before = state();
+  auto loaded = store->load(id);
+  CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+  auto env = loaded->env;  // remaining 700 fen in 1 share
+  CAF_REQUIRE_EQUAL(env.remaining_count, 1);
+  // A user who opened already: the primary key refuses the whole batch.
+  auto dup = batch_of(env, 690, {{"alice", 10, 4, 1764158403000}});
+  dup.remaining_fen = 0;
+  dup.opens[0].amount_fen = 700;
+  auto refused = store->commit_opens(dup);
+  CAF_CHECK_EQUAL(code_of(refused), "internal");
+  CAF_MESSAGE("duplicate refused with: " << message_of(refused));
+  CAF_CHECK_EQUAL(state(), before);
+  // The same user twice within one batch.
+  auto twice = batch_of(snap.env, 600, {{"dave", 50, 4, 0}, {"dave", 50, 5, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(twice)), "internal");
+  CAF_CHECK_EQUAL(state(), before);
+  // A batch that does not continue the stored remaining amount.
+  auto gap = batch_of(env, 0, {{"erin", 600, 4, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(gap)), "internal");
+  CAF_CHECK_EQUAL(state(), before);
+  // Paying out more than remains: CHECK constraints refuse it.
+  auto over = batch_of(env, -100, {{"frank", 800, 4, 0}});
+  auto negative = store->commit_opens(over);
+  CAF_CHECK_EQUAL(code_of(negative), "internal");
+  CAF_CHECK_NOT_EQUAL(message_of(negative).find("check constraint"),
+                      std::string::npos);
+  CAF_MESSAGE("overdraw refused with: " << message_of(negative));
+  CAF_CHECK_EQUAL(state(), before);
+  auto direct = store->exec("UPDATE envelopes SET remaining_fen = -1"
+                            " WHERE id = " + std::to_string(id));
+  CAF_CHECK_EQUAL(code_of(direct), "internal");
+  CAF_CHECK_NOT_EQUAL(message_of(direct).find("envelopes_remaining_fen_range"),
+                      std::string::npos);
+  CAF_CHECK_EQUAL(state(), before);
+  // The last share exhausts the envelope; afterwards nothing more commits.
+  auto last = batch_of(env, 0, {{"grace", 700, 4, 0}});
+  CAF_CHECK(last.status == envelope_status::exhausted);
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(last)), "ok");
+  auto done_snap = store->load(id);
+  CAF_REQUIRE_EQUAL(code_of(done_snap), "ok");
+  CAF_CHECK(done_snap->env.status == envelope_status::exhausted);
+  CAF_CHECK_EQUAL(done_snap->env.remaining_fen, 0);
+  CAF_CHECK_EQUAL(check_invariants(done_snap->env, done_snap->opens), "");
+  auto late = batch_of(env, 0, {{"heidi", 1, 5, 0}});
+  late.remaining_count = 0;
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(late)), "stale_epoch");
+  CAF_CHECK_EQUAL(count_rows("opens", id), 4);
+}
+
+CAF_TEST(commit_opens refuses an envelope that is not paid) {
+  auto created = store->create_envelope(make_envelope(500, 5));
+  CAF_REQUIRE_EQUAL(code_of(created), "ok");
+  auto snap = store->activate(created->env.id);
+  CAF_REQUIRE_EQUAL(code_of(snap), "ok");
+  auto b = batch_of(snap->env, 400, {{"early", 100, 1, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(b)), "stale_epoch");
+  CAF_CHECK_EQUAL(count_rows("opens", snap->env.id), 0);
+}
+
+CAF_TEST(confirm_payment is idempotent and fenced) {
+  auto created = store->create_envelope(make_envelope(1000, 10));
+  CAF_REQUIRE_EQUAL(code_of(created), "ok");
+  auto id = created->env.id;
+  auto e1 = store->activate(id);
+  CAF_REQUIRE_EQUAL(code_of(e1), "ok");
+  auto e2 = store->activate(id);
+  CAF_REQUIRE_EQUAL(code_of(e2), "ok");
+  payment stale{id, e1->env.epoch, "txn-A-" + std::to_string(id),
+                1764158401234, 1764244801234};
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(stale)), "stale_epoch");
+  CAF_CHECK(store->load(id)->env.status == envelope_status::created);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 0);
+  payment p = stale;
+  p.epoch = e2->env.epoch;
+  CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
+  auto paid = store->load(id);
+  CAF_REQUIRE_EQUAL(code_of(paid), "ok");
+  CAF_CHECK(paid->env.status == envelope_status::paid);
+  CAF_CHECK_EQUAL(paid->env.payment_txn, p.payment_txn);
+  CAF_CHECK_EQUAL(paid->env.paid_at_ms, 1764158401234);
+  CAF_CHECK_EQUAL(paid->env.expires_at_ms, 1764244801234);
+  CAF_CHECK_EQUAL(query(db.verify(),
+                        "SELECT kind FROM outbox WHERE idempotency_key = $1",
+                        {"paid:" + std::to_string(id)}),
+                  "paid");
+  // The same confirmation again: success, nothing written twice.
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(p)), "ok");
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 1);
+  auto other_txn = p;
+  other_txn.payment_txn = "txn-B";
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(other_txn)),
+                  "payment_mismatch");
+  // A stale epoch is refused even when the payment itself matches.
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(stale)), "stale_epoch");
+  // One payment txn cannot pay for two envelopes.
+  auto second = store->create_envelope(make_envelope(500, 5));
+  CAF_REQUIRE_EQUAL(code_of(second), "ok");
+  auto s1 = store->activate(second->env.id);
+  CAF_REQUIRE_EQUAL(code_of(s1), "ok");
+  payment reuse{second->env.id, s1->env.epoch, p.payment_txn, 1, 2};
+  auto mismatch = store->confirm_payment(reuse);
+  CAF_CHECK_EQUAL(code_of(mismatch), "payment_mismatch");
+  CAF_MESSAGE("reuse refused with: " << message_of(mismatch));
+  CAF_CHECK(store->load(second->env.id)->env.status == envelope_status::created);
+  CAF_CHECK_EQUAL(count_rows("outbox", second->env.id), 0);
+  payment missing{id + 1000, 1, "txn-C", 1, 2};
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(missing)), "not_found");
+  payment empty_txn = p;
+  empty_txn.payment_txn.clear();
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(empty_txn)),
+                  "invalid_argument");
+}
+
+CAF_TEST(lease_sequence hands out disjoint blocks) {
+  constexpr int32_t segment = 417;
+  auto a = store->lease_sequence(segment, test_day, 10);
+  CAF_REQUIRE_EQUAL(code_of(a), "ok");
+  CAF_CHECK_EQUAL(*a, 1);
+  CAF_CHECK_EQUAL(value_of(store->lease_sequence(segment, test_day, 5)), 11);
+  CAF_CHECK_EQUAL(value_of(store->lease_sequence(segment, test_day + 1, 5)), 1);
+  CAF_CHECK_EQUAL(value_of(store->lease_sequence(segment + 1, test_day, 5)), 1);
+  CAF_CHECK_EQUAL(code_of(store->lease_sequence(segment, test_day, 0)),
+                  "internal");
+  // Four nodes with a connection each lease concurrently.
+  constexpr int threads_n = 4;
+  constexpr int leases_per_thread = 50;
+  constexpr int64_t block = 7;
+  std::vector<std::vector<int64_t>> firsts(threads_n);
+  std::vector<std::thread> threads;
+  auto url = db.url();
+  for (int i = 0; i < threads_n; ++i)
+    threads.emplace_back([&, i] {
+      auto own = pg_store::connect(url);
+      if (!own)
+        return;
+      for (int k = 0; k < leases_per_thread; ++k) {
+        auto first = (*own)->lease_sequence(segment, test_day + 2, block);
+        firsts[i].push_back(first ? *first : -1);
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  std::vector<int64_t> all;
+  for (auto& xs : firsts) {
+    CAF_CHECK_EQUAL(xs.size(), static_cast<size_t>(leases_per_thread));
+    all.insert(all.end(), xs.begin(), xs.end());
+  }
+  std::sort(all.begin(), all.end());
+  // Sorted block starts are exactly 1, 1 + block, 1 + 2 block, ...: no
+  // overlap and no gap.
+  CAF_REQUIRE_EQUAL(all.size(), static_cast<size_t>(threads_n * leases_per_thread));
+  bool contiguous = true;
+  for (size_t i = 0; i < all.size(); ++i)
+    contiguous = contiguous && all[i] == 1 + static_cast<int64_t>(i) * block;
+  CAF_CHECK(contiguous);
+}
+
+CAF_TEST(user ids with special characters round-trip exactly) {
+  std::string long_id;
+  while (long_id.size() + 3 <= 255)
+    long_id += "红";
+  long_id += "x";  // 256 bytes
+  std::vector<std::string> users = {
+    "a\"b",   "c,d",         "back\\slash", "{brace}",  "sp ace",
+    "红包用户", "NULL",        "",            "\\\"}{,\"", "tab\tnew\nline",
+    "'quote'", "trailing\\", long_id,
+  };
+  auto count = static_cast<int32_t>(users.size());
+  auto snap = paid_envelope(10000, count);
+  std::vector<open_record> opens;
+  int64_t sum = 0;
+  for (int32_t i = 0; i < count; ++i) {
+    opens.push_back({users[i], 100 + i, i + 1, 1764158402000 + i});
+    sum += 100 + i;
+  }
+  auto b = batch_of(snap.env, 10000 - sum, opens);
+  CAF_REQUIRE(b.status == envelope_status::exhausted);
+  // Exhausting needs the remainder paid out: give it to the last share.
+  b.opens.back().amount_fen += b.remaining_fen;
+  b.remaining_fen = 0;
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b)), "ok");
+  auto loaded = store->load(snap.env.id);
+  CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+  CAF_REQUIRE_EQUAL(loaded->opens.size(), users.size());
+  for (size_t i = 0; i < users.size(); ++i) {
+    CAF_CHECK_EQUAL(loaded->opens[i].user, users[i]);
+    CAF_CHECK_EQUAL(loaded->opens[i].amount_fen, b.opens[i].amount_fen);
+    CAF_CHECK_EQUAL(query_int(db.verify(),
+                              "SELECT count(*) FROM outbox"
+                              " WHERE idempotency_key = $1 AND user_id = $2",
+                              {"open:" + std::to_string(snap.env.id) + ":"
+                                 + users[i],
+                               users[i]}),
+                    1);
+  }
+  CAF_CHECK_EQUAL(check_invariants(loaded->env, loaded->opens), "");
+  // A NUL byte cannot be stored; it is refused before reaching the server.
+  auto more = paid_envelope(100, 2);
+  auto nul = batch_of(more.env, 50, {{std::string("a\0b", 3), 50, 1, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(nul)), "invalid_argument");
+  CAF_CHECK_EQUAL(count_rows("opens", more.env.id), 0);
+}
+
+CAF_TEST(an unreachable database is unavailable and the store reconnects) {
+  auto port = unused_port();
+  auto refused = pg_store::connect("host=127.0.0.1 port=" + std::to_string(port)
+                                   + " user=hongbao dbname=hongbao");
+  CAF_CHECK_EQUAL(code_of(refused), "unavailable");
+  CAF_MESSAGE("refused with: " << message_of(refused));
+  CAF_CHECK_EQUAL(code_of(pg_store::connect("host=127.0.0.1 bogus_option=1")),
+                  "invalid_argument");
+  // The server ends the store's session: the next call fails as unavailable,
+  // the one after reconnects.
+  auto victim = connect_or_fail(db.url() + " application_name=hb_victim");
+  CAF_REQUIRE(victim->load(1).error().code == errc::not_found);
+  auto pid = query(db.verify(), "SELECT pid FROM pg_stat_activity"
+                                " WHERE application_name = 'hb_victim'");
+  CAF_REQUIRE_EQUAL(query(db.verify(), "SELECT pg_terminate_backend($1)",
+                          {pid}),
+                    "t");
+  // Wait for the session to end so that the next call surely meets it gone.
+  for (int i = 0; i < 100; ++i) {
+    if (query_int(db.verify(), "SELECT count(*) FROM pg_stat_activity"
+                               " WHERE pid = $1", {pid}) == 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto lost = victim->load(1);
+  CAF_CHECK_EQUAL(code_of(lost), "unavailable");
+  CAF_MESSAGE("lost with: " << message_of(lost));
+  CAF_CHECK(!victim->connected());
+  CAF_CHECK_EQUAL(code_of(victim->load(1)), "not_found");
+  CAF_CHECK(victim->connected());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
