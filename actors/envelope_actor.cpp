@@ -144,7 +144,7 @@ void deliver_open(envelope_state& st, const open_record& rec) {
     return;
   bool first = true;
   for (auto& rp : it->second) {
-    rp.deliver(open_result{rec.amount_fen, rec.seq, first});
+    rp.deliver(open_result{rec.amount_fen, rec.seq, first, st.env.count});
     first = false;
   }
   st.waiters.erase(it);
@@ -233,7 +233,7 @@ caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
   auto done = st.opened.find(user);
   if (done != st.opened.end()) {
     auto& rec = st.opens[done->second];
-    return open_result{rec.amount_fen, rec.seq, false};
+    return open_result{rec.amount_fen, rec.seq, false, st.env.count};
   }
   auto waiting = st.waiters.find(user);
   if (waiting != st.waiters.end()) {

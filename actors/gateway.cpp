@@ -140,6 +140,11 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
   auto& st = self->state;
   uint64_t rid = 0;
   auto req = codec::decode_request(data, size, rid);
+  if (!req && !st.authenticated && req.error().code != errc::malformed) {
+    close_with_error(self, rid, errc::unauthenticated,
+                     "authenticate first (send Auth with the node's token)");
+    return;
+  }
   if (!req) {
     if (req.error().code == errc::malformed) {
       close_with_error(self, rid, errc::malformed, req.error().message);

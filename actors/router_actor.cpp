@@ -77,6 +77,16 @@ caf::result<envelope> handle_create(router_pointer self, create_request& req) {
   return rp;
 }
 
+// Bad input is refused here, before it costs an actor or a query.
+caf::error check_text(router_pointer self, const std::string& text,
+                      const char* what) {
+  auto problem = validate_text_id(text, what,
+                                  self->state.cfg.limits.text_size_max);
+  if (problem.code != errc::none)
+    return make_error(problem);
+  return {};
+}
+
 router_actor::behavior_type router_impl(router_pointer self,
                                         registry_actor registry,
                                         id_allocator_actor ids,
@@ -91,13 +101,21 @@ router_actor::behavior_type router_impl(router_pointer self,
   st.store = std::move(store);
   return {
     [=](create_atom, create_request& req) { return handle_create(self, req); },
-    [=](grab_atom a, int64_t id, std::string& user) {
+    [=](grab_atom a, int64_t id,
+        std::string& user) -> caf::result<grab_result> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
-    [=](open_atom a, int64_t id, std::string& user) {
+    [=](open_atom a, int64_t id,
+        std::string& user) -> caf::result<open_result> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
-    [=](pay_atom a, int64_t id, std::string& txn) {
+    [=](pay_atom a, int64_t id, std::string& txn) -> caf::result<envelope> {
+      if (auto err = check_text(self, txn, "payment_txn"))
+        return err;
       return self->delegate(self->state.registry, a, id, std::move(txn));
     },
     [=](get_atom a, int64_t id) {

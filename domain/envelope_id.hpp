@@ -7,7 +7,7 @@ namespace hb {
 
 /// Envelope ids are order numbers of the form
 ///   yyyymmdd · 10^11 + sequence · 10^3 + segment
-/// e.g. 2026112600000004217 is sequence 42 of segment 217 on 2026-11-26.
+/// e.g. 2026112600000042217 is sequence 42 of segment 217 on 2026-11-26.
 /// The last three decimal digits name the segment (a database and table
 /// group); the leading date makes ids range-partitionable by day.
 constexpr int32_t segment_count = 1000;

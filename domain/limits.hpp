@@ -39,3 +39,16 @@ typename Inspector::result_type inspect(Inspector& f, create_request& x) {
 }
 
 } // namespace hb
+
+namespace hb {
+
+/// Checks a user id or payment txn from a client: non-empty, at most
+/// `size_max` bytes, valid UTF-8 and no NUL byte (PostgreSQL text cannot
+/// hold one). Returns errc::none when acceptable.
+failure validate_text_id(const std::string& text, const char* what,
+                         size_t size_max);
+
+/// Whether `text` is valid UTF-8 without NUL bytes.
+bool valid_utf8_text(const std::string& text);
+
+} // namespace hb

@@ -69,6 +69,8 @@ struct open_result {
   int32_t seq = 0;
   /// False when this user had opened before and this is the same share again.
   bool first_time = true;
+  /// How many shares the envelope has in all.
+  int32_t count = 0;
 };
 
 /// Everything a client sees of an envelope: the envelope and its shares.
@@ -102,7 +104,7 @@ typename Inspector::result_type inspect(Inspector& f, grab_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, open_result& x) {
-  return f(x.amount_fen, x.seq, x.first_time);
+  return f(x.amount_fen, x.seq, x.first_time, x.count);
 }
 
 template <class Inspector>

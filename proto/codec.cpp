@@ -297,6 +297,7 @@ void to_proto(const response_body& body, pb::Response& out) {
     open->set_amount_fen(x->amount_fen);
     open->set_seq(x->seq);
     open->set_first_time(x->first_time);
+    open->set_count(x->count);
   } else if (auto* x = std::get_if<envelope_detail>(&body)) {
     auto* detail = out.mutable_detail();
     to_proto(x->env, detail->mutable_envelope());
@@ -331,7 +332,8 @@ outcome<response_body> from_proto(const pb::Response& msg) {
     case pb::Response::kOpen:
       return response_body{open_result{msg.open().amount_fen(),
                                        msg.open().seq(),
-                                       msg.open().first_time()}};
+                                       msg.open().first_time(),
+                                       msg.open().count()}};
     case pb::Response::kDetail: {
       envelope_detail result;
       auto env = from_proto(msg.detail().envelope());

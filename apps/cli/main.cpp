@@ -338,16 +338,17 @@ int cmd_open(const global_options& opts, open_request req) {
   auto* res = expect<open_result>(*body, out, rc);
   if (!res)
     return rc;
-  // The node's OpenResult does not carry the share count; `show` has it.
   std::string text = (res->first_time ? "opened " : "already opened: ")
                      + amount_text(res->amount_fen) + ", share "
-                     + std::to_string(res->seq)
+                     + std::to_string(res->seq) + " of "
+                     + std::to_string(res->count)
                      + (res->first_time ? "" : " (the same share as before)")
                      + "\n";
   return out.success(json{{"envelope_id", id},
                           {"user", user},
                           {"amount_fen", res->amount_fen},
                           {"seq", res->seq},
+                          {"count", res->count},
                           {"first_time", res->first_time}},
                      text);
 }

@@ -278,13 +278,14 @@ CAF_TEST(grab response round trip) {
 
 CAF_TEST(open response round trip) {
   for (bool first : {true, false}) {
-    auto resp = round_trip(client_response{14, open_result{777, 3, first}});
+    auto resp = round_trip(client_response{14, open_result{777, 3, first, 10}});
     CAF_REQUIRE(resp.ok());
     CAF_CHECK_EQUAL(resp->request_id, 14u);
     auto& out = body_as<open_result>(*resp);
     CAF_CHECK_EQUAL(out.amount_fen, 777);
     CAF_CHECK_EQUAL(out.seq, 3);
     CAF_CHECK_EQUAL(out.first_time, first);
+    CAF_CHECK_EQUAL(out.count, 10);
   }
 }
 
