@@ -11,6 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/errors.hpp"
 #include "actors/failpoints.hpp"
 #include "domain/split.hpp"
@@ -63,7 +65,7 @@ void require_invariants(const envelope_state& st, const char* where) {
   auto problem = check_invariants(st.env, st.opens);
   if (problem.empty())
     return;
-  spdlog::critical("invariant_broken envelope={} where={} problem={}", st.id,
+  actors_log().critical("invariant_broken envelope={} where={} problem={}", st.id,
                    where, problem);
   std::fprintf(stderr, "hongbao: envelope %lld: %s (%s)\n",
                static_cast<long long>(st.id), problem.c_str(), where);
@@ -126,7 +128,7 @@ void fail_all_waiters(envelope_pointer self, const caf::error& err) {
 void stop_after_write_failure(envelope_pointer self, const caf::error& err,
                               const char* what) {
   auto f = to_failure(err);
-  spdlog::warn("envelope_write_failed envelope={} write={} code={} error={}",
+  actors_log().warn("envelope_write_failed envelope={} write={} code={} error={}",
                self->state.id, what, to_string(f.code), f.message);
   auto reply = f.code == errc::stale_epoch
                  ? make_error(errc::stale_epoch,
@@ -164,12 +166,12 @@ void on_committed(envelope_pointer self) {
   }
   require_invariants(st, "after commit");
   if (failpoint("crash_after_commit")) {
-    spdlog::critical("failpoint crash_after_commit envelope={} batch={}",
+    actors_log().critical("failpoint crash_after_commit envelope={} batch={}",
                      st.id, b.opens.size());
-    spdlog::default_logger()->flush();
+    actors_log().flush();
     std::_Exit(86);
   }
-  spdlog::debug("open_committed envelope={} batch={} remaining_count={}",
+  actors_log().debug("open_committed envelope={} batch={} remaining_count={}",
                 st.id, b.opens.size(), st.env.remaining_count);
   for (auto& rec : b.opens)
     deliver_open(st, rec);
@@ -308,7 +310,7 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn) {
         st.env.paid_at_ms = p.paid_at_ms;
         st.env.expires_at_ms = p.expires_at_ms;
         st.paying_txn.clear();
-        spdlog::info("envelope_paid envelope={} total_fen={} count={}", st.id,
+        actors_log().info("envelope_paid envelope={} total_fen={} count={}", st.id,
                      st.env.total_fen, st.env.count);
         for (auto& w : st.pay_waiters)
           w.deliver(st.env);
@@ -431,7 +433,7 @@ void on_activated(envelope_pointer self, envelope_snapshot& snap) {
   for (size_t i = 0; i < st.opens.size(); ++i)
     st.opened.emplace(st.opens[i].user, i);
   require_invariants(st, "on activation");
-  spdlog::debug("envelope_activated envelope={} epoch={} opens={}", st.id,
+  actors_log().debug("envelope_activated envelope={} epoch={} opens={}", st.id,
                 st.env.epoch, st.opens.size());
   self->become(running(self));
   touch(self);
@@ -441,7 +443,7 @@ void on_activation_failed(envelope_pointer self, caf::error& err) {
   auto& st = self->state;
   auto f = to_failure(err);
   if (f.code != errc::not_found)
-    spdlog::warn("envelope_activation_failed envelope={} code={} error={}",
+    actors_log().warn("envelope_activation_failed envelope={} code={} error={}",
                  st.id, to_string(f.code), f.message);
   if (f.code == errc::not_found)
     st.failure = make_error(errc::not_found,

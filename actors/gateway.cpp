@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/errors.hpp"
 #include "proto/codec.hpp"
 
@@ -47,7 +49,7 @@ void send_error(connection_broker* self, uint64_t rid, errc code,
 // Sends a last error and closes; unwritten data still goes out first.
 void close_with_error(connection_broker* self, uint64_t rid, errc code,
                       std::string message) {
-  spdlog::info("connection_rejected code={} reason={}", to_string(code),
+  actors_log().info("connection_rejected code={} reason={}", to_string(code),
                message);
   send_error(self, rid, code, std::move(message));
   self->close(self->state.hdl);
@@ -220,7 +222,7 @@ caf::behavior acceptor_impl(caf::io::broker* self, caf::io::doorman_ptr door,
     },
     [=](const caf::io::acceptor_closed_msg&) { self->quit(); },
     [=](stop_atom) {
-      spdlog::info("gateway_stopped");
+      actors_log().info("gateway_stopped");
       self->close_all();
       self->quit();
     },
@@ -242,7 +244,7 @@ caf::expected<gateway_handle> spawn_gateway(caf::actor_system& sys,
   auto shared = std::make_shared<gateway_shared>(
     gateway_shared{cfg, std::move(router), result.counters});
   result.acceptor = mm.spawn_broker(acceptor_impl, std::move(*door), shared);
-  spdlog::info("gateway_listening host={} port={}", cfg.host, result.port);
+  actors_log().info("gateway_listening host={} port={}", cfg.host, result.port);
   return result;
 }
 

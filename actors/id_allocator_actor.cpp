@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/envelope_actor.hpp"
 #include "actors/errors.hpp"
 #include "domain/envelope_id.hpp"
@@ -67,7 +69,7 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
         auto& b = self->state.blocks[i];
         b.leasing = false;
         if (first + size > sequence_max) {
-          spdlog::error("segment_day_full segment={} day={}", segment, today);
+          actors_log().error("segment_day_full segment={} day={}", segment, today);
           return;
         }
         b.day = today;
@@ -78,7 +80,7 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
       [=](caf::error& err) {
         self->state.blocks[i].leasing = false;
         auto f = to_failure(err);
-        spdlog::warn("id_lease_failed segment={} error={}", segment, f.message);
+        actors_log().warn("id_lease_failed segment={} error={}", segment, f.message);
         // Waiters would wait forever otherwise: fail them, they retry.
         for (auto& rp : self->state.waiting)
           rp.deliver(make_error(errc::unavailable,

@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/errors.hpp"
 #include "domain/envelope_id.hpp"
 
@@ -107,7 +109,7 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
       self->send(it->second.handle, stop_atom::value);
       st.ids.erase(it->second.handle.address());
       st.live.erase(it);
-      spdlog::debug("envelope_passivated envelope={}", id);
+      actors_log().debug("envelope_passivated envelope={}", id);
     },
     [=](stats_atom) -> uint64_t { return self->state.live.size(); },
     [=](stop_atom) {

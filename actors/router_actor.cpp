@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/errors.hpp"
 #include "domain/envelope_id.hpp"
 
@@ -65,7 +67,7 @@ caf::result<envelope> handle_create(router_pointer self, create_request& req) {
           .then(
             [=](envelope& stored, bool created) mutable {
               if (created)
-                spdlog::info("envelope_created envelope={} sender={} "
+                actors_log().info("envelope_created envelope={} sender={} "
                              "total_fen={} count={} kind={}",
                              stored.id, stored.sender, stored.total_fen,
                              stored.count, to_string(stored.kind));

@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/log.hpp"
+
 #include "actors/errors.hpp"
 #include "persistence/pg_store.hpp"
 
@@ -40,11 +42,11 @@ pg_store* connection(worker_actor self) {
       = now + std::chrono::milliseconds(st.cfg.reconnect_interval_ms);
     auto res = pg_store::connect(st.cfg.database_url);
     if (!res) {
-      spdlog::warn("store_connect_failed error={}", res.error().message);
+      actors_log().warn("store_connect_failed error={}", res.error().message);
       return nullptr;
     }
     st.db = std::move(*res);
-    spdlog::info("store_connected");
+    actors_log().info("store_connected");
   }
   // A known connection that dropped: pg_store reconnects inside its calls.
   return st.db.get();

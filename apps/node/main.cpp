@@ -15,6 +15,7 @@
 
 #include "actors/errors.hpp"
 #include "actors/gateway.hpp"
+#include "actors/log.hpp"
 #include "actors/id_allocator_actor.hpp"
 #include "actors/messages.hpp"
 #include "actors/registry_actor.hpp"
@@ -42,7 +43,7 @@ bool migrate(const node_config& cfg, int wait_s) {
         return false;
       }
       auto version = (*db)->schema_version();
-      spdlog::info("schema_ready applied_now={} version={}", *applied,
+      named_logger("node").info("schema_ready applied_now={} version={}", *applied,
                    version ? *version : -1);
       return true;
     }
@@ -186,11 +187,11 @@ int main(int argc, char** argv) {
               cfg->node_name.c_str(), cfg->zone.c_str(),
               cfg->listen_host.c_str(), n->gateway.port);
   std::fflush(stdout);
-  spdlog::info("node_started name={} zone={} port={}", cfg->node_name,
+  named_logger("node").info("node_started name={} zone={} port={}", cfg->node_name,
                cfg->zone, n->gateway.port);
 
   auto sig = wait_for_signal();
-  spdlog::info("node_stopping signal={}", sig);
+  named_logger("node").info("node_stopping signal={}", sig);
   stop(sys, *n);
   return 0;
 }
