@@ -1,0 +1,705 @@
+// hongbao-demo: the quickstart's demo, over the real client protocol.
+//
+// Wraps (包) and pays (发) a few envelopes, lets thousands of users grab (抢)
+// and open (拆) them at once over pipelined connections, then fetches every
+// envelope and shows who got what, 手气最佳 (best luck), whether the money is
+// conserved, and how fast it went.
+//
+// Exit status: 0 ok; 1 conservation or the split rule failed, or the node
+// refused a setup request; 2 usage error; 3 cannot reach the node or a
+// connection failed for good.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "apps/client/client.hpp"
+#include "apps/demo/audit.hpp"
+#include "apps/demo/storm.hpp"
+#include "domain/envelope.hpp"
+#include "domain/money.hpp"
+#include "domain/requests.hpp"
+
+namespace {
+
+using json = nlohmann::ordered_json;
+using namespace hb;
+using namespace hb::demo;
+
+constexpr int exit_ok = 0;
+constexpr int exit_failed = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_transport = 3;
+
+/// The node's documented default limits: every share in [1, 20000] fen.
+/// The demo keeps its totals inside them; a node configured tighter says
+/// LIMIT_EXCEEDED and the demo reports it.
+constexpr int64_t share_max_fen_default = 20000;
+
+struct options {
+  std::string server = "127.0.0.1:7700";
+  std::string token;
+  uint32_t envelopes = 5;
+  int32_t count = 100;
+  uint32_t users = 3000;
+  uint32_t connections = 16;
+  uint32_t window = 64;
+  uint64_t seed = 0;  ///< 0: pick one (printed, so the run can be repeated)
+  uint32_t retries = 8;
+  int timeout_ms = 10000;
+  bool json = false;
+  bool quiet = false;
+};
+
+/// One envelope the demo wraps.
+struct plan {
+  create_request create;
+  std::string payment_txn;
+  envelope env;  ///< as the node answered ConfirmPayment
+};
+
+/// The outcome of the final GetEnvelope and its audit, per envelope.
+struct checked {
+  envelope_detail detail;
+  envelope_audit audit;
+};
+
+// -- Small helpers -------------------------------------------------------------
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+std::string yuan(int64_t fen) {
+  return to_yuan_string(fen);
+}
+
+std::string random_hex(int digits) {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  uint64_t value = gen();
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx",
+                static_cast<unsigned long long>(value));
+  return std::string{buf}.substr(0, static_cast<size_t>(digits));
+}
+
+/// The p-th percentile (0 < p ≤ 100) of microsecond samples, in ms.
+double percentile_ms(std::vector<int64_t> samples, double p) {
+  if (samples.empty())
+    return 0;
+  auto rank = static_cast<size_t>(p / 100.0 * static_cast<double>(samples.size()));
+  rank = std::min(rank, samples.size() - 1);
+  std::nth_element(samples.begin(), samples.begin() + static_cast<long>(rank),
+                   samples.end());
+  return static_cast<double>(samples[rank]) / 1000.0;
+}
+
+double max_ms(const std::vector<int64_t>& samples) {
+  if (samples.empty())
+    return 0;
+  return static_cast<double>(*std::max_element(samples.begin(), samples.end()))
+         / 1000.0;
+}
+
+/// Prints to stderr unless --quiet: the story of the run for people; stdout
+/// carries only the report.
+void say(const options& opts, const std::string& text) {
+  if (!opts.quiet)
+    std::cerr << text << std::flush;
+}
+
+// -- The envelopes -------------------------------------------------------------
+
+/// Totals that read like real 红包: lucky numbers in fen.
+const int64_t totals_fen[] = {8888, 20000, 6666, 52000, 13140,
+                              9999, 16888, 1888, 30000, 12345};
+const char* senders[] = {"张伟", "王芳", "李娜", "刘洋", "陈静",
+                         "杨帆", "赵磊", "黄丽", "周杰", "吴敏"};
+const char* groups[] = {"相亲相爱一家人", "大学同学群", "公司年会", "篮球队",
+                        "小区邻居", "春节值班群", "羽毛球俱乐部", "老乡会",
+                        "读书会", "家长群"};
+const char* greetings[] = {"恭喜发财，大吉大利", "新年快乐", "万事如意",
+                           "年年有余", "身体健康", "心想事成", "步步高升",
+                           "龙马精神", "五福临门", "岁岁平安"};
+
+template <size_t N>
+std::string pick(const char* const (&names)[N], uint32_t i,
+                 const char* fallback) {
+  if (i < N)
+    return names[i];
+  return std::string{fallback} + "-" + std::to_string(i + 1);
+}
+
+/// Envelope i: most are 拼手气 (random); the second is 普通 (equal). Totals
+/// stay inside count ≤ total ≤ 20000 · count.
+std::vector<plan> make_plans(const options& opts, const std::string& run_id) {
+  std::vector<plan> plans;
+  constexpr size_t totals_n = sizeof(totals_fen) / sizeof(totals_fen[0]);
+  for (uint32_t i = 0; i < opts.envelopes; ++i) {
+    plan p;
+    auto& c = p.create;
+    c.sender = pick(senders, i, "sender");
+    c.group = pick(groups, i, "group");
+    c.greeting = pick(greetings, i, "greeting");
+    c.count = opts.count;
+    c.kind = i == 1 ? envelope_kind::equal : envelope_kind::random;
+    int64_t base = totals_fen[i % totals_n] + 100 * static_cast<int64_t>(i / totals_n);
+    c.total_fen = std::clamp<int64_t>(base, opts.count,
+                                      share_max_fen_default * opts.count);
+    c.idempotency_key = "demo-" + run_id + "-" + std::to_string(i + 1);
+    p.payment_txn = "demo-txn-" + run_id + "-" + std::to_string(i + 1);
+    plans.push_back(std::move(p));
+  }
+  return plans;
+}
+
+// -- Talking to the node (setup and audit, one request at a time) --------------
+
+/// Sends `body` and returns the answer; retries retryable errors and
+/// reconnects after a lost connection (every request here is idempotent).
+/// Returns nullopt with `why` and `exit_code` set on failure.
+class caller {
+public:
+  caller(const options& opts, client::host_port where)
+    : opts_(opts), where_(std::move(where)) {}
+
+  bool connect(std::string& why) {
+    auto conn = client::connection::connect(where_.host, where_.port,
+                                            opts_.timeout_ms);
+    if (!conn) {
+      why = conn.error().message;
+      if (why.find("hongbao-node running") == std::string::npos)
+        why += " — is hongbao-node running?";
+      return false;
+    }
+    auto ok = conn->authenticate(opts_.token, opts_.timeout_ms);
+    if (!ok) {
+      why = ok.error().code == errc::unauthenticated
+              ? "authentication failed: " + ok.error().message
+                  + " — check --token or HONGBAO_TOKEN"
+              : ok.error().message;
+      return false;
+    }
+    node_name_ = ok->node_name;
+    conn_ = std::move(*conn);
+    return true;
+  }
+
+  const std::string& node_name() const { return node_name_; }
+
+  std::optional<response_body> call(const request_body& body, std::string& why,
+                                    int& exit_code) {
+    int delay_ms = 50;
+    for (uint32_t attempt = 0;; ++attempt) {
+      if (!conn_.connected() && !connect(why)) {
+        exit_code = exit_transport;
+        return std::nullopt;
+      }
+      auto resp = conn_.call(body, opts_.timeout_ms);
+      bool again = false;
+      if (!resp) {
+        why = resp.error().message;
+        conn_.close();
+        again = true;
+      } else if (auto* err = std::get_if<error_reply>(&resp->body)) {
+        why = std::string{to_string(err->code)} + ": " + err->message;
+        if (!retryable(err->code)) {
+          exit_code = exit_failed;
+          return std::nullopt;
+        }
+        again = true;
+      } else {
+        return std::move(resp->body);
+      }
+      if (!again || attempt >= opts_.retries) {
+        exit_code = resp ? exit_failed : exit_transport;
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      delay_ms = std::min(delay_ms * 2, 2000);
+    }
+  }
+
+private:
+  const options& opts_;
+  client::host_port where_;
+  client::connection conn_;
+  std::string node_name_;
+};
+
+/// Wraps and pays every planned envelope. Returns false with a message.
+bool wrap_and_pay(const options& opts, caller& node, std::vector<plan>& plans,
+                  std::string& why, int& exit_code) {
+  for (size_t i = 0; i < plans.size(); ++i) {
+    auto& p = plans[i];
+    auto created = node.call(p.create, why, exit_code);
+    if (!created) {
+      why = "cannot wrap envelope " + std::to_string(i + 1) + " ("
+            + yuan(p.create.total_fen) + " yuan in "
+            + std::to_string(p.create.count) + " shares): " + why;
+      return false;
+    }
+    auto* env = std::get_if<envelope>(&*created);
+    if (env == nullptr) {
+      why = "the node answered CreateEnvelope with something else";
+      exit_code = exit_failed;
+      return false;
+    }
+    auto paid = node.call(pay_request{env->id, p.payment_txn}, why, exit_code);
+    if (!paid) {
+      why = "cannot pay envelope " + std::to_string(env->id) + ": " + why;
+      return false;
+    }
+    env = std::get_if<envelope>(&*paid);
+    if (env == nullptr || env->status != envelope_status::paid) {
+      why = "the node did not answer ConfirmPayment with a paid envelope";
+      exit_code = exit_failed;
+      return false;
+    }
+    p.env = *env;
+    say(opts, "  " + std::to_string(i + 1) + ". " + std::to_string(env->id)
+                + "  " + yuan(env->total_fen) + " yuan in "
+                + std::to_string(env->count) + " shares, "
+                + (env->kind == envelope_kind::equal ? "普通 equal"
+                                                     : "拼手气 random")
+                + ", " + env->sender + " → " + env->group + " \""
+                + env->greeting + "\"\n");
+  }
+  return true;
+}
+
+/// Fetches every envelope and audits it against what the Open replies said.
+bool fetch_and_audit(caller& node, const std::vector<plan>& plans,
+                     const storm_report& storm,
+                     const std::vector<std::string>& names,
+                     std::vector<checked>& out, std::string& why,
+                     int& exit_code) {
+  for (size_t i = 0; i < plans.size(); ++i) {
+    auto body = node.call(get_request{plans[i].env.id}, why, exit_code);
+    if (!body) {
+      why = "cannot fetch envelope " + std::to_string(plans[i].env.id) + ": "
+            + why;
+      return false;
+    }
+    auto* detail = std::get_if<envelope_detail>(&*body);
+    if (detail == nullptr) {
+      why = "the node answered GetEnvelope with something else";
+      exit_code = exit_failed;
+      return false;
+    }
+    checked c;
+    c.detail = std::move(*detail);
+    c.audit = audit_envelope(c.detail, storm.told[i], storm.unknown[i], names);
+    if (c.detail.env.total_fen != plans[i].create.total_fen
+        || c.detail.env.count != plans[i].create.count)
+      c.audit.problems.push_back("the envelope is not the one wrapped: total "
+                                 + yuan(c.detail.env.total_fen) + " in "
+                                 + std::to_string(c.detail.env.count)
+                                 + " shares");
+    out.push_back(std::move(c));
+  }
+  return true;
+}
+
+// -- The report ----------------------------------------------------------------
+
+struct totals {
+  int64_t wrapped_fen = 0;
+  int64_t opened_fen = 0;
+  int64_t remaining_fen = 0;
+  int64_t told_fen = 0;
+  size_t unknown_users = 0;
+  bool conserved = true;
+  bool rules_ok = true;
+  bool all_exhausted = true;
+};
+
+totals sum_up(const std::vector<checked>& envs) {
+  totals t;
+  for (auto& c : envs) {
+    t.wrapped_fen += c.detail.env.total_fen;
+    t.opened_fen += c.audit.opened_fen;
+    t.remaining_fen += c.detail.env.remaining_fen;
+    t.told_fen += c.audit.told_fen;
+    t.unknown_users += c.audit.unknown_users;
+    t.conserved = t.conserved && c.audit.conserved();
+    t.rules_ok = t.rules_ok && c.audit.rules_ok();
+    t.all_exhausted = t.all_exhausted
+                      && c.detail.env.status == envelope_status::exhausted;
+  }
+  return t;
+}
+
+const char* grab_names[] = {"?", "can_open", "already_opened", "exhausted",
+                            "expired", "not_paid"};
+
+/// "can_open 612, exhausted 14388, error busy 3"
+json answers_json(const answer_counts& c, bool open) {
+  json out = json::object();
+  if (open) {
+    out["committed"] = c.results[0];
+  } else {
+    for (size_t i = 1; i < 6; ++i)
+      out[grab_names[i]] = c.results[i];
+  }
+  json errors = json::object();
+  for (size_t i = 0; i < c.errors.size(); ++i)
+    if (c.errors[i] > 0)
+      errors[i < 16 ? to_string(static_cast<errc>(i)) : "unknown_code"]
+        = c.errors[i];
+  out["errors"] = errors;
+  out["sent"] = c.sent;
+  out["retries"] = c.retries;
+  out["gave_up"] = c.gave_up;
+  return out;
+}
+
+std::string answers_text(const answer_counts& c, bool open) {
+  std::string text;
+  auto add = [&text](const std::string& name, uint64_t n) {
+    if (n == 0)
+      return;
+    text += (text.empty() ? "" : ", ") + name + " " + std::to_string(n);
+  };
+  if (open)
+    add("committed", c.results[0]);
+  else
+    for (size_t i = 1; i < 6; ++i)
+      add(grab_names[i], c.results[i]);
+  for (size_t i = 0; i < c.errors.size(); ++i)
+    add(std::string{"error "}
+          + (i < 16 ? to_string(static_cast<errc>(i)) : "unknown_code"),
+        c.errors[i]);
+  text += "  (" + std::to_string(c.sent) + " sent, " + std::to_string(c.retries)
+          + " retries, " + std::to_string(c.gave_up) + " given up)";
+  return text;
+}
+
+uint64_t final_grabs(const storm_report& s) {
+  uint64_t n = 0;
+  for (size_t i = 1; i < 6; ++i)
+    n += s.grabs.results[i];
+  return n;
+}
+
+json latency_json(const std::vector<int64_t>& us) {
+  return json{{"n", us.size()},
+              {"p50", percentile_ms(us, 50)},
+              {"p99", percentile_ms(us, 99)},
+              {"max", max_ms(us)}};
+}
+
+json best_json(const envelope_detail& d) {
+  auto* best = best_luck(d.opens);
+  if (best == nullptr)
+    return nullptr;
+  return json{{"user", best->user},
+              {"amount_fen", best->amount_fen},
+              {"seq", best->seq}};
+}
+
+void print_json(const options& opts, const std::string& node_name,
+                const std::string& run_id, const std::vector<plan>& plans,
+                const storm_report& storm, const std::vector<checked>& envs,
+                const totals& t, bool ok) {
+  json list = json::array();
+  for (size_t i = 0; i < envs.size(); ++i) {
+    const auto& env = envs[i].detail.env;
+    const auto& a = envs[i].audit;
+    list.push_back(json{
+      {"envelope_id", env.id},
+      {"kind", to_string(env.kind)},
+      {"status", to_string(env.status)},
+      {"sender", env.sender},
+      {"group", env.group},
+      {"greeting", env.greeting},
+      {"total_fen", env.total_fen},
+      {"count", env.count},
+      {"opened_count", envs[i].detail.opens.size()},
+      {"opened_fen", a.opened_fen},
+      {"remaining_fen", env.remaining_fen},
+      {"remaining_count", env.remaining_count},
+      {"best_luck", best_json(envs[i].detail)},
+      {"told_fen", a.told_fen},
+      {"unknown_outcome_opens", a.unknown_users},
+      {"conserved", a.conserved()},
+      {"problems", a.problems},
+      {"split_rule_ok", a.rules_ok()},
+      {"split_rule_problems", a.rule_problems},
+    });
+  }
+  uint64_t opens = storm.opens.results[0];
+  uint64_t grabs = final_grabs(storm);
+  json out{
+    {"ok", ok},
+    {"node", node_name},
+    {"server", opts.server},
+    {"seed", opts.seed},
+    {"run", run_id},
+    {"settings", json{{"envelopes", opts.envelopes},
+                      {"count", opts.count},
+                      {"users", opts.users},
+                      {"connections", opts.connections},
+                      {"window", opts.window},
+                      {"retries", opts.retries}}},
+    {"envelopes", list},
+    {"totals", json{{"wrapped_fen", t.wrapped_fen},
+                    {"opened_fen", t.opened_fen},
+                    {"remaining_fen", t.remaining_fen},
+                    {"told_fen", t.told_fen},
+                    {"unknown_outcome_opens", t.unknown_users},
+                    {"conserved", t.conserved},
+                    {"split_rule_ok", t.rules_ok},
+                    {"all_exhausted", t.all_exhausted}}},
+    {"storm", json{
+      {"grab_attempts", uint64_t{opts.users} * plans.size()},
+      {"wall_ms", storm.wall_s * 1000.0},
+      {"grabs_answered", grabs},
+      {"opens_committed", opens},
+      {"grabs_per_s", storm.wall_s > 0 ? grabs / storm.wall_s : 0.0},
+      {"opens_per_s", storm.wall_s > 0 ? opens / storm.wall_s : 0.0},
+      {"latency_ms", json{{"open", latency_json(storm.opens.latency_us)},
+                          {"grab", latency_json(storm.grabs.latency_us)}}},
+      {"grab", answers_json(storm.grabs, false)},
+      {"open", answers_json(storm.opens, true)},
+      {"reconnects", storm.reconnects},
+      {"stalls", storm.stalls},
+      {"unexpected_responses", storm.unexpected_responses},
+      {"events", storm.events},
+      {"failure", storm.failure},
+    }},
+  };
+  std::cout << out.dump() << std::endl;
+}
+
+void print_text(const options& opts, const std::vector<plan>& plans,
+                const storm_report& storm, const std::vector<checked>& envs,
+                const totals& t) {
+  std::printf("\nEnvelopes\n");
+  std::printf("  %-2s %-19s  %-6s  %9s  %9s  %-28s  %9s\n", "#", "id", "kind",
+              "total", "opened", "best luck 手气最佳", "remaining");
+  for (size_t i = 0; i < envs.size(); ++i) {
+    const auto& d = envs[i].detail;
+    std::string best = "-";
+    if (auto* b = best_luck(d.opens))
+      best = b->user + " " + yuan(b->amount_fen) + " (#" + std::to_string(b->seq)
+             + ")";
+    std::string opened = std::to_string(d.opens.size()) + "/"
+                         + std::to_string(d.env.count);
+    // The header's CJK text is wider on screen than in bytes; pad by hand.
+    std::printf("  %-2zu %-19lld  %-6s  %9s  %9s  %-22s  %9s%s\n", i + 1,
+                static_cast<long long>(d.env.id), to_string(d.env.kind),
+                yuan(d.env.total_fen).c_str(), opened.c_str(), best.c_str(),
+                yuan(d.env.remaining_fen).c_str(),
+                envs[i].audit.conserved() && envs[i].audit.rules_ok()
+                  ? ""
+                  : "  ✗");
+    for (auto& p : envs[i].audit.problems)
+      std::printf("       ✗ %s\n", p.c_str());
+    for (auto& p : envs[i].audit.rule_problems)
+      std::printf("       ✗ split rule: %s\n", p.c_str());
+  }
+
+  std::printf("\nMoney (yuan)\n");
+  std::printf("  wrapped %s, opened %s, remaining %s\n",
+              yuan(t.wrapped_fen).c_str(), yuan(t.opened_fen).c_str(),
+              yuan(t.remaining_fen).c_str());
+  std::printf("  Open replies told users %s in all%s\n",
+              yuan(t.told_fen).c_str(),
+              t.unknown_users == 0
+                ? (t.told_fen == t.opened_fen ? " = Σ shares recorded" : " ≠ Σ shares recorded")
+                : (" (" + std::to_string(t.unknown_users)
+                   + " opens with unknown outcome)").c_str());
+  std::printf("  conserved: %s  (per envelope: Σ shares + remaining = total, "
+              "every share ≥ 0.01, nobody twice, at most count shares, every "
+              "\"you got X\" recorded)\n",
+              t.conserved ? "yes" : "NO");
+  std::printf("  split rule: %s  (拼手气 double-mean, 普通 total / count)\n",
+              t.rules_ok ? "ok" : "VIOLATED");
+  if (!t.all_exhausted && opts.users >= static_cast<uint32_t>(opts.count))
+    std::printf("  note: not every envelope is exhausted although %u users "
+                "≥ %d shares each\n",
+                opts.users, opts.count);
+
+  uint64_t grabs = final_grabs(storm);
+  uint64_t opens = storm.opens.results[0];
+  std::printf("\nStorm: %u users × %zu envelopes = %llu grabs (抢), an open "
+              "(拆) after each can_open\n",
+              opts.users, plans.size(),
+              static_cast<unsigned long long>(uint64_t{opts.users} * plans.size()));
+  std::printf("  over %u connections, up to %u requests in flight each; "
+              "seed %llu\n",
+              opts.connections, opts.window,
+              static_cast<unsigned long long>(opts.seed));
+  std::printf("  wall time %.3f s: %.0f grabs/s, %.0f opens/s (%llu opens "
+              "committed)\n",
+              storm.wall_s, storm.wall_s > 0 ? grabs / storm.wall_s : 0.0,
+              storm.wall_s > 0 ? opens / storm.wall_s : 0.0,
+              static_cast<unsigned long long>(opens));
+  auto& ol = storm.opens.latency_us;
+  auto& gl = storm.grabs.latency_us;
+  std::printf("  latency open p50 %.1f ms, p99 %.1f ms, max %.1f ms; grab p50 "
+              "%.1f ms, p99 %.1f ms\n",
+              percentile_ms(ol, 50), percentile_ms(ol, 99), max_ms(ol),
+              percentile_ms(gl, 50), percentile_ms(gl, 99));
+  std::printf("  grabs: %s\n", answers_text(storm.grabs, false).c_str());
+  std::printf("  opens: %s\n", answers_text(storm.opens, true).c_str());
+  if (storm.reconnects > 0 || storm.stalls > 0 || storm.unexpected_responses > 0)
+    std::printf("  connections: %llu reconnects, %llu stalls, %llu unexpected "
+                "responses\n",
+                static_cast<unsigned long long>(storm.reconnects),
+                static_cast<unsigned long long>(storm.stalls),
+                static_cast<unsigned long long>(storm.unexpected_responses));
+  for (auto& e : storm.events)
+    std::printf("  event: %s\n", e.c_str());
+}
+
+int fail(const options& opts, const std::string& message, int exit_code) {
+  if (opts.json) {
+    json out{{"ok", false},
+             {"error", json{{"message", message}, {"exit_code", exit_code}}}};
+    std::cout << out.dump() << std::endl;
+  }
+  std::cerr << "hongbao-demo: " << message << "\n";
+  return exit_code;
+}
+
+int run(options opts) {
+  auto where = client::parse_host_port(opts.server);
+  if (!where)
+    return fail(opts, where.error().message, exit_usage);
+  if (uint64_t{opts.users} * opts.envelopes > attempts_max)
+    return fail(opts, "--users × --envelopes must stay ≤ "
+                        + std::to_string(attempts_max),
+                exit_usage);
+  if (opts.seed == 0)
+    opts.seed = std::random_device{}() | 1u;
+  auto run_id = random_hex(8);
+
+  caller node{opts, *where};
+  std::string why;
+  if (!node.connect(why))
+    return fail(opts, why, exit_transport);
+  say(opts, "hongbao-demo: node " + node.node_name() + " at " + opts.server
+              + ", seed " + std::to_string(opts.seed) + ", run " + run_id
+              + "\nwrapping (包) and paying (发) "
+              + std::to_string(opts.envelopes) + " envelopes:\n");
+  auto plans = make_plans(opts, run_id);
+  int exit_code = exit_ok;
+  if (!wrap_and_pay(opts, node, plans, why, exit_code))
+    return fail(opts, why, exit_code);
+
+  storm_settings cfg;
+  cfg.server = *where;
+  cfg.token = opts.token;
+  for (auto& p : plans)
+    cfg.envelope_ids.push_back(p.env.id);
+  cfg.users = opts.users;
+  cfg.connections = opts.connections;
+  cfg.window = opts.window;
+  cfg.seed = opts.seed;
+  cfg.timeout_ms = opts.timeout_ms;
+  cfg.retries_max = opts.retries;
+  cfg.progress = !opts.quiet;
+  say(opts, std::to_string(opts.users) + " users grab (抢) every envelope and "
+              "open (拆) when told can_open, over "
+              + std::to_string(opts.connections) + " connections...\n");
+  auto storm = run_storm(cfg);
+  if (!storm.failure.empty() && storm.wall_s == 0)
+    return fail(opts, storm.failure, exit_transport);
+
+  std::vector<std::string> names;
+  names.reserve(opts.users);
+  for (uint32_t u = 0; u < opts.users; ++u)
+    names.push_back(user_name(u, opts.users));
+  std::vector<checked> envs;
+  if (!fetch_and_audit(node, plans, storm, names, envs, why, exit_code))
+    return fail(opts, why, exit_code);
+
+  auto t = sum_up(envs);
+  bool ok = t.conserved && t.rules_ok && storm.failure.empty();
+  if (opts.json)
+    print_json(opts, node.node_name(), run_id, plans, storm, envs, t, ok);
+  else
+    print_text(opts, plans, storm, envs, t);
+  if (!storm.failure.empty()) {
+    std::cerr << "hongbao-demo: the storm did not finish: " << storm.failure
+              << "\n";
+    return exit_transport;
+  }
+  if (!t.conserved)
+    std::cerr << "hongbao-demo: MONEY NOT CONSERVED — see the ✗ lines; this "
+                 "is a bug in the node\n";
+  else if (!t.rules_ok)
+    std::cerr << "hongbao-demo: shares break the split rule — see the ✗ "
+                 "lines; this is a bug in the node\n";
+  return ok ? exit_ok : exit_failed;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options opts;
+  opts.server = env_or("HONGBAO_SERVER", opts.server);
+  opts.token = env_or("HONGBAO_TOKEN", opts.token);
+
+  CLI::App app{"hongbao-demo — wrap a few 红包, let thousands of users grab "
+               "and open them at once over the client protocol, then check "
+               "that every fen is accounted for.\n"
+               "Exit status: 0 ok, 1 money not conserved (or the node "
+               "refused a setup request), 2 usage error, 3 cannot reach the "
+               "node.",
+               "hongbao-demo"};
+  app.add_option("--server", opts.server,
+                 "node address HOST:PORT (env HONGBAO_SERVER)")
+    ->capture_default_str();
+  app.add_option("--token", opts.token,
+                 "auth token from the node's config (env HONGBAO_TOKEN)");
+  app.add_option("--envelopes", opts.envelopes, "envelopes to wrap")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, envelopes_max));
+  app.add_option("--count", opts.count, "shares per envelope")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 1000000));
+  app.add_option("--users", opts.users,
+                 "users; each grabs every envelope")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, users_max));
+  app.add_option("--connections", opts.connections, "TCP connections")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, connections_max));
+  app.add_option("--window", opts.window,
+                 "requests in flight per connection (pipelining)")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, window_max));
+  app.add_option("--seed", opts.seed,
+                 "seed for who grabs what in which order (default: random, "
+                 "printed)");
+  app.add_option("--retries", opts.retries,
+                 "resends of a request after BUSY/UNAVAILABLE/STALE_EPOCH")
+    ->capture_default_str()
+    ->check(CLI::Range(0u, retries_max_max));
+  app.add_option("--timeout-ms", opts.timeout_ms,
+                 "connect timeout; a connection silent this long with "
+                 "requests in flight counts as stalled")
+    ->capture_default_str()
+    ->check(CLI::Range(100, 3600 * 1000));
+  app.add_flag("--json", opts.json,
+               "print one JSON object on stdout instead of the report");
+  app.add_flag("--quiet,-q", opts.quiet, "no progress on stderr");
+  CLI11_PARSE(app, argc, argv);
+  return run(std::move(opts));
+}
