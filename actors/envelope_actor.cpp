@@ -128,6 +128,8 @@ void fail_all_waiters(envelope_pointer self, const caf::error& err) {
 void stop_after_write_failure(envelope_pointer self, const caf::error& err,
                               const char* what) {
   auto f = to_failure(err);
+  if (self->state.cfg.metrics)
+    self->state.cfg.metrics->write_failures.fetch_add(1);
   actors_log().warn("envelope_write_failed envelope={} write={} code={} error={}",
                self->state.id, what, to_string(f.code), f.message);
   auto reply = f.code == errc::stale_epoch
@@ -165,6 +167,8 @@ void on_committed(envelope_pointer self) {
     st.opens.push_back(rec);
   }
   require_invariants(st, "after commit");
+  if (st.cfg.metrics)
+    st.cfg.metrics->record_batch(b.opens.size());
   if (failpoint("crash_after_commit")) {
     actors_log().critical("failpoint crash_after_commit envelope={} batch={}",
                      st.id, b.opens.size());
@@ -433,6 +437,8 @@ void on_activated(envelope_pointer self, envelope_snapshot& snap) {
   for (size_t i = 0; i < st.opens.size(); ++i)
     st.opened.emplace(st.opens[i].user, i);
   require_invariants(st, "on activation");
+  if (st.cfg.metrics)
+    st.cfg.metrics->activations.fetch_add(1);
   actors_log().debug("envelope_activated envelope={} epoch={} opens={}", st.id,
                 st.env.epoch, st.opens.size());
   self->become(running(self));

@@ -2,11 +2,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "caf/typed_actor.hpp"
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 #include "actors/store_actor.hpp"
 
 namespace hb {
@@ -50,6 +52,8 @@ struct envelope_settings {
   std::function<int64_t()> now_ms;
   /// Seed of the share generator; 0 draws one from std::random_device.
   uint64_t rng_seed = 0;
+  /// Node-wide counters; may be null (unit tests).
+  std::shared_ptr<node_metrics> metrics;
 };
 
 /// Current wall time in Unix milliseconds.

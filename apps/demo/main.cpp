@@ -114,11 +114,11 @@ double max_ms(const std::vector<int64_t>& samples) {
          / 1000.0;
 }
 
-/// Prints to stderr unless --quiet: the story of the run for people; stdout
-/// carries only the report.
+/// The story of the run (what was wrapped, what happens next) is part of the
+/// text report on stdout; with --json the JSON object holds it instead.
 void say(const options& opts, const std::string& text) {
-  if (!opts.quiet)
-    std::cerr << text << std::flush;
+  if (!opts.json)
+    std::cout << text << std::flush;
 }
 
 // -- The envelopes -------------------------------------------------------------
@@ -489,7 +489,8 @@ void print_text(const options& opts, const std::vector<plan>& plans,
                 const storm_report& storm, const std::vector<checked>& envs,
                 const totals& t) {
   std::printf("\nEnvelopes\n");
-  std::printf("  %-2s %-19s  %-6s  %9s  %9s  %-28s  %9s\n", "#", "id", "kind",
+  // "手气最佳" is 12 bytes but 8 columns wide: 26 bytes pad to 22 columns.
+  std::printf("  %-2s %-19s  %-6s  %9s  %9s  %-26s  %9s\n", "#", "id", "kind",
               "total", "opened", "best luck 手气最佳", "remaining");
   for (size_t i = 0; i < envs.size(); ++i) {
     const auto& d = envs[i].detail;
@@ -499,7 +500,6 @@ void print_text(const options& opts, const std::vector<plan>& plans,
              + ")";
     std::string opened = std::to_string(d.opens.size()) + "/"
                          + std::to_string(d.env.count);
-    // The header's CJK text is wider on screen than in bytes; pad by hand.
     std::printf("  %-2zu %-19lld  %-6s  %9s  %9s  %-22s  %9s%s\n", i + 1,
                 static_cast<long long>(d.env.id), to_string(d.env.kind),
                 yuan(d.env.total_fen).c_str(), opened.c_str(), best.c_str(),
@@ -699,7 +699,8 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(100, 3600 * 1000));
   app.add_flag("--json", opts.json,
                "print one JSON object on stdout instead of the report");
-  app.add_flag("--quiet,-q", opts.quiet, "no progress on stderr");
+  app.add_flag("--quiet,-q", opts.quiet,
+               "no progress lines on stderr while the storm runs");
   CLI11_PARSE(app, argc, argv);
   return run(std::move(opts));
 }

@@ -61,6 +61,7 @@ bool migrate(const node_config& cfg, int wait_s) {
 }
 
 struct node {
+  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
   store_actor store;
   id_allocator_actor ids;
   registry_actor registry;
@@ -87,6 +88,7 @@ caf::expected<node> start(caf::actor_system& sys, const node_config& cfg) {
   reg_cfg.envelope.queue_max = cfg.envelope_queue_max;
   reg_cfg.envelope.batch_max = cfg.envelope_batch_max;
   reg_cfg.envelope.idle_ms = cfg.envelope_idle_ms;
+  reg_cfg.envelope.metrics = n.metrics;
   n.registry = spawn_registry(sys, n.store, reg_cfg);
 
   router_settings router_cfg;
@@ -193,5 +195,17 @@ int main(int argc, char** argv) {
   auto sig = wait_for_signal();
   named_logger("node").info("node_stopping signal={}", sig);
   stop(sys, *n);
+  auto& m = *n->metrics;
+  auto batches = m.open_batches.load();
+  auto opens = m.opens_committed.load();
+  std::printf("hongbao-node %s stopped: %llu opens committed in %llu writes "
+              "(%.1f opens per write, largest %llu), %llu activations, "
+              "%llu failed writes\n",
+              cfg->node_name.c_str(), static_cast<unsigned long long>(opens),
+              static_cast<unsigned long long>(batches),
+              batches > 0 ? static_cast<double>(opens) / batches : 0.0,
+              static_cast<unsigned long long>(m.open_batch_max.load()),
+              static_cast<unsigned long long>(m.activations.load()),
+              static_cast<unsigned long long>(m.write_failures.load()));
   return 0;
 }

@@ -222,6 +222,12 @@ std::string raw_socket::authenticate(const std::string& token, uint64_t rid,
   return "";
 }
 
+std::string frame_header(uint32_t size) {
+  std::string out(codec::frame_header_size, '\0');
+  codec::put_frame_header(size, out.data());
+  return out;
+}
+
 std::string frame(const std::string& payload) {
   std::string out(codec::frame_header_size, '\0');
   codec::put_frame_header(static_cast<uint32_t>(payload.size()), out.data());

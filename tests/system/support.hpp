@@ -92,6 +92,9 @@ private:
   std::string buf_;
 };
 
+/// The 4-byte big-endian length prefix alone.
+std::string frame_header(uint32_t size);
+
 /// A frame: the 4-byte big-endian length, then `payload`.
 std::string frame(const std::string& payload);
 
