@@ -23,6 +23,7 @@ namespace {
 
 using open_promise = caf::typed_response_promise<open_result>;
 using pay_promise = caf::typed_response_promise<envelope>;
+using refund_promise = caf::typed_response_promise<int64_t>;
 
 // A store write that does not answer within this time is treated as failed
 // with an unknown outcome: the actor stops and the next activation re-reads
@@ -48,6 +49,9 @@ struct envelope_state {
   open_batch inflight;            // the write in flight, if writing
   std::string paying_txn;         // non-empty while a payment write is in flight
   std::vector<pay_promise> pay_waiters;
+  bool refunding = false;         // the refund write is in flight
+  std::vector<refund_promise> refund_waiters;
+  bool archived = false;          // loaded from cold storage: read-only
 
   // -- passivation -------------------------------------------------------------
   uint64_t handled = 0;  // requests taken from the registry
@@ -120,6 +124,26 @@ void fail_all_waiters(envelope_pointer self, const caf::error& err) {
   for (auto& rp : st.pay_waiters)
     rp.deliver(err);
   st.pay_waiters.clear();
+  for (auto& rp : st.refund_waiters)
+    rp.deliver(err);
+  st.refund_waiters.clear();
+}
+
+// Answers every queued open with `err` (they never reached a write).
+void fail_queued(envelope_state& st, const caf::error& err) {
+  for (auto& user : st.queue) {
+    auto it = st.waiters.find(user);
+    if (it == st.waiters.end())
+      continue;
+    for (auto& rp : it->second)
+      rp.deliver(err);
+    st.waiters.erase(it);
+  }
+  st.queue.clear();
+}
+
+caf::error expired_error() {
+  return make_error(errc::expired, "the envelope has expired");
 }
 
 // The write failed or its outcome is unknown: every waiter gets a retryable
@@ -154,6 +178,65 @@ void deliver_open(envelope_state& st, const open_record& rec) {
   st.waiters.erase(it);
 }
 
+bool due_for_refund(const envelope_state& st) {
+  return st.env.status == envelope_status::paid && !st.archived
+         && is_expired(st);
+}
+
+void on_refunded(envelope_pointer self, int64_t amount) {
+  auto& st = self->state;
+  st.refunding = false;
+  if (amount != st.env.remaining_fen) {
+    actors_log().critical("refund_mismatch envelope={} refunded={} "
+                          "remaining={}",
+                          st.id, amount, st.env.remaining_fen);
+    std::abort();
+  }
+  st.env.status = envelope_status::refunded;
+  st.env.refunded_fen = amount;
+  st.env.remaining_fen = 0;
+  require_invariants(st, "after refund");
+  if (st.cfg.metrics)
+    st.cfg.metrics->refunds.fetch_add(1, std::memory_order_relaxed);
+  actors_log().info("envelope_refunded envelope={} refunded_fen={} "
+                    "opened={}",
+                    st.id, amount, st.opens.size());
+  for (auto& rp : st.refund_waiters)
+    rp.deliver(amount);
+  st.refund_waiters.clear();
+  touch(self);
+}
+
+// Refunds an expired envelope's remainder to the sender, once. Like an open
+// batch it is an exclusive write: it waits for a batch in flight, and opens
+// that arrive meanwhile find the envelope expired.
+void maybe_refund(envelope_pointer self) {
+  auto& st = self->state;
+  if (!due_for_refund(st) || st.refunding || st.writing)
+    return;
+  fail_queued(st, expired_error());
+  st.refunding = true;
+  self->request(st.store, store_timeout, db_refund_atom::value, st.id,
+                st.env.epoch)
+    .then([=](int64_t amount) { on_refunded(self, amount); },
+          [=](caf::error& err) {
+            self->state.refunding = false;
+            stop_after_write_failure(self, err, "refund");
+          });
+}
+
+// Schedules the refund for the moment the envelope expires; a passivated
+// actor loses the timer, and the durable sweeper takes over.
+void arm_expiry(envelope_pointer self) {
+  auto& st = self->state;
+  if (st.env.status != envelope_status::paid || st.env.expires_at_ms <= 0
+      || st.archived)
+    return;
+  auto delay = std::max<int64_t>(0, st.env.expires_at_ms - st.cfg.now_ms());
+  self->delayed_send(self, std::chrono::milliseconds(delay),
+                     expire_atom::value);
+}
+
 void dispatch(envelope_pointer self);
 
 void on_committed(envelope_pointer self) {
@@ -183,13 +266,20 @@ void on_committed(envelope_pointer self) {
   st.writing = false;
   touch(self);
   dispatch(self);
+  maybe_refund(self);
 }
 
 // Decides the shares of the next batch and sends it as one write.
 void dispatch(envelope_pointer self) {
   auto& st = self->state;
-  if (st.writing || st.queue.empty())
+  if (st.writing || st.refunding || st.queue.empty())
     return;
+  if (is_expired(st)) {
+    // Opens queued behind the last batch lost the race against expiry.
+    fail_queued(st, expired_error());
+    maybe_refund(self);
+    return;
+  }
   require_invariants(st, "before batch");
   envelope next = st.env;
   open_batch b;
@@ -247,8 +337,10 @@ caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
     waiting->second.push_back(rp);
     return rp;
   }
-  if (auto err = open_refusal(st))
+  if (auto err = open_refusal(st)) {
+    maybe_refund(self);
     return err;
+  }
   auto rp = self->make_response_promise<open_result>();
   st.waiters[user].push_back(rp);
   st.queue.push_back(std::move(user));
@@ -279,10 +371,26 @@ grab_result handle_grab(envelope_state& st, const std::string& user) {
   return res;
 }
 
-caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn) {
+caf::result<int64_t> handle_refund(envelope_pointer self) {
+  auto& st = self->state;
+  if (st.env.status == envelope_status::refunded)
+    return st.env.refunded_fen;
+  if (!due_for_refund(st))
+    return int64_t{0};
+  auto rp = self->make_response_promise<int64_t>();
+  st.refund_waiters.push_back(rp);
+  maybe_refund(self);
+  return rp;
+}
+
+caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
+                                 bool from_wallet) {
   auto& st = self->state;
   if (txn.empty())
     return make_error(errc::invalid_argument, "payment_txn must not be empty");
+  if (st.archived)
+    return make_error(errc::invalid_argument,
+                      "the envelope is archived and can no longer be paid");
   if (st.env.status != envelope_status::created) {
     if (st.env.payment_txn == txn)
       return st.env;
@@ -302,6 +410,7 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn) {
   p.payment_txn = txn;
   p.paid_at_ms = st.cfg.now_ms();
   p.expires_at_ms = p.paid_at_ms + st.cfg.expiry_ms;
+  p.from_wallet = from_wallet;
   st.paying_txn = txn;
   auto rp = self->make_response_promise<envelope>();
   st.pay_waiters.push_back(rp);
@@ -319,12 +428,15 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn) {
         for (auto& w : st.pay_waiters)
           w.deliver(st.env);
         st.pay_waiters.clear();
+        arm_expiry(self);
       },
       [=](caf::error& err) {
         auto& st = self->state;
         st.paying_txn.clear();
         auto f = to_failure(err);
-        if (f.code == errc::payment_mismatch || f.code == errc::conflict) {
+        if (f.code == errc::payment_mismatch || f.code == errc::conflict
+            || f.code == errc::insufficient_funds
+            || f.code == errc::invalid_argument) {
           // The database refused the txn and changed nothing.
           for (auto& w : st.pay_waiters)
             w.deliver(err);
@@ -348,22 +460,30 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       touch(self);
       return handle_open(self, user);
     },
-    [=](pay_atom, int64_t, std::string& txn) -> caf::result<envelope> {
+    [=](pay_atom, int64_t, std::string& txn,
+        bool from_wallet) -> caf::result<envelope> {
       ++self->state.handled;
       touch(self);
-      return handle_pay(self, txn);
+      return handle_pay(self, txn, from_wallet);
     },
     [=](get_atom, int64_t) -> envelope_detail {
       ++self->state.handled;
       touch(self);
       return envelope_detail{self->state.env, self->state.opens};
     },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> {
+      ++self->state.handled;
+      touch(self);
+      return handle_refund(self);
+    },
+    [=](expire_atom) { maybe_refund(self); },
     [=](stop_atom) { self->quit(); },
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
       auto idle = std::chrono::milliseconds(st.cfg.idle_ms);
-      bool busy = st.writing || !st.queue.empty() || !st.paying_txn.empty();
+      bool busy = st.writing || !st.queue.empty() || !st.paying_txn.empty()
+                  || st.refunding;
       auto quiet = self->clock().now() - st.last_active;
       if (!busy && quiet >= idle) {
         // Reported once; new work arms the next check.
@@ -396,10 +516,12 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
       return fail();
     },
-    [=](pay_atom, int64_t, std::string&) -> caf::result<envelope> {
+    [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
       return fail();
     },
     [=](get_atom, int64_t) -> caf::result<envelope_detail> { return fail(); },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> { return fail(); },
+    [=](expire_atom) {},
     [=](stop_atom) { self->quit(); },
     [=](tick_atom) {
       auto& st = self->state;
@@ -419,12 +541,14 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
     [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
       return caf::skip;
     },
-    [=](pay_atom, int64_t, std::string&) -> caf::result<envelope> {
+    [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
       return caf::skip;
     },
     [=](get_atom, int64_t) -> caf::result<envelope_detail> {
       return caf::skip;
     },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> { return caf::skip; },
+    [=](expire_atom) -> caf::result<void> { return caf::skip; },
     [=](stop_atom) -> caf::result<void> { return caf::skip; },
     [=](tick_atom) -> caf::result<void> { return caf::skip; },
   };
@@ -434,6 +558,7 @@ void on_activated(envelope_pointer self, envelope_snapshot& snap) {
   auto& st = self->state;
   st.env = std::move(snap.env);
   st.opens = std::move(snap.opens);
+  st.archived = snap.archived;
   for (size_t i = 0; i < st.opens.size(); ++i)
     st.opened.emplace(st.opens[i].user, i);
   require_invariants(st, "on activation");
@@ -443,6 +568,7 @@ void on_activated(envelope_pointer self, envelope_snapshot& snap) {
                 st.env.epoch, st.opens.size());
   self->become(running(self));
   touch(self);
+  arm_expiry(self);
 }
 
 void on_activation_failed(envelope_pointer self, caf::error& err) {
@@ -488,8 +614,15 @@ envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
 
 int64_t system_now_ms() {
   using namespace std::chrono;
+  // Real-process tests shift a node's wall clock (e.g. 40 days back to make
+  // old envelopes) with HONGBAO_CLOCK_OFFSET_MS; production never sets it.
+  static const int64_t offset_ms = [] {
+    auto env = std::getenv("HONGBAO_CLOCK_OFFSET_MS");
+    return env != nullptr ? std::strtoll(env, nullptr, 10) : 0LL;
+  }();
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
+           .count()
+         + offset_ms;
 }
 
 envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,

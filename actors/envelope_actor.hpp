@@ -21,10 +21,14 @@ using envelope_requests = caf::typed_actor<
   caf::replies_to<grab_atom, int64_t, std::string>::with<grab_result>,
   // 拆: decides and durably commits a share, then replies. Idempotent per user.
   caf::replies_to<open_atom, int64_t, std::string>::with<open_result>,
-  // 发: the payment system confirms the sender paid (payment txn id).
-  caf::replies_to<pay_atom, int64_t, std::string>::with<envelope>,
+  // 发: the payment system confirms the sender paid (payment txn id); true:
+  // from the sender's wallet instead.
+  caf::replies_to<pay_atom, int64_t, std::string, bool>::with<envelope>,
   // The envelope and its committed shares.
-  caf::replies_to<get_atom, int64_t>::with<envelope_detail>>;
+  caf::replies_to<get_atom, int64_t>::with<envelope_detail>,
+  // Refund the envelope if it has expired (the sweeper asks); replies the
+  // amount refunded now or before, 0 when nothing is due.
+  caf::replies_to<refund_atom, int64_t>::with<int64_t>>;
 
 /// One live envelope. It loads itself from the store on start (bumping the
 /// fencing epoch), serialises every request through its mailbox, and writes
@@ -33,8 +37,9 @@ using envelope_requests = caf::typed_actor<
 using envelope_actor = envelope_requests::extend<
   // From the registry: the envelope has been idle and may stop now.
   caf::reacts_to<stop_atom>,
-  // Internal timer.
-  caf::reacts_to<tick_atom>>;
+  // Internal timers: idle check and expiry.
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<expire_atom>>;
 
 /// Where an idle envelope actor reports that it may passivate: the registry
 /// compares the count of requests it forwarded with the count the actor
@@ -56,7 +61,8 @@ struct envelope_settings {
   std::shared_ptr<node_metrics> metrics;
 };
 
-/// Current wall time in Unix milliseconds.
+/// Current wall time in Unix milliseconds, shifted by the environment
+/// variable HONGBAO_CLOCK_OFFSET_MS when set (real-process tests only).
 int64_t system_now_ms();
 
 envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,

@@ -1,5 +1,7 @@
 #include "actors/gateway.hpp"
 
+#include <set>
+
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 
@@ -20,12 +22,16 @@ struct gateway_shared {
   std::shared_ptr<gateway_counters> counters;
 };
 
+// How long a connection waits at shutdown for replies still in flight.
+constexpr auto shutdown_grace = std::chrono::seconds(5);
+
 struct connection_state {
   std::shared_ptr<gateway_shared> shared;
   caf::io::connection_handle hdl;
   bool authenticated = false;
   bool reading_header = true;
   bool closed = false;     // the peer is gone or we are closing
+  bool closed_by_node = false;  // shutting down: finish in-flight, then close
   uint32_t inflight = 0;   // requests of this connection awaiting replies
   static inline const char* name = "hb.gateway.connection";
 };
@@ -62,18 +68,22 @@ void request_finished(connection_broker* self) {
   auto& st = self->state;
   --st.inflight;
   --st.shared->counters->inflight;
+  if (st.closed_by_node && !st.closed && st.inflight == 0) {
+    self->close(st.hdl);
+    st.closed = true;
+  }
   if (st.closed && st.inflight == 0)
     self->quit();
 }
 
 // Sends one request to the router and answers the client when it completes.
 template <class Reply, class... Ts>
-void call_router(connection_broker* self, uint64_t rid, Ts&&... xs) {
+void call_router_within(connection_broker* self, uint64_t rid,
+                        caf::duration timeout, Ts&&... xs) {
   auto& st = self->state;
   ++st.inflight;
   ++st.shared->counters->inflight;
-  self->request(st.shared->router, st.shared->cfg.request_timeout,
-                std::forward<Ts>(xs)...)
+  self->request(st.shared->router, timeout, std::forward<Ts>(xs)...)
     .then(
       [=](Reply& reply) {
         send_frame(self, client_response{rid, std::move(reply)});
@@ -85,6 +95,16 @@ void call_router(connection_broker* self, uint64_t rid, Ts&&... xs) {
         request_finished(self);
       });
 }
+
+template <class Reply, class... Ts>
+void call_router(connection_broker* self, uint64_t rid, Ts&&... xs) {
+  call_router_within<Reply>(self, rid,
+                            caf::duration{self->state.shared->cfg.request_timeout},
+                            std::forward<Ts>(xs)...);
+}
+
+// A reconciliation reads the whole window; it may take minutes.
+constexpr auto reconcile_timeout = std::chrono::minutes(10);
 
 // Admission control: per connection and node-wide in-flight limits.
 bool admit(connection_broker* self, uint64_t rid) {
@@ -123,7 +143,7 @@ struct dispatcher {
   }
   void operator()(pay_request& req) {
     call_router<envelope>(self, rid, pay_atom::value, req.envelope_id,
-                          std::move(req.payment_txn));
+                          std::move(req.payment_txn), req.from_wallet);
   }
   void operator()(grab_request& req) {
     call_router<grab_result>(self, rid, grab_atom::value, req.envelope_id,
@@ -135,6 +155,18 @@ struct dispatcher {
   }
   void operator()(get_request& req) {
     call_router<envelope_detail>(self, rid, get_atom::value, req.envelope_id);
+  }
+  void operator()(history_query& req) {
+    call_router<history_page>(self, rid, history_atom::value, std::move(req));
+  }
+  void operator()(balance_request& req) {
+    call_router<balance_info>(self, rid, balance_atom::value,
+                              std::move(req.user));
+  }
+  void operator()(reconcile_request& req) {
+    call_router_within<reconcile_report>(self, rid,
+                                         caf::duration{reconcile_timeout},
+                                         reconcile_atom::value, req.since_ms);
   }
 };
 
@@ -169,7 +201,7 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
 
 void handle_data(connection_broker* self, const std::vector<char>& buf) {
   auto& st = self->state;
-  if (st.closed)
+  if (st.closed || st.closed_by_node)
     return;
   if (st.reading_header) {
     auto size = codec::get_frame_header(buf.data());
@@ -210,19 +242,59 @@ caf::behavior connection_impl(connection_broker* self,
       if (self->state.inflight == 0)
         self->quit();
     },
+    // Shutdown: stop reading, let replies in flight go out, then close. A
+    // reply that does not come within the grace period is not waited for.
+    [=](stop_atom) {
+      auto& st = self->state;
+      if (st.closed)
+        return;
+      if (st.inflight == 0 || st.closed_by_node) {
+        // Nothing in flight, or the grace period is over: replies still
+        // missing are given up (their requests may or may not complete).
+        st.shared->counters->inflight -= st.inflight;
+        st.inflight = 0;
+        self->close(st.hdl);
+        st.closed = true;
+        self->quit();
+        return;
+      }
+      st.closed_by_node = true;
+      self->delayed_send(self, shutdown_grace, stop_atom::value);
+    },
   };
 }
 
-caf::behavior acceptor_impl(caf::io::broker* self, caf::io::doorman_ptr door,
+struct acceptor_state {
+  std::set<caf::actor> connections;  // forked per-connection brokers
+  static inline const char* name = "hb.gateway.acceptor";
+};
+
+using acceptor_broker = caf::io::stateful_broker<acceptor_state>;
+
+caf::behavior acceptor_impl(acceptor_broker* self, caf::io::doorman_ptr door,
                             std::shared_ptr<gateway_shared> shared) {
   self->add_doorman(std::move(door));
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& conns = self->state.connections;
+    for (auto i = conns.begin(); i != conns.end(); ++i)
+      if (i->address() == msg.source) {
+        conns.erase(i);
+        return;
+      }
+  });
   return {
     [=](const caf::io::new_connection_msg& msg) {
-      self->fork(connection_impl, msg.handle, shared);
+      auto conn = self->fork(connection_impl, msg.handle, shared);
+      self->monitor(conn);
+      self->state.connections.insert(conn);
     },
     [=](const caf::io::acceptor_closed_msg&) { self->quit(); },
     [=](stop_atom) {
-      actors_log().info("gateway_stopped");
+      actors_log().info("gateway_stopped connections={}",
+                        self->state.connections.size());
+      // Every connection finishes its in-flight replies and closes itself.
+      for (auto& conn : self->state.connections)
+        self->send(conn, stop_atom::value);
       self->close_all();
       self->quit();
     },

@@ -11,6 +11,7 @@
 #include "caf/all.hpp"
 
 #include "domain/envelope.hpp"
+#include "domain/ledger.hpp"
 #include "domain/limits.hpp"
 #include "domain/requests.hpp"
 
@@ -25,6 +26,15 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::grab_result))
   CAF_ADD_TYPE_ID(hongbao, (hb::open_result))
   CAF_ADD_TYPE_ID(hongbao, (hb::envelope_detail))
+  CAF_ADD_TYPE_ID(hongbao, (hb::history_query))
+  CAF_ADD_TYPE_ID(hongbao, (hb::history_item))
+  CAF_ADD_TYPE_ID(hongbao, (hb::history_page))
+  CAF_ADD_TYPE_ID(hongbao, (hb::balance_info))
+  CAF_ADD_TYPE_ID(hongbao, (hb::discrepancy))
+  CAF_ADD_TYPE_ID(hongbao, (hb::reconcile_report))
+  CAF_ADD_TYPE_ID(hongbao, (hb::relay_batch_result))
+  CAF_ADD_TYPE_ID(hongbao, (hb::relay_stats))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<int64_t>))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -36,6 +46,10 @@ using pay_atom = caf::atom_constant<caf::atom("pay")>;
 using grab_atom = caf::atom_constant<caf::atom("grab")>;
 using open_atom = caf::atom_constant<caf::atom("open")>;
 using get_atom = caf::atom_constant<caf::atom("get")>;
+using refund_atom = caf::atom_constant<caf::atom("refund")>;
+using history_atom = caf::atom_constant<caf::atom("history")>;
+using balance_atom = caf::atom_constant<caf::atom("balance")>;
+using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 
 // Store requests (actors/store_actor.hpp).
 using db_create_atom = caf::atom_constant<caf::atom("db_create")>;
@@ -44,11 +58,22 @@ using db_load_atom = caf::atom_constant<caf::atom("db_load")>;
 using db_pay_atom = caf::atom_constant<caf::atom("db_pay")>;
 using db_commit_atom = caf::atom_constant<caf::atom("db_commit")>;
 using db_lease_atom = caf::atom_constant<caf::atom("db_lease")>;
+using db_refund_atom = caf::atom_constant<caf::atom("db_refund")>;
+using db_relay_atom = caf::atom_constant<caf::atom("db_relay")>;
+using db_lag_atom = caf::atom_constant<caf::atom("db_lag")>;
+using db_expired_atom = caf::atom_constant<caf::atom("db_expire")>;
+using db_history_atom = caf::atom_constant<caf::atom("db_hist")>;
+using db_balance_atom = caf::atom_constant<caf::atom("db_bal")>;
+using db_reconcile_atom = caf::atom_constant<caf::atom("db_recon")>;
+using db_partitions_atom = caf::atom_constant<caf::atom("db_parts")>;
+using db_detach_atom = caf::atom_constant<caf::atom("db_detach")>;
+using db_deposit_atom = caf::atom_constant<caf::atom("db_depos")>;
 
 // Internal housekeeping.
 using next_id_atom = caf::atom_constant<caf::atom("next_id")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 

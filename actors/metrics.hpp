@@ -13,6 +13,11 @@ struct node_metrics {
   std::atomic<uint64_t> opens_committed{0};   ///< opens in those writes
   std::atomic<uint64_t> write_failures{0};    ///< writes failed or unknown
   std::atomic<uint64_t> open_batch_max{0};    ///< largest batch seen
+  std::atomic<uint64_t> relay_batches{0};     ///< relay transactions with rows
+  std::atomic<uint64_t> relay_credited{0};    ///< wallet credits posted
+  std::atomic<uint64_t> relay_duplicates{0};  ///< redeliveries found credited
+  std::atomic<uint64_t> relay_busy_ms{0};     ///< time spent in relay batches
+  std::atomic<uint64_t> refunds{0};           ///< envelopes refunded
 
   void record_batch(uint64_t size) {
     open_batches.fetch_add(1, std::memory_order_relaxed);

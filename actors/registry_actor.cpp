@@ -93,11 +93,14 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
     [=](open_atom a, int64_t id, std::string& user) {
       return forward<open_result>(self, id, a, id, std::move(user));
     },
-    [=](pay_atom a, int64_t id, std::string& txn) {
-      return forward<envelope>(self, id, a, id, std::move(txn));
+    [=](pay_atom a, int64_t id, std::string& txn, bool from_wallet) {
+      return forward<envelope>(self, id, a, id, std::move(txn), from_wallet);
     },
     [=](get_atom a, int64_t id) {
       return forward<envelope_detail>(self, id, a, id);
+    },
+    [=](refund_atom a, int64_t id) {
+      return forward<int64_t>(self, id, a, id);
     },
     [=](idle_atom, int64_t id, uint64_t handled) {
       auto& st = self->state;

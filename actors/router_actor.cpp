@@ -22,6 +22,7 @@ struct router_state {
   registry_actor registry;
   id_allocator_actor ids;
   store_actor store;
+  reconciler_actor reconciler;
   uint32_t creates_inflight = 0;
   static inline const char* name = "hb.router";
 };
@@ -93,6 +94,7 @@ router_actor::behavior_type router_impl(router_pointer self,
                                         registry_actor registry,
                                         id_allocator_actor ids,
                                         store_actor store,
+                                        reconciler_actor reconciler,
                                         router_settings cfg) {
   auto& st = self->state;
   if (!cfg.now_ms)
@@ -101,6 +103,7 @@ router_actor::behavior_type router_impl(router_pointer self,
   st.registry = std::move(registry);
   st.ids = std::move(ids);
   st.store = std::move(store);
+  st.reconciler = std::move(reconciler);
   return {
     [=](create_atom, create_request& req) { return handle_create(self, req); },
     [=](grab_atom a, int64_t id,
@@ -115,13 +118,36 @@ router_actor::behavior_type router_impl(router_pointer self,
         return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
-    [=](pay_atom a, int64_t id, std::string& txn) -> caf::result<envelope> {
+    [=](pay_atom a, int64_t id, std::string& txn,
+        bool from_wallet) -> caf::result<envelope> {
       if (auto err = check_text(self, txn, "payment_txn"))
         return err;
-      return self->delegate(self->state.registry, a, id, std::move(txn));
+      return self->delegate(self->state.registry, a, id, std::move(txn),
+                            from_wallet);
     },
     [=](get_atom a, int64_t id) {
       return self->delegate(self->state.registry, a, id);
+    },
+    [=](refund_atom a, int64_t id) {
+      return self->delegate(self->state.registry, a, id);
+    },
+    [=](history_atom, history_query& q) -> caf::result<history_page> {
+      if (auto err = check_text(self, q.user, "user"))
+        return err;
+      if (q.limit < 1 || q.limit > 100)
+        return make_error(errc::invalid_argument,
+                          "limit must be between 1 and 100");
+      return self->delegate(self->state.store, db_history_atom::value,
+                            std::move(q));
+    },
+    [=](balance_atom, std::string& user) -> caf::result<balance_info> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
+      return self->delegate(self->state.store, db_balance_atom::value,
+                            std::move(user));
+    },
+    [=](reconcile_atom a, int64_t since_ms) {
+      return self->delegate(self->state.reconciler, a, since_ms);
     },
   };
 }
@@ -130,9 +156,10 @@ router_actor::behavior_type router_impl(router_pointer self,
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
                           id_allocator_actor ids, store_actor store,
+                          reconciler_actor reconciler,
                           const router_settings& cfg) {
   return sys.spawn(router_impl, std::move(registry), std::move(ids),
-                   std::move(store), cfg);
+                   std::move(store), std::move(reconciler), cfg);
 }
 
 } // namespace hb

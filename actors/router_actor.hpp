@@ -4,6 +4,7 @@
 
 #include "actors/envelope_actor.hpp"
 #include "actors/id_allocator_actor.hpp"
+#include "actors/reconciler_actor.hpp"
 #include "actors/registry_actor.hpp"
 #include "actors/store_actor.hpp"
 #include "domain/limits.hpp"
@@ -16,7 +17,13 @@ namespace hb {
 /// id from the allocator and are stored.
 using router_actor = envelope_requests::extend<
   // 包: wrap a new envelope; idempotent on (sender, idempotency_key).
-  caf::replies_to<create_atom, create_request>::with<envelope>>;
+  caf::replies_to<create_atom, create_request>::with<envelope>,
+  // A user's sent or received history, paged.
+  caf::replies_to<history_atom, history_query>::with<history_page>,
+  // A wallet's balance.
+  caf::replies_to<balance_atom, std::string>::with<balance_info>,
+  // Reconciliation on demand (since Unix ms).
+  caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>>;
 
 struct router_settings {
   envelope_limits limits;
@@ -27,6 +34,7 @@ struct router_settings {
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
                           id_allocator_actor ids, store_actor store,
+                          reconciler_actor reconciler,
                           const router_settings& cfg);
 
 } // namespace hb

@@ -69,49 +69,110 @@ caf::error not_connected() {
   return make_error(errc::unavailable, "database unavailable");
 }
 
+// Runs `f` on the worker's connection, or fails fast while it is down.
+template <class... Ts, class F>
+caf::result<Ts...> with_db(worker_actor self, F f) {
+  auto db = connection(self);
+  if (db == nullptr)
+    return not_connected();
+  return f(*db);
+}
+
 store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
   self->state.cfg = std::move(cfg);
   connection(self);
   return {
     [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      auto res = db->create_envelope(env);
-      if (!res)
-        return make_error(res.error());
-      return {std::move(res->env), res->created};
+      return with_db<envelope, bool>(
+        self, [&](pg_store& db) -> caf::result<envelope, bool> {
+          auto res = db.create_envelope(env);
+          if (!res)
+            return make_error(res.error());
+          return {std::move(res->env), res->created};
+        });
     },
     [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      return lift(db->activate(id));
+      return with_db<envelope_snapshot>(self, [&](pg_store& db) {
+        return lift(db.activate(id));
+      });
     },
     [=](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      return lift(db->load(id));
+      return with_db<envelope_snapshot>(self, [&](pg_store& db) {
+        return lift(db.load(id));
+      });
     },
     [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      return lift_done(db->confirm_payment(p));
+      return with_db<caf::ok_atom>(self, [&](pg_store& db) {
+        return lift_done(db.confirm_payment(p));
+      });
     },
     [=](db_commit_atom, open_batch& batch) -> caf::result<caf::ok_atom> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      return lift_done(db->commit_opens(batch));
+      return with_db<caf::ok_atom>(self, [&](pg_store& db) {
+        return lift_done(db.commit_opens(batch));
+      });
     },
     [=](db_lease_atom, int32_t segment, int32_t day,
         int64_t block) -> caf::result<int64_t> {
-      auto db = connection(self);
-      if (db == nullptr)
-        return not_connected();
-      return lift(db->lease_sequence(segment, day, block));
+      return with_db<int64_t>(self, [&](pg_store& db) {
+        return lift(db.lease_sequence(segment, day, block));
+      });
+    },
+    [=](db_refund_atom, int64_t id, int64_t epoch) -> caf::result<int64_t> {
+      return with_db<int64_t>(self, [&](pg_store& db) {
+        return lift(db.refund(id, epoch));
+      });
+    },
+    [=](db_relay_atom, int32_t limit) -> caf::result<relay_batch_result> {
+      return with_db<relay_batch_result>(self, [&](pg_store& db) {
+        return lift(db.relay_batch(limit));
+      });
+    },
+    [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
+      return with_db<int64_t, int64_t>(
+        self, [&](pg_store& db) -> caf::result<int64_t, int64_t> {
+          auto res = db.outbox_lag();
+          if (!res)
+            return make_error(res.error());
+          return {res->pending, res->oldest_age_ms};
+        });
+    },
+    [=](db_expired_atom, int64_t now_ms,
+        int32_t limit) -> caf::result<std::vector<int64_t>> {
+      return with_db<std::vector<int64_t>>(self, [&](pg_store& db) {
+        return lift(db.expired_envelopes(now_ms, limit));
+      });
+    },
+    [=](db_history_atom, history_query& q) -> caf::result<history_page> {
+      return with_db<history_page>(self, [&](pg_store& db) {
+        return lift(db.history(q));
+      });
+    },
+    [=](db_balance_atom, std::string& user) -> caf::result<balance_info> {
+      return with_db<balance_info>(self, [&](pg_store& db) {
+        return lift(db.balance(user));
+      });
+    },
+    [=](db_reconcile_atom, int64_t since_ms, int64_t now_ms,
+        bool repair) -> caf::result<reconcile_report> {
+      return with_db<reconcile_report>(self, [&](pg_store& db) {
+        return lift(db.reconcile(since_ms, now_ms, repair));
+      });
+    },
+    [=](db_partitions_atom, int32_t from, int32_t to) -> caf::result<int> {
+      return with_db<int>(self, [&](pg_store& db) {
+        return lift(db.ensure_partitions(from, to));
+      });
+    },
+    [=](db_detach_atom, int32_t cutoff) -> caf::result<int> {
+      return with_db<int>(self, [&](pg_store& db) {
+        return lift(db.detach_cold(cutoff));
+      });
+    },
+    [=](db_deposit_atom, std::string& user, int64_t amount,
+        std::string& key) -> caf::result<caf::ok_atom> {
+      return with_db<caf::ok_atom>(self, [&](pg_store& db) {
+        return lift_done(db.deposit(user, amount, key));
+      });
     },
   };
 }

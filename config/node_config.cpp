@@ -124,6 +124,24 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         int64_t{24} * 3600 * 1000, err)
             && read_int(tbl, "envelope", "live_max", cfg.live_envelopes_max,
                         1, 1 << 24, err)
+            && read_int(tbl, "relay", "batch_max", cfg.relay_batch_max, 1,
+                        100000, err)
+            && read_int(tbl, "relay", "poll_ms", cfg.relay_poll_ms, 1, 600000,
+                        err)
+            && read_int(tbl, "expiry", "sweep_interval_ms",
+                        cfg.sweep_interval_ms, 10, 3600000, err)
+            && read_int(tbl, "expiry", "sweep_batch_max", cfg.sweep_batch_max,
+                        1, 100000, err)
+            && read_int(tbl, "reconcile", "interval_s",
+                        cfg.reconcile_interval_s, 0, 86400 * 7, err)
+            && read_int(tbl, "reconcile", "window_s", cfg.reconcile_window_s,
+                        1, 86400 * 400, err)
+            && read_int(tbl, "partitions", "hot_days", cfg.hot_days, 1, 3650,
+                        err)
+            && read_int(tbl, "partitions", "ahead_days",
+                        cfg.partitions_ahead_days, 1, 365, err)
+            && read_int(tbl, "partitions", "interval_s",
+                        cfg.partitions_interval_s, 1, 86400 * 7, err)
             && read_segments(tbl, cfg.segments, err)
             && read_int(tbl, "ids", "lease_block", cfg.id_lease_block, 1,
                         1000000, err)

@@ -37,6 +37,23 @@ struct node_config {
   uint32_t envelope_idle_ms = 30000;       ///< passivate after this idle time
   uint32_t live_envelopes_max = 100000;    ///< live envelope actors per node
 
+  // [relay]
+  int32_t relay_batch_max = 500;           ///< outbox rows per relay transaction
+  uint32_t relay_poll_ms = 200;            ///< pause when the outbox is drained
+
+  // [expiry]
+  uint32_t sweep_interval_ms = 1000;       ///< expiry sweeper pause
+  int32_t sweep_batch_max = 100;           ///< refunds in flight per sweep
+
+  // [reconcile]
+  uint32_t reconcile_interval_s = 300;     ///< periodic run; 0 = on demand only
+  uint32_t reconcile_window_s = 172800;    ///< how far back the periodic run looks
+
+  // [partitions]
+  int32_t hot_days = 31;                   ///< days kept hot before moving cold
+  int32_t partitions_ahead_days = 3;       ///< day partitions created ahead
+  uint32_t partitions_interval_s = 3600;   ///< how often the keeper runs
+
   // [ids]
   std::vector<int32_t> segments;           ///< segments this node allocates in
   uint32_t id_lease_block = 1000;          ///< sequence numbers per lease

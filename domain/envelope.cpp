@@ -89,16 +89,21 @@ std::string check_invariants(const envelope& env,
       return "user opened twice: " + o.user;
     sum += o.amount_fen;
   }
-  if (env.status == envelope_status::refunded) {
-    // After a refund the remainder left escrow to the sender.
-    if (env.remaining_fen != 0 && sum + env.remaining_fen != env.total_fen)
-      return "refunded envelope does not add up";
-    return {};
-  }
-  if (sum + env.remaining_fen != env.total_fen)
-    return "opened " + std::to_string(sum) + " + remaining "
+  if (env.refunded_fen < 0)
+    return "negative refund";
+  if (sum + env.refunded_fen + env.remaining_fen != env.total_fen)
+    return "opened " + std::to_string(sum) + " + refunded "
+           + std::to_string(env.refunded_fen) + " + remaining "
            + std::to_string(env.remaining_fen) + " != total "
            + std::to_string(env.total_fen);
+  if (env.status == envelope_status::refunded) {
+    // The remainder went back to the sender; nothing stays in escrow.
+    if (env.remaining_fen != 0 || env.refunded_fen < 1)
+      return "refunded envelope still holds money or refunded nothing";
+    return {};
+  }
+  if (env.refunded_fen != 0)
+    return "refund recorded on an envelope that is not refunded";
   if (env.remaining_count == 0 && env.remaining_fen != 0)
     return "no shares left but money remains";
   if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)

@@ -44,6 +44,8 @@ struct envelope {
   int32_t count = 0;
   int64_t remaining_fen = 0;
   int32_t remaining_count = 0;
+  /// Money returned to the sender when the envelope expired (REFUNDED).
+  int64_t refunded_fen = 0;
   std::string payment_txn;
   int64_t created_at_ms = 0;
   int64_t paid_at_ms = 0;
@@ -65,6 +67,9 @@ struct open_record {
 struct envelope_snapshot {
   envelope env;
   std::vector<open_record> opens;
+  /// Read from cold storage (older than the hot window): read-only, the
+  /// epoch was not bumped.
+  bool archived = false;
 };
 
 /// One group-commit write: the opens decided in one batch and the envelope's
@@ -85,11 +90,13 @@ struct payment {
   std::string payment_txn;
   int64_t paid_at_ms = 0;
   int64_t expires_at_ms = 0;
+  /// Pay from the sender's wallet instead of the external payment system.
+  bool from_wallet = false;
 };
 
 /// Checks the money invariant of one envelope and its opens: shares >= 1 fen,
 /// at most `count` shares, each user once, and
-/// sum(opens) + remaining = total. Returns an empty string when it holds,
+/// sum(opens) + refunded + remaining = total. Returns an empty string when it holds,
 /// otherwise a description of the violation.
 std::string check_invariants(const envelope& env,
                              const std::vector<open_record>& opens);
@@ -104,8 +111,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope& x) {
   return f(x.id, x.sender, x.group, x.greeting, x.idempotency_key, x.kind,
            x.status, x.total_fen, x.count, x.remaining_fen, x.remaining_count,
-           x.payment_txn, x.created_at_ms, x.paid_at_ms, x.expires_at_ms,
-           x.epoch);
+           x.refunded_fen, x.payment_txn, x.created_at_ms, x.paid_at_ms,
+           x.expires_at_ms, x.epoch);
 }
 
 template <class Inspector>
@@ -115,7 +122,7 @@ typename Inspector::result_type inspect(Inspector& f, open_record& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, envelope_snapshot& x) {
-  return f(x.env, x.opens);
+  return f(x.env, x.opens, x.archived);
 }
 
 template <class Inspector>
@@ -127,7 +134,7 @@ typename Inspector::result_type inspect(Inspector& f, open_batch& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment& x) {
   return f(x.envelope_id, x.epoch, x.payment_txn, x.paid_at_ms,
-           x.expires_at_ms);
+           x.expires_at_ms, x.from_wallet);
 }
 
 } // namespace hb

@@ -20,6 +20,7 @@ const char* to_string(errc x) {
     case errc::malformed: return "malformed";
     case errc::internal: return "internal";
     case errc::conflict: return "conflict";
+    case errc::insufficient_funds: return "insufficient_funds";
   }
   return "unknown";
 }

@@ -26,6 +26,7 @@ enum class errc : uint8_t {
   malformed = 13,        ///< A client frame was not a valid message.
   internal = 14,         ///< A bug or an unexpected database answer.
   conflict = 15,         ///< Idempotency key reused with different content.
+  insufficient_funds = 16,  ///< The wallet holds less than the amount.
 };
 
 /// Returns the stable snake_case name of `x`, e.g. "exhausted".

@@ -7,6 +7,7 @@
 
 #include "domain/envelope.hpp"
 #include "domain/errc.hpp"
+#include "domain/ledger.hpp"
 #include "domain/limits.hpp"
 
 namespace hb {
@@ -20,6 +21,8 @@ struct auth_request {
 struct pay_request {
   int64_t envelope_id = 0;
   std::string payment_txn;
+  /// Pay from the sender's wallet instead of the external payment system.
+  bool from_wallet = false;
 };
 
 struct grab_request {
@@ -36,8 +39,20 @@ struct get_request {
   int64_t envelope_id = 0;
 };
 
-using request_body = std::variant<auth_request, create_request, pay_request,
-                                  grab_request, open_request, get_request>;
+struct balance_request {
+  std::string user;
+};
+
+/// Runs the reconciliation (对账) over envelopes created since `since_ms`
+/// (0: all) and repairs what can be repaired safely.
+struct reconcile_request {
+  int64_t since_ms = 0;
+};
+
+using request_body
+  = std::variant<auth_request, create_request, pay_request, grab_request,
+                 open_request, get_request, history_query, balance_request,
+                 reconcile_request>;
 
 struct client_request {
   uint64_t request_id = 0;
@@ -89,8 +104,10 @@ struct error_reply {
 };
 
 /// Create and ConfirmPayment answer with the envelope.
-using response_body = std::variant<error_reply, auth_ok, envelope, grab_result,
-                                   open_result, envelope_detail>;
+using response_body
+  = std::variant<error_reply, auth_ok, envelope, grab_result, open_result,
+                 envelope_detail, history_page, balance_info,
+                 reconcile_report>;
 
 struct client_response {
   uint64_t request_id = 0;

@@ -7,11 +7,30 @@ namespace hb::persistence {
 
 namespace {
 
-// Money columns are integer fen; CHECK constraints are the last line of
-// defence against an actor bug paying out more than the envelope holds.
+// The initial schema. Money columns are integer fen; CHECK constraints are
+// the last line of defence against an actor bug paying out more than the
+// envelope holds.
+//
+// Hot and cold: envelopes, opens and user_records are partitioned by day of
+// the envelope id (yyyymmdd·10^11 + seq·10^3 + segment): day D is the range
+// [D·10^11, (D+1)·10^11) in a table <table>_p<yyyymmdd>. There is no default
+// partition: hb_ensure_partitions creates days ahead, and create_envelope
+// creates a missing day on the fly. Days older than the hot window move into
+// the schema `cold` (hb_detach_day), whose partitioned twins have the same
+// columns, constraints and indexes; the *_all views read both. Partitioned
+// tables cannot have foreign keys between them that survive a detach, nor
+// unique constraints without the partition key: envelope_keys and payments
+// carry the uniqueness that used to live on envelopes.
+//
+// The ledger is double entry: every movement is one ledger_entries row from
+// a debit to a credit account with a unique idempotency key, posted by
+// hb_post together with both balances. A balance is the sum of the entries
+// into the account minus those out of it, so all balances sum to zero.
 constexpr const char* v1_initial_schema = R"sql(
+-- == Envelopes, opens, user records (partitioned by day) =====================
+
 CREATE TABLE envelopes (
-  id BIGINT PRIMARY KEY,
+  id BIGINT NOT NULL,
   segment INT NOT NULL
     CONSTRAINT envelopes_segment_range CHECK (segment >= 0 AND segment < 1000),
   sender TEXT NOT NULL,
@@ -19,6 +38,7 @@ CREATE TABLE envelopes (
   greeting TEXT NOT NULL DEFAULT '',
   idempotency_key TEXT NOT NULL,
   kind SMALLINT NOT NULL CONSTRAINT envelopes_kind_known CHECK (kind IN (1, 2)),
+  -- 1 CREATED, 2 PAID, 3 EXHAUSTED, 4 EXPIRED, 5 REFUNDED.
   status SMALLINT NOT NULL
     CONSTRAINT envelopes_status_known CHECK (status BETWEEN 1 AND 5),
   total_fen BIGINT NOT NULL CONSTRAINT envelopes_total_positive CHECK (total_fen > 0),
@@ -27,37 +47,106 @@ CREATE TABLE envelopes (
     CHECK (remaining_fen >= 0 AND remaining_fen <= total_fen),
   remaining_count INT NOT NULL CONSTRAINT envelopes_remaining_count_range
     CHECK (remaining_count >= 0 AND remaining_count <= count),
-  payment_txn TEXT CONSTRAINT envelopes_payment_txn_key UNIQUE,
+  -- What went back to the sender on expiry (REFUNDED only).
+  refunded_fen BIGINT NOT NULL DEFAULT 0 CONSTRAINT envelopes_refunded_range
+    CHECK (refunded_fen >= 0 AND remaining_fen + refunded_fen <= total_fen),
+  payment_txn TEXT,
   created_at TIMESTAMPTZ NOT NULL,
   paid_at TIMESTAMPTZ,
   expires_at TIMESTAMPTZ,
   epoch BIGINT NOT NULL DEFAULT 0,
-  CONSTRAINT envelopes_idempotency_key UNIQUE (sender, idempotency_key),
+  CONSTRAINT envelopes_pkey PRIMARY KEY (id),
+  CONSTRAINT envelopes_segment_of_id CHECK (segment = id % 1000),
   -- The state machine's shape: money never stays behind without a share to
   -- carry it, a live envelope can give each remaining share at least 1 fen,
-  -- PAID means shares are left and EXHAUSTED means none are.
+  -- PAID means shares are left and EXHAUSTED means none are. A REFUNDED
+  -- envelope keeps its unopened shares (remaining_count > 0) but no money.
   CONSTRAINT envelopes_no_stranded_money
     CHECK (remaining_count > 0 OR remaining_fen = 0),
   CONSTRAINT envelopes_share_min
     CHECK (status NOT IN (1, 2) OR remaining_fen >= remaining_count),
   CONSTRAINT envelopes_paid_has_shares CHECK (status <> 2 OR remaining_count > 0),
-  CONSTRAINT envelopes_exhausted_has_none CHECK (status <> 3 OR remaining_count = 0)
-);
+  CONSTRAINT envelopes_exhausted_has_none CHECK (status <> 3 OR remaining_count = 0),
+  CONSTRAINT envelopes_refunded_holds_nothing
+    CHECK (status <> 5 OR (remaining_fen = 0 AND refunded_fen > 0)),
+  CONSTRAINT envelopes_refund_only_when_refunded
+    CHECK (status = 5 OR refunded_fen = 0)
+) PARTITION BY RANGE (id);
 
 -- The expiry sweeper scans paid envelopes by expiry time.
 CREATE INDEX envelopes_paid_expiry ON envelopes (expires_at) WHERE status = 2;
 
 CREATE TABLE opens (
-  envelope_id BIGINT NOT NULL REFERENCES envelopes (id),
+  envelope_id BIGINT NOT NULL,
   user_id TEXT NOT NULL,
-  amount_fen BIGINT NOT NULL CHECK (amount_fen >= 1),
-  seq INT NOT NULL CHECK (seq >= 1),
+  amount_fen BIGINT NOT NULL CONSTRAINT opens_amount_positive CHECK (amount_fen >= 1),
+  seq INT NOT NULL CONSTRAINT opens_seq_positive CHECK (seq >= 1),
   opened_at TIMESTAMPTZ NOT NULL,
   -- 1 committed, 2 transferred (credited to the wallet by the outbox relay).
-  status SMALLINT NOT NULL DEFAULT 1 CHECK (status IN (1, 2)),
-  PRIMARY KEY (envelope_id, user_id),
-  UNIQUE (envelope_id, seq)
+  status SMALLINT NOT NULL DEFAULT 1
+    CONSTRAINT opens_status_known CHECK (status IN (1, 2)),
+  CONSTRAINT opens_pkey PRIMARY KEY (envelope_id, user_id),
+  CONSTRAINT opens_seq_key UNIQUE (envelope_id, seq)
+) PARTITION BY RANGE (envelope_id);
+
+-- A user's history: what they sent (written with the payment) and received
+-- (written by the relay with the credit).
+CREATE TABLE user_records (
+  user_id TEXT NOT NULL,
+  -- 1 sent, 2 received.
+  kind SMALLINT NOT NULL CONSTRAINT user_records_kind_known CHECK (kind IN (1, 2)),
+  envelope_id BIGINT NOT NULL,
+  amount_fen BIGINT NOT NULL
+    CONSTRAINT user_records_amount_positive CHECK (amount_fen > 0),
+  at_ms BIGINT NOT NULL,
+  group_id TEXT NOT NULL,
+  counterpart TEXT NOT NULL DEFAULT '',
+  CONSTRAINT user_records_pkey PRIMARY KEY (envelope_id, user_id, kind)
+) PARTITION BY RANGE (envelope_id);
+
+CREATE INDEX user_records_history
+  ON user_records (user_id, kind, at_ms DESC, envelope_id DESC);
+
+-- Cold twins: same columns, constraints and indexes, so that a day partition
+-- moves between them without a scan or an index build.
+CREATE SCHEMA cold;
+CREATE TABLE cold.envelopes (LIKE public.envelopes INCLUDING ALL)
+  PARTITION BY RANGE (id);
+CREATE TABLE cold.opens (LIKE public.opens INCLUDING ALL)
+  PARTITION BY RANGE (envelope_id);
+CREATE TABLE cold.user_records (LIKE public.user_records INCLUDING ALL)
+  PARTITION BY RANGE (envelope_id);
+
+-- Every read that may concern old data goes through these.
+CREATE VIEW envelopes_all AS
+  SELECT *, false AS archived FROM public.envelopes
+  UNION ALL
+  SELECT *, true AS archived FROM cold.envelopes;
+CREATE VIEW opens_all AS
+  SELECT * FROM public.opens UNION ALL SELECT * FROM cold.opens;
+CREATE VIEW user_records_all AS
+  SELECT * FROM public.user_records UNION ALL SELECT * FROM cold.user_records;
+
+-- == Uniqueness that partitioned tables cannot carry ===========================
+
+-- A Create is idempotent per sender and client key.
+CREATE TABLE envelope_keys (
+  sender TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  envelope_id BIGINT NOT NULL CONSTRAINT envelope_keys_envelope_id_key UNIQUE,
+  CONSTRAINT envelope_keys_pkey PRIMARY KEY (sender, idempotency_key)
 );
+
+-- One payment txn pays one envelope, once.
+CREATE TABLE payments (
+  payment_txn TEXT NOT NULL CONSTRAINT payments_pkey PRIMARY KEY,
+  envelope_id BIGINT NOT NULL CONSTRAINT payments_envelope_id_key UNIQUE,
+  source TEXT NOT NULL
+    CONSTRAINT payments_source_known CHECK (source IN ('external', 'wallet')),
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- == Outbox and id leases ======================================================
 
 CREATE TABLE outbox (
   id BIGSERIAL PRIMARY KEY,
@@ -80,6 +169,291 @@ CREATE TABLE segment_leases (
   next_seq BIGINT NOT NULL CHECK (next_seq >= 1),
   PRIMARY KEY (segment, day)
 );
+
+-- == Ledger ====================================================================
+
+CREATE TABLE accounts (
+  id TEXT PRIMARY KEY,
+  -- 1 user wallet, 2 escrow (one per segment), 3 external.
+  kind SMALLINT NOT NULL CONSTRAINT accounts_kind_known CHECK (kind IN (1, 2, 3)),
+  balance_fen BIGINT NOT NULL DEFAULT 0,
+  CONSTRAINT accounts_wallet_not_negative CHECK (kind <> 1 OR balance_fen >= 0)
+);
+
+CREATE TABLE ledger_entries (
+  id BIGSERIAL PRIMARY KEY,
+  -- 'pay:<envelope>', 'credit:<envelope>:<user>', 'refund:<envelope>',
+  -- 'deposit:<client key>'.
+  idempotency_key TEXT NOT NULL CONSTRAINT ledger_entries_idempotency_key UNIQUE,
+  kind TEXT NOT NULL CONSTRAINT ledger_entries_kind_known
+    CHECK (kind IN ('pay', 'credit', 'refund', 'deposit')),
+  debit_account TEXT NOT NULL,
+  credit_account TEXT NOT NULL,
+  amount_fen BIGINT NOT NULL
+    CONSTRAINT ledger_entries_amount_positive CHECK (amount_fen > 0),
+  envelope_id BIGINT,
+  user_id TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  CONSTRAINT ledger_entries_two_accounts CHECK (debit_account <> credit_account)
+);
+
+CREATE INDEX ledger_entries_envelope ON ledger_entries (envelope_id, kind, user_id);
+
+-- Account ids; domain/ledger.cpp spells them the same way.
+CREATE FUNCTION hb_wallet(user_id TEXT) RETURNS TEXT
+  LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT 'user:' || user_id $$;
+CREATE FUNCTION hb_escrow(segment INT) RETURNS TEXT
+  LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT 'escrow:' || lpad(segment::text, 3, '0') $$;
+CREATE FUNCTION hb_escrow_of(envelope_id BIGINT) RETURNS TEXT
+  LANGUAGE sql IMMUTABLE STRICT AS $$ SELECT hb_escrow((envelope_id % 1000)::int) $$;
+
+CREATE FUNCTION hb_account_kind(account TEXT) RETURNS SMALLINT
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN
+  IF starts_with(account, 'user:') THEN RETURN 1; END IF;
+  IF starts_with(account, 'escrow:') THEN RETURN 2; END IF;
+  IF starts_with(account, 'external:') THEN RETURN 3; END IF;
+  RAISE EXCEPTION 'unknown kind of account %', account;
+END $$;
+
+CREATE FUNCTION hb_status_name(status SMALLINT) RETURNS TEXT
+  LANGUAGE sql IMMUTABLE AS $$
+  SELECT (ARRAY['CREATED', 'PAID', 'EXHAUSTED', 'EXPIRED', 'REFUNDED'])[status] $$;
+
+CREATE FUNCTION hb_ms(t TIMESTAMPTZ) RETURNS BIGINT
+  LANGUAGE sql STABLE AS $$ SELECT (extract(epoch FROM t) * 1000)::bigint $$;
+
+-- Posts one entry and moves both balances; a key seen before posts nothing
+-- and returns false. Every writer locks (and creates) accounts in id order,
+-- so concurrent postings never deadlock. A wallet that would go below zero
+-- violates accounts_wallet_not_negative and fails the whole transaction.
+CREATE FUNCTION hb_post(p_key TEXT, p_kind TEXT, p_debit TEXT, p_credit TEXT,
+                        p_amount BIGINT, p_envelope_id BIGINT, p_user_id TEXT)
+RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO ledger_entries (idempotency_key, kind, debit_account,
+                              credit_account, amount_fen, envelope_id, user_id)
+  VALUES (p_key, p_kind, p_debit, p_credit, p_amount, p_envelope_id, p_user_id)
+  ON CONFLICT (idempotency_key) DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO accounts (id, kind)
+  SELECT a, hb_account_kind(a) FROM unnest(ARRAY[p_debit, p_credit]) AS a
+  ORDER BY a
+  ON CONFLICT (id) DO NOTHING;
+  UPDATE accounts SET balance_fen = balance_fen
+    + CASE WHEN id = p_credit THEN p_amount ELSE -p_amount END
+  WHERE id = least(p_debit, p_credit);
+  UPDATE accounts SET balance_fen = balance_fen
+    + CASE WHEN id = p_credit THEN p_amount ELSE -p_amount END
+  WHERE id = greatest(p_debit, p_credit);
+  RETURN true;
+END $$;
+
+-- hb_post for a posting that must be new (its key belongs to a state change
+-- that happens once, e.g. 'pay:<id>' with CREATED -> PAID).
+CREATE FUNCTION hb_post_once(p_key TEXT, p_kind TEXT, p_debit TEXT, p_credit TEXT,
+                             p_amount BIGINT, p_envelope_id BIGINT, p_user_id TEXT)
+RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT hb_post(p_key, p_kind, p_debit, p_credit, p_amount, p_envelope_id,
+                 p_user_id) THEN
+    RAISE EXCEPTION 'ledger entry % exists already', p_key;
+  END IF;
+END $$;
+
+-- == Outbox relay ==============================================================
+
+CREATE TYPE hb_relay_item AS (
+  envelope_id BIGINT, user_id TEXT, amount_fen BIGINT, at_ms BIGINT,
+  group_id TEXT, sender TEXT, archived BOOLEAN);
+
+-- One relay batch in one transaction (see pg_store::relay_batch). Rows other
+-- relays hold are skipped; accounts are locked in id order like hb_post.
+-- A batch touches at most p_limit rows: index probes (with run-time
+-- partition pruning, which works on the partitioned tables but not through
+-- the *_all views) beat hashing whole day partitions, whatever the planner
+-- guesses about tables that grew since they were last analysed.
+CREATE FUNCTION hb_relay_batch(p_limit INT, OUT taken INT, OUT credited INT,
+                               OUT duplicates INT, OUT credited_fen BIGINT)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+  items hb_relay_item[];   -- the opens to credit
+  misses hb_relay_item[];  -- 'open' rows whose envelope is not hot
+BEGIN
+  -- Take and mark the rows; gather what the credits and records need.
+  WITH t AS (
+    SELECT id FROM outbox WHERE delivered_at IS NULL
+    ORDER BY id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+  d AS (
+    UPDATE outbox x SET delivered_at = now() FROM t WHERE x.id = t.id
+    RETURNING x.kind, x.envelope_id, x.user_id, x.amount_fen)
+  SELECT count(*)::int,
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                hb_ms(o.opened_at), e.group_id, e.sender,
+                                false)::hb_relay_item
+                            ORDER BY d.envelope_id, d.user_id)
+                  FILTER (WHERE o.user_id IS NOT NULL), '{}'),
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                NULL, NULL, NULL, true)::hb_relay_item)
+                  FILTER (WHERE d.kind = 'open' AND e.id IS NULL), '{}')
+  INTO taken, items, misses
+  FROM d
+  LEFT JOIN envelopes e ON d.kind = 'open' AND e.id = d.envelope_id
+  LEFT JOIN opens o ON d.kind = 'open' AND o.envelope_id = d.envelope_id
+                   AND o.user_id = d.user_id;
+
+  -- Opens of archived days (re-enqueued by a repair) come from cold. An
+  -- 'open' row without an open (never written so) credits nothing.
+  IF cardinality(misses) > 0 THEN
+    SELECT items || COALESCE(array_agg(ROW(m.envelope_id, m.user_id,
+                                           m.amount_fen, hb_ms(o.opened_at),
+                                           e.group_id, e.sender,
+                                           true)::hb_relay_item), '{}')
+    INTO items
+    FROM unnest(misses) AS m
+    JOIN cold.envelopes e ON e.id = m.envelope_id
+    JOIN cold.opens o ON o.envelope_id = m.envelope_id AND o.user_id = m.user_id;
+  END IF;
+
+  -- Credits; a key that exists already is a repeated delivery.
+  WITH ins AS (
+    INSERT INTO ledger_entries (idempotency_key, kind, debit_account,
+                                credit_account, amount_fen, envelope_id, user_id)
+    SELECT 'credit:' || x.envelope_id || ':' || x.user_id, 'credit',
+           hb_escrow_of(x.envelope_id), hb_wallet(x.user_id), x.amount_fen,
+           x.envelope_id, x.user_id
+    FROM unnest(items) AS x
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING debit_account, credit_account, amount_fen),
+  moves AS (
+    SELECT debit_account AS id, -amount_fen AS delta FROM ins
+    UNION ALL
+    SELECT credit_account, amount_fen FROM ins),
+  balances AS (
+    -- Only wallets gain and only escrow loses here, so the upsert's proposed
+    -- rows never break accounts_wallet_not_negative.
+    INSERT INTO accounts AS a (id, kind, balance_fen)
+    SELECT id, hb_account_kind(id), sum(delta) FROM moves GROUP BY id ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET balance_fen = a.balance_fen + excluded.balance_fen)
+  SELECT count(*)::int, COALESCE(sum(amount_fen), 0)
+  INTO credited, credited_fen FROM ins;
+  duplicates := cardinality(items) - credited;
+
+  INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,
+                            group_id, counterpart)
+  SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id, x.sender
+  FROM unnest(items) AS x WHERE NOT x.archived
+  ON CONFLICT DO NOTHING;
+  UPDATE opens o SET status = 2 FROM unnest(items) AS x
+  WHERE NOT x.archived AND o.envelope_id = x.envelope_id
+    AND o.user_id = x.user_id AND o.status = 1;
+
+  -- A repaired open of an archived day lives in the cold tables.
+  IF cardinality(misses) > 0 THEN
+    INSERT INTO cold.user_records (user_id, kind, envelope_id, amount_fen,
+                                   at_ms, group_id, counterpart)
+    SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id,
+           x.sender
+    FROM unnest(items) AS x WHERE x.archived
+    ON CONFLICT DO NOTHING;
+    UPDATE cold.opens o SET status = 2 FROM unnest(items) AS x
+    WHERE x.archived AND o.envelope_id = x.envelope_id
+      AND o.user_id = x.user_id AND o.status = 1;
+  END IF;
+END $$;
+
+-- == Day partitions ============================================================
+
+-- Serialises partition maintenance across processes ("hbpart").
+CREATE FUNCTION hb_partition_lock_key() RETURNS BIGINT
+  LANGUAGE sql IMMUTABLE AS $$ SELECT x'6862706172'::bigint $$;
+
+-- Creates the missing day partitions of days [from_day, to_day] (yyyymmdd)
+-- that exist neither hot nor cold; returns how many tables it created. Each
+-- is created apart and then attached: ATTACH locks the parent only in SHARE
+-- UPDATE EXCLUSIVE mode, so reads and writes go on meanwhile. The day CHECK
+-- lets a later move into cold attach without scanning the table.
+CREATE FUNCTION hb_ensure_partitions(from_day INT, to_day INT) RETURNS INT
+LANGUAGE plpgsql AS $$
+DECLARE
+  d DATE;
+  v_day INT;
+  lo BIGINT;
+  hi BIGINT;
+  tbl TEXT;
+  part TEXT;
+  col TEXT;
+  created INT := 0;
+BEGIN
+  PERFORM set_config('lock_timeout', '5s', true);
+  PERFORM pg_advisory_xact_lock(hb_partition_lock_key());
+  FOR d IN SELECT generate_series(to_date(from_day::text, 'YYYYMMDD'),
+                                  to_date(to_day::text, 'YYYYMMDD'),
+                                  interval '1 day')::date
+  LOOP
+    v_day := to_char(d, 'YYYYMMDD')::int;
+    lo := v_day::bigint * 100000000000;
+    hi := (v_day + 1)::bigint * 100000000000;
+    FOREACH tbl IN ARRAY ARRAY['envelopes', 'opens', 'user_records'] LOOP
+      part := tbl || '_p' || v_day;
+      CONTINUE WHEN to_regclass('public.' || part) IS NOT NULL
+                 OR to_regclass('cold.' || part) IS NOT NULL;
+      col := CASE tbl WHEN 'envelopes' THEN 'id' ELSE 'envelope_id' END;
+      EXECUTE format('CREATE TABLE public.%I (LIKE public.%I INCLUDING DEFAULTS'
+                     ' INCLUDING CONSTRAINTS, CONSTRAINT %I CHECK (%I >= %s AND %I < %s))',
+                     part, tbl, part || '_day', col, lo, col, hi);
+      EXECUTE format('ALTER TABLE public.%I ATTACH PARTITION public.%I'
+                     ' FOR VALUES FROM (%s) TO (%s)', tbl, part, lo, hi);
+      created := created + 1;
+    END LOOP;
+  END LOOP;
+  RETURN created;
+END $$;
+
+-- Moves one day's partitions (all three tables) into cold storage unless the
+-- day still holds money in escrow: a PAID (or EXPIRED) envelope, or an open
+-- the relay has not credited yet. Returns whether it moved the day. The hot
+-- parents are locked ACCESS EXCLUSIVE (DETACH needs that) for the short
+-- move only, with a lock timeout; the expensive check runs before.
+CREATE FUNCTION hb_detach_day(p_day INT) RETURNS BOOLEAN
+LANGUAGE plpgsql AS $$
+DECLARE
+  lo BIGINT := p_day::bigint * 100000000000;
+  hi BIGINT := (p_day + 1)::bigint * 100000000000;
+  tbl TEXT;
+  part TEXT;
+BEGIN
+  IF to_regclass('public.envelopes_p' || p_day) IS NULL THEN
+    RETURN false;
+  END IF;
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status IN (2, 4))
+     OR EXISTS (SELECT 1 FROM opens
+                WHERE envelope_id >= lo AND envelope_id < hi AND status = 1) THEN
+    RETURN false;
+  END IF;
+  PERFORM set_config('lock_timeout', '2s', true);
+  PERFORM pg_advisory_xact_lock(hb_partition_lock_key());
+  LOCK TABLE ONLY public.envelopes, public.opens, public.user_records
+    IN ACCESS EXCLUSIVE MODE;
+  -- Nobody writes now; cheap re-check of what may have changed meanwhile
+  -- (a payment, a repaired open) through small partial indexes.
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status = 2)
+     OR EXISTS (SELECT 1 FROM outbox WHERE delivered_at IS NULL AND kind = 'open'
+                AND envelope_id >= lo AND envelope_id < hi) THEN
+    RETURN false;
+  END IF;
+  FOREACH tbl IN ARRAY ARRAY['envelopes', 'opens', 'user_records'] LOOP
+    part := tbl || '_p' || p_day;
+    CONTINUE WHEN to_regclass('public.' || part) IS NULL;
+    EXECUTE format('ALTER TABLE public.%I DETACH PARTITION public.%I', tbl, part);
+    EXECUTE format('ALTER TABLE public.%I SET SCHEMA cold', part);
+    EXECUTE format('ALTER TABLE cold.%I ATTACH PARTITION cold.%I'
+                   ' FOR VALUES FROM (%s) TO (%s)', tbl, part, lo, hi);
+  END LOOP;
+  RETURN true;
+END $$;
 )sql";
 
 const std::vector<migration> migrations = {

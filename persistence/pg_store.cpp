@@ -1,9 +1,9 @@
+// pg_store: the connection, migrations and the envelope lifecycle (create,
+// activate/load, group-commit opens, id leases). Money movement is in
+// pg_ledger.cpp, day partitions in pg_partitions.cpp, libpq plumbing in
+// pg_detail.cpp.
 #include "persistence/pg_store.hpp"
 
-#include <libpq-fe.h>
-
-#include <cstdlib>
-#include <cstring>
 #include <set>
 #include <string>
 #include <utility>
@@ -11,310 +11,15 @@
 
 #include "domain/envelope_id.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_detail.hpp"
 
 namespace hb::persistence {
 
+using namespace detail;
+
 namespace {
 
-// -- Statement results -------------------------------------------------------
-
-using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
-
-/// The answer to one statement: its rows, or a failure already mapped to an
-/// errc, plus what the caller needs to tell one failure from another.
-struct reply {
-  result_ptr res{nullptr, &PQclear};
-  failure error{errc::none, {}};
-  std::string sqlstate;    ///< Five-character SQLSTATE of a failed statement.
-  std::string constraint;  ///< The violated constraint's name, if any.
-
-  bool ok() const { return error.code == errc::none; }
-  int rows() const { return PQntuples(res.get()); }
-  bool null(int row, int col) const {
-    return PQgetisnull(res.get(), row, col) != 0;
-  }
-  std::string text(int row, int col) const {
-    return {PQgetvalue(res.get(), row, col),
-            static_cast<size_t>(PQgetlength(res.get(), row, col))};
-  }
-  int64_t i64(int row, int col) const {
-    return std::strtoll(PQgetvalue(res.get(), row, col), nullptr, 10);
-  }
-};
-
-// libpq messages end in newlines and may span lines; callers log one line.
-std::string one_line(const char* msg) {
-  std::string out = msg != nullptr ? msg : "";
-  for (auto& c : out)
-    if (c == '\n' || c == '\t')
-      c = ' ';
-  while (!out.empty() && out.back() == ' ')
-    out.pop_back();
-  return out;
-}
-
-std::string field(const PGresult* res, int code) {
-  auto value = PQresultErrorField(res, code);
-  return value != nullptr ? value : "";
-}
-
-/// Whether a failure is the database's fault rather than the statement's:
-/// the connection is gone (the next call reconnects), or the server is short
-/// of resources or gave up on a transaction it rolled back. Retrying the same
-/// call later is safe for all of them; the segment health supervisor counts
-/// them as database faults.
-bool database_fault(PGconn* conn, const std::string& sqlstate) {
-  if (PQstatus(conn) == CONNECTION_BAD)
-    return true;
-  auto sqlclass = sqlstate.substr(0, 2);
-  // connection exception, insufficient resources (disk full, out of memory,
-  // too many connections), system error (I/O).
-  if (sqlclass == "08" || sqlclass == "53" || sqlclass == "58")
-    return true;
-  // admin_shutdown, crash_shutdown, cannot_connect_now (starting up),
-  // query_canceled (statement timeout), serialization failure, deadlock.
-  return sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03"
-         || sqlstate == "57014" || sqlstate == "40001" || sqlstate == "40P01";
-}
-
-/// Takes ownership of `raw` and maps its status to a reply. The message is
-/// the server's primary message only: details may quote user data.
-reply finish(PGconn* conn, const char* what, PGresult* raw) {
-  reply r;
-  r.res.reset(raw);
-  auto status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
-      || status == PGRES_EMPTY_QUERY)
-    return r;
-  std::string msg;
-  if (raw != nullptr) {
-    r.sqlstate = field(raw, PG_DIAG_SQLSTATE);
-    r.constraint = field(raw, PG_DIAG_CONSTRAINT_NAME);
-    msg = field(raw, PG_DIAG_MESSAGE_PRIMARY);
-  }
-  if (msg.empty())
-    msg = one_line(PQerrorMessage(conn));
-  if (msg.empty())
-    msg = std::string("unexpected result status ") + PQresStatus(status);
-  r.error.code = database_fault(conn, r.sqlstate) ? errc::unavailable
-                                                  : errc::internal;
-  r.error.message = std::string(what) + ": " + msg;
-  return r;
-}
-
-reply fail(errc code, std::string message) {
-  reply r;
-  r.error = failure{code, std::move(message)};
-  return r;
-}
-
-// -- Parameters --------------------------------------------------------------
-
-/// Statement parameters, all in text format; the server infers or the SQL
-/// casts their types. User data only ever travels here, never in SQL text.
-class params {
-public:
-  params& add(int64_t value) { return add(std::to_string(value)); }
-
-  params& add(std::string value) {
-    // PostgreSQL text cannot hold NUL, and libpq would cut the value there.
-    if (value.find('\0') != std::string::npos)
-      has_nul_ = true;
-    values_.push_back(std::move(value));
-    nulls_.push_back(false);
-    return *this;
-  }
-
-  params& add_null() {
-    values_.emplace_back();
-    nulls_.push_back(true);
-    return *this;
-  }
-
-  /// An empty text becomes NULL (for nullable unique columns).
-  params& add_or_null(const std::string& value) {
-    return value.empty() ? add_null() : add(value);
-  }
-
-  bool has_nul() const { return has_nul_; }
-  int size() const { return static_cast<int>(values_.size()); }
-
-  std::vector<const char*> pointers() const {
-    std::vector<const char*> out;
-    out.reserve(values_.size());
-    for (size_t i = 0; i < values_.size(); ++i)
-      out.push_back(nulls_[i] ? nullptr : values_[i].c_str());
-    return out;
-  }
-
-private:
-  std::vector<std::string> values_;
-  std::vector<bool> nulls_;
-  bool has_nul_ = false;
-};
-
-reply run(PGconn* conn, const char* what, const char* sql, const params& p) {
-  if (p.has_nul())
-    return fail(errc::invalid_argument,
-                std::string(what) + ": text contains a NUL byte");
-  auto ptrs = p.pointers();
-  return finish(conn, what,
-                PQexecParams(conn, sql, p.size(), nullptr, ptrs.data(),
-                             nullptr, nullptr, 0));
-}
-
-/// Trusted SQL without parameters; may hold several statements.
-reply run_script(PGconn* conn, const char* what, const char* sql) {
-  return finish(conn, what, PQexec(conn, sql));
-}
-
-// -- Array literals ----------------------------------------------------------
-
-/// A PostgreSQL text[] literal. Every element is double-quoted, so commas,
-/// braces, spaces and the word NULL stay data; inside the quotes only `"`
-/// and `\` need a backslash.
-std::string text_array(const std::vector<open_record>& opens) {
-  std::string out = "{";
-  for (size_t i = 0; i < opens.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    out += '"';
-    for (char c : opens[i].user) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
-template <class Get>
-std::string number_array(const std::vector<open_record>& opens, Get get) {
-  std::string out = "{";
-  for (size_t i = 0; i < opens.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    out += std::to_string(get(opens[i]));
-  }
-  out += '}';
-  return out;
-}
-
-// -- Rows --------------------------------------------------------------------
-
-// Unix milliseconds <-> timestamptz; NULL reads as 0.
-#define HB_MS(col) "COALESCE((extract(epoch FROM " col ") * 1000)::bigint, 0)"
-
-/// The envelope columns in the order read_envelope expects (alias e).
-#define HB_ENVELOPE_COLUMNS                                                    \
-  "e.id, e.sender, e.group_id, e.greeting, e.idempotency_key, e.kind, "        \
-  "e.status, e.total_fen, e.count, e.remaining_fen, e.remaining_count, "       \
-  "COALESCE(e.payment_txn, ''), " HB_MS("e.created_at") ", "                   \
-  HB_MS("e.paid_at") ", " HB_MS("e.expires_at") ", e.epoch"
-
-constexpr int envelope_column_count = 16;
-
-bool read_kind(int64_t raw, envelope_kind& out) {
-  if (raw != 1 && raw != 2)
-    return false;
-  out = static_cast<envelope_kind>(raw);
-  return true;
-}
-
-bool read_status(int64_t raw, envelope_status& out) {
-  if (raw < 1 || raw > 5)
-    return false;
-  out = static_cast<envelope_status>(raw);
-  return true;
-}
-
-outcome<envelope> read_envelope(const reply& r, int row) {
-  envelope e;
-  e.id = r.i64(row, 0);
-  e.sender = r.text(row, 1);
-  e.group = r.text(row, 2);
-  e.greeting = r.text(row, 3);
-  e.idempotency_key = r.text(row, 4);
-  if (!read_kind(r.i64(row, 5), e.kind) || !read_status(r.i64(row, 6), e.status))
-    return failure{errc::internal, "envelope " + std::to_string(e.id)
-                                     + " has an unknown kind or status"};
-  e.total_fen = r.i64(row, 7);
-  e.count = static_cast<int32_t>(r.i64(row, 8));
-  e.remaining_fen = r.i64(row, 9);
-  e.remaining_count = static_cast<int32_t>(r.i64(row, 10));
-  e.payment_txn = r.text(row, 11);
-  e.created_at_ms = r.i64(row, 12);
-  e.paid_at_ms = r.i64(row, 13);
-  e.expires_at_ms = r.i64(row, 14);
-  e.epoch = r.i64(row, 15);
-  return e;
-}
-
-/// One consistent read (a single statement, one snapshot) of an envelope and
-/// its opens: one row per open, or one row with NULL open columns.
-outcome<envelope_snapshot> read_snapshot(PGconn* conn, const char* what,
-                                         int64_t envelope_id) {
-  static constexpr const char* sql =
-    "SELECT " HB_ENVELOPE_COLUMNS ", o.user_id, o.amount_fen, o.seq, "
-    HB_MS("o.opened_at") " "
-    "FROM envelopes e LEFT JOIN opens o ON o.envelope_id = e.id "
-    "WHERE e.id = $1 ORDER BY o.seq";
-  auto r = run(conn, what, sql, params{}.add(envelope_id));
-  if (!r.ok())
-    return r.error;
-  if (r.rows() == 0)
-    return failure{errc::not_found,
-                   "no envelope with id " + std::to_string(envelope_id)};
-  auto env = read_envelope(r, 0);
-  if (!env)
-    return env.error();
-  envelope_snapshot snap;
-  snap.env = std::move(*env);
-  constexpr int c = envelope_column_count;
-  for (int row = 0; row < r.rows(); ++row) {
-    if (r.null(row, c))
-      continue;
-    snap.opens.push_back(open_record{r.text(row, c), r.i64(row, c + 1),
-                                     static_cast<int32_t>(r.i64(row, c + 2)),
-                                     r.i64(row, c + 3)});
-  }
-  return snap;
-}
-
-// -- Transactions ------------------------------------------------------------
-
-/// BEGIN ... COMMIT with ROLLBACK on every early return. A rollback on a
-/// lost connection fails harmlessly: the server discards the transaction.
-class transaction {
-public:
-  transaction(PGconn* conn, const char* what) : conn_(conn), what_(what) {}
-  ~transaction() {
-    if (open_)
-      run_script(conn_, what_, "ROLLBACK");
-  }
-  transaction(const transaction&) = delete;
-  transaction& operator=(const transaction&) = delete;
-
-  reply begin() {
-    auto r = run_script(conn_, what_, "BEGIN");
-    open_ = r.ok();
-    return r;
-  }
-
-  reply commit() {
-    open_ = false;
-    return run_script(conn_, what_, "COMMIT");
-  }
-
-private:
-  PGconn* conn_;
-  const char* what_;
-  bool open_ = false;
-};
-
-// -- Connections -------------------------------------------------------------
+// -- Connections ---------------------------------------------------------------
 
 /// Opens a connection from any libpq connection string. Defaults that the
 /// string may override come before it; what the code relies on comes after.
@@ -330,10 +35,7 @@ PGconn* open_connection(const std::string& url) {
   return conn;
 }
 
-failure unreachable(PGconn* conn) {
-  return failure{errc::unavailable,
-                 "database unreachable: " + one_line(PQerrorMessage(conn))};
-}
+// -- Migrations ----------------------------------------------------------------
 
 /// Serialises migrations of all processes on one database ("hbmig").
 constexpr int64_t migration_lock_key = 0x6862'6d69'67;
@@ -388,7 +90,7 @@ outcome<int> apply_missing(PGconn* conn) {
   return count;
 }
 
-// -- Checks before a write ---------------------------------------------------
+// -- Checks before a write -----------------------------------------------------
 
 /// Problems in a batch that are bugs in the caller; the database would catch
 /// most of them too, but with less helpful messages.
@@ -412,13 +114,14 @@ bool same_content(const envelope& a, const envelope& b) {
          && a.group == b.group;
 }
 
-// -- Explaining a refused write ---------------------------------------------
+// -- Explaining a refused write ------------------------------------------------
 
 outcome<create_result> existing_envelope(PGconn* conn, const envelope& env) {
   // The key was seen before: this is a retry, or a reuse with new content.
   static constexpr const char* sql =
-    "SELECT " HB_ENVELOPE_COLUMNS " FROM envelopes e "
-    "WHERE e.sender = $1 AND e.idempotency_key = $2";
+    "SELECT " HB_ENVELOPE_COLUMNS " FROM envelope_keys k"
+    " JOIN envelopes_all e ON e.id = k.envelope_id"
+    " WHERE k.sender = $1 AND k.idempotency_key = $2";
   auto r = run(conn, "create_envelope", sql,
                params{}.add(env.sender).add(env.idempotency_key));
   if (!r.ok())
@@ -437,42 +140,16 @@ outcome<create_result> existing_envelope(PGconn* conn, const envelope& env) {
   return create_result{std::move(*stored), false};
 }
 
-outcome<done> explain_unpaid(PGconn* conn, const payment& p) {
-  // Nothing changed; find out why. A repeat of the same confirmation is
-  // success (idempotency), anything else is refused.
-  auto r = run(conn, "confirm_payment",
-               "SELECT epoch, status, COALESCE(payment_txn, '') "
-               "FROM envelopes WHERE id = $1",
-               params{}.add(p.envelope_id));
-  if (!r.ok())
-    return r.error;
-  if (r.rows() == 0)
-    return failure{errc::not_found,
-                   "no envelope with id " + std::to_string(p.envelope_id)};
-  auto epoch = r.i64(0, 0);
-  if (epoch != p.epoch)
-    return failure{errc::stale_epoch, "epoch " + std::to_string(p.epoch)
-                                        + " is stale (current "
-                                        + std::to_string(epoch) + ")"};
-  if (r.i64(0, 1) == static_cast<int>(envelope_status::created))
-    return failure{errc::internal, "confirm_payment: envelope changed "
-                                   "concurrently under a current epoch"};
-  if (r.text(0, 2) != p.payment_txn)
-    return failure{errc::payment_mismatch,
-                   "envelope already paid with a different payment txn"};
-  return done{};
-}
-
 outcome<bool> stored_opens_match(PGconn* conn, const open_batch& batch) {
   static constexpr const char* sql =
-    "SELECT count(*) FROM opens o"
+    "SELECT count(*) FROM opens_all o"
     " JOIN unnest($2::text[], $3::bigint[], $4::int[]) AS x(u, a, s)"
     " ON o.user_id = x.u AND o.amount_fen = x.a AND o.seq = x.s"
     " WHERE o.envelope_id = $1";
   params p;
-  p.add(batch.envelope_id).add(text_array(batch.opens));
-  p.add(number_array(batch.opens, [](auto& o) { return o.amount_fen; }));
-  p.add(number_array(batch.opens, [](auto& o) { return o.seq; }));
+  p.add(batch.envelope_id).add(user_array(batch.opens));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
   auto r = run(conn, "commit_opens", sql, p);
   if (!r.ok())
     return r.error;
@@ -484,13 +161,12 @@ outcome<done> explain_refused(PGconn* conn, const open_batch& batch) {
   // (a retry after a lost reply), which counts as success.
   auto r = run(conn, "commit_opens",
                "SELECT epoch, status, remaining_fen, remaining_count "
-               "FROM envelopes WHERE id = $1",
+               "FROM envelopes_all WHERE id = $1",
                params{}.add(batch.envelope_id));
   if (!r.ok())
     return r.error;
   if (r.rows() == 0)
-    return failure{errc::not_found,
-                   "no envelope with id " + std::to_string(batch.envelope_id)};
+    return failure{errc::not_found, not_found_message(batch.envelope_id)};
   auto epoch = r.i64(0, 0);
   if (epoch != batch.epoch)
     return failure{errc::stale_epoch, "epoch " + std::to_string(batch.epoch)
@@ -519,7 +195,7 @@ outcome<done> explain_refused(PGconn* conn, const open_batch& batch) {
 
 } // namespace
 
-// -- pg_store ----------------------------------------------------------------
+// -- Connection ----------------------------------------------------------------
 
 pg_store::pg_store(pg_conn* conn, std::string url)
   : conn_(conn), url_(std::move(url)) {
@@ -562,6 +238,17 @@ bool pg_store::ensure_connected() {
   return PQstatus(conn_) == CONNECTION_OK;
 }
 
+outcome<done> pg_store::exec(const std::string& sql) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  auto r = run_script(conn_, "exec", sql.c_str());
+  if (!r.ok())
+    return r.error;
+  return done{};
+}
+
+// -- Migrations ----------------------------------------------------------------
+
 outcome<int> pg_store::migrate() {
   if (!ensure_connected())
     return unreachable(conn_);
@@ -592,20 +279,26 @@ outcome<int> pg_store::schema_version() {
   return static_cast<int>(r.i64(0, 0));
 }
 
+// -- Envelope lifecycle --------------------------------------------------------
+
 outcome<create_result> pg_store::create_envelope(const envelope& env) {
   if (env.id <= 0)
     return failure{errc::internal, "create_envelope: envelope id must be > 0"};
   if (!ensure_connected())
     return unreachable(conn_);
-  // Status, remaining amount/count, payment and epoch of a new envelope
-  // follow from the rest; the caller's values for them are not used.
+  // One statement: the key and the envelope commit together. Status,
+  // remaining amount/count, payment and epoch of a new envelope follow from
+  // the rest; the caller's values for them are not used.
   static constexpr const char* insert_sql =
+    "WITH k AS ("
+    " INSERT INTO envelope_keys (sender, idempotency_key, envelope_id)"
+    " VALUES ($3, $6, $1) ON CONFLICT (sender, idempotency_key) DO NOTHING"
+    " RETURNING envelope_id) "
     "INSERT INTO envelopes AS e (id, segment, sender, group_id, greeting,"
     " idempotency_key, kind, status, total_fen, count, remaining_fen,"
     " remaining_count, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $8, $9,"
-    " COALESCE(to_timestamp(NULLIF($10::bigint, 0) / 1000.0), now())) "
-    "ON CONFLICT (sender, idempotency_key) DO NOTHING "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $8, $9,"
+    " COALESCE(to_timestamp(NULLIF($10::bigint, 0) / 1000.0), now()) FROM k "
     "RETURNING " HB_ENVELOPE_COLUMNS;
   params p;
   p.add(env.id).add(int64_t{segment_of(env.id)}).add(env.sender).add(env.group);
@@ -613,6 +306,21 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
   p.add(int64_t{static_cast<int>(env.kind)}).add(env.total_fen);
   p.add(int64_t{env.count}).add(env.created_at_ms);
   auto r = run(conn_, "create_envelope", insert_sql, p);
+  if (!r.ok() && no_partition(r)) {
+    // The first envelope of a day nobody prepared: create it, try once more.
+    envelope_id_parts parts;
+    if (!parse_envelope_id(env.id, parts))
+      return failure{errc::internal, "create_envelope: id "
+                                       + std::to_string(env.id)
+                                       + " names no valid day"};
+    auto made = ensure_partitions(parts.day, parts.day);
+    if (!made)
+      return made.error();
+    r = run(conn_, "create_envelope", insert_sql, p);
+    if (!r.ok() && no_partition(r))
+      r.error.message = "create_envelope: day " + std::to_string(parts.day)
+                        + " is archived (cold); no new envelopes there";
+  }
   if (!r.ok())
     return r.error;
   if (r.rows() == 1) {
@@ -627,64 +335,40 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
 outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
   if (!ensure_connected())
     return unreachable(conn_);
-  // The bump waits for any in-flight write of the old owner; the read that
-  // follows is a new statement with a new snapshot, so it sees that write.
-  transaction tx{conn_, "activate"};
-  auto r = tx.begin();
-  if (!r.ok())
-    return r.error;
-  r = run(conn_, "activate",
-          "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
-          params{}.add(envelope_id));
-  if (!r.ok())
-    return r.error;
-  if (std::strcmp(PQcmdTuples(r.res.get()), "1") != 0)
-    return failure{errc::not_found,
-                   "no envelope with id " + std::to_string(envelope_id)};
-  auto snap = read_snapshot(conn_, "activate", envelope_id);
-  if (!snap)
-    return snap.error();
-  r = tx.commit();
-  if (!r.ok())
-    return r.error;
-  return snap;
+  // Twice at most: an envelope created between the bump and the read below
+  // is activated properly on the second round.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // The bump waits for any in-flight write of the old owner; the read that
+    // follows is a new statement with a new snapshot, so it sees that write.
+    transaction tx{conn_, "activate"};
+    auto r = tx.begin();
+    if (!r.ok())
+      return r.error;
+    r = run(conn_, "activate",
+            "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
+            params{}.add(envelope_id));
+    if (!r.ok())
+      return r.error;
+    bool bumped = r.affected() == 1;
+    auto snap = read_snapshot(conn_, "activate", envelope_id);
+    if (!snap)
+      return snap.error();
+    r = tx.commit();
+    if (!r.ok())
+      return r.error;
+    // Not hot: an archived envelope is read-only and keeps its epoch.
+    if (bumped || snap->archived)
+      return snap;
+  }
+  return failure{errc::internal, "activate: envelope "
+                                   + std::to_string(envelope_id)
+                                   + " neither hot nor archived"};
 }
 
 outcome<envelope_snapshot> pg_store::load(int64_t envelope_id) {
   if (!ensure_connected())
     return unreachable(conn_);
   return read_snapshot(conn_, "load", envelope_id);
-}
-
-outcome<done> pg_store::confirm_payment(const payment& p) {
-  if (p.payment_txn.empty())
-    return failure{errc::invalid_argument, "payment txn must not be empty"};
-  if (!ensure_connected())
-    return unreachable(conn_);
-  // One statement is one transaction: the status change and its outbox row
-  // commit together or not at all.
-  static constexpr const char* sql =
-    "WITH upd AS ("
-    " UPDATE envelopes SET status = 2, payment_txn = $3,"
-    "  paid_at = COALESCE(to_timestamp(NULLIF($4::bigint, 0) / 1000.0), now()),"
-    "  expires_at = to_timestamp(NULLIF($5::bigint, 0) / 1000.0)"
-    " WHERE id = $1 AND epoch = $2 AND status = 1 RETURNING id),"
-    " box AS ("
-    " INSERT INTO outbox (kind, envelope_id, idempotency_key)"
-    " SELECT 'paid', id, 'paid:' || id FROM upd) "
-    "SELECT count(*) FROM upd";
-  params ps;
-  ps.add(p.envelope_id).add(p.epoch).add(p.payment_txn).add(p.paid_at_ms);
-  ps.add(p.expires_at_ms);
-  auto r = run(conn_, "confirm_payment", sql, ps);
-  if (!r.ok() && r.constraint == "envelopes_payment_txn_key")
-    return failure{errc::payment_mismatch,
-                   "payment txn already used for another envelope"};
-  if (!r.ok())
-    return r.error;
-  if (r.i64(0, 0) == 1)
-    return done{};
-  return explain_unpaid(conn_, p);
 }
 
 outcome<done> pg_store::commit_opens(const open_batch& batch) {
@@ -720,10 +404,10 @@ outcome<done> pg_store::commit_opens(const open_batch& batch) {
   p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
   p.add(int64_t{batch.remaining_count});
   p.add(int64_t{static_cast<int>(batch.status)});
-  p.add(text_array(batch.opens));
-  p.add(number_array(batch.opens, [](auto& o) { return o.amount_fen; }));
-  p.add(number_array(batch.opens, [](auto& o) { return o.seq; }));
-  p.add(number_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
+  p.add(user_array(batch.opens));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
   auto r = run(conn_, "commit_opens", sql, p);
   if (!r.ok())
     return r.error;
@@ -750,15 +434,6 @@ outcome<int64_t> pg_store::lease_sequence(int32_t segment, int32_t day,
   if (!r.ok())
     return r.error;
   return r.i64(0, 0);
-}
-
-outcome<done> pg_store::exec(const std::string& sql) {
-  if (!ensure_connected())
-    return unreachable(conn_);
-  auto r = run_script(conn_, "exec", sql.c_str());
-  if (!r.ok())
-    return r.error;
-  return done{};
 }
 
 } // namespace hb::persistence

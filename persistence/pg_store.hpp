@@ -7,6 +7,7 @@
 
 #include "domain/envelope.hpp"
 #include "domain/errc.hpp"
+#include "domain/ledger.hpp"
 #include "domain/limits.hpp"
 
 struct pg_conn;
@@ -32,9 +33,16 @@ struct create_result {
 /// is broken. errc::unavailable: no connection, connection lost (SQLSTATE
 /// class 08, 57P01-57P03), the server short of resources (classes 53, 58),
 /// a statement timeout (57014), a serialization failure or deadlock (40001,
-/// 40P01). Nothing is half-written, but after a lost connection a write may
-/// or may not have committed: retrying the same call is safe (create,
-/// confirm_payment and commit_opens recognise their own earlier success).
+/// 40P01), a lock timeout of partition maintenance (55P03). Nothing is
+/// half-written, but after a lost connection a write may or may not have
+/// committed: retrying the same call is safe (create, confirm_payment,
+/// commit_opens, refund, relay_batch and deposit recognise their own
+/// earlier success).
+///
+/// Storage: envelopes, opens and user records are partitioned by the day of
+/// the envelope id; days older than the hot window move to the schema
+/// `cold` (detach_cold). Writes go to hot days only; reads that may concern
+/// old data (load, activate, history, reconcile, a create retry) read both.
 /// Text containing a NUL byte -> errc::invalid_argument. Constraint
 /// violations that mean a caller bug -> errc::internal with the server's
 /// primary message (never parameter values). Nothing is logged here.
@@ -65,24 +73,36 @@ public:
   /// total_fen, count and created_at_ms (0: now) are read from `env`; the
   /// segment is id % 1000 and the rest starts as CREATED, remaining =
   /// total/count, epoch 0. A retry with another id returns the stored id.
+  /// The first envelope of a day without partitions creates them (see
+  /// ensure_partitions) and retries once; a day already moved to cold
+  /// storage takes no new envelopes -> errc::internal.
   outcome<create_result> create_envelope(const envelope& env);
 
   /// Activation: bumps the envelope's fencing epoch and loads it with all its
   /// opens (ordered by seq), in one transaction. errc::not_found if absent.
   /// Waits for an in-flight write of the previous owner and includes it.
+  /// An envelope in cold storage is returned with archived = true and its
+  /// epoch untouched: it is read-only (every write to it is refused).
   outcome<envelope_snapshot> activate(int64_t envelope_id);
 
-  /// Reads an envelope and its opens without touching the epoch.
+  /// Reads an envelope and its opens, hot or cold (archived tells), without
+  /// touching the epoch.
   outcome<envelope_snapshot> load(int64_t envelope_id);
 
-  /// CREATED -> PAID guarded by the epoch: records the payment txn, paid and
-  /// expiry times, and an outbox row of kind 'paid' (the group notification).
+  /// CREATED -> PAID guarded by the epoch, in one transaction: records the
+  /// payment txn (payments row), paid and expiry times, posts 'pay:<id>'
+  /// moving the total from the external account (or, with from_wallet, the
+  /// sender's wallet) into the segment's escrow, writes the sender's 'sent'
+  /// record and an outbox row of kind 'paid' (the group notification).
   /// Nothing changes unless the envelope is CREATED under `p.epoch`.
   /// Already paid with the same txn -> done (idempotent). errc::stale_epoch
   /// if the epoch is not current (checked first), errc::payment_mismatch if
   /// paid with another txn or the txn paid another envelope, errc::not_found,
-  /// errc::invalid_argument for an empty txn. paid_at_ms 0 means now;
-  /// expires_at_ms 0 means never.
+  /// errc::invalid_argument for an empty txn, errc::insufficient_funds
+  /// ("wallet of U holds X fen, needs Y") when the wallet holds less than
+  /// the total (nothing changed: the envelope stays CREATED and may still be
+  /// paid), errc::expired for an unpaid envelope already in cold storage.
+  /// paid_at_ms 0 means now; expires_at_ms 0 means never.
   outcome<done> confirm_payment(const payment& p);
 
   /// One group-commit transaction: checks the epoch and updates remaining
@@ -105,6 +125,88 @@ public:
   /// (segment, day) start at 1. block < 1 -> errc::internal. The caller
   /// checks the end of the block against sequence_max.
   outcome<int64_t> lease_sequence(int32_t segment, int32_t day, int64_t block);
+
+  // -- The money after the open (wallets, relay, refunds, reconciliation) ---
+
+  /// PAID -> REFUNDED, guarded by the epoch, in one transaction: the
+  /// remainder moves to refunded_fen (remaining_fen becomes 0) and a ledger
+  /// entry 'refund:<id>' moves it from the segment's escrow to the sender's
+  /// wallet. Returns the refunded amount. errc::stale_epoch when the epoch
+  /// is not current or the envelope is not PAID (nothing changed), checked
+  /// in that order; errc::not_found. A retry under the same (current) epoch
+  /// of a refund that committed returns the refunded amount again and posts
+  /// nothing. Whether the envelope is due is the caller's decision.
+  outcome<int64_t> refund(int64_t envelope_id, int64_t epoch);
+
+  /// One relay batch, one transaction: takes up to `limit` undelivered
+  /// outbox rows (FOR UPDATE SKIP LOCKED, oldest first). For an 'open' row
+  /// it posts 'credit:<envelope>:<user>' from escrow to the user's wallet
+  /// (a second delivery of the same row finds the key and posts nothing),
+  /// writes the user's received record and marks the open TRANSFERRED; every
+  /// row is marked delivered ('paid' rows need nothing else: the sent record
+  /// was written with the payment). Concurrent batches (other nodes) take
+  /// disjoint rows and never deadlock with each other or with payments
+  /// (accounts are locked in id order everywhere). rows < limit means the
+  /// outbox is drained for now. limit < 1 -> errc::invalid_argument.
+  outcome<relay_batch_result> relay_batch(int32_t limit);
+
+  /// Outbox rows not yet delivered, and the age of the oldest in ms.
+  struct outbox_lag_info {
+    int64_t pending = 0;
+    int64_t oldest_age_ms = 0;
+  };
+  outcome<outbox_lag_info> outbox_lag();
+
+  /// Ids of PAID envelopes whose expiry is at or before `now_ms` (oldest
+  /// expiry first, at most `limit`; limit < 1 -> errc::invalid_argument).
+  outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms,
+                                                  int32_t limit);
+
+  /// A page of a user's sent or received history, newest first by (at_ms,
+  /// envelope id), hot and cold. The cursor is opaque to callers (it is
+  /// "<at_ms>:<envelope_id>" of the page's last item). errc::invalid_argument
+  /// for a malformed cursor or a limit outside 1..1000.
+  outcome<history_page> history(const history_query& q);
+
+  /// A wallet's balance (0 for a user without an account).
+  outcome<balance_info> balance(const std::string& user);
+
+  /// Reconciliation (对账) over envelopes created since `since_ms` (0: all)
+  /// plus the global ledger checks, all read in one consistent snapshot.
+  /// Discrepancy kinds: sum_mismatch, missing_credit, double_credit,
+  /// credit_amount_mismatch, credit_without_open, refund_missing,
+  /// refund_double, refund_amount_mismatch, refund_overdue (any PAID
+  /// envelope more than 60 s past its expiry at `now_ms`), payment_missing,
+  /// payment_mismatch, balance_mismatch and escrow_mismatch (user = the
+  /// account id, envelope 0), ledger_unbalanced. With `repair`, re-enqueues
+  /// the relay for committed opens that lost their credit (never anything
+  /// else), in a separate short transaction, and only while the wallet and
+  /// escrow involved match their entries (otherwise the money may have moved
+  /// without its entry, and the detail says why it was not repaired).
+  outcome<reconcile_report> reconcile(int64_t since_ms, int64_t now_ms,
+                                      bool repair);
+
+  /// Creates the day partitions (envelopes, opens, user_records) for every
+  /// day in [from_day, to_day] (yyyymmdd) that has none yet, hot or cold.
+  /// Returns how many tables were created. Safe to run from several nodes
+  /// at once. Days that are no calendar days, from after to, or a range of
+  /// more than 1000 days -> errc::invalid_argument.
+  outcome<int> ensure_partitions(int32_t from_day, int32_t to_day);
+
+  /// Moves the day partitions older than `cutoff_day` (yyyymmdd) into the
+  /// cold schema, except days that still hold money in escrow: a PAID
+  /// envelope or an open not yet credited. Returns how many days moved.
+  /// Each day moves in its own short transaction that locks the hot tables
+  /// exclusively (2 s lock timeout -> errc::unavailable; run it off-peak,
+  /// e.g. daily with cutoff = today - 31).
+  outcome<int> detach_cold(int32_t cutoff_day);
+
+  /// Credits a wallet from the external account, idempotent on `key`
+  /// (tests, demos and operator top-ups). The key used before with another
+  /// user or amount -> errc::conflict; an empty user or key, or an amount
+  /// below 1 fen -> errc::invalid_argument.
+  outcome<done> deposit(const std::string& user, int64_t amount_fen,
+                        const std::string& key);
 
   /// Runs trusted SQL, possibly several statements, without parameters and
   /// discards any rows (tests and tools). Never pass user data in `sql`.

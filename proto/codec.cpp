@@ -132,6 +132,15 @@ bool outcome_from_proto(int value, grab_outcome& out) {
   return true;
 }
 
+outcome<history_kind> history_kind_from_proto(int value) {
+  if (value == static_cast<int>(history_kind::sent)
+      || value == static_cast<int>(history_kind::received))
+    return static_cast<history_kind>(value);
+  return bad(errc::invalid_argument,
+             "kind must be HISTORY_KIND_SENT or HISTORY_KIND_RECEIVED, got "
+               + std::to_string(value));
+}
+
 /// Error codes a newer node may add are kept as they are: an unknown code is
 /// still an error, and its message still explains it.
 errc errc_from_proto(int value) {
@@ -168,6 +177,30 @@ outcome<create_request> from_proto(const pb::CreateEnvelope& x) {
   return result;
 }
 
+void to_proto(const history_query& x, pb::GetHistory* out) {
+  out->set_user(x.user);
+  out->set_kind(static_cast<pb::HistoryKind>(x.kind));
+  out->set_limit(x.limit);
+  out->set_cursor(x.cursor);
+}
+
+outcome<history_query> from_proto(const pb::GetHistory& x) {
+  auto kind = history_kind_from_proto(x.kind());
+  if (!kind)
+    return kind.error();
+  if (x.limit() < 0 || x.limit() > codec::history_limit_max)
+    return bad(errc::invalid_argument,
+               "limit must be in 1.." + std::to_string(codec::history_limit_max)
+                 + " (0: " + std::to_string(codec::history_limit_default)
+                 + "), got " + std::to_string(x.limit()));
+  history_query result;
+  result.user = x.user();
+  result.kind = *kind;
+  result.limit = x.limit() == 0 ? codec::history_limit_default : x.limit();
+  result.cursor = x.cursor();
+  return result;
+}
+
 void to_proto(const request_body& body, pb::Request& out) {
   if (auto* x = std::get_if<auth_request>(&body)) {
     out.mutable_auth()->set_token(x->token);
@@ -177,6 +210,7 @@ void to_proto(const request_body& body, pb::Request& out) {
     auto* pay = out.mutable_pay();
     pay->set_envelope_id(x->envelope_id);
     pay->set_payment_txn(x->payment_txn);
+    pay->set_from_wallet(x->from_wallet);
   } else if (auto* x = std::get_if<grab_request>(&body)) {
     auto* grab = out.mutable_grab();
     grab->set_envelope_id(x->envelope_id);
@@ -187,6 +221,12 @@ void to_proto(const request_body& body, pb::Request& out) {
     open->set_user(x->user);
   } else if (auto* x = std::get_if<get_request>(&body)) {
     out.mutable_get()->set_envelope_id(x->envelope_id);
+  } else if (auto* x = std::get_if<history_query>(&body)) {
+    to_proto(*x, out.mutable_history());
+  } else if (auto* x = std::get_if<balance_request>(&body)) {
+    out.mutable_balance()->set_user(x->user);
+  } else if (auto* x = std::get_if<reconcile_request>(&body)) {
+    out.mutable_reconcile()->set_since_ms(x->since_ms);
   }
 }
 
@@ -201,8 +241,9 @@ outcome<request_body> from_proto(const pb::Request& msg) {
       return request_body{std::move(*create)};
     }
     case pb::Request::kPay:
-      return request_body{
-        pay_request{msg.pay().envelope_id(), msg.pay().payment_txn()}};
+      return request_body{pay_request{msg.pay().envelope_id(),
+                                      msg.pay().payment_txn(),
+                                      msg.pay().from_wallet()}};
     case pb::Request::kGrab:
       return request_body{
         grab_request{msg.grab().envelope_id(), msg.grab().user()}};
@@ -211,6 +252,20 @@ outcome<request_body> from_proto(const pb::Request& msg) {
         open_request{msg.open().envelope_id(), msg.open().user()}};
     case pb::Request::kGet:
       return request_body{get_request{msg.get().envelope_id()}};
+    case pb::Request::kHistory: {
+      auto query = from_proto(msg.history());
+      if (!query)
+        return query.error();
+      return request_body{std::move(*query)};
+    }
+    case pb::Request::kBalance:
+      return request_body{balance_request{msg.balance().user()}};
+    case pb::Request::kReconcile:
+      if (msg.reconcile().since_ms() < 0)
+        return bad(errc::invalid_argument,
+                   "since_ms must be >= 0 (0: all), got "
+                     + std::to_string(msg.reconcile().since_ms()));
+      return request_body{reconcile_request{msg.reconcile().since_ms()}};
     case pb::Request::BODY_NOT_SET:
       break;
   }
@@ -238,6 +293,7 @@ void to_proto(const envelope& x, pb::Envelope* out) {
   out->set_paid_at_ms(x.paid_at_ms);
   out->set_expires_at_ms(x.expires_at_ms);
   out->set_epoch(x.epoch);
+  out->set_refunded_fen(x.refunded_fen);
 }
 
 outcome<envelope> from_proto(const pb::Envelope& x) {
@@ -263,6 +319,7 @@ outcome<envelope> from_proto(const pb::Envelope& x) {
   result.paid_at_ms = x.paid_at_ms();
   result.expires_at_ms = x.expires_at_ms();
   result.epoch = x.epoch();
+  result.refunded_fen = x.refunded_fen();
   return result;
 }
 
@@ -275,6 +332,69 @@ void to_proto(const open_record& x, pb::OpenRecord* out) {
 
 open_record from_proto(const pb::OpenRecord& x) {
   return open_record{x.user(), x.amount_fen(), x.seq(), x.opened_at_ms()};
+}
+
+void to_proto(const history_page& x, pb::HistoryPage* out) {
+  out->mutable_items()->Reserve(static_cast<int>(x.items.size()));
+  for (auto& item : x.items) {
+    auto* y = out->add_items();
+    y->set_envelope_id(item.envelope_id);
+    y->set_amount_fen(item.amount_fen);
+    y->set_at_ms(item.at_ms);
+    y->set_group(item.group);
+    y->set_counterpart(item.counterpart);
+  }
+  out->set_next_cursor(x.next_cursor);
+}
+
+history_page from_proto(const pb::HistoryPage& x) {
+  history_page result;
+  result.items.reserve(x.items_size());
+  for (auto& y : x.items())
+    result.items.push_back(history_item{y.envelope_id(), y.amount_fen(),
+                                        y.at_ms(), y.group(),
+                                        y.counterpart()});
+  result.next_cursor = x.next_cursor();
+  return result;
+}
+
+void to_proto(const reconcile_report& x, pb::ReconcileReport* out) {
+  out->set_since_ms(x.since_ms);
+  out->set_envelopes_checked(x.envelopes_checked);
+  out->set_opens_checked(x.opens_checked);
+  out->set_accounts_checked(x.accounts_checked);
+  out->set_wallets_fen(x.wallets_fen);
+  out->set_escrow_fen(x.escrow_fen);
+  out->set_external_fen(x.external_fen);
+  out->set_relay_pending(x.relay_pending);
+  out->mutable_discrepancies()->Reserve(
+    static_cast<int>(x.discrepancies.size()));
+  for (auto& d : x.discrepancies) {
+    auto* y = out->add_discrepancies();
+    y->set_kind(d.kind);
+    y->set_envelope_id(d.envelope_id);
+    y->set_user(d.user);
+    // Details may quote database text: keep the reply parseable.
+    y->set_detail(printable_message(d.detail));
+    y->set_repaired(d.repaired);
+  }
+}
+
+reconcile_report from_proto(const pb::ReconcileReport& x) {
+  reconcile_report result;
+  result.since_ms = x.since_ms();
+  result.envelopes_checked = x.envelopes_checked();
+  result.opens_checked = x.opens_checked();
+  result.accounts_checked = x.accounts_checked();
+  result.wallets_fen = x.wallets_fen();
+  result.escrow_fen = x.escrow_fen();
+  result.external_fen = x.external_fen();
+  result.relay_pending = x.relay_pending();
+  result.discrepancies.reserve(x.discrepancies_size());
+  for (auto& y : x.discrepancies())
+    result.discrepancies.push_back(discrepancy{
+      y.kind(), y.envelope_id(), y.user(), y.detail(), y.repaired()});
+  return result;
 }
 
 void to_proto(const response_body& body, pb::Response& out) {
@@ -304,6 +424,14 @@ void to_proto(const response_body& body, pb::Response& out) {
     detail->mutable_opens()->Reserve(static_cast<int>(x->opens.size()));
     for (auto& rec : x->opens)
       to_proto(rec, detail->add_opens());
+  } else if (auto* x = std::get_if<history_page>(&body)) {
+    to_proto(*x, out.mutable_history());
+  } else if (auto* x = std::get_if<balance_info>(&body)) {
+    auto* balance = out.mutable_balance();
+    balance->set_user(x->user);
+    balance->set_balance_fen(x->balance_fen);
+  } else if (auto* x = std::get_if<reconcile_report>(&body)) {
+    to_proto(*x, out.mutable_reconcile());
   }
 }
 
@@ -345,6 +473,13 @@ outcome<response_body> from_proto(const pb::Response& msg) {
         result.opens.push_back(from_proto(rec));
       return response_body{std::move(result)};
     }
+    case pb::Response::kHistory:
+      return response_body{from_proto(msg.history())};
+    case pb::Response::kBalance:
+      return response_body{balance_info{msg.balance().user(),
+                                        msg.balance().balance_fen()}};
+    case pb::Response::kReconcile:
+      return response_body{from_proto(msg.reconcile())};
     case pb::Response::BODY_NOT_SET:
       break;
   }

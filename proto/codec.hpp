@@ -14,6 +14,11 @@ namespace hb::codec {
 /// from node to client. See docs/protocol.md.
 constexpr size_t frame_header_size = 4;
 
+/// GetHistory page sizes: a limit of 0 means `history_limit_default`; any
+/// other value outside 1..`history_limit_max` is errc::invalid_argument.
+constexpr int32_t history_limit_default = 20;
+constexpr int32_t history_limit_max = 100;
+
 /// Writes the 4-byte big-endian length prefix for a payload of `size` bytes.
 void put_frame_header(uint32_t size, char* out);
 
@@ -23,7 +28,9 @@ uint32_t get_frame_header(const char* in);
 /// Parses a Request payload (without the length prefix) into its plain form.
 /// Bytes that are not a Request, or a Request without a body, are
 /// errc::malformed; a body with a field out of range is
-/// errc::invalid_argument. The request id, when it could be read, is stored
+/// errc::invalid_argument (an unknown enum value, a history limit outside
+/// 0..100 or a negative reconcile since_ms). A history limit of 0 comes out
+/// as `history_limit_default`. The request id, when it could be read, is stored
 /// in `request_id_out` so that the error reply can carry it.
 outcome<client_request> decode_request(const char* data, size_t size,
                                        uint64_t& request_id_out);

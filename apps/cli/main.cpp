@@ -2,9 +2,11 @@
 //
 // Every command connects, authenticates, sends one request and prints the
 // answer: short lines for people, or exactly one JSON object with --json.
-// Exit status: 0 ok, 1 the service answered with an error, 2 usage error,
-// 3 connection or protocol error.
+// Exit status: 0 ok, 1 the service answered with an error (or `reconcile`
+// found discrepancies), 2 usage error, 3 connection or protocol error.
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -12,12 +14,14 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "apps/client/client.hpp"
 #include "domain/envelope.hpp"
+#include "domain/ledger.hpp"
 #include "domain/money.hpp"
 #include "domain/requests.hpp"
 
@@ -32,11 +36,16 @@ constexpr int exit_service_error = 1;
 constexpr int exit_usage = 2;
 constexpr int exit_transport = 3;
 
+/// The response timeout of `reconcile` unless --timeout-ms is given: it
+/// walks the whole ledger and takes far longer than one request.
+constexpr int reconcile_timeout_ms = 300 * 1000;
+
 struct global_options {
   std::string server = "127.0.0.1:7700";
   std::string token;
   bool json = false;
   int timeout_ms = 10000;
+  bool timeout_given = false;
 };
 
 // -- Formatting ----------------------------------------------------------------
@@ -84,6 +93,167 @@ std::string time_text(int64_t unix_ms) {
   return buf;
 }
 
+/// "1 discrepancy", "3 discrepancies"
+std::string discrepancies_text(size_t n) {
+  return std::to_string(n) + (n == 1 ? " discrepancy" : " discrepancies");
+}
+
+// -- Parsing --since -------------------------------------------------------------
+
+/// Days from 1970-01-01 to the proleptic Gregorian date y-m-d (Howard
+/// Hinnant's days_from_civil): no timegm, no time zone database.
+int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+int days_in_month(int y, int m) {
+  static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/// Reads exactly `n` digits at `pos` into `out`; advances `pos`.
+bool digits(const std::string& text, size_t& pos, size_t n, int& out) {
+  if (pos + n > text.size())
+    return false;
+  out = 0;
+  for (size_t i = 0; i < n; ++i) {
+    char c = text[pos + i];
+    if (c < '0' || c > '9')
+      return false;
+    out = out * 10 + (c - '0');
+  }
+  pos += n;
+  return true;
+}
+
+/// Parses "2026-11-26", "2026-11-26T10:00", "2026-11-26T10:00:00",
+/// "2026-11-26T10:00:00.250" with an optional "Z" or "+08:00"/"-0500"
+/// offset (none: UTC) into Unix milliseconds.
+bool parse_iso_time(const std::string& text, int64_t& out) {
+  size_t pos = 0;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, ms = 0;
+  if (!digits(text, pos, 4, y) || pos >= text.size() || text[pos++] != '-'
+      || !digits(text, pos, 2, mo) || pos >= text.size()
+      || text[pos++] != '-' || !digits(text, pos, 2, d))
+    return false;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+    return false;
+  int64_t offset_min = 0;
+  if (pos < text.size()) {
+    if (text[pos] != 'T' && text[pos] != 't' && text[pos] != ' ')
+      return false;
+    ++pos;
+    if (!digits(text, pos, 2, h) || pos >= text.size() || text[pos++] != ':'
+        || !digits(text, pos, 2, mi))
+      return false;
+    if (pos < text.size() && text[pos] == ':') {
+      ++pos;
+      if (!digits(text, pos, 2, sec))
+        return false;
+      if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        size_t start = pos;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9')
+          ++pos;
+        size_t n = pos - start;
+        if (n == 0 || n > 9)
+          return false;
+        // Milliseconds: the first three digits, padded.
+        std::string frac = text.substr(start, std::min<size_t>(n, 3));
+        frac.resize(3, '0');
+        ms = std::stoi(frac);
+      }
+    }
+    if (h > 23 || mi > 59 || sec > 59)
+      return false;
+    if (pos < text.size()) {
+      char c = text[pos];
+      if ((c == 'Z' || c == 'z') && pos + 1 == text.size()) {
+        ++pos;
+      } else if (c == '+' || c == '-') {
+        ++pos;
+        int oh = 0, om = 0;
+        if (!digits(text, pos, 2, oh))
+          return false;
+        if (pos < text.size() && text[pos] == ':')
+          ++pos;
+        if (!digits(text, pos, 2, om) || oh > 23 || om > 59)
+          return false;
+        offset_min = (c == '+' ? 1 : -1) * (oh * 60 + om);
+      } else {
+        return false;
+      }
+    }
+    if (pos != text.size())
+      return false;
+  }
+  int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
+                 - offset_min * 60;
+  out = secs * 1000 + ms;
+  return true;
+}
+
+/// Parses --since into Unix milliseconds: Unix ms ("1764115200000"), an ISO
+/// date or datetime (UTC unless it names an offset: "2026-11-26",
+/// "2026-11-26T10:00:00Z", "2026-11-26T18:00:00+08:00"), or an age counted
+/// back from `now_ms` ("90s", "30m", "24h", "7d"). Returns nullopt and sets
+/// `why` when `text` is none of these.
+std::optional<int64_t> parse_since(const std::string& text, int64_t now_ms,
+                                   std::string& why) {
+  why = "--since must be Unix milliseconds, a date like 2026-11-26, a "
+        "datetime like 2026-11-26T10:00:00Z, or an age like 30m, 24h or 7d; "
+        "got '" + text + "'";
+  if (text.empty())
+    return std::nullopt;
+  auto all_digits = [](const std::string& x) {
+    return !x.empty() && x.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (all_digits(text)) {
+    if (text.size() > 18)  // beyond year 33 000 000: a typo
+      return std::nullopt;
+    return std::stoll(text);
+  }
+  char unit = text.back();
+  auto number = text.substr(0, text.size() - 1);
+  if ((unit == 's' || unit == 'm' || unit == 'h' || unit == 'd')
+      && all_digits(number)) {
+    if (number.size() > 9)
+      return std::nullopt;
+    int64_t n = std::stoll(number);
+    int64_t unit_ms = unit == 's'   ? 1000
+                      : unit == 'm' ? 60 * 1000
+                      : unit == 'h' ? 3600 * 1000
+                                    : 86400 * 1000;
+    int64_t result = now_ms - n * unit_ms;
+    if (result < 0) {
+      why = "--since " + text + " reaches back before 1970";
+      return std::nullopt;
+    }
+    return result;
+  }
+  int64_t ms = 0;
+  if (parse_iso_time(text, ms)) {
+    if (ms < 0) {
+      why = "--since " + text + " is before 1970";
+      return std::nullopt;
+    }
+    return ms;
+  }
+  return std::nullopt;
+}
+
+int64_t unix_now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
 /// A random RFC 4122 version-4 UUID: unique enough as an idempotency key.
 std::string random_uuid() {
   std::random_device rd;
@@ -114,6 +284,7 @@ json envelope_json(const envelope& env) {
     {"count", env.count},
     {"remaining_fen", env.remaining_fen},
     {"remaining_count", env.remaining_count},
+    {"refunded_fen", env.refunded_fen},
     {"payment_txn", env.payment_txn},
     {"idempotency_key", env.idempotency_key},
     {"created_at_ms", env.created_at_ms},
@@ -188,7 +359,8 @@ private:
 /// or prints the failure and stores the exit status in `exit_code`.
 std::optional<response_body> exchange(const global_options& opts,
                                       request_body body, reporter& out,
-                                      int& exit_code) {
+                                      int& exit_code,
+                                      int call_timeout_ms = 0) {
   auto where = client::parse_host_port(opts.server);
   if (!where) {
     exit_code = out.failure(where.error(), exit_usage);
@@ -212,7 +384,9 @@ std::optional<response_body> exchange(const global_options& opts,
                             service ? exit_service_error : exit_transport);
     return std::nullopt;
   }
-  auto resp = conn->call(std::move(body), opts.timeout_ms);
+  auto resp = conn->call(std::move(body), call_timeout_ms > 0
+                                            ? call_timeout_ms
+                                            : opts.timeout_ms);
   if (!resp) {
     exit_code = out.failure(resp.error(), exit_transport);
     return std::nullopt;
@@ -272,7 +446,8 @@ int cmd_create(const global_options& opts, create_request req,
 
 int cmd_pay(const global_options& opts, pay_request req) {
   reporter out{opts.json};
-  auto txn = req.payment_txn;
+  bool from_wallet = req.from_wallet;
+  out.extra["from_wallet"] = from_wallet;
   int rc = exit_ok;
   auto body = exchange(opts, std::move(req), out, rc);
   if (!body)
@@ -281,9 +456,12 @@ int cmd_pay(const global_options& opts, pay_request req) {
   if (!env)
     return rc;
   std::string text = "envelope " + std::to_string(env->id) + " is "
-                     + to_string(env->status) + " (payment txn "
-                     + env->payment_txn + "): " + amount_text(env->total_fen)
-                     + " in " + shares_text(env->count) + ", expires " + time_text(env->expires_at_ms) + "\n";
+                     + to_string(env->status) + " ("
+                     + (from_wallet ? "paid from the wallet, " : "")
+                     + "payment txn " + env->payment_txn
+                     + "): " + amount_text(env->total_fen) + " in "
+                     + shares_text(env->count) + ", expires "
+                     + time_text(env->expires_at_ms) + "\n";
   return out.success(envelope_json(*env), text);
 }
 
@@ -365,6 +543,9 @@ std::string detail_text(const envelope_detail& d) {
           + shares_text(env.count) + "\n";
   text += "  remaining " + amount_text(env.remaining_fen) + " in "
           + shares_text(env.remaining_count) + "\n";
+  if (env.refunded_fen != 0)
+    text += "  refunded  " + amount_text(env.refunded_fen)
+            + " to the sender\n";
   text += "  created " + time_text(env.created_at_ms) + ", paid "
           + time_text(env.paid_at_ms) + ", expires "
           + time_text(env.expires_at_ms) + "\n";
@@ -423,6 +604,158 @@ int cmd_show(const global_options& opts, get_request req) {
   return out.success(std::move(fields), detail_text(*detail));
 }
 
+std::string history_text(const std::string& user, history_kind kind,
+                         const history_page& page) {
+  std::string what = to_string(kind);
+  std::string text;
+  if (page.items.empty()) {
+    text = "no " + what + " envelopes for " + user
+           + (page.next_cursor.empty() ? "" : " on this page") + "\n";
+  } else {
+    // The node sends newest first; sorting again (stably) costs nothing and
+    // keeps the table right whatever the node does.
+    auto items = page.items;
+    std::stable_sort(items.begin(), items.end(),
+                     [](const history_item& x, const history_item& y) {
+                       return x.at_ms > y.at_ms;
+                     });
+    std::string who = kind == history_kind::received ? "from" : "counterpart";
+    size_t group_width = 5;
+    for (auto& item : items)
+      group_width = std::max(group_width, display_width(item.group));
+    text = what + " by " + user + ", newest first:\n";
+    char line[160];
+    std::snprintf(line, sizeof(line), "  %-23s  %-19s  %12s  %10s  ",
+                  kind == history_kind::received ? "opened at" : "paid at",
+                  "envelope id", "yuan", "fen");
+    text += line + pad_right("group", group_width) + "  " + who + "\n";
+    for (auto& item : items) {
+      std::snprintf(line, sizeof(line), "  %-23s  %-19lld  %12s  %10lld  ",
+                    time_text(item.at_ms).c_str(),
+                    static_cast<long long>(item.envelope_id),
+                    to_yuan_string(item.amount_fen).c_str(),
+                    static_cast<long long>(item.amount_fen));
+      text += line
+              + pad_right(item.group.empty() ? "-" : item.group, group_width)
+              + "  " + (item.counterpart.empty() ? "-" : item.counterpart)
+              + "\n";
+    }
+  }
+  if (!page.next_cursor.empty())
+    text += "more: --cursor " + page.next_cursor + "\n";
+  return text;
+}
+
+int cmd_history(const global_options& opts, history_query req) {
+  reporter out{opts.json};
+  auto user = req.user;
+  auto kind = req.kind;
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* page = expect<history_page>(*body, out, rc);
+  if (!page)
+    return rc;
+  auto items = json::array();
+  for (auto& item : page->items)
+    items.push_back(json{{"envelope_id", item.envelope_id},
+                         {"amount_fen", item.amount_fen},
+                         {"at_ms", item.at_ms},
+                         {"group", item.group},
+                         {"counterpart", item.counterpart}});
+  return out.success(json{{"user", user},
+                          {"kind", to_string(kind)},
+                          {"items", std::move(items)},
+                          {"next_cursor", page->next_cursor}},
+                     history_text(user, kind, *page));
+}
+
+int cmd_balance(const global_options& opts, balance_request req) {
+  reporter out{opts.json};
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* info = expect<balance_info>(*body, out, rc);
+  if (!info)
+    return rc;
+  return out.success(json{{"user", info->user},
+                          {"balance_fen", info->balance_fen}},
+                     "wallet (零钱) of " + info->user + ": "
+                       + amount_text(info->balance_fen) + "\n");
+}
+
+std::string reconcile_text(const reconcile_report& r) {
+  std::string text = "reconciliation (对账) of envelopes created ";
+  text += r.since_ms > 0 ? "since " + time_text(r.since_ms) : "at any time";
+  text += "\n  checked   " + std::to_string(r.envelopes_checked)
+          + " envelopes, " + std::to_string(r.opens_checked) + " opens, "
+          + std::to_string(r.accounts_checked) + " accounts\n";
+  text += "  wallets   " + amount_text(r.wallets_fen) + "\n";
+  text += "  escrow    " + amount_text(r.escrow_fen) + "\n";
+  text += "  external  " + amount_text(r.external_fen) + "\n";
+  text += "  relay pending: " + std::to_string(r.relay_pending)
+          + (r.relay_pending == 1 ? " open" : " opens")
+          + " not yet credited (not an error)\n";
+  for (auto& d : r.discrepancies) {
+    text += "  " + d.kind + "  envelope "
+            + (d.envelope_id != 0 ? std::to_string(d.envelope_id) : "-")
+            + "  user " + (d.user.empty() ? "-" : d.user);
+    if (!d.detail.empty())
+      text += ": " + d.detail;
+    if (d.repaired)
+      text += " (repaired)";
+    text += "\n";
+  }
+  if (r.discrepancies.empty())
+    text += "reconciliation: OK (0 discrepancies)\n";
+  else
+    text += "reconciliation: " + discrepancies_text(r.discrepancies.size())
+            + "\n";
+  return text;
+}
+
+int cmd_reconcile(const global_options& opts, const std::string& since_text) {
+  reporter out{opts.json};
+  reconcile_request req;
+  if (!since_text.empty()) {
+    std::string why;
+    auto since = parse_since(since_text, unix_now_ms(), why);
+    if (!since)
+      return out.failure(errc::invalid_argument, why, exit_usage);
+    req.since_ms = *since;
+  }
+  int rc = exit_ok;
+  auto timeout = opts.timeout_given ? opts.timeout_ms : reconcile_timeout_ms;
+  auto body = exchange(opts, req, out, rc, timeout);
+  if (!body)
+    return rc;
+  auto* r = expect<reconcile_report>(*body, out, rc);
+  if (!r)
+    return rc;
+  auto found = json::array();
+  for (auto& d : r->discrepancies)
+    found.push_back(json{{"kind", d.kind},
+                         {"envelope_id", d.envelope_id},
+                         {"user", d.user},
+                         {"detail", d.detail},
+                         {"repaired", d.repaired}});
+  out.success(json{{"consistent", r->discrepancies.empty()},
+                   {"since_ms", r->since_ms},
+                   {"envelopes_checked", r->envelopes_checked},
+                   {"opens_checked", r->opens_checked},
+                   {"accounts_checked", r->accounts_checked},
+                   {"wallets_fen", r->wallets_fen},
+                   {"escrow_fen", r->escrow_fen},
+                   {"external_fen", r->external_fen},
+                   {"relay_pending", r->relay_pending},
+                   {"discrepancies", std::move(found)}},
+              reconcile_text(*r));
+  // Scripts and cron jobs see a failed reconciliation in the exit status.
+  return r->discrepancies.empty() ? exit_ok : exit_service_error;
+}
+
 std::string env_or(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
@@ -449,8 +782,8 @@ int main(int argc, char** argv) {
   opts.token = env_or("HONGBAO_TOKEN", opts.token);
 
   CLI::App app{"hongbao — command-line client of a hongbao (红包) node.\n"
-               "Exit status: 0 ok, 1 service error, 2 usage error, "
-               "3 connection error.",
+               "Exit status: 0 ok, 1 service error (or reconcile found "
+               "discrepancies), 2 usage error, 3 connection error.",
                "hongbao"};
   // Global options may also follow the subcommand: `hongbao show ID --json`.
   app.fallthrough();
@@ -462,10 +795,12 @@ int main(int argc, char** argv) {
                  "auth token from the node's config (env HONGBAO_TOKEN)");
   app.add_flag("--json", opts.json,
                "print exactly one JSON object on stdout");
-  app.add_option("--timeout-ms", opts.timeout_ms,
-                 "connect and response timeout")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 3600 * 1000));
+  auto* timeout_opt
+    = app.add_option("--timeout-ms", opts.timeout_ms,
+                     "connect and response timeout (reconcile: response "
+                     "timeout 300000 unless given)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 3600 * 1000));
 
   create_request create;
   std::string kind_text = "random";
@@ -492,8 +827,11 @@ int main(int argc, char** argv) {
     "pay", "confirm the sender's payment (as the payment system does)");
   pay_cmd->add_option("ID", pay.envelope_id, "envelope id")->required();
   pay_cmd->add_option("--payment-txn", pay.payment_txn,
-                      "payment transaction id")
+                      "payment transaction id (idempotency key of the payment)")
     ->required();
+  pay_cmd->add_flag("--from-wallet", pay.from_wallet,
+                    "pay from the sender's wallet (零钱) instead of the "
+                    "external payment system");
 
   grab_request grab;
   auto* grab_cmd = app.add_subcommand("grab", "check (抢) whether a user may open");
@@ -510,6 +848,40 @@ int main(int argc, char** argv) {
     "show", "show an envelope, its shares and 手气最佳 best luck");
   show_cmd->add_option("ID", get.envelope_id, "envelope id")->required();
 
+  history_query history;
+  bool history_sent = false;
+  bool history_received = false;
+  auto* history_cmd = app.add_subcommand(
+    "history", "a user's sent or received envelopes, newest first");
+  history_cmd->add_option("--user", history.user, "whose history")
+    ->required();
+  auto* sent_flag = history_cmd->add_flag(
+    "--sent", history_sent, "envelopes the user wrapped and paid");
+  auto* received_flag = history_cmd->add_flag(
+    "--received", history_received,
+    "shares the user opened and was credited (the default)");
+  sent_flag->excludes(received_flag);
+  history_cmd->add_option("--limit", history.limit, "items per page")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 100));
+  history_cmd->add_option("--cursor", history.cursor,
+                          "the next page: the cursor printed after 'more:'");
+
+  balance_request balance;
+  auto* balance_cmd
+    = app.add_subcommand("balance", "a user's wallet (零钱) balance");
+  balance_cmd->add_option("--user", balance.user, "whose wallet")->required();
+
+  std::string since_text;
+  auto* reconcile_cmd = app.add_subcommand(
+    "reconcile",
+    "reconcile (对账) envelopes, shares, refunds and wallets against the "
+    "ledger; exit status 1 when there are discrepancies");
+  reconcile_cmd->add_option(
+    "--since", since_text,
+    "envelopes created since: Unix ms, 2026-11-26, 2026-11-26T10:00:00Z, "
+    "or an age like 30m, 24h, 7d (default: all)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -521,6 +893,7 @@ int main(int argc, char** argv) {
     app.exit(e);
     return exit_usage;
   }
+  opts.timeout_given = timeout_opt->count() > 0;
 
   if (create_cmd->parsed())
     return cmd_create(opts, std::move(create), kind_text);
@@ -530,5 +903,13 @@ int main(int argc, char** argv) {
     return cmd_grab(opts, std::move(grab));
   if (open_cmd->parsed())
     return cmd_open(opts, std::move(open));
+  if (history_cmd->parsed()) {
+    history.kind = history_sent ? history_kind::sent : history_kind::received;
+    return cmd_history(opts, std::move(history));
+  }
+  if (balance_cmd->parsed())
+    return cmd_balance(opts, std::move(balance));
+  if (reconcile_cmd->parsed())
+    return cmd_reconcile(opts, since_text);
   return cmd_show(opts, get);
 }

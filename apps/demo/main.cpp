@@ -6,8 +6,8 @@
 // conserved, and how fast it went.
 //
 // Exit status: 0 ok; 1 conservation or the split rule failed, or the node
-// refused a setup request; 2 usage error; 3 cannot reach the node or a
-// connection failed for good.
+// refused a setup request; 2 usage error; 3 cannot reach the node (or the
+// token is refused), or a connection failed for good.
 
 #include <algorithm>
 #include <chrono>
@@ -25,7 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/client/client.hpp"
-#include "apps/demo/audit.hpp"
+#include "apps/load/audit.hpp"
 #include "apps/demo/storm.hpp"
 #include "domain/envelope.hpp"
 #include "domain/money.hpp"
@@ -36,6 +36,7 @@ namespace {
 using json = nlohmann::ordered_json;
 using namespace hb;
 using namespace hb::demo;
+using namespace hb::load;
 
 constexpr int exit_ok = 0;
 constexpr int exit_failed = 1;
@@ -351,6 +352,7 @@ json answers_json(const answer_counts& c, bool open) {
   json out = json::object();
   if (open) {
     out["committed"] = c.results[0];
+    out["repeats"] = c.repeats;
   } else {
     for (size_t i = 1; i < 6; ++i)
       out[grab_names[i]] = c.results[i];
@@ -374,8 +376,10 @@ std::string answers_text(const answer_counts& c, bool open) {
       return;
     text += (text.empty() ? "" : ", ") + name + " " + std::to_string(n);
   };
-  if (open)
+  if (open) {
     add("committed", c.results[0]);
+    add("of them repeats (first_time=false)", c.repeats);
+  }
   else
     for (size_t i = 1; i < 6; ++i)
       add(grab_names[i], c.results[i]);
@@ -471,6 +475,8 @@ void print_json(const options& opts, const std::string& node_name,
       {"opens_committed", opens},
       {"grabs_per_s", storm.wall_s > 0 ? grabs / storm.wall_s : 0.0},
       {"opens_per_s", storm.wall_s > 0 ? opens / storm.wall_s : 0.0},
+      {"first_open_ms", storm.first_open_s * 1000.0},
+      {"last_commit_ms", storm.last_commit_s * 1000.0},
       {"latency_ms", json{{"open", latency_json(storm.opens.latency_us)},
                           {"grab", latency_json(storm.grabs.latency_us)}}},
       {"grab", answers_json(storm.grabs, false)},
@@ -540,15 +546,18 @@ void print_text(const options& opts, const std::vector<plan>& plans,
               "(拆) after each can_open\n",
               opts.users, plans.size(),
               static_cast<unsigned long long>(uint64_t{opts.users} * plans.size()));
-  std::printf("  over %u connections, up to %u requests in flight each; "
+  std::printf("  over %u connection%s, up to %u requests in flight each; "
               "seed %llu\n",
-              opts.connections, opts.window,
+              opts.connections, opts.connections == 1 ? "" : "s", opts.window,
               static_cast<unsigned long long>(opts.seed));
   std::printf("  wall time %.3f s: %.0f grabs/s, %.0f opens/s (%llu opens "
               "committed)\n",
               storm.wall_s, storm.wall_s > 0 ? grabs / storm.wall_s : 0.0,
               storm.wall_s > 0 ? opens / storm.wall_s : 0.0,
               static_cast<unsigned long long>(opens));
+  if (storm.first_open_s >= 0 && storm.last_commit_s >= 0)
+    std::printf("  first open sent at %.3f s, last share committed at %.3f s\n",
+                storm.first_open_s, storm.last_commit_s);
   auto& ol = storm.opens.latency_us;
   auto& gl = storm.grabs.latency_us;
   std::printf("  latency open p50 %.1f ms, p99 %.1f ms, max %.1f ms; grab p50 "
@@ -596,7 +605,8 @@ int run(options opts) {
   say(opts, "hongbao-demo: node " + node.node_name() + " at " + opts.server
               + ", seed " + std::to_string(opts.seed) + ", run " + run_id
               + "\nwrapping (包) and paying (发) "
-              + std::to_string(opts.envelopes) + " envelopes:\n");
+              + std::to_string(opts.envelopes)
+              + (opts.envelopes == 1 ? " envelope:\n" : " envelopes:\n"));
   auto plans = make_plans(opts, run_id);
   int exit_code = exit_ok;
   if (!wrap_and_pay(opts, node, plans, why, exit_code))
@@ -661,7 +671,7 @@ int main(int argc, char** argv) {
                "that every fen is accounted for.\n"
                "Exit status: 0 ok, 1 money not conserved (or the node "
                "refused a setup request), 2 usage error, 3 cannot reach the "
-               "node.",
+               "node (or the token is refused).",
                "hongbao-demo"};
   app.add_option("--server", opts.server,
                  "node address HOST:PORT (env HONGBAO_SERVER)")
@@ -701,6 +711,21 @@ int main(int argc, char** argv) {
                "print one JSON object on stdout instead of the report");
   app.add_flag("--quiet,-q", opts.quiet,
                "no progress lines on stderr while the storm runs");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is a ParseError with exit code 0; every other is a usage error.
+    bool json_wanted = false;
+    for (int i = 1; i < argc; ++i)
+      json_wanted = json_wanted || std::string{argv[i]} == "--json";
+    if (e.get_exit_code() != 0 && json_wanted)
+      std::cout << json{{"ok", false},
+                        {"error", json{{"message", e.what()},
+                                       {"exit_code", exit_usage}}}}
+                     .dump()
+                << std::endl;
+    app.exit(e);
+    return e.get_exit_code() == 0 ? exit_ok : exit_usage;
+  }
   return run(std::move(opts));
 }

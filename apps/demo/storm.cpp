@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <random>
 #include <thread>
@@ -116,6 +117,10 @@ public:
 
   storm_report& report() { return report_; }
 
+  /// When this worker sent its first Open and got its last OpenResult.
+  std::optional<steady::time_point> first_open_sent() const { return first_open_sent_; }
+  std::optional<steady::time_point> last_commit() const { return last_commit_; }
+
 private:
   // -- Planning ----------------------------------------------------------------
 
@@ -166,7 +171,13 @@ private:
                                   : request_body{grab_request{env_id, user}};
     // Record first: if the send breaks the connection, the request counts as
     // in flight with an unknown outcome.
-    inflight_.emplace(id, in_flight{what, steady::now()});
+    auto now = steady::now();
+    if (what.open && !first_open_sent_)
+      first_open_sent_ = now;
+    // The stall clock runs only while something is in flight.
+    if (inflight_.empty())
+      last_answer_ = now;
+    inflight_.emplace(id, in_flight{what, now});
     counts(what).sent++;
     auto sent = conn_.send(client_request{id, std::move(body)});
     if (!sent)
@@ -258,6 +269,9 @@ private:
   void on_open(const op& what, const open_result& res, int64_t latency_us) {
     report_.opens.results[0]++;
     report_.opens.latency_us.push_back(latency_us);
+    last_commit_ = steady::now();
+    if (!res.first_time)
+      report_.opens.repeats++;
     report_.told[what.env].push_back(
       told_share{what.user, res.amount_fen, res.seq, res.first_time});
     progress_.opens_committed++;
@@ -321,22 +335,25 @@ private:
     }
   }
 
+  /// Reconnects with a growing pause between attempts (a node restarting
+  /// takes a moment), at most reconnects_max attempts per connection.
   bool reconnect() {
-    if (reconnects_ >= cfg_.reconnects_max) {
-      report_.failure = "connection " + std::to_string(index_)
-                        + " broke more than "
-                        + std::to_string(cfg_.reconnects_max) + " times";
-      return false;
+    std::string why = "no attempt left";
+    while (reconnects_ < cfg_.reconnects_max) {
+      auto pause_ms = std::min<int64_t>(cfg_.backoff_max_ms,
+                                        int64_t{250} << std::min(reconnects_, 16u));
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+      reconnects_++;
+      report_.reconnects++;
+      if (open_connection(cfg_, conn_, why)) {
+        last_answer_ = steady::now();
+        return true;
+      }
     }
-    reconnects_++;
-    report_.reconnects++;
-    std::string why;
-    if (!open_connection(cfg_, conn_, why)) {
-      report_.failure = "cannot reconnect: " + why;
-      return false;
-    }
-    last_answer_ = steady::now();
-    return true;
+    report_.failure = "connection " + std::to_string(index_) + " gave up after "
+                      + std::to_string(cfg_.reconnects_max)
+                      + " reconnects: " + why;
+    return false;
   }
 
   /// The connection is gone for good: nothing more gets an answer.
@@ -385,6 +402,8 @@ private:
   std::unordered_map<uint64_t, in_flight> inflight_;
   steady::time_point last_answer_;
   uint32_t reconnects_ = 0;
+  std::optional<steady::time_point> first_open_sent_;
+  std::optional<steady::time_point> last_commit_;
 };
 
 void merge_counts(answer_counts& into, answer_counts& from) {
@@ -395,6 +414,7 @@ void merge_counts(answer_counts& into, answer_counts& from) {
   into.sent += from.sent;
   into.retries += from.retries;
   into.gave_up += from.gave_up;
+  into.repeats += from.repeats;
   into.latency_us.insert(into.latency_us.end(), from.latency_us.begin(),
                          from.latency_us.end());
 }
@@ -506,8 +526,17 @@ storm_report run_storm(const storm_settings& cfg) {
   if (printer_thread.joinable())
     printer_thread.join();
 
-  for (auto& w : workers)
+  auto since_start = [start](steady::time_point t) {
+    return std::chrono::duration<double>(t - start).count();
+  };
+  for (auto& w : workers) {
     merge(total, w->report());
+    if (auto t = w->first_open_sent())
+      if (total.first_open_s < 0 || since_start(*t) < total.first_open_s)
+        total.first_open_s = since_start(*t);
+    if (auto t = w->last_commit())
+      total.last_commit_s = std::max(total.last_commit_s, since_start(*t));
+  }
   return total;
 }
 

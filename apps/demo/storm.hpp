@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "apps/client/client.hpp"
+#include "apps/load/audit.hpp"
 #include "domain/errc.hpp"
 
 namespace hb::demo {
@@ -42,19 +43,15 @@ struct storm_settings {
   uint32_t retries_max = 8;
   int backoff_first_ms = 50;
   int backoff_max_ms = 2000;
-  /// Reconnects per connection before the storm gives up on it.
-  uint32_t reconnects_max = 3;
+  /// Reconnect attempts per connection (0.25 s, 0.5 s, 1 s, then 2 s apart)
+  /// before the storm gives up on it: enough to ride out a node restart.
+  uint32_t reconnects_max = 6;
   /// Prints a progress line to stderr about once a second.
   bool progress = true;
 };
 
-/// What one Open reply told a user ("you got X").
-struct told_share {
-  uint32_t user = 0;
-  int64_t amount_fen = 0;
-  int32_t seq = 0;
-  bool first_time = true;
-};
+/// What one Open reply told a user ("you got X"); the audit shares it.
+using load::told_share;
 
 /// Answers to one kind of request, by outcome.
 struct answer_counts {
@@ -65,11 +62,18 @@ struct answer_counts {
   uint64_t sent = 0;       ///< requests written, retries included
   uint64_t retries = 0;    ///< resends after a retryable answer or a lost connection
   uint64_t gave_up = 0;    ///< requests abandoned after retries_max
+  /// Opens answered first_time = false: an earlier attempt whose answer was
+  /// lost had committed, and the node returned the same share again.
+  uint64_t repeats = 0;
   std::vector<int64_t> latency_us;  ///< send → answer, per answered request
 };
 
 struct storm_report {
   double wall_s = 0;  ///< from the first request to the last answer
+  /// Seconds into the storm when the first Open went out and when the last
+  /// OpenResult came back (-1: none): how fast the shares were gone.
+  double first_open_s = -1;
+  double last_commit_s = -1;
   answer_counts grabs;
   answer_counts opens;
   /// Per envelope (index into envelope_ids): every Open reply received.

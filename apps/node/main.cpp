@@ -14,11 +14,15 @@
 #include "caf/io/all.hpp"
 
 #include "actors/errors.hpp"
+#include "actors/expiry_sweeper_actor.hpp"
 #include "actors/gateway.hpp"
 #include "actors/log.hpp"
 #include "actors/id_allocator_actor.hpp"
 #include "actors/messages.hpp"
+#include "actors/partition_keeper_actor.hpp"
+#include "actors/reconciler_actor.hpp"
 #include "actors/registry_actor.hpp"
+#include "actors/relay_actor.hpp"
 #include "actors/router_actor.hpp"
 #include "actors/store_actor.hpp"
 #include "config/node_config.hpp"
@@ -42,6 +46,16 @@ bool migrate(const node_config& cfg, int wait_s) {
                      applied.error().message.c_str());
         return false;
       }
+      // Today's partitions must exist before the first envelope is stored;
+      // the partition keeper maintains them from here on.
+      auto now = system_now_ms();
+      auto parts = (*db)->ensure_partitions(
+        day_offset(now, -1), day_offset(now, cfg.partitions_ahead_days));
+      if (!parts) {
+        std::fprintf(stderr, "hongbao-node: cannot create partitions: %s\n",
+                     parts.error().message.c_str());
+        return false;
+      }
       auto version = (*db)->schema_version();
       named_logger("node").info("schema_ready applied_now={} version={}", *applied,
                    version ? *version : -1);
@@ -62,10 +76,15 @@ bool migrate(const node_config& cfg, int wait_s) {
 
 struct node {
   std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
-  store_actor store;
+  store_actor store;         // the hot path: opens, creates, activations
+  store_actor background;    // relay, sweeper, reconciler, partitions
   id_allocator_actor ids;
   registry_actor registry;
+  relay_actor relay;
+  reconciler_actor reconciler;
+  partition_keeper_actor keeper;
   router_actor router;
+  expiry_sweeper_actor sweeper;
   gateway_handle gateway;
 };
 
@@ -75,6 +94,11 @@ caf::expected<node> start(caf::actor_system& sys, const node_config& cfg) {
   store_cfg.database_url = cfg.database_url;
   store_cfg.pool_size = cfg.store_pool_size;
   n.store = spawn_pg_store(sys, store_cfg);
+  // Background work gets its own connections so that a long relay batch or
+  // reconciliation never holds up an open.
+  store_settings background_cfg = store_cfg;
+  background_cfg.pool_size = 2;
+  n.background = spawn_pg_store(sys, background_cfg);
 
   id_allocator_settings id_cfg;
   id_cfg.segments = cfg.segments;
@@ -91,9 +115,34 @@ caf::expected<node> start(caf::actor_system& sys, const node_config& cfg) {
   reg_cfg.envelope.metrics = n.metrics;
   n.registry = spawn_registry(sys, n.store, reg_cfg);
 
+  relay_settings relay_cfg;
+  relay_cfg.batch_max = cfg.relay_batch_max;
+  relay_cfg.poll_ms = cfg.relay_poll_ms;
+  relay_cfg.metrics = n.metrics;
+  n.relay = spawn_relay(sys, n.background, relay_cfg);
+
+  reconciler_settings rec_cfg;
+  rec_cfg.interval_s = cfg.reconcile_interval_s;
+  rec_cfg.window_s = cfg.reconcile_window_s;
+  n.reconciler = spawn_reconciler(sys, n.background, rec_cfg);
+
+  partition_keeper_settings part_cfg;
+  part_cfg.interval_s = cfg.partitions_interval_s;
+  part_cfg.ahead_days = cfg.partitions_ahead_days;
+  part_cfg.hot_days = cfg.hot_days;
+  n.keeper = spawn_partition_keeper(sys, n.background, part_cfg);
+
   router_settings router_cfg;
   router_cfg.limits = cfg.limits;
-  n.router = spawn_router(sys, n.registry, n.ids, n.store, router_cfg);
+  n.router = spawn_router(sys, n.registry, n.ids, n.store, n.reconciler,
+                          router_cfg);
+
+  expiry_sweeper_settings sweep_cfg;
+  sweep_cfg.interval_ms = cfg.sweep_interval_ms;
+  sweep_cfg.batch_max = cfg.sweep_batch_max;
+  n.sweeper = spawn_expiry_sweeper(sys, n.background,
+                                   caf::actor_cast<envelope_requests>(n.router),
+                                   sweep_cfg);
 
   gateway_settings gw;
   gw.host = cfg.listen_host;
@@ -116,10 +165,16 @@ void stop(caf::actor_system& sys, node& n) {
   // Let replies that are on their way reach their clients (bounded).
   for (int i = 0; i < 50 && n.gateway.counters->inflight > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  caf::anon_send_exit(n.router, caf::exit_reason::user_shutdown);
+  auto down = caf::exit_reason::user_shutdown;
+  caf::anon_send_exit(n.sweeper, down);
+  caf::anon_send_exit(n.router, down);
+  caf::anon_send_exit(n.keeper, down);
+  caf::anon_send_exit(n.reconciler, down);
+  caf::anon_send_exit(n.relay, down);
   caf::anon_send(n.registry, stop_atom::value);
-  caf::anon_send_exit(n.ids, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(n.store, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(n.ids, down);
+  caf::anon_send_exit(n.background, down);
+  caf::anon_send_exit(n.store, down);
 }
 
 int wait_for_signal() {
@@ -207,5 +262,15 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(m.open_batch_max.load()),
               static_cast<unsigned long long>(m.activations.load()),
               static_cast<unsigned long long>(m.write_failures.load()));
+  auto busy_ms = m.relay_busy_ms.load();
+  std::printf("hongbao-node %s relay: %llu credits in %llu batches "
+              "(%.0f credits/s while busy), %llu redeliveries found "
+              "credited, %llu refunds\n",
+              cfg->node_name.c_str(),
+              static_cast<unsigned long long>(m.relay_credited.load()),
+              static_cast<unsigned long long>(m.relay_batches.load()),
+              busy_ms > 0 ? 1000.0 * m.relay_credited.load() / busy_ms : 0.0,
+              static_cast<unsigned long long>(m.relay_duplicates.load()),
+              static_cast<unsigned long long>(m.refunds.load()));
   return 0;
 }

@@ -53,7 +53,9 @@ struct actor_fixture : test_coordinator_fixture<test_config> {
   ~actor_fixture() {
     db->hold_commits = false;
     self->send(fake, release_atom::value);
-    sched.run();
+    // Drain messages and timers while the members the sink writes to are
+    // still alive (the base destructor would do it after they are gone).
+    test_coordinator_fixture::run();
   }
 
   envelope_actor spawn_env(int64_t id) {

@@ -20,10 +20,11 @@ int64_t sum_opens(const fake_db& db, int64_t id) {
   return sum;
 }
 
-// Σ opened + remaining = total, in the fake database.
+// Σ opened + refunded + remaining = total, in the fake database.
 void check_conserved(const fake_db& db, int64_t id) {
   auto& env = db.envelopes.at(id);
-  CAF_CHECK_EQUAL(sum_opens(db, id) + env.remaining_fen, env.total_fen);
+  CAF_CHECK_EQUAL(sum_opens(db, id) + env.refunded_fen + env.remaining_fen,
+                  env.total_fen);
   CAF_CHECK_EQUAL(check_invariants(env, db.opens.at(id)), "");
 }
 
@@ -148,6 +149,60 @@ CAF_TEST(an expired envelope refuses opens) {
   CAF_CHECK_EQUAL(static_cast<int>(rg->outcome),
                   static_cast<int>(grab_outcome::expired));
   CAF_CHECK_EQUAL(db->opens[env_id].size(), 1u);
+  // The late open started the refund of the remainder, exactly once.
+  CAF_CHECK_EQUAL(db->refunds, 1);
+  CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
+  CAF_CHECK_EQUAL(db->envelopes[env_id].refunded_fen,
+                  1000 - sum_opens(*db, env_id));
+  check_conserved(*db, env_id);
+}
+
+CAF_TEST(the sweeper refund is idempotent and an open never races it) {
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 5000);
+  db->hold_commits = true;
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
+  auto b = ask(env, open_atom::value, env_id, std::string{"b"});
+  run();  // a is in flight, b queued behind it
+  // Not due yet: the sweeper's request refunds nothing.
+  auto early = ask(env, refund_atom::value, env_id);
+  run();
+  CAF_CHECK_EQUAL(*take<int64_t>(early), 0);
+  now += 5000;  // expiry passes while a's write is in flight
+  auto r1 = ask(env, refund_atom::value, env_id);
+  run();
+  CAF_CHECK_EQUAL(db->refunds, 0);  // waits for the write in flight
+  release_commits();
+  // a committed before expiry; b lost the race and gets EXPIRED; the refund
+  // follows the write.
+  CAF_CHECK(take<open_result>(a).ok());
+  auto rb = take<open_result>(b);
+  CAF_REQUIRE(!rb.ok());
+  CAF_CHECK_EQUAL(rb.error().code, errc::expired);
+  auto refunded = take<int64_t>(r1);
+  CAF_REQUIRE(refunded.ok());
+  CAF_CHECK_EQUAL(*refunded, 1000 - sum_opens(*db, env_id));
+  auto r2 = ask(env, refund_atom::value, env_id);
+  run();
+  CAF_CHECK_EQUAL(*take<int64_t>(r2), *refunded);
+  CAF_CHECK_EQUAL(db->refunds, 1);
+  CAF_CHECK_EQUAL(db->opens[env_id].size(), 1u);
+  check_conserved(*db, env_id);
+}
+
+CAF_TEST(the expiry timer of a live envelope refunds it) {
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 60000);
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
+  run();
+  CAF_REQUIRE(take<open_result>(a).ok());
+  now += 60000;
+  advance_time(std::chrono::milliseconds(60000));
+  run();
+  CAF_CHECK_EQUAL(db->refunds, 1);
+  CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
   check_conserved(*db, env_id);
 }
 
@@ -162,15 +217,15 @@ CAF_TEST(an unpaid envelope refuses opens until it is paid) {
   CAF_CHECK_EQUAL(ra.error().code, errc::not_paid);
   CAF_CHECK_EQUAL(static_cast<int>(take<grab_result>(g)->outcome),
                   static_cast<int>(grab_outcome::not_paid));
-  auto p = ask(env, pay_atom::value, env_id, std::string{"txn-1"});
+  auto p = ask(env, pay_atom::value, env_id, std::string{"txn-1"}, false);
   run();
   auto rp = take<envelope>(p);
   CAF_REQUIRE(rp.ok());
   CAF_CHECK_EQUAL(rp->status, envelope_status::paid);
   CAF_CHECK_EQUAL(rp->expires_at_ms, now + cfg.expiry_ms);
   // Paying again with the same txn is idempotent; another txn is refused.
-  auto p2 = ask(env, pay_atom::value, env_id, std::string{"txn-1"});
-  auto p3 = ask(env, pay_atom::value, env_id, std::string{"txn-2"});
+  auto p2 = ask(env, pay_atom::value, env_id, std::string{"txn-1"}, false);
+  auto p3 = ask(env, pay_atom::value, env_id, std::string{"txn-2"}, false);
   run();
   CAF_CHECK(take<envelope>(p2).ok());
   auto r3 = take<envelope>(p3);

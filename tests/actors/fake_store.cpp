@@ -149,6 +149,53 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
       next += block;
       return first;
     },
+    [=](db_refund_atom, int64_t id, int64_t epoch) -> caf::result<int64_t> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      auto it = db.envelopes.find(id);
+      if (it == db.envelopes.end() || it->second.epoch != epoch
+          || it->second.status != envelope_status::paid)
+        return make_error(errc::stale_epoch, "stale epoch");
+      auto& env = it->second;
+      env.refunded_fen = env.remaining_fen;
+      env.remaining_fen = 0;
+      env.status = envelope_status::refunded;
+      ++db.refunds;
+      return env.refunded_fen;
+    },
+    [=](db_relay_atom, int32_t) -> caf::result<relay_batch_result> {
+      return relay_batch_result{};
+    },
+    [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
+      return {int64_t{0}, int64_t{0}};
+    },
+    [=](db_expired_atom, int64_t now_ms,
+        int32_t limit) -> caf::result<std::vector<int64_t>> {
+      std::vector<int64_t> out;
+      for (auto& kv : self->state.db->envelopes)
+        if (kv.second.status == envelope_status::paid
+            && kv.second.expires_at_ms > 0 && kv.second.expires_at_ms <= now_ms
+            && static_cast<int32_t>(out.size()) < limit)
+          out.push_back(kv.first);
+      return out;
+    },
+    [=](db_history_atom, history_query&) -> caf::result<history_page> {
+      return history_page{};
+    },
+    [=](db_balance_atom, std::string& user) -> caf::result<balance_info> {
+      return balance_info{user, 0};
+    },
+    [=](db_reconcile_atom, int64_t, int64_t,
+        bool) -> caf::result<reconcile_report> {
+      return reconcile_report{};
+    },
+    [=](db_partitions_atom, int32_t, int32_t) -> caf::result<int> { return 0; },
+    [=](db_detach_atom, int32_t) -> caf::result<int> { return 0; },
+    [=](db_deposit_atom, std::string&, int64_t,
+        std::string&) -> caf::result<caf::ok_atom> {
+      return caf::ok_atom::value;
+    },
     [=](release_atom) {
       auto& st = self->state;
       while (!st.held.empty()) {

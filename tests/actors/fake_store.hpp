@@ -24,6 +24,7 @@ struct fake_db {
   std::vector<size_t> batch_sizes;  // every commit attempt, in order
   int commits_applied = 0;
   int activations = 0;
+  int refunds = 0;
   bool hold_commits = false;
   bool fail_next_commit = false;
   bool fail_everything = false;

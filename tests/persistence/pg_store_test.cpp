@@ -5,23 +5,20 @@
 //   build/bin/hb_persistence_test -s persistence.pg_store
 //
 // Every run works in a database of its own (hb_test_<pid>_<time>), created
-// through the `postgres` database and dropped at exit.
+// through the `postgres` database and dropped at exit; the helpers are in
+// pg_test_support.hpp. Suites persistence.pg_ledger and
+// persistence.pg_partitions use a fresh database per test.
 #define CAF_SUITE persistence.pg_store
 #include "caf/test/unit_test.hpp"
 
-#include <libpq-fe.h>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <utility>
@@ -30,162 +27,15 @@
 #include "domain/envelope_id.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
+#include "tests/persistence/pg_test_support.hpp"
 
 using namespace hb;
 using namespace hb::persistence;
+using namespace hb::persistence::test_support;
 
 namespace {
 
 constexpr int32_t test_day = 20261126;
-
-// -- Helpers around libpq, used to check the store from the outside ---------
-
-std::string base_url() {
-  auto url = std::getenv("HONGBAO_TEST_DB_URL");
-  if (url == nullptr || *url == '\0')
-    CAF_FAIL("HONGBAO_TEST_DB_URL is not set. Start the test cluster and "
-             "export its url without dbname, e.g.: scripts/pg start && "
-             "export HONGBAO_TEST_DB_URL=\"host=127.0.0.1 port=55432 "
-             "user=hongbao\"");
-  return url;
-}
-
-PGconn* admin_connect(const std::string& url) {
-  auto conn = PQconnectdb(url.c_str());
-  if (PQstatus(conn) != CONNECTION_OK)
-    CAF_FAIL("cannot connect to " << url << ": " << PQerrorMessage(conn));
-  return conn;
-}
-
-/// Runs a statement with text parameters and returns the first column of
-/// the first row ("" when there is none); fails the test on an error.
-std::string query(PGconn* conn, const std::string& sql,
-                  const std::vector<std::string>& args = {}) {
-  std::vector<const char*> ptrs;
-  for (auto& a : args)
-    ptrs.push_back(a.c_str());
-  auto res = PQexecParams(conn, sql.c_str(), static_cast<int>(ptrs.size()),
-                          nullptr, ptrs.data(), nullptr, nullptr, 0);
-  auto status = PQresultStatus(res);
-  if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-    std::string msg = PQresultErrorMessage(res);
-    PQclear(res);
-    CAF_FAIL("query failed: " << sql << ": " << msg);
-  }
-  std::string out;
-  if (status == PGRES_TUPLES_OK && PQntuples(res) > 0)
-    out = PQgetvalue(res, 0, 0);
-  PQclear(res);
-  return out;
-}
-
-int64_t query_int(PGconn* conn, const std::string& sql,
-                  const std::vector<std::string>& args = {}) {
-  return std::stoll(query(conn, sql, args));
-}
-
-std::string quote_ident(const std::string& name) {
-  return "\"" + name + "\"";
-}
-
-bool process_alive(long pid) {
-  return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
-}
-
-/// Drops test databases left behind by runs that aborted (a failed
-/// CAF_REQUIRE aborts the process, skipping the cleanup at exit).
-void drop_abandoned(PGconn* admin) {
-  auto res = PQexec(admin, "SELECT datname FROM pg_database "
-                           "WHERE datname LIKE 'hb\\_test\\_%'");
-  std::vector<std::string> names;
-  for (int i = 0; i < PQntuples(res); ++i)
-    names.emplace_back(PQgetvalue(res, i, 0));
-  PQclear(res);
-  for (auto& name : names) {
-    auto pid = std::strtol(name.c_str() + 8, nullptr, 10);
-    if (pid > 0 && !process_alive(pid))
-      PQclear(PQexec(admin, ("DROP DATABASE IF EXISTS " + quote_ident(name)
-                             + " WITH (FORCE)").c_str()));
-  }
-}
-
-/// A database that lives until the test binary exits.
-class scratch_db {
-public:
-  explicit scratch_db(const std::string& suffix) {
-    using namespace std::chrono;
-    base_ = base_url();
-    auto ms = duration_cast<milliseconds>(system_clock::now().time_since_epoch());
-    name_ = "hb_test_" + std::to_string(getpid()) + "_"
-            + std::to_string(ms.count()) + suffix;
-    auto admin = admin_connect(base_ + " dbname=postgres");
-    drop_abandoned(admin);
-    query(admin, "CREATE DATABASE " + quote_ident(name_));
-    PQfinish(admin);
-    verify_ = admin_connect(url());
-  }
-
-  ~scratch_db() {
-    PQfinish(verify_);
-    auto admin = PQconnectdb((base_ + " dbname=postgres").c_str());
-    PQclear(PQexec(admin, ("DROP DATABASE IF EXISTS " + quote_ident(name_)
-                           + " WITH (FORCE)").c_str()));
-    PQfinish(admin);
-  }
-
-  std::string url() const { return base_ + " dbname=" + name_; }
-
-  /// An independent connection for checking what the store wrote.
-  PGconn* verify() const { return verify_; }
-
-private:
-  std::string base_;
-  std::string name_;
-  PGconn* verify_ = nullptr;
-};
-
-/// The migrated database shared by all tests of this run.
-scratch_db& shared_db() {
-  static scratch_db db{""};
-  static bool migrated = [] {
-    auto store = pg_store::connect(db.url());
-    if (!store)
-      CAF_FAIL("connect: " << store.error().message);
-    auto n = (*store)->migrate();
-    if (!n)
-      CAF_FAIL("migrate: " << n.error().message);
-    return true;
-  }();
-  static_cast<void>(migrated);
-  return db;
-}
-
-template <class T>
-std::string code_of(const outcome<T>& x) {
-  return x ? "ok" : to_string(x.error().code);
-}
-
-/// The value of an outcome, by value (a reference into a temporary outcome
-/// would dangle inside CAF_CHECK_EQUAL); fails the test on an error.
-template <class T>
-T value_of(outcome<T> x) {
-  if (!x)
-    CAF_FAIL("unexpected " << to_string(x.error().code) << ": "
-                           << x.error().message);
-  return std::move(*x);
-}
-
-template <class T>
-std::string message_of(const outcome<T>& x) {
-  return x ? "" : x.error().message;
-}
-
-std::unique_ptr<pg_store> connect_or_fail(const std::string& url) {
-  auto store = pg_store::connect(url);
-  if (!store)
-    CAF_FAIL("connect: " << store.error().message);
-  return std::move(*store);
-}
 
 /// A port nothing listens on: bound once by the kernel's choice, then freed.
 uint16_t unused_port() {
@@ -282,8 +132,11 @@ CAF_TEST(migrations apply from an empty database exactly once) {
   auto again = store->migrate();
   CAF_REQUIRE_EQUAL(code_of(again), "ok");
   CAF_CHECK_EQUAL(*again, 0);
-  for (auto table : {"envelopes", "opens", "outbox", "segment_leases",
-                     "schema_migrations"})
+  for (auto table :
+       {"envelopes", "opens", "user_records", "cold.envelopes", "cold.opens",
+        "cold.user_records", "envelopes_all", "opens_all", "user_records_all",
+        "envelope_keys", "payments", "outbox", "accounts", "ledger_entries",
+        "segment_leases", "schema_migrations"})
     CAF_CHECK_EQUAL(query(empty.verify(),
                           "SELECT to_regclass($1) IS NOT NULL", {table}),
                     "t");

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "proto/codec.hpp"
 
@@ -69,6 +70,7 @@ envelope full_envelope() {
   env.count = 10;
   env.remaining_fen = 1234;
   env.remaining_count = 3;
+  env.refunded_fen = 555;
   env.payment_txn = "txn-9";
   env.created_at_ms = 1764115200000;
   env.paid_at_ms = 1764115201000;
@@ -89,6 +91,7 @@ void check_same(const envelope& x, const envelope& y) {
   CAF_CHECK_EQUAL(x.count, y.count);
   CAF_CHECK_EQUAL(x.remaining_fen, y.remaining_fen);
   CAF_CHECK_EQUAL(x.remaining_count, y.remaining_count);
+  CAF_CHECK_EQUAL(x.refunded_fen, y.refunded_fen);
   CAF_CHECK_EQUAL(x.payment_txn, y.payment_txn);
   CAF_CHECK_EQUAL(x.created_at_ms, y.created_at_ms);
   CAF_CHECK_EQUAL(x.paid_at_ms, y.paid_at_ms);
@@ -101,6 +104,26 @@ void check_same(const open_record& x, const open_record& y) {
   CAF_CHECK_EQUAL(x.amount_fen, y.amount_fen);
   CAF_CHECK_EQUAL(x.seq, y.seq);
   CAF_CHECK_EQUAL(x.opened_at_ms, y.opened_at_ms);
+}
+
+void check_same(const history_item& x, const history_item& y) {
+  CAF_CHECK_EQUAL(x.envelope_id, y.envelope_id);
+  CAF_CHECK_EQUAL(x.amount_fen, y.amount_fen);
+  CAF_CHECK_EQUAL(x.at_ms, y.at_ms);
+  CAF_CHECK_EQUAL(x.group, y.group);
+  CAF_CHECK_EQUAL(x.counterpart, y.counterpart);
+}
+
+void check_same(const discrepancy& x, const discrepancy& y) {
+  CAF_CHECK_EQUAL(x.kind, y.kind);
+  CAF_CHECK_EQUAL(x.envelope_id, y.envelope_id);
+  CAF_CHECK_EQUAL(x.user, y.user);
+  CAF_CHECK_EQUAL(x.detail, y.detail);
+  CAF_CHECK_EQUAL(x.repaired, y.repaired);
+}
+
+void check_code(const failure& f, errc expected) {
+  CAF_CHECK_EQUAL(static_cast<int>(f.code), static_cast<int>(expected));
 }
 
 template <class T>
@@ -210,6 +233,117 @@ CAF_TEST(pay grab open get request round trips) {
   CAF_CHECK_EQUAL(body_as<get_request>(*get).envelope_id, 42);
 }
 
+CAF_TEST(pay from wallet round trip) {
+  for (bool from_wallet : {false, true}) {
+    pay_request in{2026112600000042217, "wallet-txn-1", from_wallet};
+    auto req = round_trip(client_request{31, in});
+    CAF_REQUIRE(req.ok());
+    CAF_CHECK_EQUAL(req->request_id, 31u);
+    auto& out = body_as<pay_request>(*req);
+    CAF_CHECK_EQUAL(out.envelope_id, in.envelope_id);
+    CAF_CHECK_EQUAL(out.payment_txn, in.payment_txn);
+    CAF_CHECK_EQUAL(out.from_wallet, from_wallet);
+  }
+  // from_wallet is field 3 of ConfirmPayment: 18 01.
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {1, pay_request{5, "t", true}})),
+                  "0000000b" "0801" "2207" "0805" "120174" "1801");
+}
+
+CAF_TEST(history query round trip covers all fields) {
+  for (auto kind : {history_kind::sent, history_kind::received}) {
+    for (int32_t limit : {1, 7, 100}) {
+      history_query in{"小明", kind, limit, "opaque:cursor/42"};
+      auto req = round_trip(client_request{32, in});
+      CAF_REQUIRE(req.ok());
+      CAF_CHECK_EQUAL(req->request_id, 32u);
+      auto& out = body_as<history_query>(*req);
+      CAF_CHECK_EQUAL(out.user, in.user);
+      CAF_CHECK_EQUAL(static_cast<int>(out.kind), static_cast<int>(kind));
+      CAF_CHECK_EQUAL(out.limit, limit);
+      CAF_CHECK_EQUAL(out.cursor, in.cursor);
+    }
+  }
+  // The first page has no cursor.
+  auto req = round_trip(
+    client_request{33, history_query{"bob", history_kind::sent, 5, ""}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK(body_as<history_query>(*req).cursor.empty());
+  // GetHistory is field 8 of Request: 42 ...
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {1, history_query{"b", history_kind::received, 3, "c"}})),
+                  "0000000e" "0801" "420a" "0a0162" "1002" "1803" "220163");
+}
+
+CAF_TEST(history limit 0 means the default) {
+  auto req = round_trip(
+    client_request{34, history_query{"bob", history_kind::received, 0, ""}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(body_as<history_query>(*req).limit,
+                  codec::history_limit_default);
+  CAF_CHECK_EQUAL(codec::history_limit_default, 20);
+  CAF_CHECK_EQUAL(codec::history_limit_max, 100);
+}
+
+CAF_TEST(history limit out of range is an invalid argument) {
+  for (int32_t limit : {-1, 101, INT32_MIN, INT32_MAX}) {
+    auto req = round_trip(
+      client_request{35, history_query{"bob", history_kind::sent, limit, ""}});
+    CAF_REQUIRE(!req);
+    check_code(req.error(), errc::invalid_argument);
+  }
+}
+
+CAF_TEST(unknown history kind is an invalid argument) {
+  uint64_t id = 0;
+  // request_id 6, history { user: "b", kind: 3 }
+  auto req = decode(bytes({0x08, 0x06, 0x42, 0x05, 0x0a, 0x01, 0x62, 0x10,
+                           0x03}),
+                    id);
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+  CAF_CHECK_EQUAL(id, 6u);
+  // kind 257 must not wrap around to 1 (sent) in the uint8_t enum.
+  req = decode(bytes({0x08, 0x06, 0x42, 0x03, 0x10, 0x81, 0x02}), id);
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+  // An unset kind (HISTORY_KIND_UNSPECIFIED) is refused too.
+  req = decode(bytes({0x08, 0x06, 0x42, 0x03, 0x0a, 0x01, 0x62}), id);
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+  // A negative kind.
+  req = decode(bytes({0x08, 0x06, 0x42, 0x0b, 0x10, 0xff, 0xff, 0xff, 0xff,
+                      0xff, 0xff, 0xff, 0xff, 0xff, 0x01}),
+               id);
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+}
+
+CAF_TEST(balance request round trip) {
+  auto req = round_trip(client_request{36, balance_request{"家人"}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(req->request_id, 36u);
+  CAF_CHECK_EQUAL(body_as<balance_request>(*req).user, "家人");
+  // GetBalance is field 9 of Request: 4a ...
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame({1, balance_request{"bob"}})),
+                  "00000009" "0801" "4a05" "0a03626f62");
+}
+
+CAF_TEST(reconcile request round trip) {
+  for (int64_t since : {int64_t{0}, int64_t{1764115200000}, INT64_MAX}) {
+    auto req = round_trip(client_request{37, reconcile_request{since}});
+    CAF_REQUIRE(req.ok());
+    CAF_CHECK_EQUAL(req->request_id, 37u);
+    CAF_CHECK_EQUAL(body_as<reconcile_request>(*req).since_ms, since);
+  }
+  // Reconcile is field 10 of Request: 52 ...; since_ms 0 is an empty body.
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame({1, reconcile_request{0}})),
+                  "00000004" "0801" "5200");
+  auto req = round_trip(client_request{38, reconcile_request{-1}});
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+}
+
 CAF_TEST(a body with default fields still decodes as that body) {
   // Proto3 drops default values on the wire: an Open for envelope 0 by "" is
   // an empty sub-message, which is a body all the same.
@@ -221,7 +355,8 @@ CAF_TEST(a body with default fields still decodes as that body) {
 // -- Responses -------------------------------------------------------------------
 
 CAF_TEST(error response round trip) {
-  for (int code = 0; code <= static_cast<int>(errc::conflict); ++code) {
+  for (int code = 0; code <= static_cast<int>(errc::insufficient_funds);
+       ++code) {
     auto x = static_cast<errc>(code);
     auto resp = round_trip(client_response{9, error_reply{x, "why"}});
     CAF_REQUIRE(resp.ok());
@@ -306,6 +441,103 @@ CAF_TEST(detail response round trip covers all fields) {
   resp = round_trip(client_response{16, envelope_detail{in.env, {}}});
   CAF_REQUIRE(resp.ok());
   CAF_CHECK(body_as<envelope_detail>(*resp).opens.empty());
+}
+
+CAF_TEST(history page response round trip covers all fields) {
+  history_page in;
+  in.items.push_back(
+    history_item{2026112600000042217, 5000, 1764115300000, "家人群", "alice"});
+  in.items.push_back(history_item{2026112500000001001, 1, 1764000000000,
+                                  "g-2", "小明"});
+  in.items.push_back(history_item{3, 0, 0, "", ""});
+  in.next_cursor = "opaque-cursor\x01";
+  auto resp = round_trip(client_response{40, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 40u);
+  auto& out = body_as<history_page>(*resp);
+  CAF_REQUIRE_EQUAL(out.items.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    check_same(out.items[i], in.items[i]);
+  CAF_CHECK_EQUAL(out.next_cursor, in.next_cursor);
+  // An empty last page is a history page all the same.
+  resp = round_trip(client_response{41, history_page{}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK(body_as<history_page>(*resp).items.empty());
+  CAF_CHECK(body_as<history_page>(*resp).next_cursor.empty());
+}
+
+CAF_TEST(balance response round trip) {
+  for (int64_t fen : {int64_t{0}, int64_t{123456}, int64_t{-7}, INT64_MAX}) {
+    auto resp = round_trip(client_response{42, balance_info{"bob", fen}});
+    CAF_REQUIRE(resp.ok());
+    CAF_CHECK_EQUAL(resp->request_id, 42u);
+    auto& out = body_as<balance_info>(*resp);
+    CAF_CHECK_EQUAL(out.user, "bob");
+    CAF_CHECK_EQUAL(out.balance_fen, fen);
+  }
+}
+
+CAF_TEST(reconcile report response round trip covers all fields) {
+  reconcile_report in;
+  in.since_ms = 1764115200000;
+  in.envelopes_checked = 1200;
+  in.opens_checked = 34567;
+  in.accounts_checked = 890;
+  in.wallets_fen = 1234567;
+  in.escrow_fen = 7654;
+  in.external_fen = -1242221;
+  in.relay_pending = 12;
+  in.discrepancies.push_back(discrepancy{"missing_credit", 2026112600000042217,
+                                         "bob", "share 3 not credited", true});
+  in.discrepancies.push_back(
+    discrepancy{"wallet_mismatch", 0, "小明", "balance 5 != ledger 6", false});
+  in.discrepancies.push_back(discrepancy{"ledger_unbalanced", 0, "", "", false});
+  auto resp = round_trip(client_response{43, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 43u);
+  auto& out = body_as<reconcile_report>(*resp);
+  CAF_CHECK_EQUAL(out.since_ms, in.since_ms);
+  CAF_CHECK_EQUAL(out.envelopes_checked, in.envelopes_checked);
+  CAF_CHECK_EQUAL(out.opens_checked, in.opens_checked);
+  CAF_CHECK_EQUAL(out.accounts_checked, in.accounts_checked);
+  CAF_CHECK_EQUAL(out.wallets_fen, in.wallets_fen);
+  CAF_CHECK_EQUAL(out.escrow_fen, in.escrow_fen);
+  CAF_CHECK_EQUAL(out.external_fen, in.external_fen);
+  CAF_CHECK_EQUAL(out.relay_pending, in.relay_pending);
+  CAF_REQUIRE_EQUAL(out.discrepancies.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    check_same(out.discrepancies[i], in.discrepancies[i]);
+  // A clean report: no discrepancies.
+  resp = round_trip(client_response{44, reconcile_report{}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK(body_as<reconcile_report>(*resp).discrepancies.empty());
+}
+
+CAF_TEST(discrepancy details that are not utf8 are made printable) {
+  reconcile_report in;
+  in.discrepancies.push_back(
+    discrepancy{"missing_credit", 1, "bob", "db said \xff ok", false});
+  auto resp = round_trip(client_response{45, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<reconcile_report>(*resp).discrepancies.at(0).detail,
+                  "db said ? ok");
+}
+
+CAF_TEST(refunded envelope round trip) {
+  auto env = full_envelope();
+  env.status = envelope_status::refunded;
+  env.remaining_fen = 0;
+  env.refunded_fen = 4321;
+  auto resp = round_trip(client_response{46, env});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<envelope>(*resp).refunded_fen, 4321);
+  // refunded_fen is field 17 of Envelope: 88 01 (two-byte tag).
+  envelope small;
+  small.kind = envelope_kind::random;
+  small.status = envelope_status::refunded;
+  small.refunded_fen = 1;
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame({1, small})),
+                  "0000000b" "0801" "2207" "3001" "3805" "880101");
 }
 
 // -- Bad input -------------------------------------------------------------------
@@ -439,5 +671,53 @@ CAF_TEST(corrupted valid frames never crash the decoder) {
     auto req = decode(req_payload, id);
     CAF_CHECK(req.ok() || req.error().code == errc::malformed
               || req.error().code == errc::invalid_argument);
+  }
+}
+
+CAF_TEST(corrupted new messages never crash the decoder) {
+  std::mt19937_64 rng{16};
+  reconcile_report report;
+  report.since_ms = 1764115200000;
+  report.envelopes_checked = 3;
+  report.discrepancies.push_back(
+    discrepancy{"missing_credit", 2026112600000042217, "bob", "d", true});
+  history_page page{{history_item{1, 2, 3, "g", "alice"}}, "cur"};
+  std::vector<std::string> responses{
+    codec::encode_response_frame(client_response{1, report}),
+    codec::encode_response_frame(client_response{2, page}),
+    codec::encode_response_frame(client_response{3, balance_info{"bob", 9}})};
+  std::vector<std::string> requests{
+    codec::encode_request_frame(
+      client_request{4, history_query{"bob", history_kind::sent, 7, "c"}}),
+    codec::encode_request_frame(client_request{5, balance_request{"bob"}}),
+    codec::encode_request_frame(client_request{6, reconcile_request{99}}),
+    codec::encode_request_frame(
+      client_request{7, pay_request{1, "t", true}})};
+  for (int i = 0; i < 5000; ++i) {
+    for (auto& frame : responses) {
+      auto payload = frame.substr(codec::frame_header_size);
+      payload[rng() % payload.size()] = static_cast<char>(rng());
+      payload.resize(rng() % (payload.size() + 1));
+      auto resp = codec::decode_response(payload.data(), payload.size());
+      CAF_CHECK(resp.ok() || resp.error().code == errc::malformed);
+    }
+    for (auto& frame : requests) {
+      auto payload = frame.substr(codec::frame_header_size);
+      payload[rng() % payload.size()] = static_cast<char>(rng());
+      payload.resize(rng() % (payload.size() + 1));
+      uint64_t id = 0;
+      auto req = decode(payload, id);
+      CAF_CHECK(req.ok() || req.error().code == errc::malformed
+                || req.error().code == errc::invalid_argument);
+      if (req) {
+        if (auto* q = std::get_if<history_query>(&req->body)) {
+          CAF_CHECK(q->limit >= 1 && q->limit <= codec::history_limit_max);
+          CAF_CHECK(q->kind == history_kind::sent
+                    || q->kind == history_kind::received);
+        }
+        if (auto* r = std::get_if<reconcile_request>(&req->body))
+          CAF_CHECK(r->since_ms >= 0);
+      }
+    }
   }
 }

@@ -16,7 +16,9 @@ hb_start_node HONGBAO_FAILPOINTS=crash_after_commit
 crashing_pid=$HB_NODE_PID
 
 # Create and pay do not commit open batches: the failpoint stays quiet.
-hb_cli_ok create --sender alice --group crash --total-fen 5000 --count 3 --kind random
+key="crash-key-$$"
+hb_cli_ok create --sender alice --group crash --total-fen 5000 --count 3 --kind random \
+  --idempotency-key "$key"
 id="$(hb_get envelope_id)"
 hb_cli_ok pay "$id" --payment-txn "txn-crash-$$"
 assert_eq paid "$(hb_get status)" "status after pay"
@@ -48,6 +50,14 @@ hb_log "the crashed open committed $amount fen for bob"
 # Restart on the same database without the failpoint: the retried open
 # returns the committed share, not a second one.
 hb_start_node
+# Create and pay stay idempotent across the restart too.
+hb_cli_ok create --sender alice --group crash --total-fen 5000 --count 3 --kind random \
+  --idempotency-key "$key"
+assert_eq "$id" "$(hb_get envelope_id)" "id of the repeated create after the restart"
+assert_eq paid "$(hb_get status)" "status in the repeated create after the restart"
+assert_eq "$((5000 - amount))" "$(hb_get remaining_fen)" "remaining_fen after the restart"
+hb_cli_ok pay "$id" --payment-txn "txn-crash-$$"
+hb_cli_err 1 payment_mismatch pay "$id" --payment-txn "txn-other-$$"
 hb_cli_ok grab "$id" --user bob
 assert_eq already_opened "$(hb_get outcome)" "grab after the restart"
 assert_eq "$amount" "$(hb_get amount_fen)" "amount in the grab after the restart"

@@ -78,7 +78,17 @@ assert_match() {
 # assert_int OP EXPECTED GOT WHAT, OP one of -eq -ne -lt -le -gt -ge
 assert_int() {
   [[ "$3" =~ ^-?[0-9]+$ ]] || hb_fail "$4: expected an integer $1 $2, got '$3'"
-  [ "$3" "$1" "$2" ] || hb_fail "$4: expected a value $1 $2, got $3"
+  local ok
+  case "$1" in
+    -eq) ok=$(($3 == $2)) ;;
+    -ne) ok=$(($3 != $2)) ;;
+    -lt) ok=$(($3 < $2)) ;;
+    -le) ok=$(($3 <= $2)) ;;
+    -gt) ok=$(($3 > $2)) ;;
+    -ge) ok=$(($3 >= $2)) ;;
+    *) hb_fail "assert_int: unknown operator $1" ;;
+  esac
+  [[ "$ok" == 1 ]] || hb_fail "$4: expected a value $1 $2, got $3"
 }
 
 # assert_empty GOT WHAT: for audit queries that list violations.
@@ -133,7 +143,8 @@ hb_admin_psql() {
 }
 
 hb_make_db() {
-  hb_admin_psql -c "DROP DATABASE IF EXISTS \"$HB_DB_NAME\" WITH (FORCE)" >/dev/null
+  hb_admin_psql -c "DROP DATABASE IF EXISTS \"$HB_DB_NAME\" WITH (FORCE)" >/dev/null \
+    || hb_fail "cannot reach the test cluster at '$HONGBAO_TEST_DB_URL dbname=postgres' (is it running? scripts/pg start)"
   hb_admin_psql -c "CREATE DATABASE \"$HB_DB_NAME\"" >/dev/null \
     || hb_fail "cannot create database $HB_DB_NAME on '$HONGBAO_TEST_DB_URL' (is the cluster running? scripts/pg start)"
   HB_DB_CREATED=1
@@ -186,16 +197,20 @@ hb_cleanup() {
 
 # -- Node config and process ---------------------------------------------------
 
-# hb_write_config [GATEWAY_LINES] [MORE_TABLES]: writes $HB_TMP/node.toml for
-# the test database. Port 0: the kernel picks a free port and the node prints
-# it, so parallel tests never race for a port. GATEWAY_LINES go into the
-# [gateway] table (e.g. "frame_size_max = 4096"); MORE_TABLES is appended
-# (e.g. "[envelope]\nqueue_max = 100").
+# hb_write_config [GATEWAY_LINES] [MORE_TABLES] [ROOT_LINES]: writes
+# $HB_TMP/node.toml for the test database. Port 0: the kernel picks a free
+# port and the node prints it, so parallel tests never race for a port.
+# GATEWAY_LINES go into the [gateway] table (e.g. "frame_size_max = 4096");
+# MORE_TABLES is appended (e.g. "[envelope]\nqueue_max = 100"); ROOT_LINES
+# come before the first table, for one-line settings with TOML inline tables
+# (e.g. "envelope = { queue_max = 5 }").
 hb_write_config() {
-  local gateway_lines="${1:-}" more_tables="${2:-}"
+  local gateway_lines="${1:-}" more_tables="${2:-}" root_lines="${3:-}"
   HB_CONFIG="$HB_TMP/node.toml"
   cat >"$HB_CONFIG" <<EOF
 # Written by tests/system/lib.sh for test $HB_TEST_NAME.
+$root_lines
+
 [node]
 name = "sys-$HB_TEST_NAME"
 zone = "zone-a"
@@ -272,7 +287,7 @@ hb_start_node() {
 # hb_wait_node_exit TIMEOUT_S: waits for the node to exit by itself; sets
 # HB_NODE_RC and clears HB_NODE_PID. Returns 1 on timeout (node still up).
 hb_wait_node_exit() {
-  local timeout_s="$1" deadline=$((SECONDS + $1))
+  local deadline=$((SECONDS + $1))
   [[ -n "$HB_NODE_PID" ]] || hb_fail "hb_wait_node_exit: no node"
   while ! hb_proc_exited "$HB_NODE_PID"; do
     (( SECONDS < deadline )) || return 1

@@ -9,6 +9,8 @@
 #define CAF_SUITE system.protocol
 #include "caf/test/unit_test.hpp"
 
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <set>
@@ -313,8 +315,8 @@ CAF_TEST(pipelined requests all get answers matched by id) {
         break;
       case k_open:
       case k_open_again:
-        // Users i and i+1 (k_open_again) open; k_open_again repeats the
-        // user of the previous k_open in the same batch of frames.
+        // k_open opens for user i; k_open_again (the next request) opens
+        // again for that same user, before either answer is read.
         bytes += request_frame(
           rid, open_request{id, "pipe-user-" + std::to_string(
                                                  k == k_open ? i : i - 1)});
@@ -394,6 +396,63 @@ CAF_TEST(pipelined requests all get answers matched by id) {
             << (in_order ? "in request order" : "out of request order")
             << std::endl;
   check_served("pipelining");
+}
+
+CAF_TEST(a client that disconnects with requests in flight harms nobody) {
+  client::connection conn;
+  CAF_REQUIRE_EQUAL(connect_client(env, conn), "");
+  create_request create;
+  create.sender = "dropper";
+  create.group = "drop";
+  create.total_fen = 3000;
+  create.count = 30;
+  create.kind = envelope_kind::random;
+  create.idempotency_key = unique("drop");
+  auto created = conn.call(create, io_timeout_ms);
+  CAF_REQUIRE(created.ok());
+  auto* env_created = std::get_if<envelope>(&created->body);
+  CAF_REQUIRE(env_created != nullptr);
+  auto id = env_created->id;
+  auto paid = conn.call(pay_request{id, unique("drop-txn")}, io_timeout_ms);
+  CAF_REQUIRE(paid.ok());
+  // 20 opens and 20 grabs, then hang up without reading a single answer.
+  std::string bytes;
+  for (uint64_t i = 0; i < 20; ++i) {
+    auto user = "drop-user-" + std::to_string(i);
+    bytes += request_frame(10 + 2 * i, grab_request{id, user});
+    bytes += request_frame(11 + 2 * i, open_request{id, user});
+  }
+  {
+    auto s = connect_authenticated();
+    CAF_REQUIRE(s.write_all(bytes));
+  }
+  check_served("a disconnect with requests in flight");
+  // The documented recovery: send the same opens again on a new connection.
+  // Each user gets exactly one share, whether or not the first open had
+  // committed before the connection broke.
+  std::map<std::string, int64_t> amounts;
+  int first_times = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto user = "drop-user-" + std::to_string(i);
+    auto resp = conn.call(open_request{id, user}, io_timeout_ms);
+    CAF_REQUIRE(resp.ok());
+    auto* res = std::get_if<open_result>(&resp->body);
+    if (res == nullptr) {
+      CAF_ERROR("open of " << user << " answered " << describe(*resp));
+      continue;
+    }
+    amounts[user] = res->amount_fen;
+    first_times += res->first_time ? 1 : 0;
+  }
+  auto detail = conn.call(get_request{id}, io_timeout_ms);
+  CAF_REQUIRE(detail.ok());
+  auto* d = std::get_if<envelope_detail>(&detail->body);
+  CAF_REQUIRE(d != nullptr);
+  CAF_CHECK_EQUAL(d->opens.size(), 20u);
+  for (auto& rec : d->opens)
+    CAF_CHECK_EQUAL(amounts[rec.user], rec.amount_fen);
+  std::cout << "after the disconnect: " << 20 - first_times
+            << " of 20 opens had committed before the retry" << std::endl;
 }
 
 CAF_TEST(the database holds what the clients were told) {

@@ -1,11 +1,13 @@
-#include "apps/demo/audit.hpp"
+#include "apps/load/audit.hpp"
+
+#include <algorithm>
 
 #include <unordered_map>
 #include <unordered_set>
 
 #include "domain/money.hpp"
 
-namespace hb::demo {
+namespace hb::load {
 
 namespace {
 
@@ -165,4 +167,4 @@ envelope_audit audit_envelope(const envelope_detail& detail,
   return out;
 }
 
-} // namespace hb::demo
+} // namespace hb::load

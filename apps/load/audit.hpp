@@ -1,17 +1,27 @@
 #pragma once
 
-// The audit: after the storm, checks from the outside (only what GetEnvelope
-// and the Open replies said) that every envelope's money is conserved and
-// that every "you got X" a user was told is what the envelope records.
+// The audit: after a load run, checks from the outside (the envelope and its
+// shares as a store records them, and what the Open replies said) that every
+// envelope's money is conserved and that every "you got X" a user was told
+// is what the envelope records. Shared by hongbao-demo (which reads the
+// records with GetEnvelope) and hongbao-bench (which reads them from the
+// database of whatever it benchmarked).
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "apps/demo/storm.hpp"
 #include "domain/requests.hpp"
 
-namespace hb::demo {
+namespace hb::load {
+
+/// What one Open reply told a user ("you got X").
+struct told_share {
+  uint32_t user = 0;
+  int64_t amount_fen = 0;
+  int32_t seq = 0;
+  bool first_time = true;
+};
 
 struct envelope_audit {
   /// Broken money invariants or replies that do not match the records.
@@ -38,4 +48,4 @@ envelope_audit audit_envelope(const envelope_detail& detail,
                               const std::vector<uint32_t>& unknown,
                               const std::vector<std::string>& names);
 
-} // namespace hb::demo
+} // namespace hb::load

@@ -1,0 +1,110 @@
+#include "actors/expiry_sweeper_actor.hpp"
+
+#include <chrono>
+#include <memory>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/errors.hpp"
+#include "actors/log.hpp"
+
+namespace hb {
+
+namespace {
+
+constexpr auto sweep_timeout = std::chrono::seconds(60);
+
+struct sweeper_state {
+  expiry_sweeper_settings cfg;
+  store_actor store;
+  envelope_requests owner;
+  bool sweeping = false;
+  int64_t started = 0;
+  int64_t refunded = 0;
+  static inline const char* name = "hb.expiry_sweeper";
+};
+
+using sweeper_pointer = expiry_sweeper_actor::stateful_pointer<sweeper_state>;
+
+void next_sweep(sweeper_pointer self, bool full) {
+  self->state.sweeping = false;
+  if (full)
+    self->send(self, tick_atom::value);
+  else
+    self->delayed_send(self, std::chrono::milliseconds(self->state.cfg.interval_ms),
+                       tick_atom::value);
+}
+
+// Asks the owner of every due envelope to refund it; the next sweep starts
+// when all of them have answered, so at most batch_max are in flight.
+void refund_all(sweeper_pointer self, std::vector<int64_t>& ids) {
+  auto& st = self->state;
+  if (ids.empty()) {
+    next_sweep(self, false);
+    return;
+  }
+  bool full = static_cast<int32_t>(ids.size()) >= st.cfg.batch_max;
+  auto left = std::make_shared<size_t>(ids.size());
+  auto finish_one = [=] {
+    if (--*left == 0)
+      next_sweep(self, full);
+  };
+  for (auto id : ids) {
+    ++st.started;
+    self->request(st.owner, sweep_timeout, refund_atom::value, id)
+      .then(
+        [=](int64_t amount) {
+          if (amount > 0)
+            ++self->state.refunded;
+          finish_one();
+        },
+        [=](caf::error& err) {
+          actors_log().warn("expiry_refund_failed envelope={} error={}", id,
+                            to_failure(err).message);
+          finish_one();
+        });
+  }
+}
+
+expiry_sweeper_actor::behavior_type
+sweeper_impl(sweeper_pointer self, store_actor store, envelope_requests owner,
+             expiry_sweeper_settings cfg) {
+  if (!cfg.now_ms)
+    cfg.now_ms = system_now_ms;
+  self->state.cfg = std::move(cfg);
+  self->state.store = std::move(store);
+  self->state.owner = std::move(owner);
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      auto& st = self->state;
+      if (st.sweeping)
+        return;
+      st.sweeping = true;
+      self->request(st.store, sweep_timeout, db_expired_atom::value,
+                    st.cfg.now_ms(), st.cfg.batch_max)
+        .then([=](std::vector<int64_t>& ids) { refund_all(self, ids); },
+              [=](caf::error& err) {
+                actors_log().warn("expiry_sweep_failed error={}",
+                                  to_failure(err).message);
+                next_sweep(self, false);
+              });
+    },
+    [=](stats_atom) -> caf::result<int64_t, int64_t> {
+      return {self->state.started, self->state.refunded};
+    },
+  };
+}
+
+} // namespace
+
+expiry_sweeper_actor spawn_expiry_sweeper(caf::actor_system& sys,
+                                          store_actor store,
+                                          envelope_requests owner,
+                                          const expiry_sweeper_settings& cfg) {
+  return sys.spawn(sweeper_impl, std::move(store), std::move(owner), cfg);
+}
+
+} // namespace hb

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/store_actor.hpp"
+
+namespace hb {
+
+/// The outbox relay: drains the outbox written by opens, off the open's
+/// critical path. Each batch is one store transaction that credits wallets
+/// from escrow exactly once (idempotency keys), writes received records and
+/// marks the opens TRANSFERRED. It drains back to back while batches come
+/// back full, polls when idle, and backs off exponentially while the
+/// database fails.
+using relay_actor = caf::typed_actor<
+  caf::reacts_to<tick_atom>,
+  // Counters plus the current lag (asks the store).
+  caf::replies_to<stats_atom>::with<relay_stats>>;
+
+struct relay_settings {
+  int32_t batch_max = 500;
+  uint32_t poll_ms = 200;         ///< pause after a batch that was not full
+  uint32_t backoff_max_ms = 5000; ///< cap of the exponential backoff
+  uint32_t lag_log_ms = 5000;     ///< log the lag this often while behind
+  /// Node-wide counters; may be null.
+  std::shared_ptr<node_metrics> metrics;
+};
+
+relay_actor spawn_relay(caf::actor_system& sys, store_actor store,
+                        const relay_settings& cfg);
+
+} // namespace hb

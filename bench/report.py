@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Turns the raw JSON of one scripts/bench run into the results table and the
+latency-vs-throughput plot.
+
+    bench/report.py RAW_DIR OUT_MD OUT_PNG MACHINE_TXT
+
+RAW_DIR holds hongbao-bench --json outputs named
+  closed__<scenario>__<target>__<repeat>.json   closed-loop runs
+  sweep__<scenario>__<target>__<fraction>.json  open-loop runs
+Repeated closed-loop runs are summarised by their median opens/s (the run
+with that median supplies the latencies). The ratio column is hongbao's
+opens/s over the target's, both from this run of the script. Prints the
+Markdown table on stdout as well.
+"""
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+TARGETS = ["hongbao", "pg-lock", "pg-update", "redis-lua"]
+SCENARIOS = ["hot", "spread", "storm"]
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def median_run(runs):
+    runs = sorted(runs, key=lambda d: d["run"]["opens_per_s"])
+    return runs[len(runs) // 2]
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}"
+
+
+def fmt_ms(x):
+    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def closed_table(raw):
+    groups = {}
+    for path in glob.glob(os.path.join(raw, "closed__*.json")):
+        _, scenario, target, _ = os.path.basename(path)[:-5].split("__")
+        groups.setdefault((scenario, target), []).append(load(path))
+    lines = [
+        "| scenario | target | opens/s | grabs/s | creates/s | open p50 ms | "
+        "open p99 ms | open p99.9 ms | hongbao ÷ target | runs | audit |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    summary = {}
+    for scenario in SCENARIOS:
+        base = groups.get((scenario, "hongbao"))
+        hb = median_run(base)["run"]["opens_per_s"] if base else None
+        for target in TARGETS:
+            runs = groups.get((scenario, target))
+            if not runs:
+                continue
+            d = median_run(runs)
+            r = d["run"]
+            ops = r["ops"]
+            # Creates happen before the clock in hot and spread: their rate
+            # is the set-up phase's.
+            creates = ops["create"]["per_s"]
+            if ops["create"]["answered"] == 0 and d.get("setup"):
+                creates = d["setup"]["ops"]["create"]["per_s"]
+            lat = ops["open"]["latency_ms"]
+            rates = [x["run"]["opens_per_s"] for x in runs]
+            spread = ""
+            if len(rates) > 1:
+                spread = f" ({fmt_rate(min(rates))}–{fmt_rate(max(rates))})"
+            ratio = "—" if target == "hongbao" or not hb else \
+                f"{hb / r['opens_per_s']:.2f}×"
+            audits = all(x["audit"]["ok"] for x in runs)
+            lines.append(
+                f"| {scenario} | {target} | {fmt_rate(r['opens_per_s'])}{spread} | "
+                f"{fmt_rate(ops['grab']['per_s'])} | {fmt_rate(creates)} | "
+                f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | "
+                f"{fmt_ms(lat['p99_9'])} | {ratio} | {len(runs)} | "
+                f"{'OK' if audits else '**FAILED**'} |")
+            summary[(scenario, target)] = d
+    return "\n".join(lines), summary
+
+
+def sweep_data(raw):
+    points = {}
+    for path in glob.glob(os.path.join(raw, "sweep__*.json")):
+        _, scenario, target, fraction = os.path.basename(path)[:-5].split("__")
+        d = load(path)
+        r = d["run"]
+        lat = r["ops"]["open"]["latency_ms"]
+        points.setdefault(target, []).append(
+            (float(fraction), d["rate_target"], r["opens_per_s"], lat["p50"],
+             lat["p99"], d["audit"]["ok"], scenario))
+    for t in points:
+        points[t].sort()
+    return points
+
+
+def sweep_table(points):
+    if not points:
+        return ""
+    lines = [
+        "| target | scenario | fraction of its closed-loop peak | offered users/s | "
+        "achieved opens/s | open p50 ms | open p99 ms | audit |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for target in TARGETS:
+        for (frac, rate, achieved, p50, p99, ok, scenario) in points.get(target, []):
+            lines.append(
+                f"| {target} | {scenario} | {frac:.2f} | {fmt_rate(rate)} | "
+                f"{fmt_rate(achieved)} | {fmt_ms(p50)} | {fmt_ms(p99)} | "
+                f"{'OK' if ok else '**FAILED**'} |")
+    return "\n".join(lines)
+
+
+def plot(points, png, workdir):
+    if not points:
+        return False
+    files = []
+    for target in TARGETS:
+        pts = points.get(target)
+        if not pts:
+            continue
+        name = os.path.join(workdir, f"sweep-{target}.dat")
+        with open(name, "w") as f:
+            for (_, _, achieved, p50, p99, _, _) in pts:
+                f.write(f"{achieved} {p99} {p50}\n")
+        files.append((target, name))
+    plots = ", ".join(
+        f"'{name}' using 1:2 with linespoints lw 2 title '{t} p99'"
+        for t, name in files)
+    script = f"""
+set terminal png size 1000,620
+set output '{png}'
+set title 'Open-loop latency vs throughput (spread scenario, same machine, same run)'
+set xlabel 'achieved opens/s'
+set ylabel 'open latency p99 (ms)'
+set logscale xy
+set grid
+set key top left
+set arrow from graph 0, first 20 to graph 1, first 20 nohead dt 2 lc rgb 'gray'
+plot {plots}
+"""
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+    return True
+
+
+def main():
+    raw, out_md, out_png, machine_txt = sys.argv[1:5]
+    table, summary = closed_table(raw)
+    points = sweep_data(raw)
+    sweeps = sweep_table(points)
+    have_plot = plot(points, out_png, raw)
+    machine = open(machine_txt).read().strip() if os.path.exists(machine_txt) else ""
+    date = os.path.basename(out_md).split("-results")[0]
+    md = [f"# hongbao-bench results, {date}", "",
+          "Produced by `scripts/bench` (closed loop: every user of the scenario "
+          "at once, 10 000 active users; open loop: a fixed rate of users). "
+          "Opens/s counts Open answers that carried a share; ratios divide "
+          "hongbao's opens/s by the target's, measured in the same run. "
+          "Every run was audited in the target's own store.", "",
+          "## Closed loop", "", table, ""]
+    if sweeps:
+        md += ["## Open loop (latency vs throughput)", "", sweeps, ""]
+    if have_plot:
+        md += [f"![latency vs throughput]({os.path.basename(out_png)})", ""]
+    if machine:
+        md += ["## Machine", "", "```", machine, "```", ""]
+    with open(out_md, "w") as f:
+        f.write("\n".join(md))
+    print(table)
+    if sweeps:
+        print()
+        print(sweeps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+#include "persistence/pg_detail.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace hb::persistence::detail {
+
+namespace {
+
+std::string field(const PGresult* res, int code) {
+  auto value = PQresultErrorField(res, code);
+  return value != nullptr ? value : "";
+}
+
+/// Whether a failure is the database's fault rather than the statement's:
+/// the connection is gone (the next call reconnects), or the server is short
+/// of resources or gave up on a transaction it rolled back. Retrying the same
+/// call later is safe for all of them; the segment health supervisor counts
+/// them as database faults.
+bool database_fault(PGconn* conn, const std::string& sqlstate) {
+  if (PQstatus(conn) == CONNECTION_BAD)
+    return true;
+  auto sqlclass = sqlstate.substr(0, 2);
+  // connection exception, insufficient resources (disk full, out of memory,
+  // too many connections), system error (I/O).
+  if (sqlclass == "08" || sqlclass == "53" || sqlclass == "58")
+    return true;
+  // admin_shutdown, crash_shutdown, cannot_connect_now (starting up),
+  // query_canceled (statement timeout), serialization failure, deadlock,
+  // lock_not_available (a lock_timeout of partition maintenance).
+  return sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03"
+         || sqlstate == "57014" || sqlstate == "40001" || sqlstate == "40P01"
+         || sqlstate == "55P03";
+}
+
+/// Takes ownership of `raw` and maps its status to a reply. The message is
+/// the server's primary message only: details may quote user data.
+reply finish(PGconn* conn, const char* what, PGresult* raw) {
+  reply r;
+  r.res.reset(raw);
+  auto status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK
+      || status == PGRES_EMPTY_QUERY)
+    return r;
+  std::string msg;
+  if (raw != nullptr) {
+    r.sqlstate = field(raw, PG_DIAG_SQLSTATE);
+    r.constraint = field(raw, PG_DIAG_CONSTRAINT_NAME);
+    msg = field(raw, PG_DIAG_MESSAGE_PRIMARY);
+    r.primary = msg;
+  }
+  if (msg.empty())
+    msg = one_line(PQerrorMessage(conn));
+  if (msg.empty())
+    msg = std::string("unexpected result status ") + PQresStatus(status);
+  r.error.code = database_fault(conn, r.sqlstate) ? errc::unavailable
+                                                  : errc::internal;
+  r.error.message = std::string(what) + ": " + msg;
+  return r;
+}
+
+bool read_kind(int64_t raw, envelope_kind& out) {
+  if (raw != 1 && raw != 2)
+    return false;
+  out = static_cast<envelope_kind>(raw);
+  return true;
+}
+
+bool read_status(int64_t raw, envelope_status& out) {
+  if (raw < 1 || raw > 5)
+    return false;
+  out = static_cast<envelope_status>(raw);
+  return true;
+}
+
+} // namespace
+
+// -- Statement results ---------------------------------------------------------
+
+int64_t reply::affected() const {
+  return std::strtoll(PQcmdTuples(res.get()), nullptr, 10);
+}
+
+int64_t reply::i64(int row, int col) const {
+  return std::strtoll(PQgetvalue(res.get(), row, col), nullptr, 10);
+}
+
+std::string one_line(const char* msg) {
+  std::string out = msg != nullptr ? msg : "";
+  for (auto& c : out)
+    if (c == '\n' || c == '\t')
+      c = ' ';
+  while (!out.empty() && out.back() == ' ')
+    out.pop_back();
+  return out;
+}
+
+reply fail(errc code, std::string message) {
+  reply r;
+  r.error = failure{code, std::move(message)};
+  return r;
+}
+
+failure unreachable(PGconn* conn) {
+  return failure{errc::unavailable,
+                 "database unreachable: " + one_line(PQerrorMessage(conn))};
+}
+
+// -- Parameters ----------------------------------------------------------------
+
+params& params::add(std::string value) {
+  // PostgreSQL text cannot hold NUL, and libpq would cut the value there.
+  if (value.find('\0') != std::string::npos)
+    has_nul_ = true;
+  values_.push_back(std::move(value));
+  nulls_.push_back(false);
+  return *this;
+}
+
+params& params::add_null() {
+  values_.emplace_back();
+  nulls_.push_back(true);
+  return *this;
+}
+
+std::vector<const char*> params::pointers() const {
+  std::vector<const char*> out;
+  out.reserve(values_.size());
+  for (size_t i = 0; i < values_.size(); ++i)
+    out.push_back(nulls_[i] ? nullptr : values_[i].c_str());
+  return out;
+}
+
+reply run(PGconn* conn, const char* what, const char* sql, const params& p) {
+  if (p.has_nul())
+    return fail(errc::invalid_argument,
+                std::string(what) + ": text contains a NUL byte");
+  auto ptrs = p.pointers();
+  return finish(conn, what,
+                PQexecParams(conn, sql, p.size(), nullptr, ptrs.data(),
+                             nullptr, nullptr, 0));
+}
+
+reply run_script(PGconn* conn, const char* what, const char* sql) {
+  return finish(conn, what, PQexec(conn, sql));
+}
+
+bool no_partition(const reply& r) {
+  // check_violation is also every CHECK constraint, but those name their
+  // constraint; the message may be translated (lc_messages).
+  return r.sqlstate == "23514" && r.constraint.empty();
+}
+
+// -- Transactions --------------------------------------------------------------
+
+transaction::~transaction() {
+  if (open_)
+    run_script(conn_, what_, "ROLLBACK");
+}
+
+reply transaction::begin() {
+  auto r = run_script(conn_, what_, begin_sql_);
+  open_ = r.ok();
+  return r;
+}
+
+reply transaction::commit() {
+  open_ = false;
+  return run_script(conn_, what_, "COMMIT");
+}
+
+// -- Array literals ------------------------------------------------------------
+
+std::string text_array(const std::vector<std::string>& xs) {
+  std::string out = "{";
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    out += '"';
+    for (char c : xs[i]) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string number_array(const std::vector<int64_t>& xs) {
+  std::string out = "{";
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    out += std::to_string(xs[i]);
+  }
+  out += '}';
+  return out;
+}
+
+std::string user_array(const std::vector<open_record>& opens) {
+  std::vector<std::string> users;
+  users.reserve(opens.size());
+  for (auto& o : opens)
+    users.push_back(o.user);
+  return text_array(users);
+}
+
+// -- Rows ----------------------------------------------------------------------
+
+outcome<envelope> read_envelope(const reply& r, int row) {
+  envelope e;
+  e.id = r.i64(row, 0);
+  e.sender = r.text(row, 1);
+  e.group = r.text(row, 2);
+  e.greeting = r.text(row, 3);
+  e.idempotency_key = r.text(row, 4);
+  if (!read_kind(r.i64(row, 5), e.kind) || !read_status(r.i64(row, 6), e.status))
+    return failure{errc::internal, "envelope " + std::to_string(e.id)
+                                     + " has an unknown kind or status"};
+  e.total_fen = r.i64(row, 7);
+  e.count = static_cast<int32_t>(r.i64(row, 8));
+  e.remaining_fen = r.i64(row, 9);
+  e.remaining_count = static_cast<int32_t>(r.i64(row, 10));
+  e.payment_txn = r.text(row, 11);
+  e.created_at_ms = r.i64(row, 12);
+  e.paid_at_ms = r.i64(row, 13);
+  e.expires_at_ms = r.i64(row, 14);
+  e.epoch = r.i64(row, 15);
+  e.refunded_fen = r.i64(row, 16);
+  return e;
+}
+
+outcome<envelope_snapshot> read_snapshot(PGconn* conn, const char* what,
+                                         int64_t envelope_id) {
+  // Both views prune to one day partition per side (hot and cold).
+  static constexpr const char* sql =
+    "SELECT " HB_ENVELOPE_COLUMNS ", e.archived, o.user_id, o.amount_fen,"
+    " o.seq, " HB_MS("o.opened_at") " "
+    "FROM envelopes_all e LEFT JOIN opens_all o ON o.envelope_id = e.id "
+    "WHERE e.id = $1 ORDER BY o.seq";
+  auto r = run(conn, what, sql, params{}.add(envelope_id));
+  if (!r.ok())
+    return r.error;
+  if (r.rows() == 0)
+    return failure{errc::not_found, not_found_message(envelope_id)};
+  auto env = read_envelope(r, 0);
+  if (!env)
+    return env.error();
+  envelope_snapshot snap;
+  snap.env = std::move(*env);
+  constexpr int c = envelope_column_count;
+  snap.archived = r.boolean(0, c);
+  for (int row = 0; row < r.rows(); ++row) {
+    if (r.null(row, c + 1))
+      continue;
+    snap.opens.push_back(open_record{r.text(row, c + 1), r.i64(row, c + 2),
+                                     static_cast<int32_t>(r.i64(row, c + 3)),
+                                     r.i64(row, c + 4)});
+  }
+  return snap;
+}
+
+std::string not_found_message(int64_t envelope_id) {
+  return "no envelope with id " + std::to_string(envelope_id);
+}
+
+} // namespace hb::persistence::detail

@@ -1,0 +1,164 @@
+#pragma once
+
+// Private to persistence/: the libpq plumbing shared by pg_store.cpp,
+// pg_ledger.cpp and pg_partitions.cpp. Nothing outside this folder includes it.
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "domain/envelope.hpp"
+#include "domain/errc.hpp"
+
+namespace hb::persistence::detail {
+
+// -- Statement results ---------------------------------------------------------
+
+using result_ptr = std::unique_ptr<PGresult, decltype(&PQclear)>;
+
+/// The answer to one statement: its rows, or a failure already mapped to an
+/// errc, plus what the caller needs to tell one failure from another.
+struct reply {
+  result_ptr res{nullptr, &PQclear};
+  failure error{errc::none, {}};
+  std::string sqlstate;    ///< Five-character SQLSTATE of a failed statement.
+  std::string constraint;  ///< The violated constraint's name, if any.
+  std::string primary;     ///< The server's primary message, if any.
+
+  bool ok() const { return error.code == errc::none; }
+  int rows() const { return PQntuples(res.get()); }
+  /// Rows changed by an INSERT/UPDATE/DELETE without RETURNING.
+  int64_t affected() const;
+  bool null(int row, int col) const {
+    return PQgetisnull(res.get(), row, col) != 0;
+  }
+  std::string text(int row, int col) const {
+    return {PQgetvalue(res.get(), row, col),
+            static_cast<size_t>(PQgetlength(res.get(), row, col))};
+  }
+  int64_t i64(int row, int col) const;
+  bool boolean(int row, int col) const {
+    return PQgetvalue(res.get(), row, col)[0] == 't';
+  }
+};
+
+/// libpq messages end in newlines and may span lines; callers log one line.
+std::string one_line(const char* msg);
+
+/// A failed reply that never reached the server.
+reply fail(errc code, std::string message);
+
+/// errc::unavailable for a connection that could not be (re)established.
+failure unreachable(PGconn* conn);
+
+// -- Parameters ----------------------------------------------------------------
+
+/// Statement parameters, all in text format; the server infers or the SQL
+/// casts their types. User data only ever travels here, never in SQL text.
+class params {
+public:
+  params& add(int64_t value) { return add(std::to_string(value)); }
+  params& add(int32_t value) { return add(int64_t{value}); }
+  params& add(bool value) { return add(std::string(value ? "t" : "f")); }
+  params& add(const char* value) { return add(std::string(value)); }
+  params& add(std::string value);
+  params& add_null();
+
+  bool has_nul() const { return has_nul_; }
+  int size() const { return static_cast<int>(values_.size()); }
+  std::vector<const char*> pointers() const;
+
+private:
+  std::vector<std::string> values_;
+  std::vector<bool> nulls_;
+  bool has_nul_ = false;
+};
+
+/// One statement with parameters (one implicit transaction unless inside
+/// a `transaction`). Text holding a NUL byte never reaches the server.
+reply run(PGconn* conn, const char* what, const char* sql, const params& p);
+
+/// Trusted SQL without parameters; may hold several statements.
+reply run_script(PGconn* conn, const char* what, const char* sql);
+
+/// Whether a failed statement was refused for lack of a partition for its
+/// row ("no partition of relation ... found for row").
+bool no_partition(const reply& r);
+
+// -- Transactions --------------------------------------------------------------
+
+/// BEGIN ... COMMIT with ROLLBACK on every early return. A rollback on a
+/// lost connection fails harmlessly: the server discards the transaction.
+class transaction {
+public:
+  /// `begin_sql` may name an isolation level, e.g.
+  /// "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".
+  transaction(PGconn* conn, const char* what, const char* begin_sql = "BEGIN")
+    : conn_(conn), what_(what), begin_sql_(begin_sql) {}
+  ~transaction();
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  reply begin();
+  reply commit();
+
+private:
+  PGconn* conn_;
+  const char* what_;
+  const char* begin_sql_;
+  bool open_ = false;
+};
+
+// -- Array literals ------------------------------------------------------------
+
+/// A PostgreSQL text[] literal. Every element is double-quoted, so commas,
+/// braces, spaces and the word NULL stay data; inside the quotes only `"`
+/// and `\` need a backslash.
+std::string text_array(const std::vector<std::string>& xs);
+
+/// A bigint[] (or int[]) literal.
+std::string number_array(const std::vector<int64_t>& xs);
+
+/// The users of a batch as a text[] literal.
+std::string user_array(const std::vector<open_record>& opens);
+
+/// One numeric field of every open of a batch as an array literal.
+template <class Get>
+std::string open_field_array(const std::vector<open_record>& opens, Get get) {
+  std::vector<int64_t> xs;
+  xs.reserve(opens.size());
+  for (auto& o : opens)
+    xs.push_back(get(o));
+  return number_array(xs);
+}
+
+// -- Rows ----------------------------------------------------------------------
+
+// Unix milliseconds <-> timestamptz; NULL reads as 0.
+#define HB_MS(col) "COALESCE((extract(epoch FROM " col ") * 1000)::bigint, 0)"
+
+/// The envelope columns in the order read_envelope expects (alias e; works
+/// on the hot table, the cold one and the envelopes_all view alike).
+#define HB_ENVELOPE_COLUMNS                                                    \
+  "e.id, e.sender, e.group_id, e.greeting, e.idempotency_key, e.kind, "        \
+  "e.status, e.total_fen, e.count, e.remaining_fen, e.remaining_count, "       \
+  "COALESCE(e.payment_txn, ''), " HB_MS("e.created_at") ", "                   \
+  HB_MS("e.paid_at") ", " HB_MS("e.expires_at") ", e.epoch, e.refunded_fen"
+
+constexpr int envelope_column_count = 17;
+
+/// Reads HB_ENVELOPE_COLUMNS from `row`.
+outcome<envelope> read_envelope(const reply& r, int row);
+
+/// One consistent read (a single statement, one snapshot) of an envelope and
+/// its opens, hot or cold (through the *_all views); `archived` tells which.
+/// errc::not_found when the envelope is in neither.
+outcome<envelope_snapshot> read_snapshot(PGconn* conn, const char* what,
+                                         int64_t envelope_id);
+
+std::string not_found_message(int64_t envelope_id);
+
+} // namespace hb::persistence::detail

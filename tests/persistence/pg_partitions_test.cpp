@@ -1,0 +1,349 @@
+// Integration tests of the hot/cold day partitions: creating days ahead and
+// on the fly, moving old days into the schema `cold`, and reading them back
+// through the *_all views, against a real PostgreSQL (see pg_store_test.cpp).
+#define CAF_SUITE persistence.pg_partitions
+#include "caf/test/unit_test.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "domain/envelope_id.hpp"
+#include "domain/ledger.hpp"
+#include "persistence/pg_store.hpp"
+#include "tests/persistence/pg_test_support.hpp"
+
+using namespace hb;
+using namespace hb::persistence;
+using namespace hb::persistence::test_support;
+
+namespace {
+
+constexpr int64_t day_ms = 86400000;
+
+using shares = std::vector<std::pair<std::string, int64_t>>;
+
+std::string str(int64_t x) {
+  return std::to_string(x);
+}
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// The UTC day `days` from today (negative: in the past).
+int32_t day_from_today(int days) {
+  return utc_day_of(now_ms() + days * day_ms);
+}
+
+struct fixture {
+  fixture() : store(connect_or_fail(db.url())) {
+  }
+
+  PGconn* verify() {
+    return db.verify();
+  }
+
+  envelope make_envelope(int32_t day, int64_t total_fen, int32_t count,
+                         const std::string& sender = "") {
+    auto n = ++next;
+    envelope env;
+    env.id = make_envelope_id(day, n, static_cast<int32_t>(n * 7 % 1000));
+    env.sender = sender.empty() ? "sender-" + str(n) : sender;
+    env.group = "group-1";
+    env.idempotency_key = "key-" + str(n);
+    env.total_fen = total_fen;
+    env.count = count;
+    return env;
+  }
+
+  envelope_snapshot paid(int32_t day, int64_t total_fen, int32_t count,
+                         const std::string& sender = "") {
+    auto created = store->create_envelope(make_envelope(day, total_fen, count,
+                                                        sender));
+    CAF_REQUIRE_EQUAL(code_of(created), "ok");
+    auto snap = value_of(store->activate(created->env.id));
+    payment p{snap.env.id, snap.env.epoch, "txn-" + str(snap.env.id), 0,
+              now_ms() + day_ms};
+    CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
+    return value_of(store->load(snap.env.id));
+  }
+
+  void open(envelope_snapshot& snap, const shares& xs) {
+    open_batch b;
+    b.envelope_id = snap.env.id;
+    b.epoch = snap.env.epoch;
+    auto seq = static_cast<int32_t>(snap.opens.size());
+    int64_t sum = 0;
+    for (auto& [user, amount] : xs) {
+      b.opens.push_back(open_record{user, amount, ++seq, now_ms()});
+      sum += amount;
+    }
+    b.remaining_fen = snap.env.remaining_fen - sum;
+    b.remaining_count = snap.env.remaining_count
+                        - static_cast<int32_t>(xs.size());
+    b.status = b.remaining_count == 0 ? envelope_status::exhausted
+                                      : envelope_status::paid;
+    auto r = store->commit_opens(b);
+    if (!r)
+      CAF_FAIL("commit_opens: " << r.error().message);
+    snap = value_of(store->load(snap.env.id));
+  }
+
+  int64_t relay_all() {
+    int64_t credited = 0;
+    for (;;) {
+      auto r = value_of(store->relay_batch(500));
+      credited += r.credited;
+      if (r.rows == 0)
+        return credited;
+    }
+  }
+
+  bool exists(const std::string& qualified) {
+    return query(verify(), "SELECT to_regclass($1) IS NOT NULL", {qualified})
+           == "t";
+  }
+
+  /// Where the day's three tables are: "hot", "cold", "none" or "mixed".
+  std::string where(int32_t day) {
+    int hot = 0;
+    int cold = 0;
+    for (auto t : {"envelopes", "opens", "user_records"}) {
+      auto name = std::string(t) + "_p" + str(day);
+      hot += exists("public." + name) ? 1 : 0;
+      cold += exists("cold." + name) ? 1 : 0;
+    }
+    if (hot == 3 && cold == 0)
+      return "hot";
+    if (cold == 3 && hot == 0)
+      return "cold";
+    if (hot == 0 && cold == 0)
+      return "none";
+    return "mixed";
+  }
+
+  std::vector<int64_t> history_ids(const std::string& user, history_kind kind) {
+    std::vector<int64_t> out;
+    for (auto& item : value_of(store->history({user, kind, 100, ""})).items)
+      out.push_back(item.envelope_id);
+    return out;
+  }
+
+  std::vector<std::string> discrepancies() {
+    std::vector<std::string> out;
+    auto report = value_of(store->reconcile(0, now_ms(), false));
+    for (auto& d : report.discrepancies)
+      out.push_back(d.kind + " " + str(d.envelope_id) + " " + d.user + ": "
+                    + d.detail);
+    return out;
+  }
+
+  fresh_db db;
+  std::unique_ptr<pg_store> store;
+  int64_t next = 0;
+};
+
+bool contains(const std::vector<int64_t>& xs, int64_t x) {
+  return std::find(xs.begin(), xs.end(), x) != xs.end();
+}
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(pg_partitions_tests, fixture)
+
+CAF_TEST(ensure_partitions creates the days ahead once) {
+  auto today = day_from_today(0);
+  auto ahead = day_from_today(2);
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(today, ahead)), 9);
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(today, ahead)), 0);
+  for (int i = 0; i <= 2; ++i)
+    CAF_CHECK_EQUAL(where(day_from_today(i)), "hot");
+  CAF_CHECK_EQUAL(where(day_from_today(3)), "none");
+  auto lo = static_cast<int64_t>(today) * 100000000000;
+  auto hi = static_cast<int64_t>(today + 1) * 100000000000;
+  CAF_CHECK_EQUAL(query(verify(),
+                        "SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
+                        " WHERE relname = $1",
+                        {"opens_p" + str(today)}),
+                  "FOR VALUES FROM ('" + str(lo) + "') TO ('" + str(hi) + "')");
+  // Month and year ends step by calendar days.
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(20280227, 20280301)), 12);
+  CAF_CHECK_EQUAL(where(20280229), "hot");
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(20271231, 20280101)), 6);
+  // No default partition anywhere: a row of an unknown day is refused.
+  CAF_CHECK_EQUAL(query_int(verify(),
+                            "SELECT count(*) FROM pg_class"
+                            " WHERE pg_get_expr(relpartbound, oid) = 'DEFAULT'"),
+                  0);
+  CAF_CHECK_EQUAL(code_of(store->ensure_partitions(20261131, 20261201)),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(code_of(store->ensure_partitions(20270229, 20270301)),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(code_of(store->ensure_partitions(ahead, today)),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(code_of(store->ensure_partitions(20260101, 20300101)),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(code_of(store->detach_cold(20261300)), "invalid_argument");
+}
+
+CAF_TEST(create_envelope creates a missing day on the fly) {
+  auto day = day_from_today(10);
+  CAF_REQUIRE_EQUAL(where(day), "none");
+  auto created = store->create_envelope(make_envelope(day, 1000, 10));
+  CAF_REQUIRE_EQUAL(code_of(created), "ok");
+  CAF_CHECK(created->created);
+  CAF_CHECK_EQUAL(where(day), "hot");
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(day, day)), 0);
+  // Nodes racing for the first envelope of a new day all succeed.
+  auto next_day = day_from_today(11);
+  std::vector<envelope> envs;
+  for (int i = 0; i < 20; ++i)
+    envs.push_back(make_envelope(next_day, 100, 1));
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      auto own = connect_or_fail(db.url());
+      for (int i = t; i < 20; i += 4) {
+        auto r = own->create_envelope(envs[i]);
+        if (r && r->created)
+          ++ok;
+        else
+          CAF_MESSAGE("create failed: " << message_of(r));
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  CAF_CHECK_EQUAL(ok.load(), 20);
+  CAF_CHECK_EQUAL(query_int(verify(),
+                            "SELECT count(*) FROM envelopes_p" + str(next_day)),
+                  20);
+}
+
+CAF_TEST(old days move to cold storage and stay readable) {
+  auto old_day = day_from_today(-40);
+  auto held_day = day_from_today(-35);
+  auto cutoff = day_from_today(-31);
+  CAF_CHECK_EQUAL(value_of(store->ensure_partitions(old_day, old_day)), 3);
+  // Exhausted and credited; partly opened and refunded; never paid.
+  auto a = paid(old_day, 1000, 2, "old-sender");
+  open(a, {{"alice", 300}, {"bob", 700}});
+  auto b = paid(old_day, 1000, 4, "old-sender");
+  open(b, {{"carol", 100}});
+  relay_all();
+  CAF_REQUIRE_EQUAL(value_of(store->refund(b.env.id, b.env.epoch)), 900);
+  auto c = store->create_envelope(make_envelope(old_day, 500, 5, "lazy"));
+  CAF_REQUIRE_EQUAL(code_of(c), "ok");
+  // Money still in escrow keeps its day hot.
+  auto h = paid(held_day, 500, 5, "holder");
+  CAF_CHECK_EQUAL(where(held_day), "hot");
+  auto wallets_before = value_of(store->balance("alice")).balance_fen;
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(cutoff)), 1);
+  CAF_CHECK_EQUAL(where(old_day), "cold");
+  CAF_CHECK_EQUAL(where(held_day), "hot");
+  CAF_CHECK_EQUAL(query_int(verify(),
+                            "SELECT count(*) FROM cold.envelopes_p"
+                              + str(old_day)),
+                  3);
+  CAF_CHECK_EQUAL(query_int(verify(), "SELECT count(*) FROM envelopes"
+                                      " WHERE id = $1",
+                            {str(a.env.id)}),
+                  0);
+  // Reads find the archived envelope, opens and records.
+  auto loaded = value_of(store->load(a.env.id));
+  CAF_CHECK(loaded.archived);
+  CAF_CHECK(loaded.env.status == envelope_status::exhausted);
+  CAF_CHECK_EQUAL(loaded.opens.size(), 2u);
+  CAF_CHECK_EQUAL(check_invariants(loaded.env, loaded.opens), "");
+  auto activated = value_of(store->activate(a.env.id));
+  CAF_CHECK(activated.archived);
+  CAF_CHECK_EQUAL(activated.env.epoch, a.env.epoch);  // not bumped
+  CAF_CHECK_EQUAL(activated.opens.size(), 2u);
+  CAF_CHECK_EQUAL(value_of(store->activate(a.env.id)).env.epoch, a.env.epoch);
+  auto refunded = value_of(store->load(b.env.id));
+  CAF_CHECK(refunded.archived);
+  CAF_CHECK_EQUAL(refunded.env.refunded_fen, 900);
+  auto unpaid = value_of(store->activate(c->env.id));
+  CAF_CHECK(unpaid.archived);
+  CAF_CHECK(unpaid.env.status == envelope_status::created);
+  CAF_CHECK(!value_of(store->load(h.env.id)).archived);
+  CAF_CHECK(contains(history_ids("alice", history_kind::received), a.env.id));
+  CAF_CHECK(contains(history_ids("carol", history_kind::received), b.env.id));
+  auto sent = history_ids("old-sender", history_kind::sent);
+  CAF_CHECK(contains(sent, a.env.id) && contains(sent, b.env.id));
+  CAF_CHECK_EQUAL(value_of(store->balance("alice")).balance_fen, wallets_before);
+  CAF_CHECK_EQUAL(discrepancies(), std::vector<std::string>{});
+  // Archived envelopes are read-only: no payment, refund or new envelope.
+  payment late{c->env.id, unpaid.env.epoch, "txn-late", 0, 0};
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(late)), "expired");
+  CAF_CHECK_EQUAL(code_of(store->refund(a.env.id, a.env.epoch)), "stale_epoch");
+  CAF_CHECK_EQUAL(value_of(store->refund(b.env.id, b.env.epoch)), 900);
+  auto fresh_in_old = store->create_envelope(make_envelope(old_day, 100, 1));
+  CAF_CHECK_EQUAL(code_of(fresh_in_old), "internal");
+  CAF_MESSAGE("new envelope on a cold day: " << message_of(fresh_in_old));
+  // A retried Create of an archived envelope still finds it.
+  auto retry = make_envelope(old_day, 1000, 2, "old-sender");
+  retry.idempotency_key = a.env.idempotency_key;
+  auto again = store->create_envelope(retry);
+  CAF_REQUIRE_EQUAL(code_of(again), "ok");
+  CAF_CHECK(!again->created);
+  CAF_CHECK_EQUAL(again->env.id, a.env.id);
+  // A credit lost on a cold day is repaired and relayed into the cold tables.
+  auto id = str(a.env.id);
+  auto escrow = escrow_account(segment_of(a.env.id));
+  script(verify(), "BEGIN;"
+                   " DELETE FROM ledger_entries WHERE idempotency_key = 'credit:"
+                     + id + ":alice';"
+                   " UPDATE accounts SET balance_fen = balance_fen - 300"
+                   "  WHERE id = 'user:alice';"
+                   " UPDATE accounts SET balance_fen = balance_fen + 300"
+                   "  WHERE id = '" + escrow + "';"
+                   " COMMIT");
+  auto repaired = value_of(store->reconcile(0, now_ms(), true));
+  CAF_REQUIRE_EQUAL(repaired.discrepancies.size(), 1u);
+  CAF_CHECK_EQUAL(repaired.discrepancies[0].kind, "missing_credit");
+  CAF_CHECK(repaired.discrepancies[0].repaired);
+  CAF_CHECK_EQUAL(query_int(verify(), "SELECT status FROM cold.opens"
+                                      " WHERE envelope_id = $1"
+                                      " AND user_id = 'alice'",
+                            {id}),
+                  1);
+  CAF_CHECK_EQUAL(relay_all(), 1);
+  CAF_CHECK_EQUAL(query_int(verify(), "SELECT status FROM cold.opens"
+                                      " WHERE envelope_id = $1"
+                                      " AND user_id = 'alice'",
+                            {id}),
+                  2);
+  CAF_CHECK_EQUAL(value_of(store->balance("alice")).balance_fen, wallets_before);
+  CAF_CHECK_EQUAL(discrepancies(), std::vector<std::string>{});
+  // Once the held day's money is gone, it moves too.
+  CAF_CHECK_EQUAL(value_of(store->refund(h.env.id, h.env.epoch)), 500);
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(cutoff)), 1);
+  CAF_CHECK_EQUAL(where(held_day), "cold");
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(cutoff)), 0);
+  CAF_CHECK(value_of(store->load(h.env.id)).archived);
+  CAF_CHECK_EQUAL(discrepancies(), std::vector<std::string>{});
+}
+
+CAF_TEST(a day with opens not yet credited stays hot) {
+  auto day = day_from_today(-45);
+  auto e = paid(day, 300, 2);
+  open(e, {{"alice", 100}, {"bob", 200}});
+  CAF_CHECK(e.env.status == envelope_status::exhausted);
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(day_from_today(-31))), 0);
+  CAF_CHECK_EQUAL(where(day), "hot");
+  CAF_CHECK_EQUAL(relay_all(), 2);
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(day_from_today(-31))), 1);
+  CAF_CHECK_EQUAL(where(day), "cold");
+  CAF_CHECK_EQUAL(value_of(store->balance("bob")).balance_fen, 200);
+  CAF_CHECK_EQUAL(discrepancies(), std::vector<std::string>{});
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
