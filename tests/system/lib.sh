@@ -380,13 +380,28 @@ print(d if isinstance(d, str) else json.dumps(d))
 # hb_audit_db: the money invariants over every envelope of the test database,
 # checked from the outside with SQL. Prints a one-line summary.
 hb_audit_db() {
-  # Money is conserved: opened + remaining = total (no refunds in these tests).
+  # Money is conserved: opened + refunded + remaining = total.
   assert_empty "$(hb_q "
-    SELECT e.id, e.total_fen, e.remaining_fen, COALESCE(SUM(o.amount_fen), 0)
+    SELECT e.id, e.total_fen, e.remaining_fen, e.refunded_fen,
+           COALESCE(SUM(o.amount_fen), 0)
     FROM envelopes e LEFT JOIN opens o ON o.envelope_id = e.id
     GROUP BY e.id
-    HAVING e.total_fen <> e.remaining_fen + COALESCE(SUM(o.amount_fen), 0)")" \
-    "envelopes where opened + remaining <> total (id|total|remaining|opened)"
+    HAVING e.total_fen <> e.remaining_fen + e.refunded_fen
+                          + COALESCE(SUM(o.amount_fen), 0)")" \
+    "envelopes where opened + refunded + remaining <> total (id|total|remaining|refunded|opened)"
+  # The ledger is closed: all accounts sum to zero, and every balance is the
+  # sum of its entries.
+  assert_eq 0 "$(hb_q "SELECT COALESCE(SUM(balance_fen), 0) FROM accounts")" \
+    "sum over all ledger accounts"
+  assert_empty "$(hb_q "
+    SELECT a.id, a.balance_fen, COALESCE(i.s, 0) - COALESCE(o.s, 0)
+    FROM accounts a
+    LEFT JOIN (SELECT credit_account AS id, SUM(amount_fen) AS s
+               FROM ledger_entries GROUP BY 1) i ON i.id = a.id
+    LEFT JOIN (SELECT debit_account AS id, SUM(amount_fen) AS s
+               FROM ledger_entries GROUP BY 1) o ON o.id = a.id
+    WHERE a.balance_fen <> COALESCE(i.s, 0) - COALESCE(o.s, 0)")" \
+    "accounts whose balance is not the sum of their entries (id|balance|entries)"
   # At most count shares, and the remaining count matches the opens.
   assert_empty "$(hb_q "
     SELECT e.id, e.count, e.remaining_count, COUNT(o.user_id)
