@@ -206,8 +206,15 @@ public:
     int delay_ms = 50;
     for (uint32_t attempt = 0;; ++attempt) {
       if (!conn_.connected() && !connect(why)) {
-        exit_code = exit_transport;
-        return std::nullopt;
+        // A node that restarts is back within moments: retry the connect
+        // like any other retryable failure, within the same budget.
+        if (attempt >= opts_.retries) {
+          exit_code = exit_transport;
+          return std::nullopt;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        delay_ms = std::min(delay_ms * 2, 2000);
+        continue;
       }
       auto resp = conn_.call(body, opts_.timeout_ms);
       bool again = false;
