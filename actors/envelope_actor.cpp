@@ -52,6 +52,7 @@ struct envelope_state {
   bool refunding = false;         // the refund write is in flight
   std::vector<refund_promise> refund_waiters;
   bool archived = false;          // loaded from cold storage: read-only
+  bool stopping = false;          // stop after the write in flight
 
   // -- passivation -------------------------------------------------------------
   uint64_t handled = 0;  // requests taken from the registry
@@ -103,6 +104,10 @@ void touch(envelope_pointer self) {
 
 // Why a new open cannot be taken, or none.
 caf::error open_refusal(const envelope_state& st) {
+  if (st.stopping)
+    return make_error(errc::unavailable,
+                      "the envelope is moving or the node is shutting down; "
+                      "retry");
   if (st.env.status == envelope_status::created)
     return make_error(errc::not_paid, "the envelope has not been paid yet");
   if (is_expired(st))
@@ -145,6 +150,16 @@ void fail_queued(envelope_state& st, const caf::error& err) {
 caf::error expired_error() {
   return make_error(errc::expired, "the envelope has expired");
 }
+
+// A stop that waited for a write in flight completes once nothing is.
+bool finish_stop(envelope_pointer self) {
+  auto& st = self->state;
+  if (!st.stopping || st.writing || st.refunding || !st.paying_txn.empty())
+    return false;
+  self->quit();
+  return true;
+}
+
 
 // The write failed or its outcome is unknown: every waiter gets a retryable
 // error, and the actor stops so that the next request re-activates the
@@ -204,6 +219,8 @@ void on_refunded(envelope_pointer self, int64_t amount) {
   for (auto& rp : st.refund_waiters)
     rp.deliver(amount);
   st.refund_waiters.clear();
+  if (finish_stop(self))
+    return;
   touch(self);
 }
 
@@ -264,6 +281,8 @@ void on_committed(envelope_pointer self) {
     deliver_open(st, rec);
   st.inflight = open_batch{};
   st.writing = false;
+  if (finish_stop(self))
+    return;
   touch(self);
   dispatch(self);
   maybe_refund(self);
@@ -428,6 +447,8 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
         for (auto& w : st.pay_waiters)
           w.deliver(st.env);
         st.pay_waiters.clear();
+        if (finish_stop(self))
+          return;
         arm_expiry(self);
       },
       [=](caf::error& err) {
@@ -477,7 +498,16 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       return handle_refund(self);
     },
     [=](expire_atom) { maybe_refund(self); },
-    [=](stop_atom) { self->quit(); },
+    // Passivation or shutdown: a write in flight is finished first (its
+    // waiters get their answer); queued opens are told to retry.
+    [=](stop_atom) {
+      auto& st = self->state;
+      fail_queued(st, make_error(errc::unavailable,
+                                 "the envelope is moving or the node is "
+                                 "shutting down; retry"));
+      st.stopping = true;
+      finish_stop(self);
+    },
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;

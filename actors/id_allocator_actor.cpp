@@ -1,5 +1,6 @@
 #include "actors/id_allocator_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 
@@ -33,6 +34,7 @@ struct allocator_state {
   std::vector<block> blocks;  // parallel to cfg.segments
   size_t cursor = 0;          // round-robin position
   std::deque<caf::typed_response_promise<int64_t>> waiting;
+  std::vector<bool> blocked;  // parallel to cfg.segments
   static inline const char* name = "hb.id_allocator";
 };
 
@@ -44,7 +46,7 @@ int64_t take_id(allocator_state& st, int32_t today) {
   for (size_t k = 0; k < n; ++k) {
     auto i = (st.cursor + k) % n;
     auto& b = st.blocks[i];
-    if (b.day == today && b.next < b.end) {
+    if (!st.blocked[i] && b.day == today && b.next < b.end) {
       st.cursor = (i + 1) % n;
       return make_envelope_id(today, b.next++, st.cfg.segments[i]);
     }
@@ -89,9 +91,15 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
       });
 }
 
-// Keeps the segment under the cursor stocked before it runs dry.
+// Keeps the segment under the cursor stocked before it runs dry; blocked
+// segments are passed over.
 void top_up(allocator_pointer self, int32_t today) {
   auto& st = self->state;
+  auto n = st.cfg.segments.size();
+  for (size_t k = 0; k < n && st.blocked[st.cursor]; ++k)
+    st.cursor = (st.cursor + 1) % n;
+  if (st.blocked[st.cursor])
+    return;
   auto i = st.cursor;
   auto& b = st.blocks[i];
   if (b.day != today || b.end - b.next < st.cfg.lease_block / 4)
@@ -120,7 +128,16 @@ id_allocator_actor::behavior_type allocator_impl(allocator_pointer self,
   st.cfg = std::move(cfg);
   st.store = std::move(store);
   st.blocks.resize(st.cfg.segments.size());
+  st.blocked.resize(st.cfg.segments.size(), false);
   return {
+    [=](blocked_atom, std::vector<int32_t>& segments) {
+      auto& st = self->state;
+      for (size_t i = 0; i < st.cfg.segments.size(); ++i)
+        st.blocked[i] = std::find(segments.begin(), segments.end(),
+                                  st.cfg.segments[i])
+                        != segments.end();
+      serve_waiting(self);
+    },
     [=](next_id_atom) -> caf::result<int64_t> {
       auto& st = self->state;
       auto today = utc_day_of(st.cfg.now_ms());
@@ -130,6 +147,10 @@ id_allocator_actor::behavior_type allocator_impl(allocator_pointer self,
           return id;
         }
       }
+      if (std::find(st.blocked.begin(), st.blocked.end(), false)
+          == st.blocked.end())
+        return make_error(errc::unavailable,
+                          "every id segment of this node is blocked; retry");
       if (st.waiting.size() >= st.cfg.waiting_max)
         return make_error(errc::busy, "id allocation is backed up; retry");
       auto rp = self->make_response_promise<int64_t>();

@@ -16,7 +16,9 @@ namespace hb {
 /// allocator spreads new envelopes round-robin over its segments.
 using id_allocator_actor = caf::typed_actor<
   // The next envelope id.
-  caf::replies_to<next_id_atom>::with<int64_t>>;
+  caf::replies_to<next_id_atom>::with<int64_t>,
+  // From segment health: the segments now blocked (ids skip them).
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
 struct id_allocator_settings {
   std::vector<int32_t> segments;  ///< segments this node allocates in

@@ -14,6 +14,7 @@
 #include "domain/ledger.hpp"
 #include "domain/limits.hpp"
 #include "domain/requests.hpp"
+#include "domain/segment.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
 
@@ -35,6 +36,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::relay_batch_result))
   CAF_ADD_TYPE_ID(hongbao, (hb::relay_stats))
   CAF_ADD_TYPE_ID(hongbao, (std::vector<int64_t>))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<int32_t>))
+  CAF_ADD_TYPE_ID(hongbao, (hb::segment_state))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::segment_state>))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -68,6 +72,15 @@ using db_reconcile_atom = caf::atom_constant<caf::atom("db_recon")>;
 using db_partitions_atom = caf::atom_constant<caf::atom("db_parts")>;
 using db_detach_atom = caf::atom_constant<caf::atom("db_detach")>;
 using db_deposit_atom = caf::atom_constant<caf::atom("db_depos")>;
+using db_segments_atom = caf::atom_constant<caf::atom("db_segs")>;
+using db_segment_set_atom = caf::atom_constant<caf::atom("db_segset")>;
+using db_probe_atom = caf::atom_constant<caf::atom("db_probe")>;
+
+// Segment health.
+using seg_report_atom = caf::atom_constant<caf::atom("seg_report")>;
+using blocked_atom = caf::atom_constant<caf::atom("blocked")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using segment_atom = caf::atom_constant<caf::atom("segment")>;
 
 // Internal housekeeping.
 using next_id_atom = caf::atom_constant<caf::atom("next_id")>;

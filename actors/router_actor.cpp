@@ -1,6 +1,7 @@
 #include "actors/router_actor.hpp"
 
 #include <chrono>
+#include <unordered_set>
 
 #include "caf/all.hpp"
 
@@ -24,6 +25,8 @@ struct router_state {
   store_actor store;
   reconciler_actor reconciler;
   uint32_t creates_inflight = 0;
+  std::unordered_set<int32_t> blocked;  // segments blocked by segment health
+  uint64_t create_retries = 0;
   static inline const char* name = "hb.router";
 };
 
@@ -46,20 +49,27 @@ envelope new_envelope(const create_request& req, int64_t id, int64_t now_ms) {
   return env;
 }
 
-caf::result<envelope> handle_create(router_pointer self, create_request& req) {
-  auto& st = self->state;
-  auto problem = validate(req, st.cfg.limits);
-  if (problem.code != errc::none)
-    return make_error(problem);
-  if (st.creates_inflight >= st.cfg.creates_inflight_max)
-    return make_error(errc::busy, "too many creates in flight; retry");
-  ++st.creates_inflight;
-  auto rp = self->make_response_promise<envelope>();
-  auto finish = [=](auto&& value) mutable {
+using create_promise = caf::typed_response_promise<envelope>;
+
+// One attempt: a fresh id, then the insert. A database fault in the id's
+// segment (errc::unavailable) is retried with the next id, which the
+// allocator takes from another segment -- the client never sees it.
+void attempt_create(router_pointer self, create_request req,
+                    create_promise rp, uint32_t attempt) {
+  auto retry_or_fail = [=](caf::error& err) mutable {
+    auto f = to_failure(err);
+    if (f.code == errc::unavailable
+        && attempt + 1 < self->state.cfg.create_attempts_max) {
+      ++self->state.create_retries;
+      actors_log().info("create_retried attempt={} error={}", attempt + 1,
+                        f.message);
+      attempt_create(self, std::move(req), std::move(rp), attempt + 1);
+      return;
+    }
     --self->state.creates_inflight;
-    rp.deliver(std::forward<decltype(value)>(value));
+    rp.deliver(err);
   };
-  self->request(st.ids, create_timeout, next_id_atom::value)
+  self->request(self->state.ids, create_timeout, next_id_atom::value)
     .then(
       [=](int64_t id) mutable {
         auto env = new_envelope(req, id, self->state.cfg.now_ms());
@@ -69,15 +79,38 @@ caf::result<envelope> handle_create(router_pointer self, create_request& req) {
             [=](envelope& stored, bool created) mutable {
               if (created)
                 actors_log().info("envelope_created envelope={} sender={} "
-                             "total_fen={} count={} kind={}",
-                             stored.id, stored.sender, stored.total_fen,
-                             stored.count, to_string(stored.kind));
-              finish(std::move(stored));
+                                  "total_fen={} count={} kind={}",
+                                  stored.id, stored.sender, stored.total_fen,
+                                  stored.count, to_string(stored.kind));
+              --self->state.creates_inflight;
+              rp.deliver(std::move(stored));
             },
-            [=](caf::error& err) mutable { finish(std::move(err)); });
+            retry_or_fail);
       },
-      [=](caf::error& err) mutable { finish(std::move(err)); });
+      retry_or_fail);
+}
+
+caf::result<envelope> handle_create(router_pointer self, create_request& req) {
+  auto& st = self->state;
+  auto problem = validate(req, st.cfg.limits);
+  if (problem.code != errc::none)
+    return make_error(problem);
+  if (st.creates_inflight >= st.cfg.creates_inflight_max)
+    return make_error(errc::busy, "too many creates in flight; retry");
+  ++st.creates_inflight;
+  auto rp = self->make_response_promise<envelope>();
+  attempt_create(self, std::move(req), rp, 0);
   return rp;
+}
+
+// Requests for an envelope of a blocked segment fail fast instead of piling
+// onto a failing database.
+caf::error check_segment(router_pointer self, int64_t id) {
+  if (self->state.blocked.count(segment_of(id)) == 0)
+    return {};
+  return make_error(errc::segment_unavailable,
+                    "the envelope's segment " + std::to_string(segment_of(id))
+                      + " is blocked after database faults; retry later");
 }
 
 // Bad input is refused here, before it costs an actor or a query.
@@ -110,11 +143,15 @@ router_actor::behavior_type router_impl(router_pointer self,
         std::string& user) -> caf::result<grab_result> {
       if (auto err = check_text(self, user, "user"))
         return err;
+      if (auto err = check_segment(self, id))
+        return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
     [=](open_atom a, int64_t id,
         std::string& user) -> caf::result<open_result> {
       if (auto err = check_text(self, user, "user"))
+        return err;
+      if (auto err = check_segment(self, id))
         return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
@@ -122,14 +159,24 @@ router_actor::behavior_type router_impl(router_pointer self,
         bool from_wallet) -> caf::result<envelope> {
       if (auto err = check_text(self, txn, "payment_txn"))
         return err;
+      if (auto err = check_segment(self, id))
+        return err;
       return self->delegate(self->state.registry, a, id, std::move(txn),
                             from_wallet);
     },
-    [=](get_atom a, int64_t id) {
+    [=](get_atom a, int64_t id) -> caf::result<envelope_detail> {
+      if (auto err = check_segment(self, id))
+        return err;
       return self->delegate(self->state.registry, a, id);
     },
-    [=](refund_atom a, int64_t id) {
+    [=](refund_atom a, int64_t id) -> caf::result<int64_t> {
+      if (auto err = check_segment(self, id))
+        return err;
       return self->delegate(self->state.registry, a, id);
+    },
+    [=](blocked_atom, std::vector<int32_t>& segments) {
+      self->state.blocked
+        = std::unordered_set<int32_t>(segments.begin(), segments.end());
     },
     [=](history_atom, history_query& q) -> caf::result<history_page> {
       if (auto err = check_text(self, q.user, "user"))

@@ -23,12 +23,17 @@ using router_actor = envelope_requests::extend<
   // A wallet's balance.
   caf::replies_to<balance_atom, std::string>::with<balance_info>,
   // Reconciliation on demand (since Unix ms).
-  caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>>;
+  caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>,
+  // From segment health: the segments now blocked.
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
 struct router_settings {
   envelope_limits limits;
   /// Creates being stored at once; more get a BUSY reply.
   uint32_t creates_inflight_max = 2000;
+  /// A create whose segment failed is retried with a fresh id (in another
+  /// segment) this many times, invisibly to the client.
+  uint32_t create_attempts_max = 3;
   std::function<int64_t()> now_ms;
 };
 

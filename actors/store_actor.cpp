@@ -11,6 +11,8 @@
 #include "actors/log.hpp"
 
 #include "actors/errors.hpp"
+#include "actors/log.hpp"
+#include "domain/envelope_id.hpp"
 #include "persistence/pg_store.hpp"
 
 namespace hb {
@@ -22,34 +24,64 @@ using persistence::pg_store;
 struct store_worker_state {
   store_settings cfg;
   std::unique_ptr<pg_store> db;
-  std::chrono::steady_clock::time_point next_connect_attempt{};
+  std::chrono::steady_clock::time_point next_attempt{};
+  uint32_t backoff_ms = 0;  // 0 while connected
   static inline const char* name = "hb.store_worker";
 };
 
 using worker_actor = store_actor::stateful_pointer<store_worker_state>;
 
-// Returns the connection, reconnecting at most once per interval. A worker
-// owns its connection: this runs on the worker's own thread.
+// The connection lost or never made: wait before the next attempt, doubling
+// the wait up to the cap, so that a database outage costs one cheap failure
+// per request instead of a connection attempt.
+void back_off(worker_actor self) {
+  auto& st = self->state;
+  if (st.backoff_ms == 0)
+    actors_log().warn("store_connection_lost retry_in_ms={}",
+                      st.cfg.reconnect_interval_ms);
+  st.backoff_ms = st.backoff_ms == 0
+                    ? st.cfg.reconnect_interval_ms
+                    : std::min(st.backoff_ms * 2, st.cfg.reconnect_interval_max_ms);
+  st.next_attempt = std::chrono::steady_clock::now()
+                    + std::chrono::milliseconds(st.backoff_ms);
+}
+
+// Returns the connection, or nullptr while it is down and the backoff has
+// not expired. A worker owns its connection: this runs on its own thread.
 pg_store* connection(worker_actor self) {
   auto& st = self->state;
   if (st.db && st.db->connected())
     return st.db.get();
-  auto now = std::chrono::steady_clock::now();
+  if (std::chrono::steady_clock::now() < st.next_attempt)
+    return nullptr;
   if (st.db == nullptr) {
-    if (now < st.next_connect_attempt)
-      return nullptr;
-    st.next_connect_attempt
-      = now + std::chrono::milliseconds(st.cfg.reconnect_interval_ms);
     auto res = pg_store::connect(st.cfg.database_url);
     if (!res) {
-      actors_log().warn("store_connect_failed error={}", res.error().message);
+      back_off(self);
       return nullptr;
     }
     st.db = std::move(*res);
-    actors_log().info("store_connected");
+  } else if (!st.db->exec("SELECT 1")) {  // reconnects inside
+    back_off(self);
+    return nullptr;
   }
-  // A known connection that dropped: pg_store reconnects inside its calls.
+  if (st.backoff_ms != 0)
+    actors_log().info("store_reconnected after_backoff_ms={}", st.backoff_ms);
+  st.backoff_ms = 0;
   return st.db.get();
+}
+
+// Tells the segment health supervisor how a call on a segment's data went.
+// A lost connection is the database's problem, not the segment's.
+template <class T>
+outcome<T> reported(worker_actor self, int32_t segment, outcome<T> res) {
+  auto& st = self->state;
+  bool lost = st.db == nullptr || !st.db->connected();
+  if (st.cfg.health && !(lost && !res)) {
+    bool fault = !res && res.error().code == errc::unavailable;
+    self->send(st.cfg.health, seg_report_atom::value, segment, fault);
+  }
+  return res;
 }
 
 template <class T>
@@ -75,7 +107,10 @@ caf::result<Ts...> with_db(worker_actor self, F f) {
   auto db = connection(self);
   if (db == nullptr)
     return not_connected();
-  return f(*db);
+  auto res = f(*db);
+  if (!db->connected())
+    back_off(self);
+  return res;
 }
 
 store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
@@ -85,7 +120,7 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
     [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
       return with_db<envelope, bool>(
         self, [&](pg_store& db) -> caf::result<envelope, bool> {
-          auto res = db.create_envelope(env);
+          auto res = reported(self, segment_of(env.id), db.create_envelope(env));
           if (!res)
             return make_error(res.error());
           return {std::move(res->env), res->created};
@@ -93,33 +128,36 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
     },
     [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
       return with_db<envelope_snapshot>(self, [&](pg_store& db) {
-        return lift(db.activate(id));
+        return lift(reported(self, segment_of(id), db.activate(id)));
       });
     },
     [=](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
       return with_db<envelope_snapshot>(self, [&](pg_store& db) {
-        return lift(db.load(id));
+        return lift(reported(self, segment_of(id), db.load(id)));
       });
     },
     [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
       return with_db<caf::ok_atom>(self, [&](pg_store& db) {
-        return lift_done(db.confirm_payment(p));
+        return lift_done(
+          reported(self, segment_of(p.envelope_id), db.confirm_payment(p)));
       });
     },
     [=](db_commit_atom, open_batch& batch) -> caf::result<caf::ok_atom> {
       return with_db<caf::ok_atom>(self, [&](pg_store& db) {
-        return lift_done(db.commit_opens(batch));
+        return lift_done(reported(self, segment_of(batch.envelope_id),
+                                  db.commit_opens(batch)));
       });
     },
     [=](db_lease_atom, int32_t segment, int32_t day,
         int64_t block) -> caf::result<int64_t> {
       return with_db<int64_t>(self, [&](pg_store& db) {
-        return lift(db.lease_sequence(segment, day, block));
+        return lift(
+          reported(self, segment, db.lease_sequence(segment, day, block)));
       });
     },
     [=](db_refund_atom, int64_t id, int64_t epoch) -> caf::result<int64_t> {
       return with_db<int64_t>(self, [&](pg_store& db) {
-        return lift(db.refund(id, epoch));
+        return lift(reported(self, segment_of(id), db.refund(id, epoch)));
       });
     },
     [=](db_relay_atom, int32_t limit) -> caf::result<relay_batch_result> {
@@ -166,6 +204,23 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
     [=](db_detach_atom, int32_t cutoff) -> caf::result<int> {
       return with_db<int>(self, [&](pg_store& db) {
         return lift(db.detach_cold(cutoff));
+      });
+    },
+    [=](db_segments_atom) -> caf::result<std::vector<segment_state>> {
+      return with_db<std::vector<segment_state>>(self, [&](pg_store& db) {
+        return lift(db.blocked_segments());
+      });
+    },
+    [=](db_segment_set_atom,
+        segment_state& state) -> caf::result<caf::ok_atom> {
+      return with_db<caf::ok_atom>(self, [&](pg_store& db) {
+        return lift_done(db.set_segment_state(state));
+      });
+    },
+    [=](db_probe_atom, int32_t segment,
+        int32_t day) -> caf::result<caf::ok_atom> {
+      return with_db<caf::ok_atom>(self, [&](pg_store& db) {
+        return lift_done(db.probe_segment(segment, day));
       });
     },
     [=](db_deposit_atom, std::string& user, int64_t amount,

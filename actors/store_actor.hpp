@@ -45,14 +45,36 @@ using store_actor = caf::typed_actor<
   // Move days before the cutoff (yyyymmdd) to cold storage; replies days.
   caf::replies_to<db_detach_atom, int32_t>::with<int>,
   // Credit a wallet from the external account (user, amount, key).
-  caf::replies_to<db_deposit_atom, std::string, int64_t, std::string>::with<caf::ok_atom>>;
+  caf::replies_to<db_deposit_atom, std::string, int64_t, std::string>::with<caf::ok_atom>,
+  // Segments recorded as blocked.
+  caf::replies_to<db_segments_atom>::with<std::vector<segment_state>>,
+  // Record a segment's state durably.
+  caf::replies_to<db_segment_set_atom, segment_state>::with<caf::ok_atom>,
+  // Exercise a segment's storage (segment, day yyyymmdd); rolled back.
+  caf::replies_to<db_probe_atom, int32_t, int32_t>::with<caf::ok_atom>>;
+
+/// Where store workers report, per segment, whether each call that touched
+/// the segment's data succeeded or hit a database fault (true). Connection
+/// losses are not reported: they say nothing about one segment.
+using segment_report_sink
+  = caf::typed_actor<caf::reacts_to<seg_report_atom, int32_t, bool>>;
+
+/// Who wants to know which segments are blocked (the id allocator, the
+/// router): gets the full list now and on every change.
+using blocked_sink
+  = caf::typed_actor<caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
 struct store_settings {
   std::string database_url;
   uint32_t pool_size = 4;
-  /// A worker whose connection is down retries connecting at most this
-  /// often; requests in between fail fast with errc::unavailable.
-  uint32_t reconnect_interval_ms = 500;
+  /// A worker whose connection is down retries connecting after this long,
+  /// doubling up to the cap while it keeps failing; requests in between fail
+  /// fast with errc::unavailable.
+  uint32_t reconnect_interval_ms = 100;
+  /// Cap of the exponential backoff between connection attempts.
+  uint32_t reconnect_interval_max_ms = 5000;
+  /// Receives per-segment results; may be null.
+  segment_report_sink health;
 };
 
 /// Spawns the PostgreSQL store: `pool_size` detached workers behind a

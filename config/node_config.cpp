@@ -142,6 +142,16 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         cfg.partitions_ahead_days, 1, 365, err)
             && read_int(tbl, "partitions", "interval_s",
                         cfg.partitions_interval_s, 1, 86400 * 7, err)
+            && read_int(tbl, "segments", "window_ms", cfg.segment_window_ms,
+                        100, 3600000, err)
+            && read_int(tbl, "segments", "fault_threshold",
+                        cfg.segment_fault_threshold, 1, 1000000, err)
+            && read_int(tbl, "segments", "probe_interval_ms",
+                        cfg.segment_probe_interval_ms, 10, 3600000, err)
+            && read_int(tbl, "supervisor", "restarts_max", cfg.restarts_max, 0,
+                        1000, err)
+            && read_int(tbl, "supervisor", "window_s", cfg.restart_window_s, 1,
+                        86400, err)
             && read_segments(tbl, cfg.segments, err)
             && read_int(tbl, "ids", "lease_block", cfg.id_lease_block, 1,
                         1000000, err)

@@ -54,6 +54,15 @@ struct node_config {
   int32_t partitions_ahead_days = 3;       ///< day partitions created ahead
   uint32_t partitions_interval_s = 3600;   ///< how often the keeper runs
 
+  // [segments]
+  uint32_t segment_window_ms = 10000;      ///< fault counting window
+  uint32_t segment_fault_threshold = 5;    ///< faults in the window that block
+  uint32_t segment_probe_interval_ms = 1000;  ///< probes of blocked segments
+
+  // [supervisor]
+  uint32_t restarts_max = 5;               ///< restarts within the window ...
+  uint32_t restart_window_s = 30;          ///< ... before escalating
+
   // [ids]
   std::vector<int32_t> segments;           ///< segments this node allocates in
   uint32_t id_lease_block = 1000;          ///< sequence numbers per lease

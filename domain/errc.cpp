@@ -21,6 +21,8 @@ const char* to_string(errc x) {
     case errc::internal: return "internal";
     case errc::conflict: return "conflict";
     case errc::insufficient_funds: return "insufficient_funds";
+    case errc::segment_unavailable: return "segment_unavailable";
+    case errc::deadline_exceeded: return "deadline_exceeded";
   }
   return "unknown";
 }
@@ -28,7 +30,8 @@ const char* to_string(errc x) {
 bool retryable(errc x) {
   // A stale epoch is retryable for the client: the next attempt reaches the
   // current owner of the envelope.
-  return x == errc::busy || x == errc::unavailable || x == errc::stale_epoch;
+  return x == errc::busy || x == errc::unavailable || x == errc::stale_epoch
+         || x == errc::segment_unavailable || x == errc::deadline_exceeded;
 }
 
 } // namespace hb

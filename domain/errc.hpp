@@ -27,6 +27,8 @@ enum class errc : uint8_t {
   internal = 14,         ///< A bug or an unexpected database answer.
   conflict = 15,         ///< Idempotency key reused with different content.
   insufficient_funds = 16,  ///< The wallet holds less than the amount.
+  segment_unavailable = 17, ///< The envelope's segment is blocked; retry later.
+  deadline_exceeded = 18,   ///< The client's deadline passed before execution.
 };
 
 /// Returns the stable snake_case name of `x`, e.g. "exhausted".

@@ -456,8 +456,23 @@ BEGIN
 END $$;
 )sql";
 
+// Segment health (DB fault masking): a segment whose storage fails is
+// blocked here, durably, so that every node's id allocator skips it.
+// `mode` tells who blocked it: 'auto' (the health supervisor; probes may
+// unblock it) or 'manual' (an operator; only an operator unblocks it).
+constexpr const char* v2_segment_states = R"sql(
+CREATE TABLE segment_states (
+  segment INT PRIMARY KEY CHECK (segment >= 0 AND segment < 1000),
+  blocked BOOLEAN NOT NULL,
+  mode TEXT NOT NULL CHECK (mode IN ('auto', 'manual')),
+  reason TEXT NOT NULL DEFAULT '',
+  changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+)sql";
+
 const std::vector<migration> migrations = {
   {1, "initial_schema", v1_initial_schema},
+  {2, "segment_states", v2_segment_states},
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {

@@ -85,3 +85,72 @@ outcome<int> pg_store::detach_cold(int32_t cutoff_day) {
 }
 
 } // namespace hb::persistence
+
+// -- Segment health --------------------------------------------------------------
+
+namespace hb::persistence {
+
+outcome<std::vector<segment_state>> pg_store::blocked_segments() {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  auto r = run(conn_, "blocked_segments",
+               "SELECT segment, mode = 'manual', reason FROM segment_states "
+               "WHERE blocked ORDER BY segment",
+               params{});
+  if (!r.ok())
+    return r.error;
+  std::vector<segment_state> out;
+  for (int row = 0; row < r.rows(); ++row)
+    out.push_back(segment_state{static_cast<int32_t>(r.i64(row, 0)), true,
+                                r.text(row, 1) == "t", r.text(row, 2)});
+  return out;
+}
+
+outcome<done> pg_store::set_segment_state(const segment_state& s) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  auto r = run(conn_, "set_segment_state",
+               "INSERT INTO segment_states (segment, blocked, mode, reason) "
+               "VALUES ($1, $2::boolean, $3, $4) "
+               "ON CONFLICT (segment) DO UPDATE SET blocked = EXCLUDED.blocked, "
+               "mode = EXCLUDED.mode, reason = EXCLUDED.reason, "
+               "changed_at = now()",
+               params{}
+                 .add(int64_t{s.segment})
+                 .add(std::string{s.blocked ? "true" : "false"})
+                 .add(std::string{s.manual ? "manual" : "auto"})
+                 .add(s.reason));
+  if (!r.ok())
+    return r.error;
+  return done{};
+}
+
+outcome<done> pg_store::probe_segment(int32_t segment, int32_t day) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  transaction tx{conn_, "probe_segment"};
+  auto begin = tx.begin();
+  if (!begin.ok())
+    return begin.error;
+  // Sequence 0 is never handed out, so the probe row cannot collide with a
+  // real envelope; the transaction is rolled back either way.
+  int64_t probe_id = int64_t{day} * 100000000000 + segment;
+  auto ins = run(conn_, "probe_segment",
+                 "INSERT INTO envelopes (id, segment, sender, group_id, "
+                 "idempotency_key, kind, status, total_fen, count, "
+                 "remaining_fen, remaining_count, created_at) "
+                 "VALUES ($1, $2, 'probe', 'probe', 'probe', 1, 1, 1, 1, 1, 1, "
+                 "now())",
+                 params{}.add(probe_id).add(int64_t{segment}));
+  if (!ins.ok())
+    return ins.error;
+  auto upd = run(conn_, "probe_segment",
+                 "UPDATE envelopes SET epoch = epoch WHERE id = (SELECT id "
+                 "FROM envelopes WHERE segment = $1 AND id <> $2 LIMIT 1)",
+                 params{}.add(int64_t{segment}).add(probe_id));
+  if (!upd.ok())
+    return upd.error;
+  return done{};  // the transaction's destructor rolls back
+}
+
+} // namespace hb::persistence

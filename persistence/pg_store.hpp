@@ -9,6 +9,7 @@
 #include "domain/errc.hpp"
 #include "domain/ledger.hpp"
 #include "domain/limits.hpp"
+#include "domain/segment.hpp"
 
 struct pg_conn;
 
@@ -207,6 +208,19 @@ public:
   /// below 1 fen -> errc::invalid_argument.
   outcome<done> deposit(const std::string& user, int64_t amount_fen,
                         const std::string& key);
+
+  // -- Segment health ----------------------------------------------------------
+
+  /// Every segment recorded as blocked.
+  outcome<std::vector<segment_state>> blocked_segments();
+
+  /// Records a segment's state durably (upsert).
+  outcome<done> set_segment_state(const segment_state& s);
+
+  /// Exercises a segment's storage the way real traffic does -- an insert
+  /// and, if the segment has rows, an update of one -- inside a transaction
+  /// that is always rolled back. Fails like the real statements would.
+  outcome<done> probe_segment(int32_t segment, int32_t day);
 
   /// Runs trusted SQL, possibly several statements, without parameters and
   /// discards any rows (tests and tools). Never pass user data in `sql`.

@@ -27,6 +27,7 @@
 #include "actors/store_actor.hpp"
 #include "config/node_config.hpp"
 #include "persistence/pg_store.hpp"
+#include "apps/node/wiring.hpp"
 
 namespace {
 
@@ -74,117 +75,57 @@ bool migrate(const node_config& cfg, int wait_s) {
   }
 }
 
-struct node {
-  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
-  store_actor store;         // the hot path: opens, creates, activations
-  store_actor background;    // relay, sweeper, reconciler, partitions
-  id_allocator_actor ids;
-  registry_actor registry;
-  relay_actor relay;
-  reconciler_actor reconciler;
-  partition_keeper_actor keeper;
-  router_actor router;
-  expiry_sweeper_actor sweeper;
-  gateway_handle gateway;
+// Waits for SIGINT/SIGTERM on a thread of its own and asks the supervisor
+// to stop the node; woken with SIGUSR1 when the node ends by itself.
+class signal_waiter {
+public:
+  explicit signal_waiter(supervisor_actor sup) {
+    thread_ = std::thread([this, sup] {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGINT);
+      sigaddset(&set, SIGTERM);
+      sigaddset(&set, SIGUSR1);
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig != SIGUSR1) {
+        named_logger("node").info("node_stopping signal={}", sig);
+        caf::anon_send(sup, stop_atom::value);
+      }
+    });
+  }
+  ~signal_waiter() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+
+private:
+  std::thread thread_;
 };
 
-caf::expected<node> start(caf::actor_system& sys, const node_config& cfg) {
-  node n;
-  store_settings store_cfg;
-  store_cfg.database_url = cfg.database_url;
-  store_cfg.pool_size = cfg.store_pool_size;
-  n.store = spawn_pg_store(sys, store_cfg);
-  // Background work gets its own connections so that a long relay batch or
-  // reconciliation never holds up an open.
-  store_settings background_cfg = store_cfg;
-  background_cfg.pool_size = 2;
-  n.background = spawn_pg_store(sys, background_cfg);
-
-  id_allocator_settings id_cfg;
-  id_cfg.segments = cfg.segments;
-  id_cfg.lease_block = cfg.id_lease_block;
-  n.ids = spawn_id_allocator(sys, n.store, id_cfg);
-
-  registry_settings reg_cfg;
-  reg_cfg.live_max = cfg.live_envelopes_max;
-  reg_cfg.envelope.share_max_fen = cfg.limits.share_max_fen;
-  reg_cfg.envelope.expiry_ms = cfg.limits.expiry_ms;
-  reg_cfg.envelope.queue_max = cfg.envelope_queue_max;
-  reg_cfg.envelope.batch_max = cfg.envelope_batch_max;
-  reg_cfg.envelope.idle_ms = cfg.envelope_idle_ms;
-  reg_cfg.envelope.metrics = n.metrics;
-  n.registry = spawn_registry(sys, n.store, reg_cfg);
-
-  relay_settings relay_cfg;
-  relay_cfg.batch_max = cfg.relay_batch_max;
-  relay_cfg.poll_ms = cfg.relay_poll_ms;
-  relay_cfg.metrics = n.metrics;
-  n.relay = spawn_relay(sys, n.background, relay_cfg);
-
-  reconciler_settings rec_cfg;
-  rec_cfg.interval_s = cfg.reconcile_interval_s;
-  rec_cfg.window_s = cfg.reconcile_window_s;
-  n.reconciler = spawn_reconciler(sys, n.background, rec_cfg);
-
-  partition_keeper_settings part_cfg;
-  part_cfg.interval_s = cfg.partitions_interval_s;
-  part_cfg.ahead_days = cfg.partitions_ahead_days;
-  part_cfg.hot_days = cfg.hot_days;
-  n.keeper = spawn_partition_keeper(sys, n.background, part_cfg);
-
-  router_settings router_cfg;
-  router_cfg.limits = cfg.limits;
-  n.router = spawn_router(sys, n.registry, n.ids, n.store, n.reconciler,
-                          router_cfg);
-
-  expiry_sweeper_settings sweep_cfg;
-  sweep_cfg.interval_ms = cfg.sweep_interval_ms;
-  sweep_cfg.batch_max = cfg.sweep_batch_max;
-  n.sweeper = spawn_expiry_sweeper(sys, n.background,
-                                   caf::actor_cast<envelope_requests>(n.router),
-                                   sweep_cfg);
-
-  gateway_settings gw;
-  gw.host = cfg.listen_host;
-  gw.port = cfg.listen_port;
-  gw.auth_token = cfg.auth_token;
-  gw.node_name = cfg.node_name;
-  gw.frame_size_max = cfg.frame_size_max;
-  gw.connection_inflight_max = cfg.connection_inflight_max;
-  gw.node_inflight_max = cfg.node_inflight_max;
-  auto gateway = spawn_gateway(sys, n.router, gw);
-  if (!gateway)
-    return std::move(gateway.error());
-  n.gateway = std::move(*gateway);
-  return n;
-}
-
-// Stops subsystems in reverse start order.
-void stop(caf::actor_system& sys, node& n) {
-  caf::anon_send(n.gateway.acceptor, stop_atom::value);
-  // Let replies that are on their way reach their clients (bounded).
-  for (int i = 0; i < 50 && n.gateway.counters->inflight > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  auto down = caf::exit_reason::user_shutdown;
-  caf::anon_send_exit(n.sweeper, down);
-  caf::anon_send_exit(n.router, down);
-  caf::anon_send_exit(n.keeper, down);
-  caf::anon_send_exit(n.reconciler, down);
-  caf::anon_send_exit(n.relay, down);
-  caf::anon_send(n.registry, stop_atom::value);
-  caf::anon_send_exit(n.ids, down);
-  caf::anon_send_exit(n.background, down);
-  caf::anon_send_exit(n.store, down);
-}
-
-int wait_for_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
+void print_summary(const node_config& cfg, const node_metrics& m) {
+  auto batches = m.open_batches.load();
+  auto opens = m.opens_committed.load();
+  std::printf("hongbao-node %s stopped: %llu opens committed in %llu writes "
+              "(%.1f opens per write, largest %llu), %llu activations, "
+              "%llu failed writes\n",
+              cfg.node_name.c_str(), static_cast<unsigned long long>(opens),
+              static_cast<unsigned long long>(batches),
+              batches > 0 ? static_cast<double>(opens) / batches : 0.0,
+              static_cast<unsigned long long>(m.open_batch_max.load()),
+              static_cast<unsigned long long>(m.activations.load()),
+              static_cast<unsigned long long>(m.write_failures.load()));
+  auto busy_ms = m.relay_busy_ms.load();
+  std::printf("hongbao-node %s relay: %llu credits in %llu batches "
+              "(%.0f credits/s while busy), %llu redeliveries found "
+              "credited, %llu refunds\n",
+              cfg.node_name.c_str(),
+              static_cast<unsigned long long>(m.relay_credited.load()),
+              static_cast<unsigned long long>(m.relay_batches.load()),
+              busy_ms > 0 ? 1000.0 * m.relay_credited.load() / busy_ms : 0.0,
+              static_cast<unsigned long long>(m.relay_duplicates.load()),
+              static_cast<unsigned long long>(m.refunds.load()));
+  std::fflush(stdout);
 }
 
 } // namespace
@@ -221,6 +162,7 @@ int main(int argc, char** argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -233,44 +175,37 @@ int main(int argc, char** argv) {
   sys_cfg.set("logger.console", caf::atom("none"));
   caf::actor_system sys{sys_cfg};
 
-  auto n = start(sys, *cfg);
-  if (!n) {
-    std::fprintf(stderr, "hongbao-node: cannot listen on %s:%u: %s\n",
-                 cfg->listen_host.c_str(), cfg->listen_port,
-                 sys.render(n.error()).c_str());
+  auto ctx = std::make_shared<node_context>();
+  supervisor_settings sup_cfg;
+  sup_cfg.restarts_max = cfg->restarts_max;
+  sup_cfg.window = std::chrono::milliseconds(cfg->restart_window_s * 1000LL);
+  auto sup = spawn_supervisor(sys, node_children(sys, *cfg, ctx), sup_cfg);
+  if (!sup) {
+    std::fprintf(stderr, "hongbao-node: cannot start: %s\n",
+                 sys.render(sup.error()).c_str());
     return 1;
   }
   std::printf("hongbao-node %s (zone %s) listening on %s:%u\n",
               cfg->node_name.c_str(), cfg->zone.c_str(),
-              cfg->listen_host.c_str(), n->gateway.port);
+              cfg->listen_host.c_str(), ctx->gateway.port);
   std::fflush(stdout);
-  named_logger("node").info("node_started name={} zone={} port={}", cfg->node_name,
-               cfg->zone, n->gateway.port);
+  named_logger("node").info("node_started name={} zone={} port={}",
+                            cfg->node_name, cfg->zone, ctx->gateway.port);
 
-  auto sig = wait_for_signal();
-  named_logger("node").info("node_stopping signal={}", sig);
-  stop(sys, *n);
-  auto& m = *n->metrics;
-  auto batches = m.open_batches.load();
-  auto opens = m.opens_committed.load();
-  std::printf("hongbao-node %s stopped: %llu opens committed in %llu writes "
-              "(%.1f opens per write, largest %llu), %llu activations, "
-              "%llu failed writes\n",
-              cfg->node_name.c_str(), static_cast<unsigned long long>(opens),
-              static_cast<unsigned long long>(batches),
-              batches > 0 ? static_cast<double>(opens) / batches : 0.0,
-              static_cast<unsigned long long>(m.open_batch_max.load()),
-              static_cast<unsigned long long>(m.activations.load()),
-              static_cast<unsigned long long>(m.write_failures.load()));
-  auto busy_ms = m.relay_busy_ms.load();
-  std::printf("hongbao-node %s relay: %llu credits in %llu batches "
-              "(%.0f credits/s while busy), %llu redeliveries found "
-              "credited, %llu refunds\n",
-              cfg->node_name.c_str(),
-              static_cast<unsigned long long>(m.relay_credited.load()),
-              static_cast<unsigned long long>(m.relay_batches.load()),
-              busy_ms > 0 ? 1000.0 * m.relay_credited.load() / busy_ms : 0.0,
-              static_cast<unsigned long long>(m.relay_duplicates.load()),
-              static_cast<unsigned long long>(m.refunds.load()));
+  // Runs until the supervisor ends: normally after a signal, with an error
+  // when a subsystem failed beyond its restart intensity.
+  caf::error reason;
+  {
+    signal_waiter signals{*sup};
+    caf::scoped_actor self{sys};
+    self->monitor(*sup);
+    self->receive([&](caf::down_msg& msg) { reason = msg.reason; });
+  }
+  print_summary(*cfg, *ctx->metrics);
+  if (reason && reason != caf::exit_reason::normal) {
+    std::fprintf(stderr, "hongbao-node: stopped after a failure: %s\n",
+                 sys.render(reason).c_str());
+    return 1;
+  }
   return 0;
 }

@@ -196,6 +196,23 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
         std::string&) -> caf::result<caf::ok_atom> {
       return caf::ok_atom::value;
     },
+    [=](db_segments_atom) -> caf::result<std::vector<segment_state>> {
+      std::vector<segment_state> out;
+      for (auto& kv : self->state.db->segment_states)
+        if (kv.second.blocked)
+          out.push_back(kv.second);
+      return out;
+    },
+    [=](db_segment_set_atom, segment_state& s) -> caf::result<caf::ok_atom> {
+      self->state.db->segment_states[s.segment] = s;
+      return caf::ok_atom::value;
+    },
+    [=](db_probe_atom, int32_t segment, int32_t) -> caf::result<caf::ok_atom> {
+      ++self->state.db->probes;
+      if (self->state.db->failing_segments.count(segment) > 0)
+        return make_error(errc::unavailable, "injected segment fault");
+      return caf::ok_atom::value;
+    },
     [=](release_atom) {
       auto& st = self->state;
       while (!st.held.empty()) {

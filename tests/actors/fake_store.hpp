@@ -6,6 +6,7 @@
 // exactly when a write completes.
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct fake_db {
   int commits_applied = 0;
   int activations = 0;
   int refunds = 0;
+  int probes = 0;
+  std::set<int32_t> failing_segments;            // probes fail
+  std::map<int32_t, segment_state> segment_states;  // recorded durably
   bool hold_commits = false;
   bool fail_next_commit = false;
   bool fail_everything = false;

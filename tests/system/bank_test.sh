@@ -27,7 +27,7 @@ pending_at_kill_max=0
 for round in 1 2 3; do
   base_opens="$(hb_q "SELECT COUNT(*) FROM opens")"
   "$DEMO_BIN" --server "127.0.0.1:$port" --token "$HB_TOKEN" --envelopes 10 \
-    --count 40 --users 400 --connections 8 --window 32 --retries 40 \
+    --count 40 --users 400 --connections 4 --window 4 --retries 40 \
     --timeout-ms 4000 --seed "$round" -q --json \
     >"$HB_TMP/demo$round.json" 2>"$HB_TMP/demo$round.err" &
   demo_pid=$!

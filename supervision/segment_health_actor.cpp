@@ -1,0 +1,188 @@
+#include "supervision/segment_health_actor.hpp"
+
+#include <chrono>
+#include <deque>
+#include <map>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "actors/envelope_actor.hpp"
+#include "actors/errors.hpp"
+#include "actors/log.hpp"
+#include "domain/envelope_id.hpp"
+
+namespace hb {
+
+namespace {
+
+using clock_type = caf::actor_clock::clock_type;
+constexpr auto store_timeout = std::chrono::seconds(10);
+
+struct segment_info {
+  std::deque<clock_type::time_point> faults;  // within the window
+  uint64_t calls = 0;
+  uint64_t faults_total = 0;
+  segment_state state;
+  bool probing = false;
+};
+
+struct health_state {
+  segment_health_settings cfg;
+  store_actor store;
+  std::map<int32_t, segment_info> segments;
+  std::vector<blocked_sink> subscribers;
+  static inline const char* name = "hb.segment_health";
+};
+
+using health_pointer = segment_health_actor::stateful_pointer<health_state>;
+
+std::vector<int32_t> blocked_list(const health_state& st) {
+  std::vector<int32_t> out;
+  for (auto& kv : st.segments)
+    if (kv.second.state.blocked)
+      out.push_back(kv.first);
+  return out;
+}
+
+void announce(health_pointer self) {
+  auto list = blocked_list(self->state);
+  for (auto& sub : self->state.subscribers)
+    self->send(sub, blocked_atom::value, list);
+}
+
+// Changes a segment's state, records it durably and tells the subscribers.
+void set_state(health_pointer self, int32_t segment, bool blocked,
+               bool manual, std::string reason) {
+  auto& info = self->state.segments[segment];
+  info.state = segment_state{segment, blocked, manual, std::move(reason)};
+  info.faults.clear();
+  if (blocked)
+    actors_log().warn("segment_blocked segment={} mode={} reason={}", segment,
+                      manual ? "manual" : "auto", info.state.reason);
+  else
+    actors_log().info("segment_unblocked segment={} reason={}", segment,
+                      info.state.reason);
+  self->request(self->state.store, store_timeout, db_segment_set_atom::value,
+                info.state)
+    .then([](caf::ok_atom) {},
+          [segment](caf::error& err) {
+            // The in-memory state still holds; the next change records it.
+            actors_log().warn("segment_state_not_recorded segment={} error={}",
+                              segment, to_failure(err).message);
+          });
+  announce(self);
+}
+
+void on_report(health_pointer self, int32_t segment, bool fault) {
+  auto& st = self->state;
+  auto& info = st.segments[segment];
+  ++info.calls;
+  if (!fault || info.state.blocked)
+    return;
+  ++info.faults_total;
+  auto now = self->clock().now();
+  info.faults.push_back(now);
+  auto window = std::chrono::milliseconds(st.cfg.window_ms);
+  while (!info.faults.empty() && now - info.faults.front() > window)
+    info.faults.pop_front();
+  if (info.faults.size() >= st.cfg.fault_threshold)
+    set_state(self, segment, true, false,
+              std::to_string(info.faults.size()) + " database faults within "
+                + std::to_string(st.cfg.window_ms) + " ms");
+}
+
+void probe(health_pointer self) {
+  auto& st = self->state;
+  auto day = utc_day_of(st.cfg.now_ms());
+  for (auto& kv : st.segments) {
+    auto& info = kv.second;
+    if (!info.state.blocked || info.state.manual || info.probing)
+      continue;
+    info.probing = true;
+    auto segment = kv.first;
+    self->request(st.store, store_timeout, db_probe_atom::value, segment, day)
+      .then(
+        [=](caf::ok_atom) {
+          auto& info = self->state.segments[segment];
+          info.probing = false;
+          if (info.state.blocked && !info.state.manual)
+            set_state(self, segment, false, false, "probe succeeded");
+        },
+        [=](caf::error& err) {
+          self->state.segments[segment].probing = false;
+          actors_log().debug("segment_probe_failed segment={} error={}",
+                             segment, to_failure(err).message);
+        });
+  }
+}
+
+segment_health_actor::behavior_type health_impl(health_pointer self,
+                                                store_actor store,
+                                                segment_health_settings cfg) {
+  if (!cfg.now_ms)
+    cfg.now_ms = system_now_ms;
+  self->state.cfg = std::move(cfg);
+  self->state.store = std::move(store);
+  // Segments blocked before a restart stay blocked.
+  self->request(self->state.store, store_timeout, db_segments_atom::value)
+    .then(
+      [=](std::vector<segment_state>& blocked) {
+        for (auto& s : blocked) {
+          self->state.segments[s.segment].state = s;
+          actors_log().warn("segment_blocked segment={} mode={} reason={} "
+                            "(recorded before start)",
+                            s.segment, s.manual ? "manual" : "auto", s.reason);
+        }
+        if (!blocked.empty())
+          announce(self);
+      },
+      [](caf::error& err) {
+        actors_log().warn("segment_states_not_loaded error={}",
+                          to_failure(err).message);
+      });
+  self->delayed_send(self, std::chrono::milliseconds(self->state.cfg.probe_interval_ms),
+                     tick_atom::value);
+  return {
+    [=](seg_report_atom, int32_t segment, bool fault) {
+      on_report(self, segment, fault);
+    },
+    [=](subscribe_atom, blocked_sink& sub) {
+      self->state.subscribers.push_back(sub);
+      self->send(sub, blocked_atom::value, blocked_list(self->state));
+    },
+    [=](segment_atom) {
+      std::vector<segment_state> out;
+      for (auto& kv : self->state.segments)
+        if (kv.second.state.blocked)
+          out.push_back(kv.second.state);
+      return out;
+    },
+    [=](segment_atom, int32_t segment, bool block,
+        std::string& reason) -> caf::result<segment_state> {
+      if (segment < 0 || segment >= segment_count)
+        return make_error(errc::invalid_argument,
+                          "segment must be in [0, 999]");
+      set_state(self, segment, block, block,
+                reason.empty() ? std::string{"operator"} : reason);
+      return self->state.segments[segment].state;
+    },
+    [=](tick_atom) {
+      probe(self);
+      self->delayed_send(self,
+                         std::chrono::milliseconds(self->state.cfg.probe_interval_ms),
+                         tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+segment_health_actor spawn_segment_health(caf::actor_system& sys,
+                                          store_actor store,
+                                          const segment_health_settings& cfg) {
+  return sys.spawn(health_impl, std::move(store), cfg);
+}
+
+} // namespace hb

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "caf/typed_actor.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/store_actor.hpp"
+
+namespace hb {
+
+/// Segment health (DB fault masking). Store workers report every call on a
+/// segment's data; past a fault threshold within a sliding window the
+/// segment is BLOCKED -- recorded durably, and announced to subscribers (the
+/// id allocator stops handing out ids in it; the router answers requests for
+/// its envelopes with a fast, retryable SEGMENT_UNAVAILABLE). Probes exercise
+/// a blocked segment's storage periodically and unblock it once it works.
+/// Operators block and unblock by hand; a manual block is never lifted by a
+/// probe.
+using segment_health_actor = caf::typed_actor<
+  caf::reacts_to<seg_report_atom, int32_t, bool>,
+  // Subscribers get (blocked_atom, blocked segments) now and on every change.
+  caf::reacts_to<subscribe_atom, blocked_sink>,
+  // All segments that are blocked, with mode and reason.
+  caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
+  // Manual block (true) or unblock (false) with a reason.
+  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>,
+  caf::reacts_to<tick_atom>>;
+
+struct segment_health_settings {
+  uint32_t window_ms = 10000;      ///< sliding window of the fault count
+  uint32_t fault_threshold = 5;    ///< faults in the window that block
+  uint32_t probe_interval_ms = 1000;
+  std::function<int64_t()> now_ms;
+};
+
+segment_health_actor spawn_segment_health(caf::actor_system& sys,
+                                          store_actor store,
+                                          const segment_health_settings& cfg);
+
+} // namespace hb
