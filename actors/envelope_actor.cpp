@@ -15,6 +15,7 @@
 
 #include "actors/errors.hpp"
 #include "actors/failpoints.hpp"
+#include "actors/planted_bugs.hpp"  // no-op unless a simulator variant plants a bug
 #include "domain/split.hpp"
 
 namespace hb {
@@ -53,6 +54,7 @@ struct envelope_state {
   std::vector<refund_promise> refund_waiters;
   bool archived = false;          // loaded from cold storage: read-only
   bool stopping = false;          // stop after the write in flight
+  int64_t gauge_reported = 0;     // this actor's share of queued_opens
 
   // -- passivation -------------------------------------------------------------
   uint64_t handled = 0;  // requests taken from the registry
@@ -66,15 +68,65 @@ struct envelope_state {
 using envelope_pointer = envelope_actor::stateful_pointer<envelope_state>;
 
 // A broken money invariant is a bug: crash loudly, in release builds too.
-void require_invariants(const envelope_state& st, const char* where) {
-  auto problem = check_invariants(st.env, st.opens);
-  if (problem.empty())
-    return;
-  actors_log().critical("invariant_broken envelope={} where={} problem={}", st.id,
-                   where, problem);
+[[noreturn]] void invariant_broken(const envelope_state& st, const char* where,
+                                   const std::string& problem) {
+  actors_log().critical("invariant_broken envelope={} where={} problem={}",
+                        st.id, where, problem);
+  actors_log().flush();
   std::fprintf(stderr, "hongbao: envelope %lld: %s (%s)\n",
                static_cast<long long>(st.id), problem.c_str(), where);
   std::abort();
+}
+
+// The full check, O(opens): on activation, where the state comes from the
+// database.
+void require_invariants(const envelope_state& st, const char* where) {
+  auto problem = check_invariants(st.env, st.opens);
+  if (!problem.empty())
+    invariant_broken(st, where, problem);
+}
+
+// The check after each state change, O(batch): given that the invariants
+// held before, they hold after exactly when these do. A full check per
+// batch would make a hot envelope quadratic in its opens.
+void require_batch_invariants(const envelope_state& st,
+                              const envelope& before, const open_batch& b,
+                              const char* where) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < b.opens.size(); ++i) {
+    auto& o = b.opens[i];
+    if (o.amount_fen < 1)
+      invariant_broken(st, where, "share below 1 fen for user " + o.user);
+    if (o.seq != before.count - before.remaining_count + 1
+                   + static_cast<int32_t>(i))
+      invariant_broken(st, where, "seq out of order for user " + o.user);
+    sum += o.amount_fen;
+  }
+  auto& env = st.env;
+  if (before.remaining_fen - sum != env.remaining_fen
+      || before.remaining_count - static_cast<int32_t>(b.opens.size())
+           != env.remaining_count)
+    invariant_broken(st, where, "the batch does not add up to the new remainder");
+  if (env.remaining_fen < 0 || env.remaining_count < 0)
+    invariant_broken(st, where, "negative remaining amount or count");
+  if (env.remaining_count == 0 && env.remaining_fen != 0)
+    invariant_broken(st, where, "no shares left but money remains");
+  if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)
+    invariant_broken(st, where, "remaining money cannot give every share 1 fen");
+  if (st.opened.size() != st.opens.size())
+    invariant_broken(st, where, "a user opened twice");
+}
+
+// Brings this actor's share of the node's queued-opens gauge up to date.
+void sync_gauge(envelope_state& st, bool gone = false) {
+  if (!st.cfg.metrics)
+    return;
+  int64_t now = gone ? 0
+                     : static_cast<int64_t>(st.queue.size()
+                                            + st.inflight.opens.size());
+  st.cfg.metrics->queued_opens.fetch_add(now - st.gauge_reported,
+                                         std::memory_order_relaxed);
+  st.gauge_reported = now;
 }
 
 int64_t reserved(const envelope_state& st) {
@@ -178,6 +230,7 @@ void stop_after_write_failure(envelope_pointer self, const caf::error& err,
                               "the write failed (" + f.message
                                 + "); retry the same request");
   fail_all_waiters(self, reply);
+  sync_gauge(self->state, true);
   self->quit(reply);
 }
 
@@ -210,7 +263,7 @@ void on_refunded(envelope_pointer self, int64_t amount) {
   st.env.status = envelope_status::refunded;
   st.env.refunded_fen = amount;
   st.env.remaining_fen = 0;
-  require_invariants(st, "after refund");
+  // The refund took exactly the remainder (checked above): the sum holds.
   if (st.cfg.metrics)
     st.cfg.metrics->refunds.fetch_add(1, std::memory_order_relaxed);
   actors_log().info("envelope_refunded envelope={} refunded_fen={} "
@@ -259,6 +312,7 @@ void dispatch(envelope_pointer self);
 void on_committed(envelope_pointer self) {
   auto& st = self->state;
   auto& b = st.inflight;
+  auto before = st.env;
   st.env.remaining_fen = b.remaining_fen;
   st.env.remaining_count = b.remaining_count;
   st.env.status = b.status;
@@ -266,7 +320,8 @@ void on_committed(envelope_pointer self) {
     st.opened.emplace(rec.user, st.opens.size());
     st.opens.push_back(rec);
   }
-  require_invariants(st, "after commit");
+  require_batch_invariants(st, before, b, "after commit");
+
   if (st.cfg.metrics)
     st.cfg.metrics->record_batch(b.opens.size());
   if (failpoint("crash_after_commit")) {
@@ -281,6 +336,7 @@ void on_committed(envelope_pointer self) {
     deliver_open(st, rec);
   st.inflight = open_batch{};
   st.writing = false;
+  sync_gauge(st);
   if (finish_stop(self))
     return;
   touch(self);
@@ -299,7 +355,6 @@ void dispatch(envelope_pointer self) {
     maybe_refund(self);
     return;
   }
-  require_invariants(st, "before batch");
   envelope next = st.env;
   open_batch b;
   b.envelope_id = st.id;
@@ -336,9 +391,11 @@ void dispatch(envelope_pointer self) {
                                        : envelope_status::paid;
   st.inflight = b;
   st.writing = true;
+  sync_gauge(st);
   self->request(st.store, store_timeout, db_commit_atom::value, std::move(b))
     .then([=](caf::ok_atom) { on_committed(self); },
           [=](caf::error& err) {
+            HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
             stop_after_write_failure(self, err, "commit_opens");
           });
 }
@@ -364,6 +421,7 @@ caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
   st.waiters[user].push_back(rp);
   st.queue.push_back(std::move(user));
   dispatch(self);
+  sync_gauge(st);
   return rp;
 }
 
@@ -633,8 +691,9 @@ envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
   st.rng.seed(cfg.rng_seed != 0 ? cfg.rng_seed : std::random_device{}());
+  self->attach_functor([self] { sync_gauge(self->state, true); });
   st.cfg = std::move(cfg);
-  self->request(st.store, store_timeout, db_activate_atom::value, id)
+  self->request(st.store, store_timeout, planted::activate_atom::value, id)
     .then([=](envelope_snapshot& snap) { on_activated(self, snap); },
           [=](caf::error& err) { on_activation_failed(self, err); });
   return loading(self);

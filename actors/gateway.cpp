@@ -77,28 +77,38 @@ void request_finished(connection_broker* self) {
 }
 
 // Sends one request to the router and answers the client when it completes.
+void count_answer(connection_broker* self, request_kind kind, errc code) {
+  if (auto& m = self->state.shared->cfg.metrics)
+    m->record_answer(kind, code);
+}
+
+// Sends one request to the router and answers the client when it completes.
 template <class Reply, class... Ts>
 void call_router_within(connection_broker* self, uint64_t rid,
-                        caf::duration timeout, Ts&&... xs) {
+                        request_kind kind, caf::duration timeout,
+                        Ts&&... xs) {
   auto& st = self->state;
   ++st.inflight;
   ++st.shared->counters->inflight;
   self->request(st.shared->router, timeout, std::forward<Ts>(xs)...)
     .then(
       [=](Reply& reply) {
+        count_answer(self, kind, errc::none);
         send_frame(self, client_response{rid, std::move(reply)});
         request_finished(self);
       },
       [=](caf::error& err) {
         auto f = to_failure(err);
+        count_answer(self, kind, f.code);
         send_error(self, rid, f.code, std::move(f.message));
         request_finished(self);
       });
 }
 
 template <class Reply, class... Ts>
-void call_router(connection_broker* self, uint64_t rid, Ts&&... xs) {
-  call_router_within<Reply>(self, rid,
+void call_router(connection_broker* self, uint64_t rid, request_kind kind,
+                 Ts&&... xs) {
+  call_router_within<Reply>(self, rid, kind,
                             caf::duration{self->state.shared->cfg.request_timeout},
                             std::forward<Ts>(xs)...);
 }
@@ -125,48 +135,64 @@ bool admit(connection_broker* self, uint64_t rid) {
   return true;
 }
 
+static_assert(std::variant_size_v<request_body>
+                == static_cast<size_t>(request_kind::count_),
+              "every request kind is counted");
+
 struct dispatcher {
   connection_broker* self;
   uint64_t rid;
+  request_kind kind;
 
   void operator()(auth_request& req) {
     auto& st = self->state;
     if (req.token != st.shared->cfg.auth_token) {
+      count_answer(self, kind, errc::unauthenticated);
       close_with_error(self, rid, errc::unauthenticated, "wrong token");
       return;
     }
     st.authenticated = true;
+    count_answer(self, kind, errc::none);
     send_frame(self, client_response{rid, auth_ok{st.shared->cfg.node_name}});
   }
   void operator()(create_request& req) {
-    call_router<envelope>(self, rid, create_atom::value, std::move(req));
+    call_router<envelope>(self, rid, kind, create_atom::value, std::move(req));
   }
   void operator()(pay_request& req) {
-    call_router<envelope>(self, rid, pay_atom::value, req.envelope_id,
+    call_router<envelope>(self, rid, kind, pay_atom::value, req.envelope_id,
                           std::move(req.payment_txn), req.from_wallet);
   }
   void operator()(grab_request& req) {
-    call_router<grab_result>(self, rid, grab_atom::value, req.envelope_id,
-                             std::move(req.user));
+    call_router<grab_result>(self, rid, kind, grab_atom::value,
+                             req.envelope_id, std::move(req.user));
   }
   void operator()(open_request& req) {
-    call_router<open_result>(self, rid, open_atom::value, req.envelope_id,
-                             std::move(req.user));
+    call_router<open_result>(self, rid, kind, open_atom::value,
+                             req.envelope_id, std::move(req.user));
   }
   void operator()(get_request& req) {
-    call_router<envelope_detail>(self, rid, get_atom::value, req.envelope_id);
+    call_router<envelope_detail>(self, rid, kind, get_atom::value,
+                                 req.envelope_id);
   }
   void operator()(history_query& req) {
-    call_router<history_page>(self, rid, history_atom::value, std::move(req));
+    call_router<history_page>(self, rid, kind, history_atom::value,
+                              std::move(req));
   }
   void operator()(balance_request& req) {
-    call_router<balance_info>(self, rid, balance_atom::value,
+    call_router<balance_info>(self, rid, kind, balance_atom::value,
                               std::move(req.user));
   }
   void operator()(reconcile_request& req) {
-    call_router_within<reconcile_report>(self, rid,
+    call_router_within<reconcile_report>(self, rid, kind,
                                          caf::duration{reconcile_timeout},
                                          reconcile_atom::value, req.since_ms);
+  }
+  void operator()(stats_request&) {
+    call_router<node_stats>(self, rid, kind, stats_atom::value);
+  }
+  void operator()(segment_request& req) {
+    call_router<segment_state>(self, rid, kind, segment_atom::value,
+                               req.segment, req.block, std::move(req.reason));
   }
 };
 
@@ -194,9 +220,12 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
                      "authenticate first (send Auth with the node's token)");
     return;
   }
-  if (!is_auth && !admit(self, rid))
+  auto kind = static_cast<request_kind>(req->body.index());
+  if (!is_auth && !admit(self, rid)) {
+    count_answer(self, kind, errc::busy);
     return;
-  std::visit(dispatcher{self, rid}, req->body);
+  }
+  std::visit(dispatcher{self, rid, kind}, req->body);
 }
 
 void handle_data(connection_broker* self, const std::vector<char>& buf) {

@@ -9,6 +9,7 @@
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
 
+#include "actors/metrics.hpp"
 #include "actors/router_actor.hpp"
 
 namespace hb {
@@ -26,6 +27,8 @@ struct gateway_settings {
   uint32_t connection_inflight_max = 1024;
   uint32_t node_inflight_max = 50000;
   std::chrono::milliseconds request_timeout{10000};
+  /// Node-wide counters (answers per request kind and result); may be null.
+  std::shared_ptr<node_metrics> metrics;
 };
 
 /// Counters shared by all connections of one gateway.

@@ -39,6 +39,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (std::vector<int32_t>))
   CAF_ADD_TYPE_ID(hongbao, (hb::segment_state))
   CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::segment_state>))
+  CAF_ADD_TYPE_ID(hongbao, (hb::metric))
+  CAF_ADD_TYPE_ID(hongbao, (hb::node_stats))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 

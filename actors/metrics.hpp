@@ -1,9 +1,47 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "domain/errc.hpp"
 
 namespace hb {
+
+/// A histogram with power-of-two buckets: bucket k counts values in
+/// [2^(k-1), 2^k) (bucket 0 counts 0). Lock-free; percentiles are upper
+/// bounds of their bucket, which is what an operator needs to see trends.
+class log2_histogram {
+public:
+  static constexpr size_t buckets = 40;
+
+  void record(uint64_t value) {
+    size_t k = 0;
+    while (value > 0 && k + 1 < buckets) {
+      value >>= 1;
+      ++k;
+    }
+    counts_[k].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The upper bound of the bucket holding the p-th percentile (0 if empty).
+  uint64_t percentile(double p) const;
+
+  uint64_t count() const;
+
+private:
+  std::array<std::atomic<uint64_t>, buckets> counts_{};
+};
+
+/// The request kinds counted by the gateway (the client protocol's).
+enum class request_kind : uint8_t {
+  auth, create, pay, grab, open, get, history, balance, reconcile, stats,
+  segment, count_  // keep last
+};
+
+const char* to_string(request_kind x);
 
 /// Node-wide counters, shared by the actors of one node. Relaxed atomics:
 /// they are statistics, never used for decisions.
@@ -18,16 +56,36 @@ struct node_metrics {
   std::atomic<uint64_t> relay_duplicates{0};  ///< redeliveries found credited
   std::atomic<uint64_t> relay_busy_ms{0};     ///< time spent in relay batches
   std::atomic<uint64_t> refunds{0};           ///< envelopes refunded
+  std::atomic<int64_t> queued_opens{0};       ///< opens waiting in envelopes
+  std::atomic<uint64_t> deadline_drops{0};    ///< requests dropped past deadline
+  log2_histogram batch_sizes;                 ///< opens per write
+  log2_histogram store_latency_us;            ///< every store call
+
+  /// Answers per request kind and result (errc::none = success).
+  std::array<std::array<std::atomic<uint64_t>, 32>,
+             static_cast<size_t>(request_kind::count_)>
+    answers{};
 
   void record_batch(uint64_t size) {
     open_batches.fetch_add(1, std::memory_order_relaxed);
     opens_committed.fetch_add(size, std::memory_order_relaxed);
+    batch_sizes.record(size);
     auto prev = open_batch_max.load(std::memory_order_relaxed);
     while (size > prev
            && !open_batch_max.compare_exchange_weak(prev, size,
                                                     std::memory_order_relaxed))
       ;
   }
+
+  void record_answer(request_kind kind, errc result) {
+    auto code = static_cast<size_t>(result);
+    if (code < 32)
+      answers[static_cast<size_t>(kind)][code].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+
+  /// Every counter as (name, value), sorted by name.
+  std::vector<std::pair<std::string, int64_t>> snapshot() const;
 };
 
 } // namespace hb

@@ -1,6 +1,8 @@
 #include "actors/router_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <unordered_set>
 
 #include "caf/all.hpp"
@@ -113,6 +115,67 @@ caf::error check_segment(router_pointer self, int64_t id) {
                       + " is blocked after database faults; retry later");
 }
 
+// A snapshot of the node: its counters, then what the registry, the relay
+// and segment health say. Parts that do not answer in time are left out,
+// and the snapshot says so.
+caf::result<node_stats> collect_stats(router_pointer self) {
+  auto& cfg = self->state.cfg;
+  auto out = std::make_shared<node_stats>();
+  out->node_name = cfg.node_name;
+  if (cfg.metrics)
+    for (auto& kv : cfg.metrics->snapshot())
+      out->metrics.push_back(metric{kv.first, kv.second});
+  out->metrics.push_back(metric{"router.create_retries",
+                                static_cast<int64_t>(self->state.create_retries)});
+  out->metrics.push_back(metric{"segments.blocked",
+                                static_cast<int64_t>(self->state.blocked.size())});
+  auto rp = self->make_response_promise<node_stats>();
+  auto left = std::make_shared<int>(3);
+  auto done = [=]() mutable {
+    if (--*left > 0)
+      return;
+    std::sort(out->metrics.begin(), out->metrics.end(),
+              [](const metric& a, const metric& b) { return a.name < b.name; });
+    rp.deliver(std::move(*out));
+  };
+  auto missing = [=](const char* part) mutable {
+    out->metrics.push_back(metric{std::string{"unavailable."} + part, 1});
+    done();
+  };
+  auto timeout = std::chrono::seconds(5);
+  self->request(self->state.registry, timeout, stats_atom::value)
+    .then(
+      [=](uint64_t live) mutable {
+        out->metrics.push_back(
+          metric{"envelopes.live", static_cast<int64_t>(live)});
+        done();
+      },
+      [=](caf::error&) mutable { missing("registry"); });
+  if (cfg.relay)
+    self->request(cfg.relay, timeout, stats_atom::value)
+      .then(
+        [=](relay_stats& r) mutable {
+          out->metrics.push_back(metric{"relay.pending", r.pending});
+          out->metrics.push_back(metric{"relay.oldest_age_ms", r.oldest_age_ms});
+          out->metrics.push_back(metric{"relay.failures", r.failures});
+          done();
+        },
+        [=](caf::error&) mutable { missing("relay"); });
+  else
+    done();
+  if (cfg.health)
+    self->request(cfg.health, timeout, segment_atom::value)
+      .then(
+        [=](std::vector<segment_state>& segs) mutable {
+          out->segments = std::move(segs);
+          done();
+        },
+        [=](caf::error&) mutable { missing("segment_health"); });
+  else
+    done();
+  return rp;
+}
+
 // Bad input is refused here, before it costs an actor or a query.
 caf::error check_text(router_pointer self, const std::string& text,
                       const char* what) {
@@ -173,6 +236,14 @@ router_actor::behavior_type router_impl(router_pointer self,
       if (auto err = check_segment(self, id))
         return err;
       return self->delegate(self->state.registry, a, id);
+    },
+    [=](stats_atom) { return collect_stats(self); },
+    [=](segment_atom a, int32_t segment, bool block,
+        std::string& reason) -> caf::result<segment_state> {
+      if (!self->state.cfg.health)
+        return make_error(errc::unavailable, "no segment health on this node");
+      return self->delegate(self->state.cfg.health, a, segment, block,
+                            std::move(reason));
     },
     [=](blocked_atom, std::vector<int32_t>& segments) {
       self->state.blocked

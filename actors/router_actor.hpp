@@ -6,6 +6,7 @@
 #include "actors/id_allocator_actor.hpp"
 #include "actors/reconciler_actor.hpp"
 #include "actors/registry_actor.hpp"
+#include "actors/relay_actor.hpp"
 #include "actors/store_actor.hpp"
 #include "domain/limits.hpp"
 
@@ -25,7 +26,11 @@ using router_actor = envelope_requests::extend<
   // Reconciliation on demand (since Unix ms).
   caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>,
   // From segment health: the segments now blocked.
-  caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>,
+  // Operators: a snapshot of the node.
+  caf::replies_to<stats_atom>::with<node_stats>,
+  // Operators: block or unblock a segment by hand.
+  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
 
 struct router_settings {
   envelope_limits limits;
@@ -34,6 +39,11 @@ struct router_settings {
   /// A create whose segment failed is retried with a fresh id (in another
   /// segment) this many times, invisibly to the client.
   uint32_t create_attempts_max = 3;
+  // For stats and segment control; any may be null (tests).
+  std::string node_name;
+  std::shared_ptr<node_metrics> metrics;
+  relay_actor relay;
+  segment_admin health;
   std::function<int64_t()> now_ms;
 };
 

@@ -107,7 +107,13 @@ caf::result<Ts...> with_db(worker_actor self, F f) {
   auto db = connection(self);
   if (db == nullptr)
     return not_connected();
+  auto start = std::chrono::steady_clock::now();
   auto res = f(*db);
+  if (auto& m = self->state.cfg.metrics)
+    m->store_latency_us.record(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - start)
+        .count()));
   if (!db->connected())
     back_off(self);
   return res;

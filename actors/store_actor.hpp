@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "caf/typed_actor.hpp"
 
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 
 namespace hb {
 
@@ -59,6 +61,12 @@ using store_actor = caf::typed_actor<
 using segment_report_sink
   = caf::typed_actor<caf::reacts_to<seg_report_atom, int32_t, bool>>;
 
+/// The operator's view of segment health: the blocked segments, and manual
+/// block (true) / unblock (false) with a reason.
+using segment_admin = caf::typed_actor<
+  caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
+  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
+
 /// Who wants to know which segments are blocked (the id allocator, the
 /// router): gets the full list now and on every change.
 using blocked_sink
@@ -75,6 +83,8 @@ struct store_settings {
   uint32_t reconnect_interval_max_ms = 5000;
   /// Receives per-segment results; may be null.
   segment_report_sink health;
+  /// Node-wide counters (store latency); may be null.
+  std::shared_ptr<node_metrics> metrics;
 };
 
 /// Spawns the PostgreSQL store: `pool_size` detached workers behind a

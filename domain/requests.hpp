@@ -9,6 +9,7 @@
 #include "domain/errc.hpp"
 #include "domain/ledger.hpp"
 #include "domain/limits.hpp"
+#include "domain/segment.hpp"
 
 namespace hb {
 
@@ -49,14 +50,27 @@ struct reconcile_request {
   int64_t since_ms = 0;
 };
 
+/// Operators: a snapshot of the node's metrics and segment states.
+struct stats_request {};
+
+/// Operators: block (true) or unblock (false) an id segment by hand.
+struct segment_request {
+  int32_t segment = 0;
+  bool block = true;
+  std::string reason;
+};
+
 using request_body
   = std::variant<auth_request, create_request, pay_request, grab_request,
                  open_request, get_request, history_query, balance_request,
-                 reconcile_request>;
+                 reconcile_request, stats_request, segment_request>;
 
 struct client_request {
   uint64_t request_id = 0;
   request_body body;
+  /// The client gives up after this many ms (0: no deadline). A request
+  /// still waiting in the node when it passes is dropped, not executed.
+  uint32_t timeout_ms = 0;
 };
 
 // -- What the service answers ------------------------------------------------
@@ -104,15 +118,38 @@ struct error_reply {
 };
 
 /// Create and ConfirmPayment answer with the envelope.
+/// One named metric of a node (counters, gauges, percentiles).
+struct metric {
+  std::string name;
+  int64_t value = 0;
+};
+
+/// A snapshot of a node: metrics sorted by name, and every blocked segment.
+struct node_stats {
+  std::string node_name;
+  std::vector<metric> metrics;
+  std::vector<segment_state> segments;
+};
+
 using response_body
   = std::variant<error_reply, auth_ok, envelope, grab_result, open_result,
                  envelope_detail, history_page, balance_info,
-                 reconcile_report>;
+                 reconcile_report, node_stats, segment_state>;
 
 struct client_response {
   uint64_t request_id = 0;
   response_body body;
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metric& x) {
+  return f(x.name, x.value);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
+  return f(x.node_name, x.metrics, x.segments);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, grab_result& x) {

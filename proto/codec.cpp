@@ -141,6 +141,14 @@ outcome<history_kind> history_kind_from_proto(int value) {
                + std::to_string(value));
 }
 
+/// Segments are the last three decimal digits of an envelope id.
+constexpr int32_t segment_min = 0;
+constexpr int32_t segment_max = 999;
+
+bool valid_segment(int32_t segment) {
+  return segment >= segment_min && segment <= segment_max;
+}
+
 /// Error codes a newer node may add are kept as they are: an unknown code is
 /// still an error, and its message still explains it.
 errc errc_from_proto(int value) {
@@ -227,6 +235,14 @@ void to_proto(const request_body& body, pb::Request& out) {
     out.mutable_balance()->set_user(x->user);
   } else if (auto* x = std::get_if<reconcile_request>(&body)) {
     out.mutable_reconcile()->set_since_ms(x->since_ms);
+  } else if (std::holds_alternative<stats_request>(body)) {
+    out.mutable_stats();
+  } else if (auto* x = std::get_if<segment_request>(&body)) {
+    auto* seg = out.mutable_segment();
+    seg->set_segment(x->segment);
+    seg->set_block(x->block);
+    // Typed by an operator: keep the frame parseable whatever the terminal.
+    seg->set_reason(printable_message(x->reason));
   }
 }
 
@@ -266,6 +282,17 @@ outcome<request_body> from_proto(const pb::Request& msg) {
                    "since_ms must be >= 0 (0: all), got "
                      + std::to_string(msg.reconcile().since_ms()));
       return request_body{reconcile_request{msg.reconcile().since_ms()}};
+    case pb::Request::kStats:
+      return request_body{stats_request{}};
+    case pb::Request::kSegment: {
+      auto& x = msg.segment();
+      if (!valid_segment(x.segment()))
+        return bad(errc::invalid_argument,
+                   "segment must be in " + std::to_string(segment_min) + ".."
+                     + std::to_string(segment_max) + ", got "
+                     + std::to_string(x.segment()));
+      return request_body{segment_request{x.segment(), x.block(), x.reason()}};
+    }
     case pb::Request::BODY_NOT_SET:
       break;
   }
@@ -397,6 +424,50 @@ reconcile_report from_proto(const pb::ReconcileReport& x) {
   return result;
 }
 
+void to_proto(const segment_state& x, pb::SegmentState* out) {
+  out->set_segment(x.segment);
+  out->set_blocked(x.blocked);
+  out->set_manual(x.manual);
+  // An automatic block's reason may quote a database error.
+  out->set_reason(printable_message(x.reason));
+}
+
+outcome<segment_state> from_proto(const pb::SegmentState& x) {
+  if (!valid_segment(x.segment()))
+    return bad(errc::malformed, "SegmentState.segment out of range: "
+                                  + std::to_string(x.segment()));
+  return segment_state{x.segment(), x.blocked(), x.manual(), x.reason()};
+}
+
+void to_proto(const node_stats& x, pb::StatsReport* out) {
+  out->set_node_name(x.node_name);
+  out->mutable_metrics()->Reserve(static_cast<int>(x.metrics.size()));
+  for (auto& m : x.metrics) {
+    auto* y = out->add_metrics();
+    y->set_name(printable_message(m.name));
+    y->set_value(m.value);
+  }
+  out->mutable_segments()->Reserve(static_cast<int>(x.segments.size()));
+  for (auto& seg : x.segments)
+    to_proto(seg, out->add_segments());
+}
+
+outcome<node_stats> from_proto(const pb::StatsReport& x) {
+  node_stats result;
+  result.node_name = x.node_name();
+  result.metrics.reserve(x.metrics_size());
+  for (auto& m : x.metrics())
+    result.metrics.push_back(metric{m.name(), m.value()});
+  result.segments.reserve(x.segments_size());
+  for (auto& y : x.segments()) {
+    auto seg = from_proto(y);
+    if (!seg)
+      return seg.error();
+    result.segments.push_back(std::move(*seg));
+  }
+  return result;
+}
+
 void to_proto(const response_body& body, pb::Response& out) {
   if (auto* x = std::get_if<error_reply>(&body)) {
     auto* err = out.mutable_error();
@@ -432,6 +503,10 @@ void to_proto(const response_body& body, pb::Response& out) {
     balance->set_balance_fen(x->balance_fen);
   } else if (auto* x = std::get_if<reconcile_report>(&body)) {
     to_proto(*x, out.mutable_reconcile());
+  } else if (auto* x = std::get_if<node_stats>(&body)) {
+    to_proto(*x, out.mutable_stats());
+  } else if (auto* x = std::get_if<segment_state>(&body)) {
+    to_proto(*x, out.mutable_segment());
   }
 }
 
@@ -480,6 +555,18 @@ outcome<response_body> from_proto(const pb::Response& msg) {
                                         msg.balance().balance_fen()}};
     case pb::Response::kReconcile:
       return response_body{from_proto(msg.reconcile())};
+    case pb::Response::kStats: {
+      auto stats = from_proto(msg.stats());
+      if (!stats)
+        return stats.error();
+      return response_body{std::move(*stats)};
+    }
+    case pb::Response::kSegment: {
+      auto seg = from_proto(msg.segment());
+      if (!seg)
+        return seg.error();
+      return response_body{std::move(*seg)};
+    }
     case pb::Response::BODY_NOT_SET:
       break;
   }
@@ -517,13 +604,14 @@ outcome<client_request> decode_request(const char* data, size_t size,
   auto body = from_proto(msg);
   if (!body)
     return body.error();
-  return client_request{msg.request_id(), std::move(*body)};
+  return client_request{msg.request_id(), std::move(*body), msg.timeout_ms()};
 }
 
 std::string encode_request_frame(const client_request& req) {
   pb::Request msg;
   msg.set_request_id(req.request_id);
   to_proto(req.body, msg);
+  msg.set_timeout_ms(req.timeout_ms);
   return frame_of(msg);
 }
 

@@ -29,7 +29,8 @@ uint32_t get_frame_header(const char* in);
 /// Bytes that are not a Request, or a Request without a body, are
 /// errc::malformed; a body with a field out of range is
 /// errc::invalid_argument (an unknown enum value, a history limit outside
-/// 0..100 or a negative reconcile since_ms). A history limit of 0 comes out
+/// 0..100, a negative reconcile since_ms, a segment outside 0..999). A
+/// Request's timeout_ms is copied as is. A history limit of 0 comes out
 /// as `history_limit_default`. The request id, when it could be read, is stored
 /// in `request_id_out` so that the error reply can carry it.
 outcome<client_request> decode_request(const char* data, size_t size,

@@ -4,6 +4,9 @@
 // answer: short lines for people, or exactly one JSON object with --json.
 // Exit status: 0 ok, 1 the service answered with an error (or `reconcile`
 // found discrepancies), 2 usage error, 3 connection or protocol error.
+//
+// The response timeout (--timeout-ms) is also sent as the request's
+// timeout_ms, so that the node drops a request this client gave up on.
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +24,7 @@
 
 #include "apps/client/client.hpp"
 #include "domain/envelope.hpp"
+#include "domain/envelope_id.hpp"
 #include "domain/ledger.hpp"
 #include "domain/money.hpp"
 #include "domain/requests.hpp"
@@ -384,9 +388,11 @@ std::optional<response_body> exchange(const global_options& opts,
                             service ? exit_service_error : exit_transport);
     return std::nullopt;
   }
-  auto resp = conn->call(std::move(body), call_timeout_ms > 0
-                                            ? call_timeout_ms
-                                            : opts.timeout_ms);
+  // The node learns the wait too: a request still queued there when this
+  // client gives up is dropped instead of run for nobody.
+  int wait_ms = call_timeout_ms > 0 ? call_timeout_ms : opts.timeout_ms;
+  auto resp = conn->call(std::move(body), wait_ms,
+                         static_cast<uint32_t>(wait_ms));
   if (!resp) {
     exit_code = out.failure(resp.error(), exit_transport);
     return std::nullopt;
@@ -756,6 +762,125 @@ int cmd_reconcile(const global_options& opts, const std::string& since_text) {
   return r->discrepancies.empty() ? exit_ok : exit_service_error;
 }
 
+/// The group of a dotted metric name: "opens" for "opens.committed", the
+/// whole name when it has no dot.
+std::string metric_group(const std::string& name) {
+  return name.substr(0, name.find('.'));
+}
+
+/// "manual" or "automatic".
+const char* block_mode(const segment_state& seg) {
+  return seg.manual ? "manual" : "automatic";
+}
+
+json segment_json(const segment_state& seg) {
+  return json{{"segment", seg.segment},
+              {"blocked", seg.blocked},
+              {"manual", seg.manual},
+              {"reason", seg.reason}};
+}
+
+std::string stats_text(const node_stats& st) {
+  std::string text = "node " + st.node_name + "\n";
+  if (st.metrics.empty()) {
+    text += "\n  no metrics\n";
+  } else {
+    // The node sends them sorted by name; group them by prefix all the same
+    // (stably, keeping the node's order within a group).
+    auto metrics = st.metrics;
+    std::stable_sort(metrics.begin(), metrics.end(),
+                     [](const metric& x, const metric& y) {
+                       return metric_group(x.name) < metric_group(y.name);
+                     });
+    size_t name_width = 0;
+    size_t value_width = 0;
+    for (auto& m : metrics) {
+      name_width = std::max(name_width, display_width(m.name));
+      value_width = std::max(value_width, std::to_string(m.value).size());
+    }
+    std::string group;
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      auto& m = metrics[i];
+      auto g = metric_group(m.name);
+      if (i == 0 || g != group)
+        text += "\n";
+      group = g;
+      auto value = std::to_string(m.value);
+      text += "  " + pad_right(m.name, name_width) + "  "
+              + std::string(value_width - value.size(), ' ') + value + "\n";
+    }
+  }
+  std::vector<segment_state> blocked;
+  for (auto& seg : st.segments)
+    if (seg.blocked)
+      blocked.push_back(seg);
+  if (blocked.empty())
+    return text + "\nno segment blocked\n";
+  std::sort(blocked.begin(), blocked.end(),
+            [](const segment_state& x, const segment_state& y) {
+              return x.segment < y.segment;
+            });
+  text += "\nblocked segments (" + std::to_string(blocked.size()) + "):\n";
+  char line[64];
+  std::snprintf(line, sizeof(line), "  %7s  %-9s  %s\n", "segment", "mode",
+                "reason");
+  text += line;
+  for (auto& seg : blocked) {
+    std::snprintf(line, sizeof(line), "  %7d  %-9s  ", seg.segment,
+                  block_mode(seg));
+    text += line + (seg.reason.empty() ? "-" : seg.reason) + "\n";
+  }
+  return text;
+}
+
+int cmd_stats(const global_options& opts) {
+  reporter out{opts.json};
+  int rc = exit_ok;
+  auto body = exchange(opts, stats_request{}, out, rc);
+  if (!body)
+    return rc;
+  auto* st = expect<node_stats>(*body, out, rc);
+  if (!st)
+    return rc;
+  auto metrics = json::object();
+  for (auto& m : st->metrics)
+    metrics[m.name] = m.value;
+  auto segments = json::array();
+  for (auto& seg : st->segments)
+    segments.push_back(segment_json(seg));
+  return out.success(json{{"node", st->node_name},
+                          {"metrics", std::move(metrics)},
+                          {"segments", std::move(segments)}},
+                     stats_text(*st));
+}
+
+std::string segment_text(const segment_state& seg) {
+  auto n = std::to_string(seg.segment);
+  if (!seg.blocked)
+    return "segment " + n + ": not blocked\n";
+  std::string text = "segment " + n + ": blocked (" + block_mode(seg) + ")";
+  if (!seg.reason.empty())
+    text += ": " + seg.reason;
+  text += "\n  requests for its envelopes fail with segment_unavailable; "
+          "creates go to other segments\n";
+  text += seg.manual ? "  lifted only by: hongbao segment unblock " + n + "\n"
+                     : "  lifted by the node's probe once the segment "
+                       "answers again\n";
+  return text;
+}
+
+int cmd_segment(const global_options& opts, segment_request req) {
+  reporter out{opts.json};
+  int rc = exit_ok;
+  auto body = exchange(opts, std::move(req), out, rc);
+  if (!body)
+    return rc;
+  auto* seg = expect<segment_state>(*body, out, rc);
+  if (!seg)
+    return rc;
+  return out.success(segment_json(*seg), segment_text(*seg));
+}
+
 std::string env_or(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? value : fallback;
@@ -797,8 +922,9 @@ int main(int argc, char** argv) {
                "print exactly one JSON object on stdout");
   auto* timeout_opt
     = app.add_option("--timeout-ms", opts.timeout_ms,
-                     "connect and response timeout (reconcile: response "
-                     "timeout 300000 unless given)")
+                     "connect and response timeout, also sent to the node as "
+                     "the request's deadline (reconcile: response timeout "
+                     "300000 unless given)")
         ->capture_default_str()
         ->check(CLI::Range(1, 3600 * 1000));
 
@@ -882,6 +1008,32 @@ int main(int argc, char** argv) {
     "envelopes created since: Unix ms, 2026-11-26, 2026-11-26T10:00:00Z, "
     "or an age like 30m, 24h, 7d (default: all)");
 
+  auto* stats_cmd = app.add_subcommand(
+    "stats", "operators: the node's metrics and blocked segments");
+
+  segment_request segment;
+  auto* segment_cmd = app.add_subcommand(
+    "segment",
+    "operators: block or unblock an id segment (the last three digits of an "
+    "envelope id)");
+  segment_cmd->require_subcommand(1);
+  auto* block_cmd = segment_cmd->add_subcommand(
+    "block",
+    "block segment N: requests for its envelopes fail fast, creates go to "
+    "other segments, until a manual unblock");
+  block_cmd->add_option("N", segment.segment, "segment, 0..999")
+    ->required()
+    ->check(CLI::Range(0, segment_count - 1));
+  block_cmd->add_option("--reason", segment.reason,
+                        "why (shown by `hongbao stats`)");
+  auto* unblock_cmd = segment_cmd->add_subcommand(
+    "unblock", "lift the block of segment N, manual or automatic");
+  unblock_cmd->add_option("N", segment.segment, "segment, 0..999")
+    ->required()
+    ->check(CLI::Range(0, segment_count - 1));
+  unblock_cmd->add_option("--reason", segment.reason,
+                          "why (goes to the node's log)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -911,5 +1063,11 @@ int main(int argc, char** argv) {
     return cmd_balance(opts, std::move(balance));
   if (reconcile_cmd->parsed())
     return cmd_reconcile(opts, since_text);
+  if (stats_cmd->parsed())
+    return cmd_stats(opts);
+  if (segment_cmd->parsed()) {
+    segment.block = block_cmd->parsed();
+    return cmd_segment(opts, std::move(segment));
+  }
   return cmd_show(opts, get);
 }

@@ -299,8 +299,9 @@ outcome<client_response> connection::receive(int timeout_ms) {
   return read_response(now_ms() + timeout_ms, timeout_ms);
 }
 
-outcome<client_response> connection::call(request_body body, int timeout_ms) {
-  client_request req{next_request_id(), std::move(body)};
+outcome<client_response> connection::call(request_body body, int timeout_ms,
+                                          uint32_t request_timeout_ms) {
+  client_request req{next_request_id(), std::move(body), request_timeout_ms};
   auto sent = send(req);
   if (!sent)
     return sent.error();

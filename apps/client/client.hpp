@@ -67,8 +67,12 @@ public:
   /// Sends `body` with the next request id and waits up to `timeout_ms` for
   /// its response. Responses to other ids that arrive meanwhile are kept for
   /// `receive`. An Error with request id 0 (the node's answer to a frame it
-  /// could not read) also ends the wait.
-  outcome<client_response> call(request_body body, int timeout_ms);
+  /// could not read) also ends the wait. `request_timeout_ms` goes out as the
+  /// Request's timeout_ms (0: none): pass `timeout_ms` to have the node drop
+  /// the request, unexecuted, if it is still waiting there when this call
+  /// gives up on it.
+  outcome<client_response> call(request_body body, int timeout_ms,
+                                uint32_t request_timeout_ms = 0);
 
   /// Sends Auth and returns the node's AuthOk. A refused token comes back as
   /// a failure with the node's code (unauthenticated) and message.

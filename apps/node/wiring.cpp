@@ -48,6 +48,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     sc.database_url = cfg.database_url;
     sc.pool_size = cfg.store_pool_size;
     sc.health = caf::actor_cast<segment_report_sink>(ctx->health);
+    sc.metrics = ctx->metrics;
     return started(ctx->store, spawn_pg_store(*sysp, sc));
   }, nullptr, {"segment_health"}});
 
@@ -101,6 +102,10 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
   out.push_back({"router", [=] {
     router_settings rc;
     rc.limits = cfg.limits;
+    rc.node_name = cfg.node_name;
+    rc.metrics = ctx->metrics;
+    rc.relay = ctx->relay;
+    rc.health = caf::actor_cast<segment_admin>(ctx->health);
     auto res = started(ctx->router,
                        spawn_router(*sysp, ctx->registry, ctx->ids, ctx->store,
                                     ctx->reconciler, rc));
@@ -108,7 +113,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
                    caf::actor_cast<blocked_sink>(ctx->router));
     return res;
   }, nullptr, {"registry", "id_allocator", "store", "reconciler",
-               "segment_health"}});
+               "segment_health", "relay"}});
 
   out.push_back({"expiry_sweeper", [=] {
     expiry_sweeper_settings sc;
@@ -129,6 +134,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     gc.frame_size_max = cfg.frame_size_max;
     gc.connection_inflight_max = cfg.connection_inflight_max;
     gc.node_inflight_max = cfg.node_inflight_max;
+    gc.metrics = ctx->metrics;
     auto gw = spawn_gateway(*sysp, ctx->router, gc);
     if (!gw)
       return std::move(gw.error());

@@ -122,6 +122,13 @@ void check_same(const discrepancy& x, const discrepancy& y) {
   CAF_CHECK_EQUAL(x.repaired, y.repaired);
 }
 
+void check_same(const segment_state& x, const segment_state& y) {
+  CAF_CHECK_EQUAL(x.segment, y.segment);
+  CAF_CHECK_EQUAL(x.blocked, y.blocked);
+  CAF_CHECK_EQUAL(x.manual, y.manual);
+  CAF_CHECK_EQUAL(x.reason, y.reason);
+}
+
 void check_code(const failure& f, errc expected) {
   CAF_CHECK_EQUAL(static_cast<int>(f.code), static_cast<int>(expected));
 }
@@ -344,6 +351,92 @@ CAF_TEST(reconcile request round trip) {
   check_code(req.error(), errc::invalid_argument);
 }
 
+CAF_TEST(request timeout round trip) {
+  for (uint32_t timeout : {0u, 1u, 2500u, 300000u, UINT32_MAX}) {
+    std::vector<request_body> bodies{
+      auth_request{"t"}, open_request{2026112600000042217, "bob"},
+      reconcile_request{5}, stats_request{}, segment_request{217, true, "r"}};
+    for (auto& body : bodies) {
+      auto req = round_trip(client_request{50, body, timeout});
+      CAF_REQUIRE(req.ok());
+      CAF_CHECK_EQUAL(req->request_id, 50u);
+      CAF_CHECK_EQUAL(req->timeout_ms, timeout);
+      CAF_CHECK_EQUAL(req->body.index(), body.index());
+    }
+  }
+  // timeout_ms is field 20 of Request, after the body: a0 01 (two-byte tag).
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {1, stats_request{}, 250})),
+                  "00000008" "0801" "5a00" "a001fa01");
+  // 0 (no deadline) is not on the wire at all.
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame({1, stats_request{}, 0})),
+                  "00000004" "0801" "5a00");
+  // Requests without the field (older clients) decode with no deadline.
+  uint64_t id = 0;
+  auto req = decode(bytes({0x08, 0x02, 0x5a, 0x00}), id);
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(req->timeout_ms, 0u);
+  CAF_CHECK(std::holds_alternative<stats_request>(req->body));
+}
+
+CAF_TEST(stats request round trip) {
+  auto req = round_trip(client_request{51, stats_request{}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(req->request_id, 51u);
+  CAF_CHECK(std::holds_alternative<stats_request>(req->body));
+  // Stats is field 11 of Request: 5a 00 (an empty message).
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame({1, stats_request{}})),
+                  "00000004" "0801" "5a00");
+}
+
+CAF_TEST(segment request round trip covers all fields) {
+  for (int32_t segment : {0, 1, 217, 999}) {
+    for (bool block : {true, false}) {
+      for (std::string reason : {"", "db maintenance", "迁移 shard"}) {
+        segment_request in{segment, block, reason};
+        auto req = round_trip(client_request{52, in, 3000});
+        CAF_REQUIRE(req.ok());
+        CAF_CHECK_EQUAL(req->request_id, 52u);
+        CAF_CHECK_EQUAL(req->timeout_ms, 3000u);
+        auto& out = body_as<segment_request>(*req);
+        CAF_CHECK_EQUAL(out.segment, segment);
+        CAF_CHECK_EQUAL(out.block, block);
+        CAF_CHECK_EQUAL(out.reason, reason);
+      }
+    }
+  }
+  // SegmentControl is field 12 of Request: 62 ...; segment 217 = d9 01.
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {1, segment_request{217, true, "m"}})),
+                  "0000000c" "0801" "6208" "08d901" "1001" "1a016d");
+  // Unblock segment 0 is an empty SegmentControl, and still a body.
+  CAF_CHECK_EQUAL(hex(codec::encode_request_frame(
+                    {1, segment_request{0, false, ""}})),
+                  "00000004" "0801" "6200");
+  uint64_t id = 0;
+  auto req = decode(bytes({0x08, 0x03, 0x62, 0x00}), id);
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(body_as<segment_request>(*req).segment, 0);
+  CAF_CHECK_EQUAL(body_as<segment_request>(*req).block, false);
+}
+
+CAF_TEST(segment outside 0 to 999 is an invalid argument) {
+  for (int32_t segment : {-1, 1000, 1217, INT32_MIN, INT32_MAX}) {
+    for (bool block : {true, false}) {
+      auto req = round_trip(
+        client_request{53, segment_request{segment, block, "x"}, 100});
+      CAF_REQUIRE(!req);
+      check_code(req.error(), errc::invalid_argument);
+    }
+  }
+  // request_id 6, segment { segment: 1000 } (e8 07): the id is kept.
+  uint64_t id = 0;
+  auto req = decode(bytes({0x08, 0x06, 0x62, 0x03, 0x08, 0xe8, 0x07}), id);
+  CAF_REQUIRE(!req);
+  check_code(req.error(), errc::invalid_argument);
+  CAF_CHECK_EQUAL(id, 6u);
+}
+
 CAF_TEST(a body with default fields still decodes as that body) {
   // Proto3 drops default values on the wire: an Open for envelope 0 by "" is
   // an empty sub-message, which is a body all the same.
@@ -355,7 +448,7 @@ CAF_TEST(a body with default fields still decodes as that body) {
 // -- Responses -------------------------------------------------------------------
 
 CAF_TEST(error response round trip) {
-  for (int code = 0; code <= static_cast<int>(errc::insufficient_funds);
+  for (int code = 0; code <= static_cast<int>(errc::deadline_exceeded);
        ++code) {
     auto x = static_cast<errc>(code);
     auto resp = round_trip(client_response{9, error_reply{x, "why"}});
@@ -365,6 +458,20 @@ CAF_TEST(error response round trip) {
     CAF_CHECK_EQUAL(static_cast<int>(err.code), code);
     CAF_CHECK_EQUAL(err.message, "why");
   }
+}
+
+CAF_TEST(new error codes are on the wire and retryable) {
+  CAF_CHECK_EQUAL(static_cast<int>(errc::segment_unavailable), 17);
+  CAF_CHECK_EQUAL(static_cast<int>(errc::deadline_exceeded), 18);
+  CAF_CHECK(retryable(errc::segment_unavailable));
+  CAF_CHECK(retryable(errc::deadline_exceeded));
+  // Error{code 17, retryable} and Error{code 18, retryable} for request 7.
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {7, error_reply{errc::segment_unavailable, ""}})),
+                  "0000000808071204081118" "01");
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {7, error_reply{errc::deadline_exceeded, ""}})),
+                  "0000000808071204081218" "01");
 }
 
 CAF_TEST(error messages that are not utf8 are made printable) {
@@ -521,6 +628,95 @@ CAF_TEST(discrepancy details that are not utf8 are made printable) {
   CAF_REQUIRE(resp.ok());
   CAF_CHECK_EQUAL(body_as<reconcile_report>(*resp).discrepancies.at(0).detail,
                   "db said ? ok");
+}
+
+CAF_TEST(stats response round trip covers all fields) {
+  node_stats in;
+  in.node_name = "node-a1";
+  in.metrics.push_back(metric{"envelopes.activations", 12});
+  in.metrics.push_back(metric{"opens.committed", INT64_MAX});
+  in.metrics.push_back(metric{"refunds", 0});
+  in.metrics.push_back(metric{"store.delta", -5});
+  in.metrics.push_back(metric{"store.min", INT64_MIN});
+  in.segments.push_back(segment_state{217, true, true, "db maintenance"});
+  in.segments.push_back(segment_state{3, true, false, "probe failed: 超时"});
+  in.segments.push_back(segment_state{0, false, false, ""});
+  in.segments.push_back(segment_state{999, true, true, ""});
+  auto resp = round_trip(client_response{60, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(resp->request_id, 60u);
+  auto& out = body_as<node_stats>(*resp);
+  CAF_CHECK_EQUAL(out.node_name, in.node_name);
+  CAF_REQUIRE_EQUAL(out.metrics.size(), in.metrics.size());
+  for (size_t i = 0; i < in.metrics.size(); ++i) {
+    CAF_CHECK_EQUAL(out.metrics[i].name, in.metrics[i].name);
+    CAF_CHECK_EQUAL(out.metrics[i].value, in.metrics[i].value);
+  }
+  CAF_REQUIRE_EQUAL(out.segments.size(), in.segments.size());
+  for (size_t i = 0; i < in.segments.size(); ++i)
+    check_same(out.segments[i], in.segments[i]);
+  // A node with no metrics and no blocked segment.
+  resp = round_trip(client_response{61, node_stats{}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK(body_as<node_stats>(*resp).metrics.empty());
+  CAF_CHECK(body_as<node_stats>(*resp).segments.empty());
+  CAF_CHECK(body_as<node_stats>(*resp).node_name.empty());
+  // StatsReport is field 11 of Response: 5a ...; Metric{"a", 1}.
+  node_stats small;
+  small.node_name = "n";
+  small.metrics.push_back(metric{"a", 1});
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame({1, small})),
+                  "0000000e" "0801" "5a0a" "0a016e" "1205" "0a0161" "1001");
+}
+
+CAF_TEST(segment state response round trip covers all fields) {
+  for (int32_t segment : {0, 217, 999}) {
+    for (bool blocked : {true, false}) {
+      for (bool manual : {true, false}) {
+        segment_state in{segment, blocked, manual, "磁盘满 disk full"};
+        auto resp = round_trip(client_response{62, in});
+        CAF_REQUIRE(resp.ok());
+        CAF_CHECK_EQUAL(resp->request_id, 62u);
+        check_same(body_as<segment_state>(*resp), in);
+      }
+    }
+  }
+  // SegmentState is field 12 of Response: 62 ...
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {1, segment_state{5, true, true, "r"}})),
+                  "0000000d" "0801" "6209" "0805" "1001" "1801" "220172");
+}
+
+CAF_TEST(segment states out of range are malformed responses) {
+  // segment { segment: 1000 }
+  auto bad = bytes({0x08, 0x01, 0x62, 0x03, 0x08, 0xe8, 0x07});
+  auto resp = codec::decode_response(bad.data(), bad.size());
+  CAF_REQUIRE(!resp);
+  check_code(resp.error(), errc::malformed);
+  // stats { segments { segment: -1 } }
+  bad = bytes({0x08, 0x01, 0x5a, 0x0d, 0x1a, 0x0b, 0x08, 0xff, 0xff, 0xff,
+               0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});
+  resp = codec::decode_response(bad.data(), bad.size());
+  CAF_REQUIRE(!resp);
+  check_code(resp.error(), errc::malformed);
+}
+
+CAF_TEST(segment reasons that are not utf8 are made printable) {
+  auto resp = round_trip(
+    client_response{63, segment_state{1, true, false, "pq: \xff\xfe down"}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<segment_state>(*resp).reason, "pq: ?? down");
+  node_stats st;
+  st.segments.push_back(segment_state{2, true, false, "x\xc0y"});
+  resp = round_trip(client_response{64, st});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<node_stats>(*resp).segments.at(0).reason, "x?y");
+  // An operator's reason typed in a non-UTF-8 terminal still makes a
+  // Request the node can read.
+  auto req = round_trip(
+    client_request{65, segment_request{3, true, "r\xe9paration"}});
+  CAF_REQUIRE(req.ok());
+  CAF_CHECK_EQUAL(body_as<segment_request>(*req).reason, "r?paration");
 }
 
 CAF_TEST(refunded envelope round trip) {
@@ -685,14 +881,23 @@ CAF_TEST(corrupted new messages never crash the decoder) {
   std::vector<std::string> responses{
     codec::encode_response_frame(client_response{1, report}),
     codec::encode_response_frame(client_response{2, page}),
-    codec::encode_response_frame(client_response{3, balance_info{"bob", 9}})};
+    codec::encode_response_frame(client_response{3, balance_info{"bob", 9}}),
+    codec::encode_response_frame(client_response{
+      8, node_stats{"n1",
+                    {metric{"opens.committed", 42}, metric{"refunds", 1}},
+                    {segment_state{217, true, true, "maint"}}}}),
+    codec::encode_response_frame(
+      client_response{9, segment_state{999, true, false, "probe"}})};
   std::vector<std::string> requests{
     codec::encode_request_frame(
       client_request{4, history_query{"bob", history_kind::sent, 7, "c"}}),
     codec::encode_request_frame(client_request{5, balance_request{"bob"}}),
     codec::encode_request_frame(client_request{6, reconcile_request{99}}),
     codec::encode_request_frame(
-      client_request{7, pay_request{1, "t", true}})};
+      client_request{7, pay_request{1, "t", true}}),
+    codec::encode_request_frame(client_request{10, stats_request{}, 5000}),
+    codec::encode_request_frame(
+      client_request{11, segment_request{217, true, "maint"}, 70000})};
   for (int i = 0; i < 5000; ++i) {
     for (auto& frame : responses) {
       auto payload = frame.substr(codec::frame_header_size);
@@ -700,6 +905,13 @@ CAF_TEST(corrupted new messages never crash the decoder) {
       payload.resize(rng() % (payload.size() + 1));
       auto resp = codec::decode_response(payload.data(), payload.size());
       CAF_CHECK(resp.ok() || resp.error().code == errc::malformed);
+      if (resp) {
+        if (auto* g = std::get_if<segment_state>(&resp->body))
+          CAF_CHECK(g->segment >= 0 && g->segment <= 999);
+        if (auto* st = std::get_if<node_stats>(&resp->body))
+          for (auto& g : st->segments)
+            CAF_CHECK(g.segment >= 0 && g.segment <= 999);
+      }
     }
     for (auto& frame : requests) {
       auto payload = frame.substr(codec::frame_header_size);
@@ -717,6 +929,8 @@ CAF_TEST(corrupted new messages never crash the decoder) {
         }
         if (auto* r = std::get_if<reconcile_request>(&req->body))
           CAF_CHECK(r->since_ms >= 0);
+        if (auto* g = std::get_if<segment_request>(&req->body))
+          CAF_CHECK(g->segment >= 0 && g->segment <= 999);
       }
     }
   }
