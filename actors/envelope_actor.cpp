@@ -392,12 +392,18 @@ void dispatch(envelope_pointer self) {
   st.inflight = b;
   st.writing = true;
   sync_gauge(st);
-  self->request(st.store, store_timeout, db_commit_atom::value, std::move(b))
-    .then([=](caf::ok_atom) { on_committed(self); },
-          [=](caf::error& err) {
-            HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
-            stop_after_write_failure(self, err, "commit_opens");
-          });
+  auto on_ok = [=](caf::ok_atom) { on_committed(self); };
+  auto on_err = [=](caf::error& err) {
+    HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
+    stop_after_write_failure(self, err, "commit_opens");
+  };
+  if (st.cfg.committer)
+    self->request(st.cfg.committer, store_timeout, db_commit_atom::value,
+                  std::move(b))
+      .then(on_ok, on_err);
+  else
+    self->request(st.store, store_timeout, db_commit_atom::value, std::move(b))
+      .then(on_ok, on_err);
 }
 
 caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
@@ -690,7 +696,12 @@ envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
   st.registry = std::move(registry);
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
-  st.rng.seed(cfg.rng_seed != 0 ? cfg.rng_seed : std::random_device{}());
+  // One draw from the OS per process; each envelope mixes in its id.
+  static const uint64_t process_seed = std::random_device{}()
+                                       ^ (uint64_t{std::random_device{}()} << 32);
+  st.rng.seed(cfg.rng_seed != 0 ? cfg.rng_seed
+                                : process_seed ^ (static_cast<uint64_t>(id)
+                                                  * 0x9E3779B97F4A7C15ULL));
   self->attach_functor([self] { sync_gauge(self->state, true); });
   st.cfg = std::move(cfg);
   self->request(st.store, store_timeout, planted::activate_atom::value, id)

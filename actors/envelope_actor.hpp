@@ -7,6 +7,7 @@
 
 #include "caf/typed_actor.hpp"
 
+#include "actors/commit_batcher.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/store_actor.hpp"
@@ -59,6 +60,8 @@ struct envelope_settings {
   uint64_t rng_seed = 0;
   /// Node-wide counters; may be null (unit tests).
   std::shared_ptr<node_metrics> metrics;
+  /// Where open batches go (cross-envelope group commit); null: the store.
+  commit_sink committer;
 };
 
 /// Current wall time in Unix milliseconds, shifted by the environment

@@ -154,6 +154,27 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
                                   db.commit_opens(batch)));
       });
     },
+    [=](db_commit_many_atom,
+        std::vector<open_batch>& batches) -> caf::result<std::vector<int32_t>> {
+      return with_db<std::vector<int32_t>>(
+        self, [&](pg_store& db) -> caf::result<std::vector<int32_t>> {
+          auto res = db.commit_many(batches);
+          if (!res) {
+            for (auto& b : batches)
+              reported(self, segment_of(b.envelope_id), outcome<done>{res.error()});
+            return make_error(res.error());
+          }
+          std::vector<int32_t> codes;
+          for (size_t i = 0; i < batches.size(); ++i) {
+            auto& f = (*res)[i];
+            reported(self, segment_of(batches[i].envelope_id),
+                     f.code == errc::none ? outcome<done>{done{}}
+                                          : outcome<done>{f});
+            codes.push_back(static_cast<int32_t>(f.code));
+          }
+          return codes;
+        });
+    },
     [=](db_lease_atom, int32_t segment, int32_t day,
         int64_t block) -> caf::result<int64_t> {
       return with_db<int64_t>(self, [&](pg_store& db) {

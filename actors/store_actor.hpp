@@ -28,6 +28,9 @@ using store_actor = caf::typed_actor<
   caf::replies_to<db_pay_atom, payment>::with<caf::ok_atom>,
   // One group-commit write, guarded by the epoch.
   caf::replies_to<db_commit_atom, open_batch>::with<caf::ok_atom>,
+  // The writes of many envelopes in one transaction; one errc per batch
+  // (0: committed), each batch guarded by its own epoch.
+  caf::replies_to<db_commit_many_atom, std::vector<open_batch>>::with<std::vector<int32_t>>,
   // Lease `block` sequence numbers of (segment, day); replies the first.
   caf::replies_to<db_lease_atom, int32_t, int32_t, int64_t>::with<int64_t>,
   // PAID -> REFUNDED guarded by the epoch; replies the refunded amount.

@@ -26,7 +26,7 @@ struct node_config {
 
   // [database]
   std::string database_url;           ///< any libpq connection string
-  uint32_t store_pool_size = 4;       ///< connections, each on its own thread
+  uint32_t store_pool_size = 16;      ///< connections, each on its own thread
 
   // [limits]
   envelope_limits limits;

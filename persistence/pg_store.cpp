@@ -371,16 +371,14 @@ outcome<envelope_snapshot> pg_store::load(int64_t envelope_id) {
   return read_snapshot(conn_, "load", envelope_id);
 }
 
-outcome<done> pg_store::commit_opens(const open_batch& batch) {
-  auto problem = batch_problem(batch);
-  if (!problem.empty())
-    return failure{errc::internal, "commit_opens: " + problem};
-  if (!ensure_connected())
-    return unreachable(conn_);
-  // One statement, one round trip, one transaction. The update matches only
-  // under the current epoch of a PAID envelope whose stored remaining amount
-  // and count are exactly the batch's result plus the batch's shares; the
-  // inserts read from the update, so a refused batch writes nothing.
+namespace {
+
+/// The commit of one batch as one statement: the update matches only under
+/// the current epoch of a PAID envelope whose stored remaining amount and
+/// count are exactly the batch's result plus the batch's shares; the inserts
+/// read from the update, so a refused batch writes nothing. Counts 1 when
+/// the batch was applied.
+reply run_commit(PGconn* conn, const open_batch& batch) {
   static constexpr const char* sql =
     "WITH x AS ("
     " SELECT * FROM unnest($6::text[], $7::bigint[], $8::int[], $9::bigint[])"
@@ -408,12 +406,81 @@ outcome<done> pg_store::commit_opens(const open_batch& batch) {
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
-  auto r = run(conn_, "commit_opens", sql, p);
+  return run(conn, "commit_opens", sql, p);
+}
+
+} // namespace
+
+outcome<done> pg_store::commit_opens(const open_batch& batch) {
+  auto problem = batch_problem(batch);
+  if (!problem.empty())
+    return failure{errc::internal, "commit_opens: " + problem};
+  if (!ensure_connected())
+    return unreachable(conn_);
+  // One statement, one round trip, one transaction.
+  auto r = run_commit(conn_, batch);
   if (!r.ok())
     return r.error;
   if (r.i64(0, 0) == 1)
     return done{};
   return explain_refused(conn_, batch);
+}
+
+outcome<std::vector<failure>>
+pg_store::commit_many(const std::vector<open_batch>& batches) {
+  std::vector<failure> out(batches.size(), failure{errc::none, {}});
+  if (batches.size() == 1) {
+    // Alone, a batch is its own transaction: one round trip, no BEGIN.
+    auto res = commit_opens(batches[0]);
+    if (!res && res.error().code == errc::unavailable && !connected())
+      return res.error();
+    out[0] = res ? failure{errc::none, {}} : res.error();
+    return out;
+  }
+  if (!ensure_connected())
+    return unreachable(conn_);
+  bool statement_failed = false;
+  {
+    transaction tx{conn_, "commit_many"};
+    auto begin = tx.begin();
+    if (!begin.ok())
+      return begin.error;
+    for (size_t i = 0; i < batches.size() && !statement_failed; ++i) {
+      auto problem = batch_problem(batches[i]);
+      if (!problem.empty()) {
+        out[i] = failure{errc::internal, "commit_opens: " + problem};
+        continue;
+      }
+      auto r = run_commit(conn_, batches[i]);
+      if (!r.ok()) {
+        if (r.error.code == errc::unavailable && !connected())
+          return r.error;  // the connection is gone: nothing committed
+        statement_failed = true;
+        break;
+      }
+      if (r.i64(0, 0) != 1) {
+        auto why = explain_refused(conn_, batches[i]);
+        out[i] = why ? failure{errc::none, {}} : why.error();
+      }
+    }
+    if (!statement_failed) {
+      auto commit = tx.commit();
+      if (!commit.ok()) {
+        // The outcome is unknown to the caller: every batch says so.
+        for (auto& f : out)
+          if (f.code == errc::none)
+            f = commit.error;
+      }
+      return out;
+    }
+  }
+  // One batch broke the transaction (rolled back above): commit each batch
+  // on its own so that the others are not held hostage by it.
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto res = commit_opens(batches[i]);
+    out[i] = res ? failure{errc::none, {}} : res.error();
+  }
+  return out;
 }
 
 outcome<int64_t> pg_store::lease_sequence(int32_t segment, int32_t day,

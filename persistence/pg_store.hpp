@@ -121,6 +121,14 @@ public:
   /// (e.g. remaining below 0, EXHAUSTED with shares left, PAID with none).
   outcome<done> commit_opens(const open_batch& batch);
 
+  /// Group commit across envelopes: the batches of many envelopes in one
+  /// transaction (one WAL flush for all of them). Each batch keeps its own
+  /// epoch guard and outcome: the result has one failure per batch
+  /// (errc::none for committed). If the transaction itself fails, every
+  /// batch fails with that error (outcome unknown: errc::unavailable); a
+  /// statement error in one batch makes the others retry one by one.
+  outcome<std::vector<failure>> commit_many(const std::vector<open_batch>& batches);
+
   /// Leases `block` sequence numbers of a segment for a day; returns the first
   /// of them. Leases never overlap, across processes too. Sequences of a
   /// (segment, day) start at 1. block < 1 -> errc::internal. The caller

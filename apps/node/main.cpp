@@ -173,6 +173,10 @@ int main(int argc, char** argv) {
   add_hongbao_types(sys_cfg);
   sys_cfg.load<caf::io::middleman>();
   sys_cfg.set("logger.console", caf::atom("none"));
+  // One scheduler thread per core: more only adds context switches (the
+  // store's threads are separate and mostly wait on the database).
+  sys_cfg.set("scheduler.max-threads",
+              static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
   caf::actor_system sys{sys_cfg};
 
   auto ctx = std::make_shared<node_context>();

@@ -52,6 +52,14 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     return started(ctx->store, spawn_pg_store(*sysp, sc));
   }, nullptr, {"segment_health"}});
 
+  out.push_back({"commit_batcher", [=] {
+    commit_batcher_settings bc;
+    bc.inflight_max = cfg.store_pool_size;
+    bc.metrics = ctx->metrics;
+    return started(ctx->committer,
+                   spawn_commit_batcher(*sysp, ctx->store, bc));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = cfg.segments;
@@ -71,8 +79,9 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     rc.envelope.batch_max = cfg.envelope_batch_max;
     rc.envelope.idle_ms = cfg.envelope_idle_ms;
     rc.envelope.metrics = ctx->metrics;
+    rc.envelope.committer = ctx->committer;
     return started(ctx->registry, spawn_registry(*sysp, ctx->store, rc));
-  }, stop_with, {"store"}});
+  }, stop_with, {"store", "commit_batcher"}});
 
   out.push_back({"relay", [=] {
     relay_settings rc;

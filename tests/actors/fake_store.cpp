@@ -138,6 +138,20 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
       self->state.held.push_back(held_commit{std::move(b), rp});
       return rp;
     },
+    [=](db_commit_many_atom,
+        std::vector<open_batch>& batches) -> caf::result<std::vector<int32_t>> {
+      if (auto err = down())
+        return err;
+      std::vector<int32_t> codes;
+      for (auto& b : batches) {
+        self->state.db->batch_sizes.push_back(b.opens.size());
+        auto res = finish_commit(*self->state.db, b);
+        codes.push_back(res.flag == caf::rt_value
+                          ? 0
+                          : static_cast<int32_t>(to_failure(res.err).code));
+      }
+      return codes;
+    },
     [=](db_lease_atom, int32_t segment, int32_t day,
         int64_t block) -> caf::result<int64_t> {
       if (auto err = down())
