@@ -599,9 +599,18 @@ envelope_actor::behavior_type running(envelope_pointer self) {
 // reach the database; any other failure is reported idle at once.
 envelope_actor::behavior_type failed(envelope_pointer self) {
   auto fail = [=] {
-    ++self->state.handled;
-    touch(self);
-    return self->state.failure;
+    auto& st = self->state;
+    ++st.handled;
+    // A transient failure (the database was unreachable) is reported idle
+    // again at once, so that the registry lets the actor go and the next
+    // request re-activates it; only a missing envelope waits an idle period.
+    if (to_failure(st.failure).code == errc::not_found) {
+      touch(self);
+    } else if (!st.tick_pending) {
+      st.tick_pending = true;
+      self->send(self, tick_atom::value);
+    }
+    return st.failure;
   };
   return {
     [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {

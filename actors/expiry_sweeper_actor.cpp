@@ -47,9 +47,13 @@ void refund_all(sweeper_pointer self, std::vector<int64_t>& ids) {
   }
   bool full = static_cast<int32_t>(ids.size()) >= st.cfg.batch_max;
   auto left = std::make_shared<size_t>(ids.size());
+  auto progress = std::make_shared<bool>(false);
+  // Sweep again at once only when this sweep got somewhere: the oldest due
+  // envelopes may sit in a blocked segment and fail every time, and must not
+  // turn the sweeper into a busy loop.
   auto finish_one = [=] {
     if (--*left == 0)
-      next_sweep(self, full);
+      next_sweep(self, full && *progress);
   };
   for (auto id : ids) {
     ++st.started;
@@ -58,6 +62,7 @@ void refund_all(sweeper_pointer self, std::vector<int64_t>& ids) {
         [=](int64_t amount) {
           if (amount > 0)
             ++self->state.refunded;
+          *progress = true;
           finish_one();
         },
         [=](caf::error& err) {

@@ -22,19 +22,4 @@ constexpr bool relay_marks_after_credit = true;
 constexpr bool relay_marks_after_credit = false;
 #endif
 
-/// The name of the bug planted into this build, or nullptr.
-inline const char* planted_bug() {
-#if defined(HB_PLANTED_BUG_STORE_STALE_EPOCH)
-  return "store_stale_epoch";
-#elif defined(HB_PLANTED_BUG_RELAY_CREDIT_BEFORE_MARK)
-  return "relay_credit_before_mark";
-#elif defined(HB_PLANTED_BUG_SKIP_EPOCH_BUMP)
-  return "skip_epoch_bump";
-#elif defined(HB_PLANTED_BUG_REPLY_ON_FAILED_WRITE)
-  return "reply_on_failed_write";
-#else
-  return nullptr;
-#endif
-}
-
 } // namespace hb::sim::planted

@@ -332,6 +332,7 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
         return fail(errc::internal, "duplicate key value violates unique "
                                     "constraint \"outbox_idempotency_key_key\"");
     record_attempt("commit", env.id, b.epoch, env.epoch, who, true);
+    ++commits;
     env.remaining_fen = b.remaining_fen;
     env.remaining_count = b.remaining_count;
     env.status = b.status;
@@ -598,7 +599,10 @@ outcome<std::vector<segment_state>> sim_db::blocked_segments() {
 outcome<done> sim_db::set_segment_state(const segment_state& s) {
   if (s.segment < 0 || s.segment >= segment_count)
     return fail(errc::internal, "segment out of range");
-  segment_states[s.segment] = s;
+  auto& stored = segment_states[s.segment];
+  if (s.blocked && !stored.blocked)
+    ++segment_blocks;
+  stored = s;
   return done{};
 }
 

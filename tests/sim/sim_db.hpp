@@ -121,6 +121,8 @@ public:
   std::vector<write_attempt> stale_accepted;
   uint64_t guarded_writes = 0;
   uint64_t stale_refused = 0;
+  uint64_t commits = 0;  ///< open batches committed
+  uint64_t segment_blocks = 0;  ///< segments recorded as blocked
   /// Refunds applied before the envelope's expiry (must stay empty).
   std::vector<int64_t> early_refunds;
   /// Envelope ids that a create tried to insert twice (must stay empty).
