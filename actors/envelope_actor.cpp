@@ -46,6 +46,7 @@ struct envelope_state {
   // -- work in progress -------------------------------------------------------
   std::deque<std::string> queue;  // users waiting for the next write
   std::unordered_map<std::string, std::vector<open_promise>> waiters;
+  std::unordered_map<std::string, int64_t> deadlines;  // of queued users
   bool writing = false;
   open_batch inflight;            // the write in flight, if writing
   std::string paying_txn;         // non-empty while a payment write is in flight
@@ -178,6 +179,7 @@ void fail_all_waiters(envelope_pointer self, const caf::error& err) {
       rp.deliver(err);
   st.waiters.clear();
   st.queue.clear();
+  st.deadlines.clear();
   for (auto& rp : st.pay_waiters)
     rp.deliver(err);
   st.pay_waiters.clear();
@@ -197,6 +199,7 @@ void fail_queued(envelope_state& st, const caf::error& err) {
     st.waiters.erase(it);
   }
   st.queue.clear();
+  st.deadlines.clear();
 }
 
 caf::error expired_error() {
@@ -365,6 +368,20 @@ void dispatch(envelope_pointer self) {
     open_record rec;
     rec.user = std::move(st.queue.front());
     st.queue.pop_front();
+    auto deadline = st.deadlines[rec.user];
+    st.deadlines.erase(rec.user);
+    if (deadline != 0 && now >= deadline) {
+      // Nobody waits for this answer any more: drop it, do not execute it.
+      auto it = st.waiters.find(rec.user);
+      for (auto& rp : it->second)
+        rp.deliver(make_error(errc::deadline_exceeded,
+                              "the client's deadline passed while the open "
+                              "waited; it was not executed"));
+      st.waiters.erase(it);
+      if (st.cfg.metrics)
+        st.cfg.metrics->deadline_drops.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     rec.amount_fen = next_share(next, st.cfg.share_max_fen, st.rng);
     rec.seq = next.count - next.remaining_count + 1;
     rec.opened_at_ms = now;
@@ -381,8 +398,10 @@ void dispatch(envelope_pointer self) {
         rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
       st.waiters.erase(it);
     }
-  if (next.remaining_count == 0)
+  if (next.remaining_count == 0) {
     st.queue.clear();
+    st.deadlines.clear();
+  }
   if (b.opens.empty())
     return;
   b.remaining_fen = next.remaining_fen;
@@ -406,7 +425,18 @@ void dispatch(envelope_pointer self) {
       .then(on_ok, on_err);
 }
 
-caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
+// The latest deadline of a queued user's requests; 0 when one has none.
+void note_deadline(envelope_state& st, const std::string& user,
+                   int64_t deadline_ms, bool first) {
+  auto& d = st.deadlines[user];
+  if (first)
+    d = deadline_ms;
+  else if (d != 0)
+    d = deadline_ms == 0 ? 0 : std::max(d, deadline_ms);
+}
+
+caf::result<open_result> handle_open(envelope_pointer self, std::string& user,
+                                     int64_t deadline_ms) {
   auto& st = self->state;
   auto done = st.opened.find(user);
   if (done != st.opened.end()) {
@@ -417,6 +447,7 @@ caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
   if (waiting != st.waiters.end()) {
     auto rp = self->make_response_promise<open_result>();
     waiting->second.push_back(rp);
+    note_deadline(st, user, deadline_ms, false);
     return rp;
   }
   if (auto err = open_refusal(st)) {
@@ -425,6 +456,7 @@ caf::result<open_result> handle_open(envelope_pointer self, std::string& user) {
   }
   auto rp = self->make_response_promise<open_result>();
   st.waiters[user].push_back(rp);
+  note_deadline(st, user, deadline_ms, true);
   st.queue.push_back(std::move(user));
   dispatch(self);
   sync_gauge(st);
@@ -540,10 +572,11 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       touch(self);
       return handle_grab(self->state, user);
     },
-    [=](open_atom, int64_t, std::string& user) -> caf::result<open_result> {
+    [=](open_atom, int64_t, std::string& user,
+        int64_t deadline_ms) -> caf::result<open_result> {
       ++self->state.handled;
       touch(self);
-      return handle_open(self, user);
+      return handle_open(self, user, deadline_ms);
     },
     [=](pay_atom, int64_t, std::string& txn,
         bool from_wallet) -> caf::result<envelope> {
@@ -616,7 +649,7 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
       return fail();
     },
-    [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
+    [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
       return fail();
     },
     [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
@@ -641,7 +674,7 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
     [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
       return caf::skip;
     },
-    [=](open_atom, int64_t, std::string&) -> caf::result<open_result> {
+    [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
       return caf::skip;
     },
     [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {

@@ -20,8 +20,10 @@ namespace hb {
 using envelope_requests = caf::typed_actor<
   // 抢: a cheap check from memory; reserves nothing.
   caf::replies_to<grab_atom, int64_t, std::string>::with<grab_result>,
-  // 拆: decides and durably commits a share, then replies. Idempotent per user.
-  caf::replies_to<open_atom, int64_t, std::string>::with<open_result>,
+  // 拆: decides and durably commits a share, then replies. Idempotent per
+  // user. The last argument is the client's deadline (Unix ms, 0: none): an
+  // open still queued when it passes is dropped with DEADLINE_EXCEEDED.
+  caf::replies_to<open_atom, int64_t, std::string, int64_t>::with<open_result>,
   // 发: the payment system confirms the sender paid (payment txn id); true:
   // from the sender's wallet instead.
   caf::replies_to<pay_atom, int64_t, std::string, bool>::with<envelope>,

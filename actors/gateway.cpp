@@ -143,6 +143,7 @@ struct dispatcher {
   connection_broker* self;
   uint64_t rid;
   request_kind kind;
+  int64_t deadline;  // Unix ms, 0: the client set none
 
   void operator()(auth_request& req) {
     auto& st = self->state;
@@ -168,7 +169,7 @@ struct dispatcher {
   }
   void operator()(open_request& req) {
     call_router<open_result>(self, rid, kind, open_atom::value,
-                             req.envelope_id, std::move(req.user));
+                             req.envelope_id, std::move(req.user), deadline);
   }
   void operator()(get_request& req) {
     call_router<envelope_detail>(self, rid, kind, get_atom::value,
@@ -225,7 +226,12 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
     count_answer(self, kind, errc::busy);
     return;
   }
-  std::visit(dispatcher{self, rid, kind}, req->body);
+  // The client's timeout counts from now; requests still queued in the node
+  // when it passes are dropped, not executed.
+  int64_t deadline = req->timeout_ms == 0
+                       ? 0
+                       : system_now_ms() + static_cast<int64_t>(req->timeout_ms);
+  std::visit(dispatcher{self, rid, kind, deadline}, req->body);
 }
 
 void handle_data(connection_broker* self, const std::vector<char>& buf) {

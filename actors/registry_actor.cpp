@@ -90,8 +90,9 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
     [=](grab_atom a, int64_t id, std::string& user) {
       return forward<grab_result>(self, id, a, id, std::move(user));
     },
-    [=](open_atom a, int64_t id, std::string& user) {
-      return forward<open_result>(self, id, a, id, std::move(user));
+    [=](open_atom a, int64_t id, std::string& user, int64_t deadline_ms) {
+      return forward<open_result>(self, id, a, id, std::move(user),
+                                  deadline_ms);
     },
     [=](pay_atom a, int64_t id, std::string& txn, bool from_wallet) {
       return forward<envelope>(self, id, a, id, std::move(txn), from_wallet);

@@ -210,13 +210,14 @@ router_actor::behavior_type router_impl(router_pointer self,
         return err;
       return self->delegate(self->state.registry, a, id, std::move(user));
     },
-    [=](open_atom a, int64_t id,
-        std::string& user) -> caf::result<open_result> {
+    [=](open_atom a, int64_t id, std::string& user,
+        int64_t deadline_ms) -> caf::result<open_result> {
       if (auto err = check_text(self, user, "user"))
         return err;
       if (auto err = check_segment(self, id))
         return err;
-      return self->delegate(self->state.registry, a, id, std::move(user));
+      return self->delegate(self->state.registry, a, id, std::move(user),
+                            deadline_ms);
     },
     [=](pay_atom a, int64_t id, std::string& txn,
         bool from_wallet) -> caf::result<envelope> {

@@ -36,9 +36,9 @@ CAF_TEST(group commit batches the opens queued behind a write) {
   db->add(env_id, 10000, 10);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}))> hs;
+  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}, int64_t{0}))> hs;
   for (int i = 0; i < 5; ++i)
-    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i)));
+    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i), int64_t{0}));
   run();
   // The first open went out alone; the other four wait behind it.
   CAF_REQUIRE_EQUAL(db->batch_sizes.size(), 1u);
@@ -66,11 +66,11 @@ CAF_TEST(group commit batches the opens queued behind a write) {
 CAF_TEST(a second open by the same user returns the first amount) {
   db->add(env_id, 5000, 5);
   auto env = spawn_env(env_id);
-  auto h1 = ask(env, open_atom::value, env_id, std::string{"alice"});
+  auto h1 = ask(env, open_atom::value, env_id, std::string{"alice"}, int64_t{0});
   run();
   auto first = take<open_result>(h1);
   CAF_REQUIRE(first.ok());
-  auto h2 = ask(env, open_atom::value, env_id, std::string{"alice"});
+  auto h2 = ask(env, open_atom::value, env_id, std::string{"alice"}, int64_t{0});
   run();
   auto second = take<open_result>(h2);
   CAF_REQUIRE(second.ok());
@@ -92,9 +92,9 @@ CAF_TEST(a duplicate open while the first is queued shares its reply) {
   db->add(env_id, 5000, 5);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  auto h0 = ask(env, open_atom::value, env_id, std::string{"zed"});
-  auto h1 = ask(env, open_atom::value, env_id, std::string{"bob"});
-  auto h2 = ask(env, open_atom::value, env_id, std::string{"bob"});
+  auto h0 = ask(env, open_atom::value, env_id, std::string{"zed"}, int64_t{0});
+  auto h1 = ask(env, open_atom::value, env_id, std::string{"bob"}, int64_t{0});
+  auto h2 = ask(env, open_atom::value, env_id, std::string{"bob"}, int64_t{0});
   run();
   release_commits();
   release_commits();
@@ -111,12 +111,12 @@ CAF_TEST(a duplicate open while the first is queued shares its reply) {
 CAF_TEST(an exhausted envelope answers exhausted to open and grab) {
   db->add(env_id, 200, 2);
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
-  auto b = ask(env, open_atom::value, env_id, std::string{"b"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  auto b = ask(env, open_atom::value, env_id, std::string{"b"}, int64_t{0});
   run();
   CAF_REQUIRE(take<open_result>(a).ok());
   CAF_REQUIRE(take<open_result>(b).ok());
-  auto c = ask(env, open_atom::value, env_id, std::string{"c"});
+  auto c = ask(env, open_atom::value, env_id, std::string{"c"}, int64_t{0});
   auto g = ask(env, grab_atom::value, env_id, std::string{"c"});
   run();
   auto rc = take<open_result>(c);
@@ -135,11 +135,11 @@ CAF_TEST(an expired envelope refuses opens) {
   db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
           now + 1000);
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"early"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"early"}, int64_t{0});
   run();
   CAF_REQUIRE(take<open_result>(a).ok());
   now += 1000;  // the clock reaches the expiry
-  auto b = ask(env, open_atom::value, env_id, std::string{"late"});
+  auto b = ask(env, open_atom::value, env_id, std::string{"late"}, int64_t{0});
   auto g = ask(env, grab_atom::value, env_id, std::string{"late"});
   run();
   auto rb = take<open_result>(b);
@@ -162,8 +162,8 @@ CAF_TEST(the sweeper refund is idempotent and an open never races it) {
           now + 5000);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
-  auto b = ask(env, open_atom::value, env_id, std::string{"b"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  auto b = ask(env, open_atom::value, env_id, std::string{"b"}, int64_t{0});
   run();  // a is in flight, b queued behind it
   // Not due yet: the sweeper's request refunds nothing.
   auto early = ask(env, refund_atom::value, env_id);
@@ -195,7 +195,7 @@ CAF_TEST(the expiry timer of a live envelope refunds it) {
   db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
           now + 60000);
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   CAF_REQUIRE(take<open_result>(a).ok());
   now += 60000;
@@ -209,7 +209,7 @@ CAF_TEST(the expiry timer of a live envelope refunds it) {
 CAF_TEST(an unpaid envelope refuses opens until it is paid) {
   db->add(env_id, 1000, 10, envelope_kind::equal, envelope_status::created);
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"u"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"u"}, int64_t{0});
   auto g = ask(env, grab_atom::value, env_id, std::string{"u"});
   run();
   auto ra = take<open_result>(a);
@@ -231,7 +231,7 @@ CAF_TEST(an unpaid envelope refuses opens until it is paid) {
   auto r3 = take<envelope>(p3);
   CAF_REQUIRE(!r3.ok());
   CAF_CHECK_EQUAL(r3.error().code, errc::payment_mismatch);
-  auto b = ask(env, open_atom::value, env_id, std::string{"u"});
+  auto b = ask(env, open_atom::value, env_id, std::string{"u"}, int64_t{0});
   run();
   auto rb = take<open_result>(b);
   CAF_REQUIRE(rb.ok());
@@ -243,9 +243,9 @@ CAF_TEST(past the queue limit opens get a retryable busy) {
   db->add(env_id, 10000, 10);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}))> hs;
+  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}, int64_t{0}))> hs;
   for (int i = 0; i < 5; ++i)
-    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i)));
+    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i), int64_t{0}));
   run();
   // u0 is in flight, u1 and u2 fill the queue, u3 and u4 are refused.
   for (int i = 3; i < 5; ++i) {
@@ -262,12 +262,36 @@ CAF_TEST(past the queue limit opens get a retryable busy) {
   check_conserved(*db, env_id);
 }
 
+CAF_TEST(an open still queued after its deadline is dropped not executed) {
+  db->add(env_id, 3000, 3);
+  db->hold_commits = true;
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  auto b = ask(env, open_atom::value, env_id, std::string{"b"}, now + 100);
+  auto c = ask(env, open_atom::value, env_id, std::string{"c"}, now + 100000);
+  run();  // a is in flight; b and c wait behind it
+  now += 200;  // b's client gave up
+  release_commits();
+  release_commits();
+  CAF_CHECK(take<open_result>(a).ok());
+  auto rb = take<open_result>(b);
+  CAF_REQUIRE(!rb.ok());
+  CAF_CHECK_EQUAL(rb.error().code, errc::deadline_exceeded);
+  CAF_CHECK(retryable(rb.error().code));
+  CAF_CHECK(take<open_result>(c).ok());
+  // b was never executed: only a and c hold shares.
+  CAF_CHECK_EQUAL(db->opens[env_id].size(), 2u);
+  for (auto& o : db->opens[env_id])
+    CAF_CHECK_NOT_EQUAL(o.user, "b");
+  check_conserved(*db, env_id);
+}
+
 CAF_TEST(a failed write replies a retryable error and loses no money) {
   db->add(env_id, 3000, 3);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
-  auto b = ask(env, open_atom::value, env_id, std::string{"b"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  auto b = ask(env, open_atom::value, env_id, std::string{"b"}, int64_t{0});
   run();
   db->fail_next_commit = true;
   release_commits();
@@ -283,7 +307,7 @@ CAF_TEST(a failed write replies a retryable error and loses no money) {
   // The actor stopped; a new activation serves the retry from the database.
   db->hold_commits = false;
   auto env2 = spawn_env(env_id);
-  auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"});
+  auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   CAF_CHECK(take<open_result>(a2).ok());
   CAF_CHECK_EQUAL(db->activations, 2);
@@ -294,13 +318,13 @@ CAF_TEST(a stale activation cannot commit after a newer one took over) {
   db->add(env_id, 3000, 3);
   auto old_env = spawn_env(env_id);
   auto new_env = spawn_env(env_id);  // bumps the epoch again
-  auto a = ask(old_env, open_atom::value, env_id, std::string{"a"});
+  auto a = ask(old_env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   auto ra = take<open_result>(a);
   CAF_REQUIRE(!ra.ok());
   CAF_CHECK_EQUAL(ra.error().code, errc::stale_epoch);
   CAF_CHECK_EQUAL(db->opens[env_id].size(), 0u);
-  auto b = ask(new_env, open_atom::value, env_id, std::string{"a"});
+  auto b = ask(new_env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   CAF_CHECK(take<open_result>(b).ok());
   check_conserved(*db, env_id);
@@ -308,7 +332,7 @@ CAF_TEST(a stale activation cannot commit after a newer one took over) {
 
 CAF_TEST(an unknown envelope answers not found) {
   auto env = spawn_env(env_id + 1);
-  auto a = ask(env, open_atom::value, env_id + 1, std::string{"a"});
+  auto a = ask(env, open_atom::value, env_id + 1, std::string{"a"}, int64_t{0});
   auto g = ask(env, get_atom::value, env_id + 1);
   run();
   auto ra = take<open_result>(a);
@@ -324,9 +348,9 @@ CAF_TEST(a hot envelope keeps money conserved over many batches) {
   db->add(env_id, 1000000, 1000);
   db->hold_commits = true;
   auto env = spawn_env(env_id);
-  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}))> hs;
+  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}, int64_t{0}))> hs;
   for (int i = 0; i < 1500; ++i)
-    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i)));
+    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i), int64_t{0}));
   run();
   while (db->commits_applied < static_cast<int>(db->batch_sizes.size()))
     release_commits();
@@ -351,7 +375,7 @@ CAF_TEST(an idle envelope reports to the registry) {
   cfg.idle_ms = 1000;
   db->add(env_id, 1000, 10);
   auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"});
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   take<open_result>(a);
   CAF_CHECK(idle_reports.empty());

@@ -40,9 +40,9 @@ CAF_TEST(requests for one envelope share one activation) {
   db->add(id_a, 1000, 10);
   start();
   auto h1 = self->request(registry, caf::infinite, open_atom::value, id_a,
-                          std::string{"u1"});
+                          std::string{"u1"}, int64_t{0});
   auto h2 = self->request(registry, caf::infinite, open_atom::value, id_a,
-                          std::string{"u2"});
+                          std::string{"u2"}, int64_t{0});
   run();
   CAF_CHECK(take<open_result>(h1).ok());
   CAF_CHECK(take<open_result>(h2).ok());
@@ -55,7 +55,7 @@ CAF_TEST(an idle envelope is passivated and reactivated on demand) {
   db->add(id_a, 1000, 10);
   start();
   auto h1 = self->request(registry, caf::infinite, open_atom::value, id_a,
-                          std::string{"u1"});
+                          std::string{"u1"}, int64_t{0});
   run();
   auto first = take<open_result>(h1);
   CAF_REQUIRE(first.ok());
@@ -66,7 +66,7 @@ CAF_TEST(an idle envelope is passivated and reactivated on demand) {
   CAF_CHECK_EQUAL(live(), 0u);
   // The next request activates the envelope again, from the database.
   auto h2 = self->request(registry, caf::infinite, open_atom::value, id_a,
-                          std::string{"u1"});
+                          std::string{"u1"}, int64_t{0});
   run();
   auto again = take<open_result>(h2);
   CAF_REQUIRE(again.ok());

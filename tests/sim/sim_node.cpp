@@ -223,7 +223,7 @@ void sim_node::crash() {
     victims.push_back(caf::actor_cast<caf::strong_actor_ptr>(actor->ctrl()));
   }
   for (auto& v : victims)
-    world::kill(v);
+    w_.kill(v);
   started_ = false;
 }
 
@@ -233,7 +233,7 @@ bool sim_node::crash_relay() {
   auto ptr = caf::actor_cast<caf::strong_actor_ptr>(ctx_->relay);
   if (!world::running(ptr))
     return false;
-  world::kill(ptr);
+  w_.kill(ptr);
   return true;
 }
 
@@ -254,7 +254,7 @@ std::string sim_node::crash_child() {
     w_.between(0, static_cast<int64_t>(kids.size()) - 1))];
   if (!world::running(pick.second))
     return {};
-  world::kill(pick.second);
+  w_.kill(pick.second);
   return pick.first;
 }
 
@@ -271,7 +271,7 @@ bool sim_node::crash_envelope() {
     return false;
   auto victim = live[static_cast<size_t>(
     w_.between(0, static_cast<int64_t>(live.size()) - 1))];
-  world::kill(victim);
+  w_.kill(victim);
   return true;
 }
 

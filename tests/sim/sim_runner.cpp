@@ -19,6 +19,13 @@
 #include "sim_store.hpp"
 #include "sim_workload.hpp"
 
+// Debugging aid: with HB_SIM_WATCH_ACTOR=<id>, this is called with the
+// actor's control block when the driver first runs it -- break here in gdb
+// and watch its strong_refs to see who takes and drops references.
+extern "C" __attribute__((noinline)) void sim_watch_hook(void* p) {
+  asm volatile("" : : "r"(p) : "memory");
+}
+
 namespace hb::sim {
 
 namespace {
@@ -148,6 +155,8 @@ private:
   void restart_node_in(int64_t delay_ms);
   void check_escalation();
   void check_orphans();
+  void note_requests(caf::scheduled_actor* a);
+  void check_unanswered();
 
   // -- the loop ----------------------------------------------------------------------
   void step();
@@ -179,6 +188,10 @@ private:
   std::vector<caf::actor> clients_;
   std::set<uint64_t> sim_ids_;
   std::map<uint64_t, uint64_t> spawned_by_;  // envelope actor -> registry
+  // Requests delivered to envelope actors and not answered yet:
+  // (requester, request number) -> (envelope actor, what was asked).
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, std::string>>
+    unanswered_;
   std::multimap<int64_t, event> events_;
   uint64_t db_version_seen_ = 0;
   enum class phase { load, heal, quiesce, final, done } phase_ = phase::load;
@@ -220,61 +233,131 @@ void driver::check_escalation() {
   restart_node_in(w_->between(1000, 5000));
 }
 
-// Actors a timer of the clock still refers to (each holds a reference
-// until it fires: delayed messages, request timeouts, timeouts).
-std::set<uint64_t> timer_holders(caf::scheduler::test_coordinator& sched) {
+// How many references the clock's timers hold to each actor: a delayed
+// message refers to its receiver and, through its content, its sender; a
+// timeout to its actor. Each lasts until the timer fires.
+std::map<uint64_t, size_t> timer_refs(caf::scheduler::test_coordinator& sched) {
   using clk = caf::detail::simple_actor_clock;
-  std::set<uint64_t> out;
+  std::map<uint64_t, size_t> out;
+  auto add = [&](const caf::strong_actor_ptr& who) {
+    if (who)
+      ++out[who->id()];
+  };
   for (auto& kv : sched.clock().schedule()) {
     auto* ev = kv.second.get();
-    caf::strong_actor_ptr who;
     switch (ev->subtype) {
       case clk::ordinary_timeout_type:
-        who = static_cast<clk::ordinary_timeout*>(ev)->self;
+        add(static_cast<clk::ordinary_timeout*>(ev)->self);
         break;
       case clk::multi_timeout_type:
-        who = static_cast<clk::multi_timeout*>(ev)->self;
+        add(static_cast<clk::multi_timeout*>(ev)->self);
         break;
       case clk::request_timeout_type:
-        who = static_cast<clk::request_timeout*>(ev)->self;
+        add(static_cast<clk::request_timeout*>(ev)->self);
         break;
-      case clk::actor_msg_type:
-        who = static_cast<clk::actor_msg*>(ev)->receiver;
+      case clk::actor_msg_type: {
+        auto* msg = static_cast<clk::actor_msg*>(ev);
+        add(msg->receiver);
+        if (msg->content)
+          add(msg->content->sender);
         break;
+      }
       default:
         break;
     }
-    if (who)
-      out.insert(who->id());
   }
   return out;
 }
 
-// An envelope actor whose registry is gone can no longer be reached nor
-// passivated. CAF reclaims it once nothing refers to it; pending timers
-// (e.g. a request timeout of 30 s) or a store call not yet answered may
-// keep it a while. One that lives on without either is held by something:
-// a leak.
+// After quiescence every envelope actor still running must be accounted
+// for: one reference from its registry (if that is alive), the clock's
+// timers, and store calls not yet answered. Any other reference is held by
+// something that should have let go -- above all a response promise kept in
+// the actor's own state (a request it will never answer) -- and an actor
+// whose registry is gone with nothing left to reclaim it is an orphan that
+// leaks. Both are violations.
 void driver::check_orphans() {
-  auto timers = timer_holders(*sched_);
+  auto timers = timer_refs(*sched_);
   for (auto& kv : spawned_by_) {
     if (w_->failed())
       return;
-    if (getenv("HB_DEBUG_ORPHAN")) {
-      auto p = w_->alive(kv.first);
-      auto r = caf::actor_cast<caf::strong_actor_ptr>(w_->actors[kv.second].handle);
-      fprintf(stderr, "env %llu alive=%d strong=%zu reg %llu alive=%d regstrong=%zu\n",
-              (unsigned long long)kv.first, p != nullptr, p ? (size_t)p->strong_refs.load() : 0,
-              (unsigned long long)kv.second, w_->alive(kv.second) != nullptr,
-              r ? (size_t)r->strong_refs.load() : 0);
-    }
-    if (w_->alive(kv.first) && !w_->alive(kv.second)
-        && timers.count(kv.first) == 0 && w_->store_holds.count(kv.first) == 0)
+    auto ptr = w_->alive(kv.first);
+    if (!ptr)
+      continue;
+    bool registry_alive = w_->alive(kv.second) != nullptr;
+    size_t accounted = 1  // `ptr` itself
+                       + (registry_alive ? 1 : 0)
+                       + (timers.count(kv.first) > 0 ? timers[kv.first] : 0)
+                       + w_->store_holds.count(kv.first);
+    size_t strong = ptr->strong_refs.load();
+    if (strong > accounted)
+      w_->violate("envelope actor " + std::to_string(kv.first) + " (registry "
+                  + std::to_string(kv.second)
+                  + (registry_alive ? " alive" : " gone") + ") holds "
+                  + std::to_string(strong - accounted)
+                  + " references nothing accounts for: a request it will "
+                    "never answer, kept in its state?");
+    else if (!registry_alive && timers.count(kv.first) == 0
+             && w_->store_holds.count(kv.first) == 0)
       w_->violate("envelope actor " + std::to_string(kv.first)
                   + " outlived its registry (actor "
                   + std::to_string(kv.second)
                   + ") with no timer left: an orphan nobody can reach, "
                     "passivate or reclaim");
+  }
+}
+
+// Notes every request that reaches an envelope actor (directly or
+// delegated by the router and registry: the requester stays the sender)
+// and every response that reaches a requester. The whole mailbox is looked
+// at, because one resume may consume more than its first message.
+void driver::note_requests(caf::scheduled_actor* a) {
+  if (a->mailbox().peek() == nullptr)
+    return;
+  bool envelope = std::strcmp(a->name(), "hb.envelope") == 0;
+  auto receiver = a->id();
+  a->mailbox().queue().peek_all([&](const caf::mailbox_element& elem) {
+    auto number = elem.mid.request_id().integer_value();
+    if (elem.mid.is_response()) {
+      unanswered_.erase({receiver, number});
+      return;
+    }
+    if (!envelope || !elem.mid.is_request() || !elem.sender)
+      return;
+    auto key = std::make_pair(elem.sender->id(), number);
+    if (unanswered_.count(key) == 0)
+      unanswered_.emplace(key, std::make_pair(receiver,
+                                              elem.content().stringify()));
+  });
+}
+
+// Every request an envelope actor took must be answered -- with a value or
+// an error -- unless the actor was killed (then its requester's timeout
+// tells it). A request dropped silently (a promise the actor never kept,
+// lost when it stopped) leaves its requester waiting for its full timeout.
+void driver::check_unanswered() {
+  if (std::getenv("HB_DEBUG_UNANSWERED"))
+    for (auto& kv : unanswered_)
+      std::fprintf(stderr, "pending %llu/%llu -> %llu %s killed=%d alive=%d\n",
+                   (unsigned long long)kv.first.first,
+                   (unsigned long long)kv.first.second,
+                   (unsigned long long)kv.second.first, kv.second.second.c_str(),
+                   (int)w_->killed.count(kv.second.first),
+                   w_->alive(kv.first.first) != nullptr);
+  for (auto& kv : unanswered_) {
+    if (w_->failed())
+      return;
+    auto requester = kv.first.first;
+    auto envelope = kv.second.first;
+    if (w_->killed.count(envelope) > 0 || !w_->alive(requester))
+      continue;
+    auto who = w_->actors.count(requester) > 0 ? w_->actors[requester].name
+                                                 : std::string("?");
+    w_->violate("envelope actor " + std::to_string(envelope)
+                + (w_->alive(envelope) ? " (still running)" : " (stopped)")
+                + " never answered request " + kv.second.second + " of "
+                + who + " " + std::to_string(requester)
+                + " although nobody killed it");
   }
 }
 
@@ -500,6 +583,9 @@ void driver::step() {
   if (auto actor = dynamic_cast<caf::scheduled_actor*>(job)) {
     auto id = actor->id();
     if (w.actors.count(id) == 0) {
+      if (auto watch = std::getenv("HB_SIM_WATCH_ACTOR");
+          watch != nullptr && std::to_string(id) == watch)
+        sim_watch_hook(actor->ctrl());
       w.actors.emplace(id, seen_actor{caf::actor_cast<caf::weak_actor_ptr>(
                                         actor->ctrl()),
                                       actor->name(), sim_ids_.count(id) > 0});
@@ -510,6 +596,7 @@ void driver::step() {
     ++w.messages;
     w.trace(render(actor));
     note_batch_origin(w, actor);
+    note_requests(actor);
   }
   sched_->run_once();
   if (w.db_version != db_version_seen_) {
@@ -581,6 +668,7 @@ void driver::on_idle() {
       if (load_->op(reconcile_op_).final) {
         load_->recheck_promises();
         check_->final_checks();
+        check_unanswered();
         check_orphans();
         phase_ = phase::done;
       } else if (w.sim_ms() > final_deadline_) {
@@ -653,10 +741,10 @@ void driver::teardown() {
   // refers to the world.
   for (auto& kv : w_->actors)
     if (auto ptr = w_->alive(kv.first))
-      world::kill(ptr);
+      w_->kill(ptr);
   for (auto job : sched_->jobs)
     if (auto actor = dynamic_cast<caf::scheduled_actor*>(job))
-      world::kill(caf::actor_cast<caf::strong_actor_ptr>(actor->ctrl()));
+      w_->kill(caf::actor_cast<caf::strong_actor_ptr>(actor->ctrl()));
   for (size_t i = 0; i < 1000000 && sched_->has_job(); ++i)
     sched_->run_once();
   clients_.clear();

@@ -133,7 +133,7 @@ void crash_in_flight(store_pointer self, call_plan& plan, const caller& who) {
   auto victim = w.alive(who.actor_id);
   if (!victim || !w.maybe(fault::envelope_crash, crash_in_flight_prob))
     return;
-  world::kill(victim);
+  w.kill(victim);
   plan.apply_delay_ms += w.between(200, 5000);
 }
 
@@ -264,7 +264,7 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         auto sender = who.envelope_actor ? w->alive(who.actor_id) : nullptr;
         if (committed && sender
             && w->maybe(fault::envelope_crash, crash_after_commit_prob))
-          world::kill(sender);
+          w->kill(sender);
       };
       return submit<caf::typed_response_promise<caf::ok_atom>>(
         self, plan, [=, &db] { return db.commit_opens(b, who); }, deliver_ok(),

@@ -275,7 +275,8 @@ void workload::send(caf::event_based_actor* self, sim_op& op) {
           err);
       break;
     case op_kind::open:
-      self->request(router, timeout, open_atom::value, op.envelope_id, op.user)
+      self->request(router, timeout, open_atom::value, op.envelope_id, op.user,
+                    int64_t{0})
         .then(
           [=](open_result& r) {
             auto& op = ok();

@@ -115,6 +115,7 @@ bool world::maybe(fault f, double p) {
 void world::kill(const caf::strong_actor_ptr& who) {
   if (!who)
     return;
+  killed.insert(who->id());
   // High priority: the victim handles the exit before anything else in its
   // mailbox, as if the process died between two messages.
   who->enqueue(nullptr, caf::make_message_id(caf::message_priority::high),

@@ -140,8 +140,10 @@ public:
 
   // -- actors the driver has seen, by id ----------------------------------------------
   std::map<uint64_t, seen_actor> actors;
-  /// Sends `who` an exit with reason kill, ahead of its other messages.
-  static void kill(const caf::strong_actor_ptr& who);
+  /// Sends `who` an exit with reason kill, ahead of its other messages,
+  /// and remembers it (a killed actor's open requests die with it).
+  void kill(const caf::strong_actor_ptr& who);
+  std::set<uint64_t> killed;
   /// Whether the actor with this id is known and still running.
   caf::strong_actor_ptr alive(uint64_t id) const;
   /// Whether this actor has not terminated.
