@@ -48,6 +48,9 @@ choose_pg_dir() {
 }
 
 configure_and_build() {
+  # Paths relative to the checkout in ccache's keys: a fresh clone in another
+  # folder (CI) still hits the cache of an earlier build.
+  export CCACHE_BASEDIR="$repo_dir" CCACHE_NOHASHDIR=1
   local gen=()
   command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
   if [[ -f "$build_dir/CMakeCache.txt" ]]; then
