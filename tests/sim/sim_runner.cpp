@@ -1,13 +1,15 @@
 #include "sim_runner.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
-#include <cstring>
 
 #include "caf/all.hpp"
 
@@ -236,7 +238,9 @@ void driver::check_escalation() {
 // How many references the clock's timers hold to each actor: a delayed
 // message refers to its receiver and, through its content, its sender; a
 // timeout to its actor. Each lasts until the timer fires.
-std::map<uint64_t, size_t> timer_refs(caf::scheduler::test_coordinator& sched) {
+std::map<uint64_t, size_t>
+timer_refs(caf::scheduler::test_coordinator& sched,
+           std::set<uint64_t>* waiting = nullptr) {
   using clk = caf::detail::simple_actor_clock;
   std::map<uint64_t, size_t> out;
   auto add = [&](const caf::strong_actor_ptr& who) {
@@ -252,9 +256,13 @@ std::map<uint64_t, size_t> timer_refs(caf::scheduler::test_coordinator& sched) {
       case clk::multi_timeout_type:
         add(static_cast<clk::multi_timeout*>(ev)->self);
         break;
-      case clk::request_timeout_type:
-        add(static_cast<clk::request_timeout*>(ev)->self);
+      case clk::request_timeout_type: {
+        auto& self = static_cast<clk::request_timeout*>(ev)->self;
+        add(self);
+        if (waiting != nullptr && self)
+          waiting->insert(self->id());
         break;
+      }
       case clk::actor_msg_type: {
         auto* msg = static_cast<clk::actor_msg*>(ev);
         add(msg->receiver);
@@ -269,15 +277,17 @@ std::map<uint64_t, size_t> timer_refs(caf::scheduler::test_coordinator& sched) {
   return out;
 }
 
-// After quiescence every envelope actor still running must be accounted
-// for: one reference from its registry (if that is alive), the clock's
-// timers, and store calls not yet answered. Any other reference is held by
+// After quiescence every envelope actor still running and waiting for
+// nothing must be accounted for: one reference from its registry (if that
+// is alive), the clock's timers, and store calls not yet answered. Any
+// other reference is held by
 // something that should have let go -- above all a response promise kept in
 // the actor's own state (a request it will never answer) -- and an actor
 // whose registry is gone with nothing left to reclaim it is an orphan that
 // leaks. Both are violations.
 void driver::check_orphans() {
-  auto timers = timer_refs(*sched_);
+  std::set<uint64_t> waiting;  // actors with a request of their own open
+  auto timers = timer_refs(*sched_, &waiting);
   for (auto& kv : spawned_by_) {
     if (w_->failed())
       return;
@@ -290,13 +300,21 @@ void driver::check_orphans() {
                        + (timers.count(kv.first) > 0 ? timers[kv.first] : 0)
                        + w_->store_holds.count(kv.first);
     size_t strong = ptr->strong_refs.load();
-    if (strong > accounted)
+    // An actor still waiting for an answer of its own may hold the promises
+    // of requests it will answer then; one that waits for nothing may not.
+    if (strong > accounted && waiting.count(kv.first) == 0)
       w_->violate("envelope actor " + std::to_string(kv.first) + " (registry "
                   + std::to_string(kv.second)
                   + (registry_alive ? " alive" : " gone") + ") holds "
                   + std::to_string(strong - accounted)
-                  + " references nothing accounts for: a request it will "
-                    "never answer, kept in its state?");
+                  + " references nothing accounts for (of "
+                  + std::to_string(strong - 1) + ": registry "
+                  + std::to_string(registry_alive ? 1 : 0) + ", timers "
+                  + std::to_string(timers.count(kv.first) > 0 ? timers[kv.first]
+                                                           : 0)
+                  + ", store calls "
+                  + std::to_string(w_->store_holds.count(kv.first))
+                  + "): a request it will never answer, kept in its state?");
     else if (!registry_alive && timers.count(kv.first) == 0
              && w_->store_holds.count(kv.first) == 0)
       w_->violate("envelope actor " + std::to_string(kv.first)
@@ -333,23 +351,20 @@ void driver::note_requests(caf::scheduled_actor* a) {
 
 // Every request an envelope actor took must be answered -- with a value or
 // an error -- unless the actor was killed (then its requester's timeout
-// tells it). A request dropped silently (a promise the actor never kept,
+// tells it) or is still waiting for an answer of its own. A request dropped silently (a promise the actor never kept,
 // lost when it stopped) leaves its requester waiting for its full timeout.
 void driver::check_unanswered() {
-  if (std::getenv("HB_DEBUG_UNANSWERED"))
-    for (auto& kv : unanswered_)
-      std::fprintf(stderr, "pending %llu/%llu -> %llu %s killed=%d alive=%d\n",
-                   (unsigned long long)kv.first.first,
-                   (unsigned long long)kv.first.second,
-                   (unsigned long long)kv.second.first, kv.second.second.c_str(),
-                   (int)w_->killed.count(kv.second.first),
-                   w_->alive(kv.first.first) != nullptr);
+  std::set<uint64_t> waiting;  // actors with a request of their own open
+  timer_refs(*sched_, &waiting);
   for (auto& kv : unanswered_) {
     if (w_->failed())
       return;
     auto requester = kv.first.first;
     auto envelope = kv.second.first;
     if (w_->killed.count(envelope) > 0 || !w_->alive(requester))
+      continue;
+    // Still waiting for a store call of its own: it will answer after it.
+    if (w_->alive(envelope) && waiting.count(envelope) > 0)
       continue;
     auto who = w_->actors.count(requester) > 0 ? w_->actors[requester].name
                                                  : std::string("?");

@@ -150,11 +150,12 @@ void after(store_pointer self, int64_t delay_ms, std::function<void()> f) {
 template <class Promise, class Apply, class Ok>
 Promise submit(store_pointer self, call_plan plan, Apply apply, Ok ok,
                std::function<void(bool committed)> after_apply = nullptr) {
-  auto rp = self->template make_response_promise<Promise>();
   // Until it is answered (or dropped), the call's promise refers to its
-  // caller: the orphan check must know (world::store_holds).
+  // caller: the orphan check must know (world::store_holds). (Read the
+  // sender first: making the promise moves it out of the message.)
   auto& sender = self->current_sender();
   uint64_t holder = sender ? sender->id() : 0;
+  auto rp = self->template make_response_promise<Promise>();
   self->state.w->store_holds.insert(holder);
   auto release = [self, holder] {
     auto& holds = self->state.w->store_holds;

@@ -49,11 +49,10 @@ void workload::setup() {
                                           w_.opt.envelopes * w_.opt.scale));
   users_.clear();
   for (int32_t i = 0; i < users; ++i) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "u%02d", static_cast<int>(i));
-    users_.emplace_back(name);
+    auto name = std::string(i < 10 ? "u0" : "u") + std::to_string(i);
+    users_.push_back(name);
     // Some money in every wallet, so that paying from the wallet can work.
-    w_.db.deposit(name, wallet_seed_fen, std::string("seed-") + name);
+    w_.db.deposit(name, wallet_seed_fen, "seed-" + name);
   }
   auto lim = node_.limits();
   for (int32_t i = 0; i < envelopes; ++i) {
