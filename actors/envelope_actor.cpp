@@ -285,7 +285,17 @@ void on_refunded(envelope_pointer self, int64_t amount) {
 // that arrive meanwhile find the envelope expired.
 void maybe_refund(envelope_pointer self) {
   auto& st = self->state;
-  if (!due_for_refund(st) || st.refunding || st.writing)
+  if (!due_for_refund(st)) {
+    // Nothing is due (any more): e.g. the batch in flight took the last
+    // share. Whoever asked for a refund hears so now, not after a timeout.
+    if (!st.refunding) {
+      for (auto& rp : st.refund_waiters)
+        rp.deliver(st.env.refunded_fen);
+      st.refund_waiters.clear();
+    }
+    return;
+  }
+  if (st.refunding || st.writing)
     return;
   fail_queued(st, expired_error());
   st.refunding = true;
