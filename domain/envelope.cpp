@@ -1,6 +1,7 @@
 #include "domain/envelope.hpp"
 
 #include <cstdio>
+#include <set>
 #include <unordered_set>
 
 #include "domain/money.hpp"
@@ -108,6 +109,21 @@ std::string check_invariants(const envelope& env,
     return "no shares left but money remains";
   if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)
     return "remaining money cannot give every remaining share 1 fen";
+  return {};
+}
+
+std::string batch_problem(const open_batch& b) {
+  if (b.status != envelope_status::paid
+      && b.status != envelope_status::exhausted)
+    return "a batch must leave the envelope paid or exhausted";
+  std::set<std::string> users;
+  std::set<int32_t> seqs;
+  for (auto& o : b.opens) {
+    if (!users.insert(o.user).second)
+      return "user appears twice in one batch";
+    if (!seqs.insert(o.seq).second)
+      return "seq " + std::to_string(o.seq) + " appears twice in one batch";
+  }
   return {};
 }
 

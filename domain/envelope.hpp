@@ -101,6 +101,12 @@ struct payment {
 std::string check_invariants(const envelope& env,
                              const std::vector<open_record>& opens);
 
+/// The shape rules of one open batch, checked before it is written (the
+/// database and the simulated store share them): it leaves the envelope PAID
+/// or EXHAUSTED, and no user or seq appears twice. Returns an empty string
+/// when it holds, otherwise what is wrong.
+std::string batch_problem(const open_batch& b);
+
 /// The share with the highest amount (手气最佳); ties go to the earlier seq.
 /// Returns nullptr for no opens.
 const open_record* best_luck(const std::vector<open_record>& opens);

@@ -94,20 +94,6 @@ outcome<int> apply_missing(PGconn* conn) {
 
 /// Problems in a batch that are bugs in the caller; the database would catch
 /// most of them too, but with less helpful messages.
-std::string batch_problem(const open_batch& b) {
-  if (b.status != envelope_status::paid
-      && b.status != envelope_status::exhausted)
-    return "a batch must leave the envelope paid or exhausted";
-  std::set<std::string> users;
-  std::set<int32_t> seqs;
-  for (auto& o : b.opens) {
-    if (!users.insert(o.user).second)
-      return "user appears twice in one batch";
-    if (!seqs.insert(o.seq).second)
-      return "seq " + std::to_string(o.seq) + " appears twice in one batch";
-  }
-  return {};
-}
 
 bool same_content(const envelope& a, const envelope& b) {
   return a.total_fen == b.total_fen && a.count == b.count && a.kind == b.kind

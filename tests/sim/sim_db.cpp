@@ -23,20 +23,6 @@ bool same_content(const envelope& a, const envelope& b) {
          && a.group == b.group;
 }
 
-std::string batch_problem(const open_batch& b) {
-  if (b.status != envelope_status::paid
-      && b.status != envelope_status::exhausted)
-    return "a batch must leave the envelope paid or exhausted";
-  std::set<std::string> users;
-  std::set<int32_t> seqs;
-  for (auto& o : b.opens) {
-    if (!users.insert(o.user).second)
-      return "user appears twice in one batch";
-    if (!seqs.insert(o.seq).second)
-      return "seq " + std::to_string(o.seq) + " appears twice in one batch";
-  }
-  return {};
-}
 
 // The CHECK constraints of the envelopes and opens tables.
 std::string check_violation(const envelope& env, const open_batch& b) {
