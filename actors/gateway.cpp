@@ -29,7 +29,7 @@ struct connection_state {
   std::shared_ptr<gateway_shared> shared;
   caf::io::connection_handle hdl;
   bool authenticated = false;
-  bool reading_header = true;
+  std::vector<char> pending;  // bytes of a frame not yet complete
   bool closed = false;     // the peer is gone or we are closing
   bool closed_by_node = false;  // shutting down: finish in-flight, then close
   uint32_t inflight = 0;   // requests of this connection awaiting replies
@@ -234,31 +234,52 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
   std::visit(dispatcher{self, rid, kind, deadline}, req->body);
 }
 
+// Bytes as they arrive, any number of frames per read: every complete
+// frame is handled, the rest waits in `pending` for the next read. One
+// broker message per read instead of two per frame.
+constexpr size_t read_chunk = 64 * 1024;
+
 void handle_data(connection_broker* self, const std::vector<char>& buf) {
   auto& st = self->state;
   if (st.closed || st.closed_by_node)
     return;
-  if (st.reading_header) {
-    auto size = codec::get_frame_header(buf.data());
-    if (size > st.shared->cfg.frame_size_max) {
+  const char* data = buf.data();
+  size_t size = buf.size();
+  if (!st.pending.empty()) {
+    st.pending.insert(st.pending.end(), buf.begin(), buf.end());
+    data = st.pending.data();
+    size = st.pending.size();
+  }
+  size_t pos = 0;
+  while (!st.closed && !st.closed_by_node
+         && size - pos >= codec::frame_header_size) {
+    auto frame = codec::get_frame_header(data + pos);
+    if (frame > st.shared->cfg.frame_size_max) {
       close_with_error(self, 0, errc::frame_too_large,
-                       "frame of " + std::to_string(size)
+                       "frame of " + std::to_string(frame)
                          + " bytes exceeds the limit of "
                          + std::to_string(st.shared->cfg.frame_size_max));
       return;
     }
-    if (size == 0) {
+    if (frame == 0) {
       close_with_error(self, 0, errc::malformed, "empty frame");
       return;
     }
-    st.reading_header = false;
-    self->configure_read(st.hdl, caf::io::receive_policy::exactly(size));
+    if (size - pos - codec::frame_header_size < frame)
+      break;
+    handle_payload(self, data + pos + codec::frame_header_size, frame);
+    pos += codec::frame_header_size + frame;
+  }
+  if (st.closed || st.closed_by_node) {
+    st.pending.clear();
     return;
   }
-  st.reading_header = true;
-  self->configure_read(st.hdl, caf::io::receive_policy::exactly(
-                                 codec::frame_header_size));
-  handle_payload(self, buf.data(), buf.size());
+  if (st.pending.empty()) {
+    st.pending.assign(data + pos, data + size);
+  } else {
+    st.pending.erase(st.pending.begin(),
+                     st.pending.begin() + static_cast<std::ptrdiff_t>(pos));
+  }
 }
 
 caf::behavior connection_impl(connection_broker* self,
@@ -268,8 +289,7 @@ caf::behavior connection_impl(connection_broker* self,
   st.shared = std::move(shared);
   st.hdl = hdl;
   ++st.shared->counters->connections;
-  self->configure_read(hdl, caf::io::receive_policy::exactly(
-                              codec::frame_header_size));
+  self->configure_read(hdl, caf::io::receive_policy::at_most(read_chunk));
   return {
     [=](const caf::io::new_data_msg& msg) { handle_data(self, msg.buf); },
     [=](const caf::io::connection_closed_msg&) {

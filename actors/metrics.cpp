@@ -59,6 +59,7 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   add("relay.batches", relay_batches.load());
   add("relay.credited", relay_credited.load());
   add("relay.redeliveries", relay_duplicates.load());
+  add("relay.yields", relay_yields.load());
   add("refunds", refunds.load());
   add("requests.deadline_dropped", deadline_drops.load());
   add("store.calls", store_latency_us.count());

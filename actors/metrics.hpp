@@ -44,7 +44,8 @@ enum class request_kind : uint8_t {
 const char* to_string(request_kind x);
 
 /// Node-wide counters, shared by the actors of one node. Relaxed atomics:
-/// they are statistics, never used for decisions.
+/// statistics, and a scheduling hint for the relay (it yields while opens
+/// are busy); never used for a decision about money.
 struct node_metrics {
   std::atomic<uint64_t> activations{0};       ///< envelope actors activated
   std::atomic<uint64_t> open_batches{0};      ///< group-commit writes committed
@@ -55,6 +56,7 @@ struct node_metrics {
   std::atomic<uint64_t> relay_credited{0};    ///< wallet credits posted
   std::atomic<uint64_t> relay_duplicates{0};  ///< redeliveries found credited
   std::atomic<uint64_t> relay_busy_ms{0};     ///< time spent in relay batches
+  std::atomic<uint64_t> relay_yields{0};      ///< relay pauses for busy opens
   std::atomic<uint64_t> refunds{0};           ///< envelopes refunded
   std::atomic<int64_t> queued_opens{0};       ///< opens waiting in envelopes
   std::atomic<uint64_t> deadline_drops{0};    ///< requests dropped past deadline

@@ -21,6 +21,9 @@ struct relay_state {
   store_actor store;
   relay_stats stats;
   bool running = false;     // a batch is in flight
+  bool catching_up = false; // yielded for defer_max_ms: drain before yielding again
+  uint32_t yields = 0;      // pauses in a row for busy opens
+  uint64_t seen_opens = 0;  // opens_committed at the last look
   uint32_t backoff_ms = 0;  // 0 while healthy
   std::chrono::steady_clock::time_point batch_start;
   std::chrono::steady_clock::time_point last_lag_log;
@@ -74,7 +77,36 @@ void on_batch(relay_pointer self, const relay_batch_result& res) {
         },
         [](caf::error&) {});
   }
+  if (!behind)
+    st.catching_up = false;
   schedule(self, behind ? 0 : st.cfg.poll_ms);
+}
+
+/// Whether to let the opens have the database for yield_ms more: they are
+/// busy (opens queued, or committed since the last look) and the relay has
+/// not yielded for defer_max_ms in a row. Counted in ticks, not clock time,
+/// so that the simulation replays it exactly.
+bool should_yield(relay_pointer self) {
+  auto& st = self->state;
+  auto& m = st.cfg.metrics;
+  if (!m || st.cfg.defer_max_ms == 0 || st.cfg.yield_ms == 0 || st.catching_up)
+    return false;
+  auto opens = m->opens_committed.load(std::memory_order_relaxed);
+  bool busy = m->queued_opens.load(std::memory_order_relaxed) > 0
+              || opens != st.seen_opens;
+  st.seen_opens = opens;
+  if (!busy) {
+    st.yields = 0;
+    return false;
+  }
+  if (st.yields * st.cfg.yield_ms < st.cfg.defer_max_ms) {
+    ++st.yields;
+    m->relay_yields.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  st.yields = 0;
+  st.catching_up = true;
+  return false;
 }
 
 void on_failure(relay_pointer self, const caf::error& err) {
@@ -99,6 +131,10 @@ relay_actor::behavior_type relay_impl(relay_pointer self, store_actor store,
       auto& st = self->state;
       if (st.running)
         return;
+      if (should_yield(self)) {
+        schedule(self, st.cfg.yield_ms);
+        return;
+      }
       st.running = true;
       st.batch_start = std::chrono::steady_clock::now();
       self->request(st.store, relay_timeout, db_relay_atom::value,

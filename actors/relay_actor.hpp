@@ -17,6 +17,13 @@ namespace hb {
 /// marks the opens TRANSFERRED. It drains back to back while batches come
 /// back full, polls when idle, and backs off exponentially while the
 /// database fails.
+///
+/// Opens come first: while opens are queued or being committed on this node
+/// (seen in the node metrics), the relay yields — it waits yield_ms and
+/// looks again — for at most defer_max_ms in a row; then it drains the
+/// outbox completely before it yields again. Credits lag by at most about
+/// defer_max_ms plus one drain, and during a burst the database and the
+/// cores serve the opens users are waiting for.
 using relay_actor = caf::typed_actor<
   caf::reacts_to<tick_atom>,
   // Counters plus the current lag (asks the store).
@@ -27,6 +34,8 @@ struct relay_settings {
   uint32_t poll_ms = 200;         ///< pause after a batch that was not full
   uint32_t backoff_max_ms = 5000; ///< cap of the exponential backoff
   uint32_t lag_log_ms = 5000;     ///< log the lag this often while behind
+  uint32_t yield_ms = 20;         ///< pause while opens are busy
+  uint32_t defer_max_ms = 1000;   ///< longest run of pauses; 0: never yield
   /// Node-wide counters; may be null.
   std::shared_ptr<node_metrics> metrics;
 };

@@ -128,6 +128,10 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         100000, err)
             && read_int(tbl, "relay", "poll_ms", cfg.relay_poll_ms, 1, 600000,
                         err)
+            && read_int(tbl, "relay", "yield_ms", cfg.relay_yield_ms, 1, 60000,
+                        err)
+            && read_int(tbl, "relay", "defer_max_ms", cfg.relay_defer_max_ms,
+                        0, 600000, err)
             && read_int(tbl, "expiry", "sweep_interval_ms",
                         cfg.sweep_interval_ms, 10, 3600000, err)
             && read_int(tbl, "expiry", "sweep_batch_max", cfg.sweep_batch_max,

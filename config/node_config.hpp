@@ -40,6 +40,8 @@ struct node_config {
   // [relay]
   int32_t relay_batch_max = 500;           ///< outbox rows per relay transaction
   uint32_t relay_poll_ms = 200;            ///< pause when the outbox is drained
+  uint32_t relay_yield_ms = 20;            ///< pause while opens are busy
+  uint32_t relay_defer_max_ms = 1000;      ///< longest run of pauses (0: never)
 
   // [expiry]
   uint32_t sweep_interval_ms = 1000;       ///< expiry sweeper pause

@@ -1,7 +1,11 @@
 #include "persistence/pg_detail.hpp"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace hb::persistence::detail {
@@ -142,6 +146,106 @@ reply run(PGconn* conn, const char* what, const char* sql, const params& p) {
                              nullptr, nullptr, 0));
 }
 
+namespace {
+
+/// What has been prepared on each connection, valid for one backend process
+/// (a reset connection gets a new one and forgets its statements). Shared
+/// by all threads: a connection is used by one thread at a time (libpq's
+/// rule), but not always the same one.
+struct prepared_set {
+  int backend_pid = 0;
+  std::unordered_map<const char*, std::string> names;
+};
+
+std::mutex prepared_mutex;
+std::unordered_map<PGconn*, prepared_set> prepared_sets;
+
+/// The name under which `sql` is prepared on `conn`, or "" if it is not.
+std::string prepared_name(PGconn* conn, const char* sql) {
+  std::lock_guard<std::mutex> guard{prepared_mutex};
+  auto& set = prepared_sets[conn];
+  auto pid = PQbackendPID(conn);
+  if (set.backend_pid != pid) {
+    set.backend_pid = pid;
+    set.names.clear();
+  }
+  auto it = set.names.find(sql);
+  return it == set.names.end() ? std::string{} : it->second;
+}
+
+void remember_prepared(PGconn* conn, const char* sql, std::string name) {
+  std::lock_guard<std::mutex> guard{prepared_mutex};
+  prepared_sets[conn].names[sql] = std::move(name);
+}
+
+/// One statement lost means the session was reset (DISCARD ALL, DEALLOCATE
+/// ALL, a pooler): the others are gone too.
+void forget_prepared(PGconn* conn) {
+  std::lock_guard<std::mutex> guard{prepared_mutex};
+  prepared_sets[conn].names.clear();
+}
+
+std::string statement_name(const char* sql) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "hb_%016zx",
+                std::hash<std::string_view>{}(std::string_view{sql}));
+  return buf;
+}
+
+constexpr const char* undefined_prepared_statement = "26000";
+
+} // namespace
+
+reply run_prepared(PGconn* conn, const char* what, const char* sql,
+                   const params& p) {
+  if (p.has_nul())
+    return fail(errc::invalid_argument,
+                std::string(what) + ": text contains a NUL byte");
+  auto ptrs = p.pointers();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto name = prepared_name(conn, sql);
+    if (name.empty()) {
+      // Maybe prepared already (before a lost statement made us forget):
+      // ask first, because a failed PREPARE would break the caller's
+      // transaction.
+      name = statement_name(sql);
+      const char* args[] = {name.c_str()};
+      auto known = finish(conn, what,
+                          PQexecParams(conn,
+                                       "SELECT 1 FROM pg_prepared_statements"
+                                       " WHERE name = $1",
+                                       1, nullptr, args, nullptr, nullptr, 0));
+      if (!known.ok())
+        return known;
+      if (known.rows() == 0) {
+        auto prep = finish(conn, what, PQprepare(conn, name.c_str(), sql,
+                                                 p.size(), nullptr));
+        if (!prep.ok())
+          return prep;
+      }
+      remember_prepared(conn, sql, name);
+    }
+    auto r = finish(conn, what,
+                    PQexecPrepared(conn, name.c_str(), p.size(), ptrs.data(),
+                                   nullptr, nullptr, 0));
+    if (r.ok() || r.sqlstate != undefined_prepared_statement)
+      return r;
+    // Deallocated behind our back: prepare again, unless the failure broke
+    // the caller's transaction; then the caller's retry does it.
+    forget_prepared(conn);
+    if (PQtransactionStatus(conn) == PQTRANS_INERROR) {
+      r.error.code = errc::unavailable;
+      return r;
+    }
+  }
+  return fail(errc::internal, std::string(what) + ": statement lost twice");
+}
+
+void forget_connection(PGconn* conn) {
+  std::lock_guard<std::mutex> guard{prepared_mutex};
+  prepared_sets.erase(conn);
+}
+
 reply run_script(PGconn* conn, const char* what, const char* sql) {
   return finish(conn, what, PQexec(conn, sql));
 }
@@ -241,7 +345,7 @@ outcome<envelope_snapshot> read_snapshot(PGconn* conn, const char* what,
     " o.seq, " HB_MS("o.opened_at") " "
     "FROM envelopes_all e LEFT JOIN opens_all o ON o.envelope_id = e.id "
     "WHERE e.id = $1 ORDER BY o.seq";
-  auto r = run(conn, what, sql, params{}.add(envelope_id));
+  auto r = run_prepared(conn, what, sql, params{}.add(envelope_id));
   if (!r.ok())
     return r.error;
   if (r.rows() == 0)

@@ -382,7 +382,7 @@ outcome<done> pg_store::confirm_payment(const payment& p) {
   params ps;
   ps.add(p.envelope_id).add(p.epoch).add(p.payment_txn).add(p.paid_at_ms);
   ps.add(p.expires_at_ms).add(p.from_wallet).add(external_account);
-  auto r = run(conn_, "confirm_payment", sql, ps);
+  auto r = run_prepared(conn_, "confirm_payment", sql, ps);
   if (!r.ok() && r.constraint == "payments_pkey")
     return failure{errc::payment_mismatch,
                    "payment txn already used for another envelope"};
@@ -443,7 +443,7 @@ outcome<relay_batch_result> pg_store::relay_batch(int32_t limit) {
     return failure{errc::invalid_argument, "relay_batch: limit must be >= 1"};
   if (!ensure_connected())
     return unreachable(conn_);
-  auto r = run(conn_, "relay_batch",
+  auto r = run_prepared(conn_, "relay_batch",
                "SELECT taken, credited, duplicates, credited_fen"
                " FROM hb_relay_batch($1)",
                params{}.add(limit));

@@ -6,6 +6,7 @@
 
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -188,6 +189,7 @@ pg_store::pg_store(pg_conn* conn, std::string url)
 }
 
 pg_store::~pg_store() {
+  forget_connection(conn_);
   PQfinish(conn_);
 }
 
@@ -291,7 +293,7 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
   p.add(env.greeting).add(env.idempotency_key);
   p.add(int64_t{static_cast<int>(env.kind)}).add(env.total_fen);
   p.add(int64_t{env.count}).add(env.created_at_ms);
-  auto r = run(conn_, "create_envelope", insert_sql, p);
+  auto r = run_prepared(conn_, "create_envelope", insert_sql, p);
   if (!r.ok() && no_partition(r)) {
     // The first envelope of a day nobody prepared: create it, try once more.
     envelope_id_parts parts;
@@ -302,7 +304,7 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
     auto made = ensure_partitions(parts.day, parts.day);
     if (!made)
       return made.error();
-    r = run(conn_, "create_envelope", insert_sql, p);
+    r = run_prepared(conn_, "create_envelope", insert_sql, p);
     if (!r.ok() && no_partition(r))
       r.error.message = "create_envelope: day " + std::to_string(parts.day)
                         + " is archived (cold); no new envelopes there";
@@ -330,9 +332,9 @@ outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
     auto r = tx.begin();
     if (!r.ok())
       return r.error;
-    r = run(conn_, "activate",
-            "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
-            params{}.add(envelope_id));
+    r = run_prepared(conn_, "activate",
+                     "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
+                     params{}.add(envelope_id));
     if (!r.ok())
       return r.error;
     bool bumped = r.affected() == 1;
@@ -392,7 +394,62 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
-  return run(conn, "commit_opens", sql, p);
+  return run_prepared(conn, "commit_opens", sql, p);
+}
+
+/// The batches of many envelopes as one statement (one plan, one round
+/// trip): each envelope's update is guarded exactly as in run_commit, and
+/// only the opens of envelopes whose update matched are inserted. Returns
+/// the ids of the envelopes updated. The envelope ids must be distinct.
+reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
+  static constexpr const char* sql =
+    "WITH b AS ("
+    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
+    "  $5::smallint[]) AS b(id, epoch, rf, rc, st)),"
+    " x AS ("
+    " SELECT * FROM unnest($6::bigint[], $7::text[], $8::bigint[], $9::int[],"
+    "  $10::bigint[]) AS x(e, u, a, s, t)),"
+    " sums AS (SELECT e, sum(a) AS fen, count(*) AS n FROM x GROUP BY e),"
+    " upd AS ("
+    " UPDATE envelopes v SET remaining_fen = b.rf, remaining_count = b.rc,"
+    "  status = b.st"
+    " FROM b LEFT JOIN sums ON sums.e = b.id"
+    " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status = 2"
+    "  AND v.remaining_fen = b.rf + COALESCE(sums.fen, 0)"
+    "  AND v.remaining_count = b.rc + COALESCE(sums.n, 0)"
+    " RETURNING v.id),"
+    " ins AS ("
+    " INSERT INTO opens (envelope_id, user_id, amount_fen, seq, opened_at)"
+    " SELECT x.e, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
+    " FROM x JOIN upd ON upd.id = x.e"
+    " RETURNING envelope_id, user_id, amount_fen),"
+    " box AS ("
+    " INSERT INTO outbox (kind, envelope_id, user_id, amount_fen, idempotency_key)"
+    " SELECT 'open', envelope_id, user_id, amount_fen,"
+    "  'open:' || envelope_id || ':' || user_id FROM ins) "
+    "SELECT id FROM upd";
+  std::vector<int64_t> ids, epochs, rf, rc, st, e, a, seq, t;
+  std::vector<std::string> users;
+  for (auto* b : batches) {
+    ids.push_back(b->envelope_id);
+    epochs.push_back(b->epoch);
+    rf.push_back(b->remaining_fen);
+    rc.push_back(b->remaining_count);
+    st.push_back(static_cast<int>(b->status));
+    for (auto& o : b->opens) {
+      e.push_back(b->envelope_id);
+      users.push_back(o.user);
+      a.push_back(o.amount_fen);
+      seq.push_back(o.seq);
+      t.push_back(o.opened_at_ms);
+    }
+  }
+  params p;
+  p.add(number_array(ids)).add(number_array(epochs)).add(number_array(rf));
+  p.add(number_array(rc)).add(number_array(st));
+  p.add(number_array(e)).add(text_array(users)).add(number_array(a));
+  p.add(number_array(seq)).add(number_array(t));
+  return run_prepared(conn, "commit_many", sql, p);
 }
 
 } // namespace
@@ -431,22 +488,43 @@ pg_store::commit_many(const std::vector<open_batch>& batches) {
     auto begin = tx.begin();
     if (!begin.ok())
       return begin.error;
-    for (size_t i = 0; i < batches.size() && !statement_failed; ++i) {
+    // The well-formed batches of distinct envelopes go out as one
+    // statement; a malformed batch is refused on its own (a caller's bug).
+    std::vector<const open_batch*> good;
+    std::vector<size_t> where;
+    std::unordered_set<int64_t> seen;
+    for (size_t i = 0; i < batches.size(); ++i) {
       auto problem = batch_problem(batches[i]);
       if (!problem.empty()) {
         out[i] = failure{errc::internal, "commit_opens: " + problem};
         continue;
       }
-      auto r = run_commit(conn_, batches[i]);
+      if (!seen.insert(batches[i].envelope_id).second) {
+        out[i] = failure{errc::internal,
+                         "commit_many: two batches of envelope "
+                           + std::to_string(batches[i].envelope_id)
+                           + " in one transaction"};
+        continue;
+      }
+      good.push_back(&batches[i]);
+      where.push_back(i);
+    }
+    if (!good.empty()) {
+      auto r = run_commit_many(conn_, good);
       if (!r.ok()) {
         if (r.error.code == errc::unavailable && !connected())
           return r.error;  // the connection is gone: nothing committed
         statement_failed = true;
-        break;
-      }
-      if (r.i64(0, 0) != 1) {
-        auto why = explain_refused(conn_, batches[i]);
-        out[i] = why ? failure{errc::none, {}} : why.error();
+      } else {
+        std::unordered_set<int64_t> updated;
+        for (int row = 0; row < r.rows(); ++row)
+          updated.insert(r.i64(row, 0));
+        for (size_t k = 0; k < good.size(); ++k) {
+          if (updated.count(good[k]->envelope_id) > 0)
+            continue;
+          auto why = explain_refused(conn_, *good[k]);
+          out[where[k]] = why ? failure{errc::none, {}} : why.error();
+        }
       }
     }
     if (!statement_failed) {

@@ -87,6 +87,8 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     relay_settings rc;
     rc.batch_max = cfg.relay_batch_max;
     rc.poll_ms = cfg.relay_poll_ms;
+    rc.yield_ms = cfg.relay_yield_ms;
+    rc.defer_max_ms = cfg.relay_defer_max_ms;
     rc.metrics = ctx->metrics;
     return started(ctx->relay, spawn_relay(*sysp, ctx->background, rc));
   }, nullptr, {"background_store"}});

@@ -179,7 +179,12 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
       return env.refunded_fen;
     },
     [=](db_relay_atom, int32_t) -> caf::result<relay_batch_result> {
-      return relay_batch_result{};
+      auto& st = *self->state.db;
+      ++st.relay_batches;
+      relay_batch_result res;
+      res.rows = st.relay_rows;
+      res.credited = st.relay_rows;
+      return res;
     },
     [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
       return {int64_t{0}, int64_t{0}};

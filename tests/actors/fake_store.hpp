@@ -27,6 +27,8 @@ struct fake_db {
   int activations = 0;
   int refunds = 0;
   int probes = 0;
+  int relay_batches = 0;                  // relay transactions asked for
+  int32_t relay_rows = 0;                 // rows each relay batch reports
   std::set<int32_t> failing_segments;            // probes fail
   std::map<int32_t, segment_state> segment_states;  // recorded durably
   bool hold_commits = false;

@@ -381,6 +381,111 @@ CAF_TEST(commit_opens writes opens and outbox rows or nothing) {
   CAF_CHECK_EQUAL(count_rows("opens", id), 4);
 }
 
+CAF_TEST(commit_many commits the batches of many envelopes in one statement) {
+  // Four envelopes: two good batches, one from a fenced (stale) owner, one
+  // that does not continue the stored amount, one already committed (a
+  // retry), and a second batch of an envelope already in the call.
+  auto a = paid_envelope(1000, 3);
+  auto b = paid_envelope(500, 2);
+  auto c = paid_envelope(300, 3);
+  auto d = paid_envelope(200, 2);
+  auto stale_c = c.env;
+  CAF_REQUIRE_EQUAL(code_of(store->activate(c.env.id)), "ok");
+  auto ba = batch_of(a.env, 700, {{"u\"1", 100, 1, 1764158402000},
+                                  {"u,2", 200, 2, 1764158402001}});
+  auto bb = batch_of(b.env, 0, {{"x", 200, 1, 0}, {"y", 300, 2, 0}});
+  auto bc = batch_of(stale_c, 200, {{"z", 100, 1, 0}});
+  auto bd = batch_of(d.env, 150, {{"w", 100, 1, 0}});  // 200 - 100 != 150
+  auto dup = batch_of(a.env, 900, {{"v", 100, 1, 0}});
+  auto out = store->commit_many({ba, bb, bc, bd, dup});
+  CAF_REQUIRE_EQUAL(code_of(out), "ok");
+  CAF_REQUIRE_EQUAL(out->size(), 5u);
+  CAF_CHECK_EQUAL(to_string((*out)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*out)[1].code), "none");
+  CAF_CHECK_EQUAL(to_string((*out)[2].code), "stale_epoch");
+  CAF_CHECK_EQUAL(to_string((*out)[3].code), "internal");
+  CAF_CHECK_EQUAL(to_string((*out)[4].code), "internal");
+  CAF_MESSAGE("refused: " << (*out)[2].message << " / " << (*out)[3].message
+                          << " / " << (*out)[4].message);
+  CAF_CHECK_EQUAL(remaining_fen(a.env.id), 700);
+  CAF_CHECK_EQUAL(remaining_fen(b.env.id), 0);
+  CAF_CHECK_EQUAL(remaining_fen(c.env.id), 300);
+  CAF_CHECK_EQUAL(remaining_fen(d.env.id), 200);
+  CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 2);
+  CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 2);
+  CAF_CHECK_EQUAL(count_rows("opens", c.env.id), 0);
+  CAF_CHECK_EQUAL(count_rows("opens", d.env.id), 0);
+  CAF_CHECK_EQUAL(count_rows("outbox", a.env.id), 3);  // paid + 2 opens
+  CAF_CHECK_EQUAL(count_rows("outbox", d.env.id), 1);
+  auto loaded_b = store->load(b.env.id);
+  CAF_REQUIRE_EQUAL(code_of(loaded_b), "ok");
+  CAF_CHECK(loaded_b->env.status == envelope_status::exhausted);
+  CAF_CHECK_EQUAL(check_invariants(loaded_b->env, loaded_b->opens), "");
+  auto loaded_a = store->load(a.env.id);
+  CAF_REQUIRE_EQUAL(code_of(loaded_a), "ok");
+  CAF_REQUIRE_EQUAL(loaded_a->opens.size(), 2u);
+  CAF_CHECK_EQUAL(loaded_a->opens[0].user, "u\"1");
+  CAF_CHECK_EQUAL(loaded_a->opens[1].user, "u,2");
+  // The same call again (a retry after a lost reply): the committed batches
+  // are recognised as committed, nothing is written twice.
+  auto again = store->commit_many({ba, bb});
+  CAF_REQUIRE_EQUAL(code_of(again), "ok");
+  CAF_CHECK_EQUAL(to_string((*again)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*again)[1].code), "none");
+  CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 2);
+  CAF_CHECK_EQUAL(count_rows("outbox", b.env.id), 3);
+  // A batch that breaks a constraint (a user who opened already) fails the
+  // statement; every other batch is then committed on its own.
+  auto e = paid_envelope(400, 4);
+  auto be = batch_of(e.env, 300, {{"p", 100, 1, 0}});
+  auto again_u = batch_of(loaded_a->env, 600, {{"u,2", 100, 3, 0}});
+  auto mixed = store->commit_many({be, again_u});
+  CAF_REQUIRE_EQUAL(code_of(mixed), "ok");
+  CAF_CHECK_EQUAL(to_string((*mixed)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*mixed)[1].code), "internal");
+  CAF_CHECK_EQUAL(count_rows("opens", e.env.id), 1);
+  CAF_CHECK_EQUAL(remaining_fen(a.env.id), 700);
+}
+
+CAF_TEST(prepared statements survive being deallocated and a new session) {
+  auto snap = paid_envelope(1000, 4);
+  auto other = paid_envelope(500, 2);
+  auto b1 = batch_of(snap.env, 900, {{"p1", 100, 1, 0}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b1)), "ok");
+  // Someone drops every prepared statement of the session: the store
+  // prepares again instead of failing.
+  CAF_REQUIRE_EQUAL(code_of(store->exec("DEALLOCATE ALL")), "ok");
+  auto loaded = store->load(snap.env.id);
+  CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+  CAF_CHECK_EQUAL(loaded->opens.size(), 1u);
+  auto after = loaded->env;
+  auto b2 = batch_of(after, 800, {{"p2", 100, 2, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(b2)), "ok");
+  // A statement prepared inside a transaction that rolls back (a user who
+  // opened already breaks the multi-envelope statement) stays usable.
+  CAF_REQUIRE_EQUAL(code_of(store->exec("DEALLOCATE ALL")), "ok");
+  auto current = store->load(snap.env.id)->env;
+  auto again = batch_of(current, 700, {{"p1", 100, 3, 0}});
+  auto fine = batch_of(other.env, 400, {{"q1", 100, 1, 0}});
+  auto out = store->commit_many({again, fine});
+  CAF_REQUIRE_EQUAL(code_of(out), "ok");
+  CAF_CHECK_EQUAL(to_string((*out)[0].code), "internal");
+  CAF_CHECK_EQUAL(to_string((*out)[1].code), "none");
+  // Lost inside a transaction: that call fails retryably, the next works.
+  CAF_REQUIRE_EQUAL(code_of(store->exec("DEALLOCATE ALL")), "ok");
+  CAF_CHECK_EQUAL(code_of(store->activate(other.env.id)), "unavailable");
+  auto reactivated = store->activate(other.env.id);
+  CAF_REQUIRE_EQUAL(code_of(reactivated), "ok");
+  other.env = reactivated->env;
+  auto next = batch_of(other.env, 0, {{"q2", 400, 2, 0}});
+  auto b3 = batch_of(current, 700, {{"p3", 100, 3, 0}});
+  auto out2 = store->commit_many({b3, next});
+  CAF_REQUIRE_EQUAL(code_of(out2), "ok");
+  CAF_CHECK_EQUAL(to_string((*out2)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*out2)[1].code), "none");
+  CAF_CHECK_EQUAL(count_rows("opens", snap.env.id), 3);
+}
+
 CAF_TEST(commit_opens refuses an envelope that is not paid) {
   auto created = store->create_envelope(make_envelope(500, 5));
   CAF_REQUIRE_EQUAL(code_of(created), "ok");
