@@ -588,6 +588,16 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       touch(self);
       return handle_open(self, user, deadline_ms);
     },
+    [=](grab_atom, int64_t, const std::string& user,
+        direct_atom) -> grab_result {
+      touch(self);
+      return handle_grab(self->state, user);
+    },
+    [=](open_atom, int64_t, std::string& user, int64_t deadline_ms,
+        direct_atom) -> caf::result<open_result> {
+      touch(self);
+      return handle_open(self, user, deadline_ms);
+    },
     [=](pay_atom, int64_t, std::string& txn,
         bool from_wallet) -> caf::result<envelope> {
       ++self->state.handled;
@@ -662,6 +672,14 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
       return fail();
     },
+    [=](grab_atom, int64_t, const std::string&,
+        direct_atom) -> caf::result<grab_result> {
+      return self->state.failure;
+    },
+    [=](open_atom, int64_t, std::string&, int64_t,
+        direct_atom) -> caf::result<open_result> {
+      return self->state.failure;
+    },
     [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
       return fail();
     },
@@ -685,6 +703,14 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
       return caf::skip;
     },
     [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
+      return caf::skip;
+    },
+    [=](grab_atom, int64_t, const std::string&,
+        direct_atom) -> caf::result<grab_result> {
+      return caf::skip;
+    },
+    [=](open_atom, int64_t, std::string&, int64_t,
+        direct_atom) -> caf::result<open_result> {
       return caf::skip;
     },
     [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {

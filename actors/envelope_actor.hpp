@@ -38,6 +38,12 @@ using envelope_requests = caf::typed_actor<
 /// opens in group commits: while one write is in flight, further opens queue
 /// and go out together in the next write.
 using envelope_actor = envelope_requests::extend<
+  // Grab and open sent straight from a gateway connection that learned
+  // this actor's handle from an earlier answer (skipping router and
+  // registry). Not counted for passivation: if the actor has stopped, the
+  // connection hears so and goes through the router again.
+  caf::replies_to<grab_atom, int64_t, std::string, direct_atom>::with<grab_result>,
+  caf::replies_to<open_atom, int64_t, std::string, int64_t, direct_atom>::with<open_result>,
   // From the registry: the envelope has been idle and may stop now.
   caf::reacts_to<stop_atom>,
   // Internal timers: idle check and expiry.

@@ -1,6 +1,7 @@
 #include "actors/gateway.hpp"
 
 #include <set>
+#include <unordered_map>
 
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
@@ -9,7 +10,9 @@
 
 #include "actors/log.hpp"
 
+#include "actors/envelope_actor.hpp"
 #include "actors/errors.hpp"
+#include "domain/limits.hpp"
 #include "proto/codec.hpp"
 
 namespace hb {
@@ -30,6 +33,9 @@ struct connection_state {
   caf::io::connection_handle hdl;
   bool authenticated = false;
   std::vector<char> pending;  // bytes of a frame not yet complete
+  // Live envelope actors this connection has heard from: grabs and opens
+  // of these go straight to the actor, not through router and registry.
+  std::unordered_map<int64_t, envelope_actor> direct;
   bool closed = false;     // the peer is gone or we are closing
   bool closed_by_node = false;  // shutting down: finish in-flight, then close
   uint32_t inflight = 0;   // requests of this connection awaiting replies
@@ -105,6 +111,110 @@ void call_router_within(connection_broker* self, uint64_t rid,
       });
 }
 
+// -- The direct path -------------------------------------------------------------
+
+// A connection remembers at most this many envelope actors.
+constexpr size_t direct_max = 4096;
+
+// After a successful grab or open through the router, the answer came from
+// the envelope actor itself: remember it for the next requests.
+void learn_direct(connection_broker* self, int64_t id) {
+  auto sender = self->current_sender();
+  if (!sender)
+    return;
+  auto& direct = self->state.direct;
+  if (direct.size() >= direct_max && direct.count(id) == 0)
+    direct.clear();
+  direct[id] = caf::actor_cast<envelope_actor>(sender);
+}
+
+// Through the router, learning the envelope actor from a success.
+template <class Reply, class... Ts>
+void call_envelope_via_router(connection_broker* self, uint64_t rid,
+                              request_kind kind, int64_t id, Ts&&... xs) {
+  auto& st = self->state;
+  ++st.inflight;
+  ++st.shared->counters->inflight;
+  self->request(st.shared->router, st.shared->cfg.request_timeout,
+                std::forward<Ts>(xs)...)
+    .then(
+      [=](Reply& reply) {
+        learn_direct(self, id);
+        count_answer(self, kind, errc::none);
+        send_frame(self, client_response{rid, std::move(reply)});
+        request_finished(self);
+      },
+      [=](caf::error& err) {
+        auto f = to_failure(err);
+        count_answer(self, kind, f.code);
+        send_error(self, rid, f.code, std::move(f.message));
+        request_finished(self);
+      });
+}
+
+// Grab and open of an envelope whose actor this connection knows go to
+// the actor directly. If the actor is gone (passivated, moved, crashed) or
+// does not answer as an envelope, the request goes through the router
+// instead: both requests are idempotent, so asking again is safe. The
+// actor's own answers, errors included, go to the client as they are.
+template <class Reply, class Msg>
+void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
+                   int64_t id, const std::string& user, Msg routed,
+                   std::function<caf::message()> direct_msg) {
+  auto& st = self->state;
+  if (auto problem = validate_text_id(user, "user",
+                                      st.shared->cfg.text_size_max);
+      problem.code != errc::none) {
+    count_answer(self, kind, problem.code);
+    send_error(self, rid, problem.code, std::move(problem.message));
+    return;
+  }
+  auto it = st.direct.find(id);
+  if (it == st.direct.end()) {
+    std::apply(
+      [&](auto&&... xs) {
+        call_envelope_via_router<Reply>(self, rid, kind, id,
+                                        std::forward<decltype(xs)>(xs)...);
+      },
+      std::move(routed));
+    return;
+  }
+  ++st.inflight;
+  ++st.shared->counters->inflight;
+  if (auto& m = st.shared->cfg.metrics)
+    m->direct_requests.fetch_add(1, std::memory_order_relaxed);
+  auto target = caf::actor_cast<caf::actor>(it->second);
+  self->request(target, st.shared->cfg.request_timeout, direct_msg())
+    .then(
+      [=](Reply& reply) {
+        count_answer(self, kind, errc::none);
+        send_frame(self, client_response{rid, std::move(reply)});
+        request_finished(self);
+      },
+      [=](caf::error& err) mutable {
+        if (err.category() == errc_category) {
+          auto f = to_failure(err);
+          if (f.code == errc::unavailable)
+            self->state.direct.erase(id);  // maybe stopping: re-learn
+          count_answer(self, kind, f.code);
+          send_error(self, rid, f.code, std::move(f.message));
+          request_finished(self);
+          return;
+        }
+        // Not an answer of a live envelope actor: ask the router.
+        self->state.direct.erase(id);
+        if (auto& m = self->state.shared->cfg.metrics)
+          m->direct_fallbacks.fetch_add(1, std::memory_order_relaxed);
+        request_finished(self);
+        std::apply(
+          [&](auto&&... xs) {
+            call_envelope_via_router<Reply>(self, rid, kind, id,
+                                            std::forward<decltype(xs)>(xs)...);
+          },
+          std::move(routed));
+      });
+}
+
 template <class Reply, class... Ts>
 void call_router(connection_broker* self, uint64_t rid, request_kind kind,
                  Ts&&... xs) {
@@ -164,12 +274,27 @@ struct dispatcher {
                           std::move(req.payment_txn), req.from_wallet);
   }
   void operator()(grab_request& req) {
-    call_router<grab_result>(self, rid, kind, grab_atom::value,
-                             req.envelope_id, std::move(req.user));
+    auto id = req.envelope_id;
+    auto user = req.user;
+    call_envelope<grab_result>(
+      self, rid, kind, id, req.user,
+      std::make_tuple(grab_atom::value, id, req.user),
+      [id, user] {
+        return caf::make_message(grab_atom::value, id, user,
+                                 direct_atom::value);
+      });
   }
   void operator()(open_request& req) {
-    call_router<open_result>(self, rid, kind, open_atom::value,
-                             req.envelope_id, std::move(req.user), deadline);
+    auto id = req.envelope_id;
+    auto user = req.user;
+    auto dl = deadline;
+    call_envelope<open_result>(
+      self, rid, kind, id, req.user,
+      std::make_tuple(open_atom::value, id, req.user, dl),
+      [id, user, dl] {
+        return caf::make_message(open_atom::value, id, user, dl,
+                                 direct_atom::value);
+      });
   }
   void operator()(get_request& req) {
     call_router<envelope_detail>(self, rid, kind, get_atom::value,

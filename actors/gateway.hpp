@@ -24,6 +24,8 @@ struct gateway_settings {
   std::string auth_token;
   std::string node_name;
   uint32_t frame_size_max = 64 * 1024;
+  /// Longest user id (bytes), checked here for requests that skip the router.
+  size_t text_size_max = 256;
   uint32_t connection_inflight_max = 1024;
   uint32_t node_inflight_max = 50000;
   std::chrono::milliseconds request_timeout{10000};

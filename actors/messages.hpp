@@ -89,6 +89,9 @@ using segment_atom = caf::atom_constant<caf::atom("segment")>;
 // Internal housekeeping.
 using next_id_atom = caf::atom_constant<caf::atom("next_id")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
+/// Marks a grab or open sent straight to a live envelope actor by a gateway
+/// connection that learned its handle (not counted for passivation).
+using direct_atom = caf::atom_constant<caf::atom("direct")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;

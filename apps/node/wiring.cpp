@@ -143,6 +143,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     gc.auth_token = cfg.auth_token;
     gc.node_name = cfg.node_name;
     gc.frame_size_max = cfg.frame_size_max;
+    gc.text_size_max = cfg.limits.text_size_max;
     gc.connection_inflight_max = cfg.connection_inflight_max;
     gc.node_inflight_max = cfg.node_inflight_max;
     gc.metrics = ctx->metrics;

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <variant>
+#include <thread>
 #include <vector>
 
 #include "tests/system/support.hpp"
@@ -270,6 +271,72 @@ CAF_TEST(unknown ids and bad fields are answered and the connection stays) {
   if (env_created == nullptr)
     CAF_MESSAGE("got " << describe(resp));
   check_served("unknown ids and bad fields");
+}
+
+namespace {
+
+int64_t stat_of(client::connection& c, const std::string& name) {
+  auto resp = c.call(stats_request{}, io_timeout_ms);
+  CAF_REQUIRE(resp.ok());
+  auto* st = std::get_if<node_stats>(&resp->body);
+  CAF_REQUIRE(st != nullptr);
+  for (auto& m : st->metrics)
+    if (m.name == name)
+      return m.value;
+  CAF_FAIL("no metric " << name);
+  return -1;
+}
+
+} // namespace
+
+CAF_TEST(a connection keeps being served after its envelope actor passivated) {
+  // One connection: after the first answer it sends grabs and opens
+  // straight to the envelope actor. The node runs with a short idle_ms
+  // (run_with_node.sh), so the actor passivates while the connection still
+  // holds its handle; the next requests must go through the router again.
+  client::connection c;
+  CAF_REQUIRE_EQUAL(connect_client(env, c), "");
+  create_request create;
+  create.sender = "sleepy";
+  create.group = "passivation";
+  create.total_fen = 900;
+  create.count = 3;
+  create.kind = envelope_kind::random;
+  create.idempotency_key = unique("passivation");
+  auto created = c.call(create, io_timeout_ms);
+  CAF_REQUIRE(created.ok());
+  auto id = std::get<envelope>(created->body).id;
+  CAF_REQUIRE(c.call(pay_request{id, unique("passivation-txn")}, io_timeout_ms).ok());
+  auto direct0 = stat_of(c, "gateway.direct");
+  auto grab_a = c.call(grab_request{id, "alice"}, io_timeout_ms);
+  CAF_REQUIRE(grab_a.ok());
+  CAF_REQUIRE(std::holds_alternative<grab_result>(grab_a->body));
+  auto open_a = c.call(open_request{id, "alice"}, io_timeout_ms);
+  CAF_REQUIRE(open_a.ok());
+  auto share_a = std::get<open_result>(open_a->body).amount_fen;
+  CAF_CHECK_GREATER(stat_of(c, "gateway.direct"), direct0);  // the open went direct
+  auto activations = stat_of(c, "envelopes.activations");
+  auto fallbacks = stat_of(c, "gateway.direct_fallbacks");
+  // Let the actor passivate (idle_ms is 300 ms here), then use the handle.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto open_b = c.call(open_request{id, "bob"}, io_timeout_ms);
+  CAF_REQUIRE(open_b.ok());
+  CAF_MESSAGE("bob: " << describe(*open_b));
+  CAF_REQUIRE(std::holds_alternative<open_result>(open_b->body));
+  CAF_CHECK_EQUAL(std::get<open_result>(open_b->body).seq, 2);
+  // The fault happened: the handle was stale, the router re-activated.
+  CAF_CHECK_EQUAL(stat_of(c, "gateway.direct_fallbacks"), fallbacks + 1);
+  CAF_CHECK_EQUAL(stat_of(c, "envelopes.activations"), activations + 1);
+  // Alice's share is the same through the new activation.
+  auto again = c.call(open_request{id, "alice"}, io_timeout_ms);
+  CAF_REQUIRE(again.ok());
+  CAF_REQUIRE(std::holds_alternative<open_result>(again->body));
+  CAF_CHECK_EQUAL(std::get<open_result>(again->body).amount_fen, share_a);
+  CAF_CHECK_EQUAL(std::get<open_result>(again->body).first_time, false);
+  // A bad user id is refused before any path is taken.
+  auto bad = c.call(open_request{id, std::string(300, 'x')}, io_timeout_ms);
+  CAF_REQUIRE(bad.ok());
+  CAF_CHECK_EQUAL(to_string(error_code(*bad)), std::string{"invalid_argument"});
 }
 
 CAF_TEST(pipelined requests all get answers matched by id) {
