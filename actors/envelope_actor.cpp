@@ -345,15 +345,20 @@ void on_committed(envelope_pointer self) {
   }
   actors_log().debug("open_committed envelope={} batch={} remaining_count={}",
                 st.id, b.opens.size(), st.env.remaining_count);
-  for (auto& rec : b.opens)
-    deliver_open(st, rec);
+  // The next write goes out before this batch's answers: the database works
+  // on it while the answers are sent (a hot envelope's writes follow each
+  // other without the answering time in between).
+  auto committed = std::move(b.opens);
   st.inflight = open_batch{};
   st.writing = false;
+  if (!st.stopping)
+    dispatch(self);
+  for (auto& rec : committed)
+    deliver_open(st, rec);
   sync_gauge(st);
   if (finish_stop(self))
     return;
   touch(self);
-  dispatch(self);
   maybe_refund(self);
 }
 

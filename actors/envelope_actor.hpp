@@ -60,7 +60,7 @@ struct envelope_settings {
   int64_t share_max_fen = 20000;
   int64_t expiry_ms = 24LL * 3600 * 1000;
   uint32_t queue_max = 2000;   ///< opens waiting for the next write
-  uint32_t batch_max = 500;    ///< opens per write
+  uint32_t batch_max = 2000;   ///< opens per write
   uint32_t idle_ms = 30000;    ///< report idle after this long without work
   /// Wall clock in Unix milliseconds; a seam for tests and the simulation.
   std::function<int64_t()> now_ms;

@@ -33,7 +33,7 @@ struct node_config {
 
   // [envelope]
   uint32_t envelope_queue_max = 2000;      ///< queued opens before BUSY
-  uint32_t envelope_batch_max = 500;       ///< opens per group-commit write
+  uint32_t envelope_batch_max = 2000;      ///< opens per group-commit write
   uint32_t envelope_idle_ms = 30000;       ///< passivate after this idle time
   uint32_t live_envelopes_max = 100000;    ///< live envelope actors per node
 
