@@ -431,12 +431,17 @@ void dispatch(envelope_pointer self) {
     HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
     stop_after_write_failure(self, err, "commit_opens");
   };
+  // Urgent: the answer jumps the grabs and opens queued in this mailbox, so
+  // that the next write is not held up behind them (CAF gives a response
+  // the priority of its request).
+  constexpr auto urgent = caf::message_priority::high;
   if (st.cfg.committer)
-    self->request(st.cfg.committer, store_timeout, db_commit_atom::value,
-                  std::move(b))
+    self->request<urgent>(st.cfg.committer, store_timeout,
+                          db_commit_atom::value, std::move(b))
       .then(on_ok, on_err);
   else
-    self->request(st.store, store_timeout, db_commit_atom::value, std::move(b))
+    self->request<urgent>(st.store, store_timeout, db_commit_atom::value,
+                          std::move(b))
       .then(on_ok, on_err);
 }
 
