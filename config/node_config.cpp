@@ -108,6 +108,8 @@ outcome<node_config> parse_node_config(const std::string& text) {
             && read_str(tbl, "database", "url", cfg.database_url, err)
             && read_int(tbl, "database", "pool_size", cfg.store_pool_size, 1,
                         256, err)
+            && read_int(tbl, "database", "commits_in_flight",
+                        cfg.commits_in_flight, 1, 256, err)
             && read_int(tbl, "limits", "share_min_fen", lim.share_min_fen, 1,
                         int64_t{1} << 40, err)
             && read_int(tbl, "limits", "share_max_fen", lim.share_max_fen, 1,

@@ -27,6 +27,7 @@ struct node_config {
   // [database]
   std::string database_url;           ///< any libpq connection string
   uint32_t store_pool_size = 16;      ///< connections, each on its own thread
+  uint32_t commits_in_flight = 4;     ///< group-commit transactions at once (≤ pool_size)
 
   // [limits]
   envelope_limits limits;

@@ -1,5 +1,7 @@
 #include "apps/node/wiring.hpp"
 
+#include <algorithm>
+
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 
@@ -54,7 +56,10 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
 
   out.push_back({"commit_batcher", [=] {
     commit_batcher_settings bc;
-    bc.inflight_max = cfg.store_pool_size;
+    // Few transactions, each carrying the batches of many envelopes: on a
+    // small machine 16 concurrent commits only compete for the cores.
+    bc.inflight_max = std::min(cfg.commits_in_flight, cfg.store_pool_size);
+    bc.batch_max = 256;
     bc.metrics = ctx->metrics;
     return started(ctx->committer,
                    spawn_commit_batcher(*sysp, ctx->store, bc));

@@ -18,6 +18,35 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->limits.count_max, 100);
   CAF_CHECK_EQUAL(cfg->limits.share_max_fen, 20000);
   CAF_CHECK_EQUAL(cfg->segments.size(), 16u);
+  CAF_CHECK_EQUAL(cfg->envelope_batch_max, 2000u);
+  CAF_CHECK_EQUAL(cfg->commits_in_flight, 4u);
+  CAF_CHECK_EQUAL(cfg->relay_yield_ms, 20u);
+  CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 1000u);
+}
+
+CAF_TEST(the performance keys are read and bounded) {
+  auto cfg = parse_node_config(R"(
+[gateway]
+auth_token = "t"
+[database]
+url = "host=127.0.0.1"
+commits_in_flight = 2
+[relay]
+yield_ms = 5
+defer_max_ms = 0
+)");
+  CAF_REQUIRE(cfg.ok());
+  CAF_CHECK_EQUAL(cfg->commits_in_flight, 2u);
+  CAF_CHECK_EQUAL(cfg->relay_yield_ms, 5u);
+  CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 0u);
+  auto zero = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\ncommits_in_flight = 0\n");
+  CAF_REQUIRE(!zero.ok());
+  CAF_CHECK(zero.error().message.find("database.commits_in_flight")
+            != std::string::npos);
+  auto no_yield = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n[relay]\nyield_ms = 0\n");
+  CAF_CHECK(!no_yield.ok());
 }
 
 CAF_TEST(bad configs name the key that is wrong) {
