@@ -30,7 +30,7 @@ using relay_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<relay_stats>>;
 
 struct relay_settings {
-  int32_t batch_max = 500;
+  int32_t batch_max = 100;
   uint32_t poll_ms = 200;         ///< pause after a batch that was not full
   uint32_t backoff_max_ms = 5000; ///< cap of the exponential backoff
   uint32_t lag_log_ms = 5000;     ///< log the lag this often while behind

@@ -39,7 +39,7 @@ struct node_config {
   uint32_t live_envelopes_max = 100000;    ///< live envelope actors per node
 
   // [relay]
-  int32_t relay_batch_max = 500;           ///< outbox rows per relay transaction
+  int32_t relay_batch_max = 100;           ///< outbox rows per relay transaction
   uint32_t relay_poll_ms = 200;            ///< pause when the outbox is drained
   uint32_t relay_yield_ms = 20;            ///< pause while opens are busy
   uint32_t relay_defer_max_ms = 1000;      ///< longest run of pauses (0: never)

@@ -22,6 +22,7 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->commits_in_flight, 4u);
   CAF_CHECK_EQUAL(cfg->relay_yield_ms, 20u);
   CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 1000u);
+  CAF_CHECK_EQUAL(cfg->relay_batch_max, 100);
 }
 
 CAF_TEST(the performance keys are read and bounded) {
