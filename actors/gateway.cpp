@@ -35,7 +35,8 @@ struct connection_state {
   std::vector<char> pending;  // bytes of a frame not yet complete
   // Live envelope actors this connection has heard from: grabs and opens
   // of these go straight to the actor, not through router and registry.
-  std::unordered_map<int64_t, envelope_actor> direct;
+  // Weak references: a passivated actor is freed, not kept alive here.
+  std::unordered_map<int64_t, caf::actor_addr> direct;
   bool closed = false;     // the peer is gone or we are closing
   bool closed_by_node = false;  // shutting down: finish in-flight, then close
   uint32_t inflight = 0;   // requests of this connection awaiting replies
@@ -114,18 +115,18 @@ void call_router_within(connection_broker* self, uint64_t rid,
 // -- The direct path -------------------------------------------------------------
 
 // A connection remembers at most this many envelope actors.
-constexpr size_t direct_max = 4096;
+constexpr size_t direct_max = 1024;
 
 // After a successful grab or open through the router, the answer came from
 // the envelope actor itself: remember it for the next requests.
 void learn_direct(connection_broker* self, int64_t id) {
-  auto sender = self->current_sender();
+  const auto& sender = self->current_sender();
   if (!sender)
     return;
   auto& direct = self->state.direct;
   if (direct.size() >= direct_max && direct.count(id) == 0)
     direct.clear();
-  direct[id] = caf::actor_cast<envelope_actor>(sender);
+  direct[id] = caf::actor_cast<caf::actor_addr>(sender);
 }
 
 // Through the router, learning the envelope actor from a success.
@@ -170,7 +171,16 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
     return;
   }
   auto it = st.direct.find(id);
-  if (it == st.direct.end()) {
+  caf::actor target;
+  if (it != st.direct.end()) {
+    target = caf::actor_cast<caf::actor>(it->second);
+    if (!target) {
+      st.direct.erase(it);  // gone already: the router finds its successor
+      if (auto& m = st.shared->cfg.metrics)
+        m->direct_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (!target) {
     std::apply(
       [&](auto&&... xs) {
         call_envelope_via_router<Reply>(self, rid, kind, id,
@@ -183,7 +193,6 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
   ++st.shared->counters->inflight;
   if (auto& m = st.shared->cfg.metrics)
     m->direct_requests.fetch_add(1, std::memory_order_relaxed);
-  auto target = caf::actor_cast<caf::actor>(it->second);
   self->request(target, st.shared->cfg.request_timeout, direct_msg())
     .then(
       [=](Reply& reply) {
