@@ -83,33 +83,10 @@ void request_finished(connection_broker* self) {
     self->quit();
 }
 
-// Sends one request to the router and answers the client when it completes.
+// Counts one answer per request kind and result.
 void count_answer(connection_broker* self, request_kind kind, errc code) {
   if (auto& m = self->state.shared->cfg.metrics)
     m->record_answer(kind, code);
-}
-
-// Sends one request to the router and answers the client when it completes.
-template <class Reply, class... Ts>
-void call_router_within(connection_broker* self, uint64_t rid,
-                        request_kind kind, caf::duration timeout,
-                        Ts&&... xs) {
-  auto& st = self->state;
-  ++st.inflight;
-  ++st.shared->counters->inflight;
-  self->request(st.shared->router, timeout, std::forward<Ts>(xs)...)
-    .then(
-      [=](Reply& reply) {
-        count_answer(self, kind, errc::none);
-        send_frame(self, client_response{rid, std::move(reply)});
-        request_finished(self);
-      },
-      [=](caf::error& err) {
-        auto f = to_failure(err);
-        count_answer(self, kind, f.code);
-        send_error(self, rid, f.code, std::move(f.message));
-        request_finished(self);
-      });
 }
 
 // -- The direct path -------------------------------------------------------------
@@ -129,18 +106,21 @@ void learn_direct(connection_broker* self, int64_t id) {
   direct[id] = caf::actor_cast<caf::actor_addr>(sender);
 }
 
-// Through the router, learning the envelope actor from a success.
+// Sends one request to the router and answers the client when it completes.
+// For a grab or open (`direct_id` = the envelope id, else 0) a success also
+// teaches the connection the envelope actor that answered.
 template <class Reply, class... Ts>
-void call_envelope_via_router(connection_broker* self, uint64_t rid,
-                              request_kind kind, int64_t id, Ts&&... xs) {
+void call_router_within(connection_broker* self, uint64_t rid,
+                        request_kind kind, caf::duration timeout,
+                        int64_t direct_id, Ts&&... xs) {
   auto& st = self->state;
   ++st.inflight;
   ++st.shared->counters->inflight;
-  self->request(st.shared->router, st.shared->cfg.request_timeout,
-                std::forward<Ts>(xs)...)
+  self->request(st.shared->router, timeout, std::forward<Ts>(xs)...)
     .then(
       [=](Reply& reply) {
-        learn_direct(self, id);
+        if (direct_id != 0)
+          learn_direct(self, direct_id);
         count_answer(self, kind, errc::none);
         send_frame(self, client_response{rid, std::move(reply)});
         request_finished(self);
@@ -183,8 +163,9 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
   if (!target) {
     std::apply(
       [&](auto&&... xs) {
-        call_envelope_via_router<Reply>(self, rid, kind, id,
-                                        std::forward<decltype(xs)>(xs)...);
+        call_router_within<Reply>(self, rid, kind,
+                                  caf::duration{st.shared->cfg.request_timeout},
+                                  id, std::forward<decltype(xs)>(xs)...);
       },
       std::move(routed));
     return;
@@ -217,8 +198,10 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
         request_finished(self);
         std::apply(
           [&](auto&&... xs) {
-            call_envelope_via_router<Reply>(self, rid, kind, id,
-                                            std::forward<decltype(xs)>(xs)...);
+            call_router_within<Reply>(
+              self, rid, kind,
+              caf::duration{self->state.shared->cfg.request_timeout}, id,
+              std::forward<decltype(xs)>(xs)...);
           },
           std::move(routed));
       });
@@ -229,7 +212,7 @@ void call_router(connection_broker* self, uint64_t rid, request_kind kind,
                  Ts&&... xs) {
   call_router_within<Reply>(self, rid, kind,
                             caf::duration{self->state.shared->cfg.request_timeout},
-                            std::forward<Ts>(xs)...);
+                            int64_t{0}, std::forward<Ts>(xs)...);
 }
 
 // A reconciliation reads the whole window; it may take minutes.
@@ -320,7 +303,8 @@ struct dispatcher {
   void operator()(reconcile_request& req) {
     call_router_within<reconcile_report>(self, rid, kind,
                                          caf::duration{reconcile_timeout},
-                                         reconcile_atom::value, req.since_ms);
+                                         int64_t{0}, reconcile_atom::value,
+                                         req.since_ms);
   }
   void operator()(stats_request&) {
     call_router<node_stats>(self, rid, kind, stats_atom::value);
