@@ -138,10 +138,10 @@ void call_router_within(connection_broker* self, uint64_t rid,
 // does not answer as an envelope, the request goes through the router
 // instead: both requests are idempotent, so asking again is safe. The
 // actor's own answers, errors included, go to the client as they are.
-template <class Reply, class Msg>
+// The request is (atom, id, user, rest...); the direct one adds direct_atom.
+template <class Reply, class Atom, class... Rest>
 void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
-                   int64_t id, const std::string& user, Msg routed,
-                   std::function<caf::message()> direct_msg) {
+                   Atom atom, int64_t id, std::string user, Rest... rest) {
   auto& st = self->state;
   if (auto problem = validate_text_id(user, "user",
                                       st.shared->cfg.text_size_max);
@@ -150,6 +150,7 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
     send_error(self, rid, problem.code, std::move(problem.message));
     return;
   }
+  auto timeout = caf::duration{st.shared->cfg.request_timeout};
   auto it = st.direct.find(id);
   caf::actor target;
   if (it != st.direct.end()) {
@@ -161,27 +162,22 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
     }
   }
   if (!target) {
-    std::apply(
-      [&](auto&&... xs) {
-        call_router_within<Reply>(self, rid, kind,
-                                  caf::duration{st.shared->cfg.request_timeout},
-                                  id, std::forward<decltype(xs)>(xs)...);
-      },
-      std::move(routed));
+    call_router_within<Reply>(self, rid, kind, timeout, id, atom, id,
+                              std::move(user), rest...);
     return;
   }
   ++st.inflight;
   ++st.shared->counters->inflight;
   if (auto& m = st.shared->cfg.metrics)
     m->direct_requests.fetch_add(1, std::memory_order_relaxed);
-  self->request(target, st.shared->cfg.request_timeout, direct_msg())
+  self->request(target, timeout, atom, id, user, rest..., direct_atom::value)
     .then(
       [=](Reply& reply) {
         count_answer(self, kind, errc::none);
         send_frame(self, client_response{rid, std::move(reply)});
         request_finished(self);
       },
-      [=](caf::error& err) mutable {
+      [=](caf::error& err) {
         if (err.category() == errc_category) {
           auto f = to_failure(err);
           if (f.code == errc::unavailable)
@@ -196,14 +192,8 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
         if (auto& m = self->state.shared->cfg.metrics)
           m->direct_fallbacks.fetch_add(1, std::memory_order_relaxed);
         request_finished(self);
-        std::apply(
-          [&](auto&&... xs) {
-            call_router_within<Reply>(
-              self, rid, kind,
-              caf::duration{self->state.shared->cfg.request_timeout}, id,
-              std::forward<decltype(xs)>(xs)...);
-          },
-          std::move(routed));
+        call_router_within<Reply>(self, rid, kind, timeout, id, atom, id,
+                                  user, rest...);
       });
 }
 
@@ -266,27 +256,12 @@ struct dispatcher {
                           std::move(req.payment_txn), req.from_wallet);
   }
   void operator()(grab_request& req) {
-    auto id = req.envelope_id;
-    auto user = req.user;
-    call_envelope<grab_result>(
-      self, rid, kind, id, req.user,
-      std::make_tuple(grab_atom::value, id, req.user),
-      [id, user] {
-        return caf::make_message(grab_atom::value, id, user,
-                                 direct_atom::value);
-      });
+    call_envelope<grab_result>(self, rid, kind, grab_atom::value,
+                               req.envelope_id, std::move(req.user));
   }
   void operator()(open_request& req) {
-    auto id = req.envelope_id;
-    auto user = req.user;
-    auto dl = deadline;
-    call_envelope<open_result>(
-      self, rid, kind, id, req.user,
-      std::make_tuple(open_atom::value, id, req.user, dl),
-      [id, user, dl] {
-        return caf::make_message(open_atom::value, id, user, dl,
-                                 direct_atom::value);
-      });
+    call_envelope<open_result>(self, rid, kind, open_atom::value,
+                               req.envelope_id, std::move(req.user), deadline);
   }
   void operator()(get_request& req) {
     call_router<envelope_detail>(self, rid, kind, get_atom::value,

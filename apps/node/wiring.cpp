@@ -59,7 +59,6 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     // Few transactions, each carrying the batches of many envelopes: on a
     // small machine 16 concurrent commits only compete for the cores.
     bc.inflight_max = std::min(cfg.commits_in_flight, cfg.store_pool_size);
-    bc.batch_max = 256;
     bc.metrics = ctx->metrics;
     return started(ctx->committer,
                    spawn_commit_batcher(*sysp, ctx->store, bc));
