@@ -296,17 +296,8 @@ CAF_TEST(a connection keeps being served after its envelope actor passivated) {
   // holds its handle; the next requests must go through the router again.
   client::connection c;
   CAF_REQUIRE_EQUAL(connect_client(env, c), "");
-  create_request create;
-  create.sender = "sleepy";
-  create.group = "passivation";
-  create.total_fen = 900;
-  create.count = 3;
-  create.kind = envelope_kind::random;
-  create.idempotency_key = unique("passivation");
-  auto created = c.call(create, io_timeout_ms);
-  CAF_REQUIRE(created.ok());
-  auto id = std::get<envelope>(created->body).id;
-  CAF_REQUIRE(c.call(pay_request{id, unique("passivation-txn")}, io_timeout_ms).ok());
+  int64_t id = 0;
+  CAF_REQUIRE_EQUAL(create_paid(c, "sleepy", 900, 3, id), "");
   auto direct0 = stat_of(c, "gateway.direct");
   auto grab_a = c.call(grab_request{id, "alice"}, io_timeout_ms);
   CAF_REQUIRE(grab_a.ok());
@@ -468,20 +459,8 @@ CAF_TEST(pipelined requests all get answers matched by id) {
 CAF_TEST(a client that disconnects with requests in flight harms nobody) {
   client::connection conn;
   CAF_REQUIRE_EQUAL(connect_client(env, conn), "");
-  create_request create;
-  create.sender = "dropper";
-  create.group = "drop";
-  create.total_fen = 3000;
-  create.count = 30;
-  create.kind = envelope_kind::random;
-  create.idempotency_key = unique("drop");
-  auto created = conn.call(create, io_timeout_ms);
-  CAF_REQUIRE(created.ok());
-  auto* env_created = std::get_if<envelope>(&created->body);
-  CAF_REQUIRE(env_created != nullptr);
-  auto id = env_created->id;
-  auto paid = conn.call(pay_request{id, unique("drop-txn")}, io_timeout_ms);
-  CAF_REQUIRE(paid.ok());
+  int64_t id = 0;
+  CAF_REQUIRE_EQUAL(create_paid(conn, "dropper", 3000, 30, id), "");
   // 20 opens and 20 grabs, then hang up without reading a single answer.
   std::string bytes;
   for (uint64_t i = 0; i < 20; ++i) {

@@ -282,6 +282,32 @@ std::string connect_client(const environment& env, client::connection& out,
   return "";
 }
 
+std::string create_paid(client::connection& conn, const std::string& sender,
+                        int64_t total_fen, int32_t count, int64_t& id,
+                        int timeout_ms) {
+  create_request create;
+  create.sender = sender;
+  create.group = sender + "-group";
+  create.total_fen = total_fen;
+  create.count = count;
+  create.kind = envelope_kind::random;
+  create.idempotency_key = unique(sender);
+  auto created = conn.call(create, timeout_ms);
+  if (!created)
+    return "create: transport: " + created.error().message;
+  auto* env_created = std::get_if<envelope>(&created->body);
+  if (env_created == nullptr || env_created->status != envelope_status::created)
+    return "create answered " + describe(*created);
+  id = env_created->id;
+  auto paid = conn.call(pay_request{id, unique(sender + "-txn")}, timeout_ms);
+  if (!paid)
+    return "pay: transport: " + paid.error().message;
+  auto* env_paid = std::get_if<envelope>(&paid->body);
+  if (env_paid == nullptr || env_paid->status != envelope_status::paid)
+    return "pay answered " + describe(*paid);
+  return "";
+}
+
 std::string probe_served(const environment& env, const std::string& why,
                          int64_t& told_fen) {
   told_fen = 0;
@@ -291,6 +317,9 @@ std::string probe_served(const environment& env, const std::string& why,
   auto err = connect_client(env, conn, timeout_ms);
   if (!err.empty())
     return where + err;
+  int64_t id = 0;
+  if (auto e = create_paid(conn, "probe", 1000, 10, id, timeout_ms); !e.empty())
+    return where + e;
   auto call = [&](request_body body, client_response& out) -> std::string {
     auto resp = conn.call(std::move(body), timeout_ms);
     if (!resp)
@@ -300,25 +329,7 @@ std::string probe_served(const environment& env, const std::string& why,
       return describe(out);
     return "";
   };
-  create_request create;
-  create.sender = "probe";
-  create.group = "probe-group";
-  create.total_fen = 1000;
-  create.count = 10;
-  create.kind = envelope_kind::random;
-  create.idempotency_key = unique("probe");
   client_response resp;
-  if (auto e = call(create, resp); !e.empty())
-    return where + "create: " + e;
-  auto* env_created = std::get_if<envelope>(&resp.body);
-  if (env_created == nullptr || env_created->status != envelope_status::created)
-    return where + "create answered " + describe(resp);
-  auto id = env_created->id;
-  if (auto e = call(pay_request{id, unique("probe-txn")}, resp); !e.empty())
-    return where + "pay: " + e;
-  auto* env_paid = std::get_if<envelope>(&resp.body);
-  if (env_paid == nullptr || env_paid->status != envelope_status::paid)
-    return where + "pay answered " + describe(resp);
   if (auto e = call(grab_request{id, "probe-user"}, resp); !e.empty())
     return where + "grab: " + e;
   auto* grabbed = std::get_if<grab_result>(&resp.body);

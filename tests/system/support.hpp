@@ -115,6 +115,12 @@ errc error_code(const client_response& resp);
 std::string probe_served(const environment& env, const std::string& why,
                          int64_t& told_fen);
 
+/// Creates and pays a random envelope of `count` shares and `total_fen` over
+/// `conn`; its id in `id`. "" when both answers were right, else what failed.
+std::string create_paid(client::connection& conn, const std::string& sender,
+                        int64_t total_fen, int32_t count, int64_t& id,
+                        int timeout_ms = 20000);
+
 /// Connects and authenticates a client::connection; "" or what failed.
 std::string connect_client(const environment& env, client::connection& out,
                            int timeout_ms = 20000);
