@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -126,10 +127,10 @@ std::string one_line(std::string text) {
   return text;
 }
 
-// -- creates -------------------------------------------------------------------
-
-int run_creates(const options& opts) {
-  std::atomic<int> next{0};
+/// Runs `work(conn, w)` on --connections threads, each with a connection of
+/// its own; exit status 3 when a worker could not connect at start.
+int run_workers(const options& opts,
+                const std::function<void(client::connection&, int)>& work) {
   std::atomic<bool> failed_start{false};
   std::vector<std::thread> workers;
   for (int w = 0; w < opts.connections; ++w)
@@ -141,36 +142,46 @@ int run_creates(const options& opts) {
         failed_start = true;
         return;
       }
-      for (int i = next++; i < opts.n; i = next++) {
-        create_request req;
-        req.sender = opts.prefix + "-sender-" + std::to_string(i % 7);
-        req.group = "fault-group";
-        req.greeting = "segment fault test";
-        req.total_fen = 100 + i % 50;
-        req.count = 3;
-        req.kind = envelope_kind::random;
-        req.idempotency_key = opts.prefix + "-create-" + std::to_string(i);
-        auto t0 = steady::now();
-        auto resp = conn.call(req, opts.timeout_ms);
-        auto us = micros_since(t0);
-        if (!resp) {
-          emit("err transport " + std::to_string(us) + " "
-               + one_line(resp.error().message));
-          conn = open_connection(opts, why);
-          continue;
-        }
-        if (auto* env = std::get_if<envelope>(&resp->body))
-          emit("ok " + std::to_string(env->id) + " " + std::to_string(us));
-        else if (auto* err = std::get_if<error_reply>(&resp->body))
-          emit(std::string{"err "} + to_string(err->code) + " "
-               + std::to_string(us) + " " + one_line(err->message));
-        else
-          emit("err unexpected " + std::to_string(us) + " -");
-      }
+      work(conn, w);
     });
   for (auto& t : workers)
     t.join();
   return failed_start ? 3 : 0;
+}
+
+// -- creates -------------------------------------------------------------------
+
+int run_creates(const options& opts) {
+  std::atomic<int> next{0};
+  return run_workers(opts, [&](client::connection& conn, int) {
+    std::string why;
+    for (int i = next++; i < opts.n; i = next++) {
+      create_request req;
+      req.sender = opts.prefix + "-sender-" + std::to_string(i % 7);
+      req.group = "fault-group";
+      req.greeting = "segment fault test";
+      req.total_fen = 100 + i % 50;
+      req.count = 3;
+      req.kind = envelope_kind::random;
+      req.idempotency_key = opts.prefix + "-create-" + std::to_string(i);
+      auto t0 = steady::now();
+      auto resp = conn.call(req, opts.timeout_ms);
+      auto us = micros_since(t0);
+      if (!resp) {
+        emit("err transport " + std::to_string(us) + " "
+             + one_line(resp.error().message));
+        conn = open_connection(opts, why);
+        continue;
+      }
+      if (auto* env = std::get_if<envelope>(&resp->body))
+        emit("ok " + std::to_string(env->id) + " " + std::to_string(us));
+      else if (auto* err = std::get_if<error_reply>(&resp->body))
+        emit(std::string{"err "} + to_string(err->code) + " "
+             + std::to_string(us) + " " + one_line(err->message));
+      else
+        emit("err unexpected " + std::to_string(us) + " -");
+    }
+  });
 }
 
 // -- time ----------------------------------------------------------------------
@@ -211,68 +222,56 @@ int run_storm(const options& opts) {
   auto start = steady::now();
   auto stop_new = start + std::chrono::milliseconds(opts.duration_ms);
   auto give_up = stop_new + std::chrono::milliseconds(opts.grace_ms);
-  std::atomic<bool> failed_start{false};
-  std::vector<std::thread> workers;
-  for (int w = 0; w < opts.connections; ++w)
-    workers.emplace_back([&, w] {
-      std::string why;
-      auto conn = open_connection(opts, why);
-      if (!conn.connected()) {
-        std::fprintf(stderr, "hb_fault_client: worker %d: %s\n", w, why.c_str());
-        failed_start = true;
-        return;
-      }
-      for (int k = 0; steady::now() < stop_new; ++k) {
-        auto env = opts.ids[static_cast<size_t>(k + w) % opts.ids.size()];
-        auto user = opts.prefix + "-w" + std::to_string(w) + "-u"
-                    + std::to_string(k);
-        auto tag = std::to_string(env) + " " + user;
-        // One user until answered: "you got X" or a final error.
-        for (;;) {
+  return run_workers(opts, [&](client::connection& conn, int w) {
+    std::string why;
+    for (int k = 0; steady::now() < stop_new; ++k) {
+      auto env = opts.ids[static_cast<size_t>(k + w) % opts.ids.size()];
+      auto user = opts.prefix + "-w" + std::to_string(w) + "-u"
+                  + std::to_string(k);
+      auto tag = std::to_string(env) + " " + user;
+      // One user until answered: "you got X" or a final error.
+      for (;;) {
+        if (!conn.connected()) {
+          conn = open_connection(opts, why);
           if (!conn.connected()) {
-            conn = open_connection(opts, why);
-            if (!conn.connected()) {
-              if (steady::now() >= give_up) {
-                emit(std::to_string(unix_ms()) + " gaveup " + tag);
-                break;
-              }
-              std::this_thread::sleep_for(
-                std::chrono::milliseconds(opts.retry_ms));
-              continue;
-            }
-          }
-          auto resp = conn.call(open_request{env, user}, opts.timeout_ms,
-                                static_cast<uint32_t>(opts.timeout_ms));
-          if (!resp) {
-            emit(std::to_string(unix_ms()) + " transport " + tag);
-            conn.close();
-          } else if (auto* res = std::get_if<open_result>(&resp->body)) {
-            emit(std::to_string(unix_ms()) + " ok " + tag + " "
-                 + std::to_string(res->amount_fen) + " "
-                 + (res->first_time ? "1" : "0"));
-            break;
-          } else if (auto* err = std::get_if<error_reply>(&resp->body)) {
-            emit(std::to_string(unix_ms()) + " err " + to_string(err->code)
-                 + " " + tag);
-            if (!retryable(err->code))
+            if (steady::now() >= give_up) {
+              emit(std::to_string(unix_ms()) + " gaveup " + tag);
               break;
-          } else {
-            emit(std::to_string(unix_ms()) + " err unexpected " + tag);
-            break;
+            }
+            std::this_thread::sleep_for(
+              std::chrono::milliseconds(opts.retry_ms));
+            continue;
           }
-          if (steady::now() >= give_up) {
-            emit(std::to_string(unix_ms()) + " gaveup " + tag);
-            break;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(opts.retry_ms));
         }
-        if (opts.pause_ms > 0)
-          std::this_thread::sleep_for(std::chrono::milliseconds(opts.pause_ms));
+        auto resp = conn.call(open_request{env, user}, opts.timeout_ms,
+                              static_cast<uint32_t>(opts.timeout_ms));
+        if (!resp) {
+          emit(std::to_string(unix_ms()) + " transport " + tag);
+          conn.close();
+        } else if (auto* res = std::get_if<open_result>(&resp->body)) {
+          emit(std::to_string(unix_ms()) + " ok " + tag + " "
+               + std::to_string(res->amount_fen) + " "
+               + (res->first_time ? "1" : "0"));
+          break;
+        } else if (auto* err = std::get_if<error_reply>(&resp->body)) {
+          emit(std::to_string(unix_ms()) + " err " + to_string(err->code)
+               + " " + tag);
+          if (!retryable(err->code))
+            break;
+        } else {
+          emit(std::to_string(unix_ms()) + " err unexpected " + tag);
+          break;
+        }
+        if (steady::now() >= give_up) {
+          emit(std::to_string(unix_ms()) + " gaveup " + tag);
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(opts.retry_ms));
       }
-    });
-  for (auto& t : workers)
-    t.join();
-  return failed_start ? 3 : 0;
+      if (opts.pause_ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(opts.pause_ms));
+    }
+  });
 }
 
 // -- burst ---------------------------------------------------------------------
