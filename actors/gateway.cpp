@@ -1,5 +1,6 @@
 #include "actors/gateway.hpp"
 
+#include <algorithm>
 #include <set>
 #include <unordered_map>
 
@@ -28,6 +29,13 @@ struct gateway_shared {
 // How long a connection waits at shutdown for replies still in flight.
 constexpr auto shutdown_grace = std::chrono::seconds(5);
 
+// A request handed to the router or an envelope actor, awaiting its answer.
+struct pending_call {
+  uint64_t rid;  // the client's request id
+  request_kind kind;
+  caf::actor_clock::time_point due;
+};
+
 struct connection_state {
   std::shared_ptr<gateway_shared> shared;
   caf::io::connection_handle hdl;
@@ -40,6 +48,13 @@ struct connection_state {
   bool closed = false;     // the peer is gone or we are closing
   bool closed_by_node = false;  // shutting down: finish in-flight, then close
   uint32_t inflight = 0;   // requests of this connection awaiting replies
+  // Requests in flight inside the node, by call number, with their due
+  // time. One sweep per connection answers the overdue ones, instead of one
+  // CAF request timeout per request (each a trip through CAF's clock thread
+  // and a message back to this broker long after the answer came).
+  std::unordered_map<uint64_t, pending_call> calls;
+  uint64_t next_call = 0;
+  bool sweep_scheduled = false;
   static inline const char* name = "hb.gateway.connection";
 };
 
@@ -89,6 +104,75 @@ void count_answer(connection_broker* self, request_kind kind, errc code) {
     m->record_answer(kind, code);
 }
 
+// -- Deadlines ----------------------------------------------------------------
+
+// The answer given for a call still unanswered at its due time; the call
+// may still complete inside the node (retrying is safe: opens are
+// idempotent).
+constexpr const char* overdue_message
+  = "timed out inside the node; the outcome is unknown, retry the same "
+    "request (opens are idempotent)";
+
+// How often a connection with calls in flight looks for overdue ones: a
+// tenth of the timeout, within [10 ms, 500 ms].
+std::chrono::milliseconds sweep_interval(const gateway_settings& cfg) {
+  return std::clamp(cfg.request_timeout / 10, std::chrono::milliseconds{10},
+                    std::chrono::milliseconds{500});
+}
+
+void schedule_sweep(connection_broker* self) {
+  auto& st = self->state;
+  if (st.sweep_scheduled || st.calls.empty())
+    return;
+  st.sweep_scheduled = true;
+  self->delayed_send(self, sweep_interval(st.shared->cfg), sweep_atom::value);
+}
+
+// Registers a call due after `timeout`; returns its number.
+uint64_t start_call(connection_broker* self, uint64_t rid, request_kind kind,
+                    std::chrono::milliseconds timeout) {
+  auto& st = self->state;
+  auto call = ++st.next_call;
+  st.calls.emplace(call, pending_call{rid, kind, self->clock().now() + timeout});
+  ++st.inflight;
+  ++st.shared->counters->inflight;
+  schedule_sweep(self);
+  return call;
+}
+
+// Takes a call's answer: false if the sweep has answered it already (the
+// late answer is dropped).
+bool finish_call(connection_broker* self, uint64_t call) {
+  return self->state.calls.erase(call) > 0;
+}
+
+void request_finished(connection_broker* self);
+void count_answer(connection_broker* self, request_kind kind, errc code);
+
+// Answers every overdue call with UNAVAILABLE, as CAF's request timeout did.
+void sweep(connection_broker* self) {
+  auto& st = self->state;
+  st.sweep_scheduled = false;
+  auto now = self->clock().now();
+  std::vector<pending_call> overdue;
+  for (auto i = st.calls.begin(); i != st.calls.end();) {
+    if (i->second.due <= now) {
+      overdue.push_back(i->second);
+      i = st.calls.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  for (auto& c : overdue) {
+    if (auto& m = st.shared->cfg.metrics)
+      m->gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
+    count_answer(self, c.kind, errc::unavailable);
+    send_error(self, c.rid, errc::unavailable, overdue_message);
+    request_finished(self);
+  }
+  schedule_sweep(self);
+}
+
 // -- The direct path -------------------------------------------------------------
 
 // A connection remembers at most this many envelope actors.
@@ -111,14 +195,15 @@ void learn_direct(connection_broker* self, int64_t id) {
 // teaches the connection the envelope actor that answered.
 template <class Reply, class... Ts>
 void call_router_within(connection_broker* self, uint64_t rid,
-                        request_kind kind, caf::duration timeout,
+                        request_kind kind, std::chrono::milliseconds timeout,
                         int64_t direct_id, Ts&&... xs) {
   auto& st = self->state;
-  ++st.inflight;
-  ++st.shared->counters->inflight;
-  self->request(st.shared->router, timeout, std::forward<Ts>(xs)...)
+  auto call = start_call(self, rid, kind, timeout);
+  self->request(st.shared->router, caf::infinite, std::forward<Ts>(xs)...)
     .then(
       [=](Reply& reply) {
+        if (!finish_call(self, call))
+          return;
         if (direct_id != 0)
           learn_direct(self, direct_id);
         count_answer(self, kind, errc::none);
@@ -126,6 +211,8 @@ void call_router_within(connection_broker* self, uint64_t rid,
         request_finished(self);
       },
       [=](caf::error& err) {
+        if (!finish_call(self, call))
+          return;
         auto f = to_failure(err);
         count_answer(self, kind, f.code);
         send_error(self, rid, f.code, std::move(f.message));
@@ -150,7 +237,7 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
     send_error(self, rid, problem.code, std::move(problem.message));
     return;
   }
-  auto timeout = caf::duration{st.shared->cfg.request_timeout};
+  auto timeout = st.shared->cfg.request_timeout;
   auto it = st.direct.find(id);
   caf::actor target;
   if (it != st.direct.end()) {
@@ -166,18 +253,22 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
                               std::move(user), rest...);
     return;
   }
-  ++st.inflight;
-  ++st.shared->counters->inflight;
+  auto call = start_call(self, rid, kind, timeout);
   if (auto& m = st.shared->cfg.metrics)
     m->direct_requests.fetch_add(1, std::memory_order_relaxed);
-  self->request(target, timeout, atom, id, user, rest..., direct_atom::value)
+  self->request(target, caf::infinite, atom, id, user, rest...,
+                direct_atom::value)
     .then(
       [=](Reply& reply) {
+        if (!finish_call(self, call))
+          return;
         count_answer(self, kind, errc::none);
         send_frame(self, client_response{rid, std::move(reply)});
         request_finished(self);
       },
       [=](caf::error& err) {
+        if (!finish_call(self, call))
+          return;
         if (err.category() == errc_category) {
           auto f = to_failure(err);
           if (f.code == errc::unavailable)
@@ -201,7 +292,7 @@ template <class Reply, class... Ts>
 void call_router(connection_broker* self, uint64_t rid, request_kind kind,
                  Ts&&... xs) {
   call_router_within<Reply>(self, rid, kind,
-                            caf::duration{self->state.shared->cfg.request_timeout},
+                            self->state.shared->cfg.request_timeout,
                             int64_t{0}, std::forward<Ts>(xs)...);
 }
 
@@ -276,8 +367,7 @@ struct dispatcher {
                               std::move(req.user));
   }
   void operator()(reconcile_request& req) {
-    call_router_within<reconcile_report>(self, rid, kind,
-                                         caf::duration{reconcile_timeout},
+    call_router_within<reconcile_report>(self, rid, kind, reconcile_timeout,
                                          int64_t{0}, reconcile_atom::value,
                                          req.since_ms);
   }
@@ -385,6 +475,7 @@ caf::behavior connection_impl(connection_broker* self,
   self->configure_read(hdl, caf::io::receive_policy::at_most(read_chunk));
   return {
     [=](const caf::io::new_data_msg& msg) { handle_data(self, msg.buf); },
+    [=](sweep_atom) { sweep(self); },
     [=](const caf::io::connection_closed_msg&) {
       self->state.closed = true;
       if (self->state.inflight == 0)
@@ -401,6 +492,7 @@ caf::behavior connection_impl(connection_broker* self,
         // missing are given up (their requests may or may not complete).
         st.shared->counters->inflight -= st.inflight;
         st.inflight = 0;
+        st.calls.clear();
         self->close(st.hdl);
         st.closed = true;
         self->quit();

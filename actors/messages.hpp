@@ -93,6 +93,8 @@ using idle_atom = caf::atom_constant<caf::atom("idle")>;
 /// connection that learned its handle (not counted for passivation).
 using direct_atom = caf::atom_constant<caf::atom("direct")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// A gateway connection looks for requests past their due time.
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;

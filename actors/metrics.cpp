@@ -52,6 +52,7 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   add("envelopes.queued_opens", std::max<int64_t>(0, queued_opens.load()));
   add("gateway.direct", direct_requests.load());
   add("gateway.direct_fallbacks", direct_fallbacks.load());
+  add("gateway.timeouts", gateway_timeouts.load());
   add("opens.committed", opens_committed.load());
   add("opens.writes", open_batches.load());
   add("opens.writes_failed", write_failures.load());

@@ -62,6 +62,7 @@ struct node_metrics {
   std::atomic<uint64_t> deadline_drops{0};    ///< requests dropped past deadline
   std::atomic<uint64_t> direct_requests{0};   ///< grabs/opens sent straight to an envelope actor
   std::atomic<uint64_t> direct_fallbacks{0};  ///< ... whose actor had gone (asked the router)
+  std::atomic<uint64_t> gateway_timeouts{0};  ///< requests answered UNAVAILABLE at their due time
   log2_histogram batch_sizes;                 ///< opens per write
   log2_histogram store_latency_us;            ///< every store call
 
