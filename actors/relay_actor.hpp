@@ -11,8 +11,9 @@
 
 namespace hb {
 
-/// The outbox relay: drains the outbox written by opens, off the open's
-/// critical path. Each batch is one store transaction that credits wallets
+/// The outbox relay: drains what the relay owes (outbox rows, and opens
+/// COMMITTED but not yet credited: an open is its own outbox entry), off
+/// the open's critical path. Each batch is one store transaction that credits wallets
 /// from escrow exactly once (idempotency keys), writes received records and
 /// marks the opens TRANSFERRED. It drains back to back while batches come
 /// back full, polls when idle, and backs off exponentially while the
@@ -21,7 +22,7 @@ namespace hb {
 /// Opens come first: while opens are queued or being committed on this node
 /// (seen in the node metrics), the relay yields — it waits yield_ms and
 /// looks again — for at most defer_max_ms in a row; then it drains the
-/// outbox completely before it yields again. Credits lag by at most about
+/// backlog completely before it yields again. Credits lag by at most about
 /// defer_max_ms plus one drain, and during a burst the database and the
 /// cores serve the opens users are waiting for.
 using relay_actor = caf::typed_actor<

@@ -470,9 +470,195 @@ CREATE TABLE segment_states (
 );
 )sql";
 
+// Opens are their own outbox: a committed open (status 1) is a credit the
+// relay still owes, found through a small partial index, so the commit of
+// an open writes one row instead of two and the relay marks one row instead
+// of two. The outbox keeps the rows that are not opens ('paid') and the
+// re-enqueued opens of archived days (reconciliation repairs). The pending
+// outbox 'open' rows of hot opens become plain pending opens.
+constexpr const char* v3_opens_as_outbox = R"sql(
+CREATE INDEX opens_pending ON opens (opened_at) WHERE status = 1;
+CREATE INDEX opens_pending ON cold.opens (opened_at) WHERE status = 1;
+
+DELETE FROM outbox x WHERE x.kind = 'open' AND x.delivered_at IS NULL
+  AND EXISTS (SELECT 1 FROM opens o WHERE o.envelope_id = x.envelope_id
+              AND o.user_id = x.user_id AND o.status = 1);
+
+-- What the relay still owes: undelivered outbox rows and hot opens not yet
+-- credited.
+CREATE VIEW relay_backlog AS
+  SELECT kind, envelope_id, user_id, created_at FROM outbox
+  WHERE delivered_at IS NULL
+  UNION ALL
+  SELECT 'open', envelope_id, user_id, opened_at FROM opens WHERE status = 1;
+
+-- One relay batch in one transaction (see pg_store::relay_batch): first the
+-- outbox rows, then, up to p_limit in all, the oldest pending opens. Rows
+-- other relays hold are skipped; accounts are locked in id order like
+-- hb_post. Every step is index probes with run-time partition pruning, and
+-- the pending opens come in index order (a merge of the partitions'
+-- opens_pending indexes), whatever the planner guesses about tables that
+-- grew since they were last analysed: on a fresh day partition it guessed
+-- a handful of rows and sorted all pending opens, on disk, in every batch.
+-- The planner's penalty for the sorts that remain (100 items) makes plans
+-- look expensive enough to JIT-compile: no JIT here (it cost 130 ms a batch).
+CREATE OR REPLACE FUNCTION hb_relay_batch(p_limit INT, OUT taken INT,
+                                          OUT credited INT, OUT duplicates INT,
+                                          OUT credited_fen BIGINT)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+  SET enable_sort = off SET enable_bitmapscan = off SET jit = off AS $$
+DECLARE
+  items hb_relay_item[];   -- the opens to credit
+  misses hb_relay_item[];  -- outbox 'open' rows whose envelope is not hot
+  more hb_relay_item[];    -- pending opens
+  n INT;
+BEGIN
+  -- Outbox rows: take and mark them; gather what the credits need.
+  WITH t AS (
+    SELECT id FROM outbox WHERE delivered_at IS NULL
+    ORDER BY id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+  d AS (
+    UPDATE outbox x SET delivered_at = now() FROM t WHERE x.id = t.id
+    RETURNING x.kind, x.envelope_id, x.user_id, x.amount_fen)
+  SELECT count(*)::int,
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                hb_ms(o.opened_at), e.group_id, e.sender,
+                                false)::hb_relay_item)
+                  FILTER (WHERE o.user_id IS NOT NULL), '{}'),
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                NULL, NULL, NULL, true)::hb_relay_item)
+                  FILTER (WHERE d.kind = 'open' AND e.id IS NULL), '{}')
+  INTO taken, items, misses
+  FROM d
+  LEFT JOIN envelopes e ON d.kind = 'open' AND e.id = d.envelope_id
+  LEFT JOIN opens o ON d.kind = 'open' AND o.envelope_id = d.envelope_id
+                   AND o.user_id = d.user_id;
+
+  -- Opens of archived days (re-enqueued by a repair) come from cold. An
+  -- 'open' row without an open (never written so) credits nothing.
+  IF cardinality(misses) > 0 THEN
+    SELECT items || COALESCE(array_agg(ROW(m.envelope_id, m.user_id,
+                                           m.amount_fen, hb_ms(o.opened_at),
+                                           e.group_id, e.sender,
+                                           true)::hb_relay_item), '{}')
+    INTO items
+    FROM unnest(misses) AS m
+    JOIN cold.envelopes e ON e.id = m.envelope_id
+    JOIN cold.opens o ON o.envelope_id = m.envelope_id AND o.user_id = m.user_id;
+  END IF;
+
+  -- Pending opens, oldest first; locked until the batch commits, so that
+  -- a second relay skips them.
+  IF taken < p_limit THEN
+    WITH t AS (
+      SELECT envelope_id, user_id, amount_fen, opened_at FROM opens
+      WHERE status = 1 ORDER BY opened_at LIMIT p_limit - taken
+      FOR UPDATE SKIP LOCKED)
+    SELECT count(*)::int,
+           COALESCE(array_agg(ROW(t.envelope_id, t.user_id, t.amount_fen,
+                                  hb_ms(t.opened_at), e.group_id, e.sender,
+                                  false)::hb_relay_item), '{}')
+    INTO n, more
+    FROM t JOIN envelopes e ON e.id = t.envelope_id;
+    taken := taken + n;
+    items := items || more;
+  END IF;
+
+  -- Credits, in a stable order; a key that exists already is a repeated
+  -- delivery.
+  WITH ins AS (
+    INSERT INTO ledger_entries (idempotency_key, kind, debit_account,
+                                credit_account, amount_fen, envelope_id, user_id)
+    SELECT 'credit:' || x.envelope_id || ':' || x.user_id, 'credit',
+           hb_escrow_of(x.envelope_id), hb_wallet(x.user_id), x.amount_fen,
+           x.envelope_id, x.user_id
+    FROM unnest(items) AS x ORDER BY x.envelope_id, x.user_id
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING debit_account, credit_account, amount_fen),
+  moves AS (
+    SELECT debit_account AS id, -amount_fen AS delta FROM ins
+    UNION ALL
+    SELECT credit_account, amount_fen FROM ins),
+  balances AS (
+    -- Only wallets gain and only escrow loses here, so the upsert's proposed
+    -- rows never break accounts_wallet_not_negative.
+    INSERT INTO accounts AS a (id, kind, balance_fen)
+    SELECT id, hb_account_kind(id), sum(delta) FROM moves GROUP BY id ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET balance_fen = a.balance_fen + excluded.balance_fen)
+  SELECT count(*)::int, COALESCE(sum(amount_fen), 0)
+  INTO credited, credited_fen FROM ins;
+  duplicates := cardinality(items) - credited;
+
+  INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,
+                            group_id, counterpart)
+  SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id, x.sender
+  FROM unnest(items) AS x WHERE NOT x.archived
+  ON CONFLICT DO NOTHING;
+  UPDATE opens o SET status = 2 FROM unnest(items) AS x
+  WHERE NOT x.archived AND o.envelope_id = x.envelope_id
+    AND o.user_id = x.user_id AND o.status = 1;
+
+  -- A repaired open of an archived day lives in the cold tables.
+  IF cardinality(misses) > 0 THEN
+    INSERT INTO cold.user_records (user_id, kind, envelope_id, amount_fen,
+                                   at_ms, group_id, counterpart)
+    SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id,
+           x.sender
+    FROM unnest(items) AS x WHERE x.archived
+    ON CONFLICT DO NOTHING;
+    UPDATE cold.opens o SET status = 2 FROM unnest(items) AS x
+    WHERE x.archived AND o.envelope_id = x.envelope_id
+      AND o.user_id = x.user_id AND o.status = 1;
+  END IF;
+END $$;
+
+-- Moves a day into cold storage (see v1); a pending open now counts in the
+-- re-check under the lock too (it was an outbox row before).
+CREATE OR REPLACE FUNCTION hb_detach_day(p_day INT) RETURNS BOOLEAN
+LANGUAGE plpgsql AS $$
+DECLARE
+  lo BIGINT := p_day::bigint * 100000000000;
+  hi BIGINT := (p_day + 1)::bigint * 100000000000;
+  tbl TEXT;
+  part TEXT;
+BEGIN
+  IF to_regclass('public.envelopes_p' || p_day) IS NULL THEN
+    RETURN false;
+  END IF;
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status IN (2, 4))
+     OR EXISTS (SELECT 1 FROM opens
+                WHERE envelope_id >= lo AND envelope_id < hi AND status = 1) THEN
+    RETURN false;
+  END IF;
+  PERFORM set_config('lock_timeout', '2s', true);
+  PERFORM pg_advisory_xact_lock(hb_partition_lock_key());
+  LOCK TABLE ONLY public.envelopes, public.opens, public.user_records
+    IN ACCESS EXCLUSIVE MODE;
+  -- Nobody writes now; cheap re-check of what may have changed meanwhile
+  -- (a payment, a repaired open) through small partial indexes.
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status = 2)
+     OR EXISTS (SELECT 1 FROM opens WHERE status = 1
+                AND envelope_id >= lo AND envelope_id < hi)
+     OR EXISTS (SELECT 1 FROM outbox WHERE delivered_at IS NULL AND kind = 'open'
+                AND envelope_id >= lo AND envelope_id < hi) THEN
+    RETURN false;
+  END IF;
+  FOREACH tbl IN ARRAY ARRAY['envelopes', 'opens', 'user_records'] LOOP
+    part := tbl || '_p' || p_day;
+    CONTINUE WHEN to_regclass('public.' || part) IS NULL;
+    EXECUTE format('ALTER TABLE public.%I DETACH PARTITION public.%I', tbl, part);
+    EXECUTE format('ALTER TABLE public.%I SET SCHEMA cold', part);
+    EXECUTE format('ALTER TABLE cold.%I ATTACH PARTITION cold.%I'
+                   ' FOR VALUES FROM (%s) TO (%s)', tbl, part, lo, hi);
+  END LOOP;
+  RETURN true;
+END $$;
+)sql";
+
 const std::vector<migration> migrations = {
   {1, "initial_schema", v1_initial_schema},
   {2, "segment_states", v2_segment_states},
+  {3, "opens_as_outbox", v3_opens_as_outbox},
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {

@@ -123,18 +123,21 @@ constexpr const char* reconcile_checks[] = {
   "WHERE COALESCE(o.s, 0) + e.refunded_fen + e.remaining_fen <> e.total_fen"
   " OR COALESCE(o.n, 0) + e.remaining_count <> e.count",
 
-  // An open the relay is done with (transferred, or its outbox row delivered
-  // or gone) but that no credit paid.
+  // An open the relay is done with but that no credit paid: marked
+  // transferred, or -- archived and not transferred -- without an
+  // undelivered outbox row to bring it to the relay. (A hot open not
+  // transferred is still in the relay's queue.)
   HB_RECONCILE_SCOPE " "
   "SELECT 'missing_credit', o.envelope_id, o.user_id,"
   " format('open of %s fen has no credit; %s', o.amount_fen,"
   "  CASE WHEN o.status = 2 THEN 'the open is marked transferred'"
-  "   WHEN x.id IS NULL THEN 'it has no outbox row'"
-  "   ELSE 'its outbox row was delivered' END) "
+  "   WHEN x.id IS NULL THEN 'it is archived and has no outbox row'"
+  "   ELSE 'it is archived and its outbox row was delivered' END) "
   "FROM scope e JOIN opens_all o ON o.envelope_id = e.id"
-  " LEFT JOIN outbox x ON x.idempotency_key ="
+  " LEFT JOIN outbox x ON e.archived AND x.idempotency_key ="
   "  'open:' || o.envelope_id || ':' || o.user_id "
-  "WHERE (o.status = 2 OR x.id IS NULL OR x.delivered_at IS NOT NULL)"
+  "WHERE (o.status = 2"
+  "  OR (e.archived AND (x.id IS NULL OR x.delivered_at IS NOT NULL)))"
   " AND NOT " HB_HAS_CREDIT("o"),
 
   HB_RECONCILE_SCOPE " "
@@ -289,10 +292,11 @@ outcome<reconcile_report> reconcile_read(PGconn* conn, int64_t since_ms,
   return report;
 }
 
-/// Re-enqueues the relay for the given opens, in one short transaction:
-/// the outbox row becomes undelivered again (or is recreated) and the open
-/// COMMITTED, unless a credit appeared meanwhile. Outbox rows are locked
-/// before opens, in key order, like the relay does. Returns the opens done.
+/// Re-enqueues the relay for the given opens, in one short transaction,
+/// unless a credit appeared meanwhile: a hot open becomes COMMITTED again
+/// (pending opens are the relay's own queue); an open of an archived day
+/// gets its outbox row undelivered again (or recreated) and becomes
+/// COMMITTED in cold. Returns the opens done.
 outcome<std::set<std::pair<int64_t, std::string>>>
 requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
                 const std::vector<std::string>& users) {
@@ -301,11 +305,18 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
   auto r = tx.begin();
   if (!r.ok())
     return r.error;
-  static constexpr const char* requeue_sql =
+  static constexpr const char* requeue_hot_sql =
+    "WITH x AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[])"
+    "  AS x(envelope_id, user_id) ORDER BY 1, 2) "
+    "UPDATE opens o SET status = 1 FROM x"
+    " WHERE o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
+    " AND NOT " HB_HAS_CREDIT("o") " "
+    "RETURNING o.envelope_id, o.user_id";
+  static constexpr const char* requeue_cold_sql =
     "WITH x AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[])"
     "  AS x(envelope_id, user_id)),"
     " c AS (SELECT o.envelope_id, o.user_id, o.amount_fen"
-    "  FROM x JOIN opens_all o"
+    "  FROM x JOIN cold.opens o"
     "  ON o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
     "  WHERE NOT " HB_HAS_CREDIT("o") ") "
     "INSERT INTO outbox AS b (kind, envelope_id, user_id, amount_fen,"
@@ -314,27 +325,31 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
     " 'open:' || envelope_id || ':' || user_id FROM c ORDER BY 5 "
     "ON CONFLICT (idempotency_key) DO UPDATE SET delivered_at = NULL "
     "RETURNING b.envelope_id, b.user_id";
-  r = run(conn, "reconcile", requeue_sql,
-          params{}.add(number_array(envelopes)).add(text_array(users)));
+  auto keys = params{}.add(number_array(envelopes)).add(text_array(users));
+  r = run(conn, "reconcile", requeue_hot_sql, keys);
   if (!r.ok())
     return r.error;
-  std::vector<int64_t> done_envelopes;
-  std::vector<std::string> done_users;
+  for (int row = 0; row < r.rows(); ++row)
+    out.emplace(r.i64(row, 0), r.text(row, 1));
+  r = run(conn, "reconcile", requeue_cold_sql, keys);
+  if (!r.ok())
+    return r.error;
+  std::vector<int64_t> cold_envelopes;
+  std::vector<std::string> cold_users;
   for (int row = 0; row < r.rows(); ++row) {
     out.emplace(r.i64(row, 0), r.text(row, 1));
-    done_envelopes.push_back(r.i64(row, 0));
-    done_users.push_back(r.text(row, 1));
+    cold_envelopes.push_back(r.i64(row, 0));
+    cold_users.push_back(r.text(row, 1));
   }
-  for (auto table : {"opens", "cold.opens"}) {
-    auto sql = std::string("UPDATE ") + table
-               + " o SET status = 1 FROM unnest($1::bigint[], $2::text[])"
-                 " AS x(envelope_id, user_id)"
-                 " WHERE o.envelope_id = x.envelope_id"
-                 " AND o.user_id = x.user_id AND o.status = 2 AND NOT "
-               + HB_HAS_CREDIT("o");
-    r = run(conn, "reconcile", sql.c_str(),
-            params{}.add(number_array(done_envelopes))
-              .add(text_array(done_users)));
+  if (!cold_envelopes.empty()) {
+    static constexpr const char* cold_status_sql =
+      "UPDATE cold.opens o SET status = 1 FROM unnest($1::bigint[], $2::text[])"
+      " AS x(envelope_id, user_id)"
+      " WHERE o.envelope_id = x.envelope_id"
+      " AND o.user_id = x.user_id AND o.status = 2 AND NOT " HB_HAS_CREDIT("o");
+    r = run(conn, "reconcile", cold_status_sql,
+            params{}.add(number_array(cold_envelopes))
+              .add(text_array(cold_users)));
     if (!r.ok())
       return r.error;
   }
@@ -463,7 +478,7 @@ outcome<pg_store::outbox_lag_info> pg_store::outbox_lag() {
   auto r = run_script(conn_, "outbox_lag",
                       "SELECT count(*),"
                       " COALESCE(hb_ms(now()) - hb_ms(min(created_at)), 0)"
-                      " FROM outbox WHERE delivered_at IS NULL");
+                      " FROM relay_backlog");
   if (!r.ok())
     return r.error;
   return outbox_lag_info{r.i64(0, 0), r.i64(0, 1)};

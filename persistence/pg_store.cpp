@@ -379,12 +379,7 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
     " RETURNING id),"
     " ins AS ("
     " INSERT INTO opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0) FROM upd, x"
-    " RETURNING envelope_id, user_id, amount_fen),"
-    " box AS ("
-    " INSERT INTO outbox (kind, envelope_id, user_id, amount_fen, idempotency_key)"
-    " SELECT 'open', envelope_id, user_id, amount_fen,"
-    "  'open:' || envelope_id || ':' || user_id FROM ins) "
+    " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0) FROM upd, x) "
     "SELECT count(*) FROM upd";
   params p;
   p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
@@ -421,12 +416,7 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
     " ins AS ("
     " INSERT INTO opens (envelope_id, user_id, amount_fen, seq, opened_at)"
     " SELECT x.e, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
-    " FROM x JOIN upd ON upd.id = x.e"
-    " RETURNING envelope_id, user_id, amount_fen),"
-    " box AS ("
-    " INSERT INTO outbox (kind, envelope_id, user_id, amount_fen, idempotency_key)"
-    " SELECT 'open', envelope_id, user_id, amount_fen,"
-    "  'open:' || envelope_id || ':' || user_id FROM ins) "
+    " FROM x JOIN upd ON upd.id = x.e) "
     "SELECT id FROM upd";
   std::vector<int64_t> ids, epochs, rf, rc, st, e, a, seq, t;
   std::vector<std::string> users;

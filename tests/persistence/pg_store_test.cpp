@@ -135,7 +135,8 @@ CAF_TEST(migrations apply from an empty database exactly once) {
   for (auto table :
        {"envelopes", "opens", "user_records", "cold.envelopes", "cold.opens",
         "cold.user_records", "envelopes_all", "opens_all", "user_records_all",
-        "envelope_keys", "payments", "outbox", "accounts", "ledger_entries",
+        "envelope_keys", "payments", "outbox", "relay_backlog", "accounts",
+        "ledger_entries",
         "segment_leases", "schema_migrations"})
     CAF_CHECK_EQUAL(query(empty.verify(),
                           "SELECT to_regclass($1) IS NOT NULL", {table}),
@@ -298,12 +299,12 @@ CAF_TEST(a stale epoch cannot commit opens) {
   CAF_CHECK_EQUAL(code_of(store->commit_opens(current)), "ok");
   CAF_CHECK_EQUAL(remaining_fen(id), 800);
   CAF_CHECK_EQUAL(count_rows("opens", id), 1);
-  CAF_CHECK_EQUAL(count_rows("outbox", id), 2);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 1);  // opens have no outbox row
   // The old owner stays fenced after the new owner wrote.
   CAF_CHECK_EQUAL(code_of(store->commit_opens(stale)), "stale_epoch");
 }
 
-CAF_TEST(commit_opens writes opens and outbox rows or nothing) {
+CAF_TEST(commit_opens writes committed opens as the relay queue or nothing) {
   auto snap = paid_envelope(1000, 4);
   auto id = snap.env.id;
   auto b = batch_of(snap.env, 700, {{"alice", 100, 1, 1764158402000},
@@ -311,21 +312,28 @@ CAF_TEST(commit_opens writes opens and outbox rows or nothing) {
                                     {"carol", 50, 3, 1764158402002}});
   CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b)), "ok");
   CAF_CHECK_EQUAL(count_rows("opens", id), 3);
+  // Each open is COMMITTED, i.e. a credit the relay owes; no outbox row.
   CAF_CHECK_EQUAL(query_int(db.verify(),
-                            "SELECT count(*) FROM outbox WHERE envelope_id = $1"
-                            " AND kind = 'open' AND delivered_at IS NULL",
+                            "SELECT count(*) FROM relay_backlog"
+                            " WHERE envelope_id = $1 AND kind = 'open'",
                             {std::to_string(id)}),
                   3);
   CAF_CHECK_EQUAL(query_int(db.verify(),
-                            "SELECT amount_fen FROM outbox"
-                            " WHERE idempotency_key = $1",
-                            {"open:" + std::to_string(id) + ":bob"}),
+                            "SELECT count(*) FROM outbox WHERE envelope_id = $1"
+                            " AND kind = 'open'",
+                            {std::to_string(id)}),
+                  0);
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT amount_fen FROM opens"
+                            " WHERE envelope_id = $1 AND user_id = 'bob'"
+                            " AND status = 1",
+                            {std::to_string(id)}),
                   150);
   // Replaying the committed batch (a retry after a lost reply) is success
   // and writes nothing twice.
   CAF_CHECK_EQUAL(code_of(store->commit_opens(b)), "ok");
   CAF_CHECK_EQUAL(count_rows("opens", id), 3);
-  CAF_CHECK_EQUAL(count_rows("outbox", id), 4);
+  CAF_CHECK_EQUAL(count_rows("outbox", id), 1);
   auto state = [&] {
     return std::to_string(remaining_fen(id)) + "/"
            + std::to_string(count_rows("opens", id)) + "/"
@@ -415,7 +423,7 @@ CAF_TEST(commit_many commits the batches of many envelopes in one statement) {
   CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 2);
   CAF_CHECK_EQUAL(count_rows("opens", c.env.id), 0);
   CAF_CHECK_EQUAL(count_rows("opens", d.env.id), 0);
-  CAF_CHECK_EQUAL(count_rows("outbox", a.env.id), 3);  // paid + 2 opens
+  CAF_CHECK_EQUAL(count_rows("outbox", a.env.id), 1);  // paid only
   CAF_CHECK_EQUAL(count_rows("outbox", d.env.id), 1);
   auto loaded_b = store->load(b.env.id);
   CAF_REQUIRE_EQUAL(code_of(loaded_b), "ok");
@@ -433,7 +441,7 @@ CAF_TEST(commit_many commits the batches of many envelopes in one statement) {
   CAF_CHECK_EQUAL(to_string((*again)[0].code), "none");
   CAF_CHECK_EQUAL(to_string((*again)[1].code), "none");
   CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 2);
-  CAF_CHECK_EQUAL(count_rows("outbox", b.env.id), 3);
+  CAF_CHECK_EQUAL(count_rows("outbox", b.env.id), 1);
   // A batch that breaks a constraint (a user who opened already) fails the
   // statement; every other batch is then committed on its own.
   auto e = paid_envelope(400, 4);
@@ -625,11 +633,9 @@ CAF_TEST(user ids with special characters round-trip exactly) {
     CAF_CHECK_EQUAL(loaded->opens[i].user, users[i]);
     CAF_CHECK_EQUAL(loaded->opens[i].amount_fen, b.opens[i].amount_fen);
     CAF_CHECK_EQUAL(query_int(db.verify(),
-                              "SELECT count(*) FROM outbox"
-                              " WHERE idempotency_key = $1 AND user_id = $2",
-                              {"open:" + std::to_string(snap.env.id) + ":"
-                                 + users[i],
-                               users[i]}),
+                              "SELECT count(*) FROM relay_backlog"
+                              " WHERE envelope_id = $1 AND user_id = $2",
+                              {std::to_string(snap.env.id), users[i]}),
                     1);
   }
   CAF_CHECK_EQUAL(check_invariants(loaded->env, loaded->opens), "");

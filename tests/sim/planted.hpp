@@ -15,8 +15,10 @@ constexpr bool store_ignores_epoch = false;
 #endif
 
 #ifdef HB_PLANTED_BUG_RELAY_CREDIT_BEFORE_MARK
-/// The relay credits wallets without idempotency keys and marks the outbox
-/// rows in a second transaction that a fault can lose.
+/// The relay credits wallets without idempotency keys and marks what it took
+/// (opens transferred, outbox rows delivered) in a second transaction that a
+/// fault can lose: the opens stay committed and the next batch credits them
+/// again.
 constexpr bool relay_marks_after_credit = true;
 #else
 constexpr bool relay_marks_after_credit = false;

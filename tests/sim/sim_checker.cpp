@@ -173,6 +173,25 @@ void checker::check_ledger() {
   if (total != 0)
     return w_.violate("all accounts sum to " + std::to_string(total)
                       + " fen, not 0");
+  // The relay's queue: an open is committed (the relay owes its credit) or
+  // transferred, and only in the transaction that credits it.
+  for (auto& kv : db.opens)
+    for (auto& o : kv.second) {
+      if (o.status != 1 && o.status != 2)
+        return w_.violate("open of " + o.rec.user + " on envelope "
+                          + std::to_string(kv.first) + " has relay status "
+                          + std::to_string(o.status));
+      if (o.status == 2 && credits.count({kv.first, o.rec.user}) == 0)
+        return w_.violate("open of " + o.rec.user + " on envelope "
+                          + std::to_string(kv.first)
+                          + " marked transferred without a credit");
+    }
+  // Opens are their own outbox: only a repair of an archived open writes an
+  // 'open' row, and the simulation archives nothing.
+  for (auto& row : db.outbox)
+    if (row.kind != "paid")
+      return w_.violate("outbox row " + row.key + " of kind " + row.kind
+                        + ": an open needs no outbox row");
   for (auto& kv : db.envelopes) {
     auto& env = kv.second;
     bool paid = env.status != envelope_status::created;
@@ -215,6 +234,8 @@ void checker::final_checks() {
   for (auto& row : db.outbox)
     if (!row.delivered)
       return w_.violate("outbox row " + row.key + " never delivered");
+  if (auto n = db.relay_backlog(); n > 0)
+    return w_.violate(std::to_string(n) + " items still wait for the relay");
   for (auto& kv : db.opens)
     for (auto& o : kv.second) {
       auto credits = db.entries("credit", kv.first, o.rec.user);

@@ -18,14 +18,16 @@ public:
   /// shares, a consistent status; in the ledger, every account the sum of
   /// its entries, all accounts summing to 0, escrow per segment equal to
   /// what its envelopes hold, no wallet below 0, at most one pay, credit
-  /// and refund entry per envelope (and user) with the right amounts; no
+  /// and refund entry per envelope (and user) with the right amounts; every
+  /// open committed or transferred, transferred only with its credit; no
+  /// outbox row but 'paid' ones (opens are their own outbox); no
   /// stale-epoch write accepted, no refund before expiry, no id reused.
   void cheap();
 
   /// After quiescence (faults off, expiries passed, relay drained): every
   /// open credited exactly once and marked transferred, every outbox row
-  /// delivered, every expired envelope refunded exactly once, every escrow
-  /// account empty.
+  /// delivered, nothing left in the relay's backlog, every expired envelope
+  /// refunded exactly once, every escrow account empty.
   void final_checks();
 
 private:

@@ -159,11 +159,15 @@ sim_db::entries(const std::string& kind, int64_t envelope_id,
   return out;
 }
 
-int64_t sim_db::pending_outbox() const {
+int64_t sim_db::relay_backlog() const {
   int64_t n = 0;
   for (auto& row : outbox)
     if (!row.delivered)
       ++n;
+  for (auto& kv : opens)
+    for (auto& o : kv.second)
+      if (o.status == 1)
+        ++n;
   return n;
 }
 
@@ -312,21 +316,14 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
     if (!check.empty())
       return fail(errc::internal, "new row violates check constraint \""
                                     + check + "\"");
-    for (auto& o : b.opens)
-      if (outbox_keys.count("open:" + std::to_string(env.id) + ":" + o.user)
-          > 0)
-        return fail(errc::internal, "duplicate key value violates unique "
-                                    "constraint \"outbox_idempotency_key_key\"");
     record_attempt("commit", env.id, b.epoch, env.epoch, who, true);
     ++commits;
     env.remaining_fen = b.remaining_fen;
     env.remaining_count = b.remaining_count;
     env.status = b.status;
-    for (auto& o : b.opens) {
+    // Committed opens are the relay's queue: no outbox row.
+    for (auto& o : b.opens)
       stored.push_back(db_open{o, 1});
-      add_outbox("open", env.id, o.user, o.amount_fen,
-                 "open:" + std::to_string(env.id) + ":" + o.user);
-    }
     std::sort(stored.begin(), stored.end(),
               [](const db_open& x, const db_open& y) {
                 return x.rec.seq < y.rec.seq;
@@ -410,31 +407,66 @@ outcome<int64_t> sim_db::refund(int64_t id, int64_t epoch, const caller& who) {
                                    + to_string(env.status) + ")");
 }
 
+sim_db::relay_take sim_db::take_relay(int32_t limit) const {
+  relay_take t;
+  for (size_t i = 0; i < outbox.size(); ++i) {
+    if (static_cast<int32_t>(t.rows.size()) >= limit)
+      return t;
+    if (!outbox[i].delivered)
+      t.rows.push_back(i);
+  }
+  // Then, up to `limit` in all, the oldest committed opens; ties by
+  // envelope and user (the contract allows any fixed order).
+  std::vector<std::tuple<int64_t, int64_t, std::string>> pending;
+  for (auto& kv : opens)
+    for (auto& o : kv.second)
+      if (o.status == 1)
+        pending.emplace_back(o.rec.opened_at_ms, kv.first, o.rec.user);
+  std::sort(pending.begin(), pending.end());
+  auto room = static_cast<size_t>(limit) - t.rows.size();
+  for (size_t i = 0; i < pending.size() && i < room; ++i)
+    t.opens.emplace_back(std::get<1>(pending[i]), std::get<2>(pending[i]));
+  return t;
+}
+
+void sim_db::mark_taken(const relay_take& t) {
+  auto transfer = [this](int64_t envelope_id, const std::string& user) {
+    for (auto& s : opens[envelope_id])
+      if (s.rec.user == user && s.status == 1)
+        s.status = 2;
+  };
+  for (auto i : t.rows) {
+    auto& row = outbox[i];
+    row.delivered = true;
+    if (row.kind == "open" && find_open(row.envelope_id, row.user) != nullptr)
+      transfer(row.envelope_id, row.user);
+  }
+  for (auto& o : t.opens)
+    transfer(o.first, o.second);
+}
+
 outcome<relay_batch_result> sim_db::relay_batch(int32_t limit) {
   if (limit < 1)
     return fail(errc::invalid_argument, "relay_batch: limit must be >= 1");
+  auto t = take_relay(limit);
   relay_batch_result out;
-  // Take and mark the oldest undelivered rows.
-  std::vector<size_t> taken;
-  for (size_t i = 0; i < outbox.size() && out.rows < limit; ++i) {
-    if (outbox[i].delivered)
-      continue;
-    taken.push_back(i);
-    ++out.rows;
-  }
+  out.rows = static_cast<int32_t>(t.rows.size() + t.opens.size());
   struct item {
     int64_t envelope_id;
     std::string user;
     int64_t amount_fen;
   };
   std::vector<item> items;
-  for (auto i : taken) {
+  // An outbox 'open' row credits its open ('paid' rows need nothing else);
+  // one without an open credits nothing.
+  for (auto i : t.rows) {
     auto& row = outbox[i];
-    if (!planted::relay_marks_after_credit)
-      row.delivered = true;
     if (row.kind == "open" && find_open(row.envelope_id, row.user) != nullptr)
       items.push_back(item{row.envelope_id, row.user, row.amount_fen});
   }
+  for (auto& o : t.opens)
+    items.push_back(item{o.first, o.second,
+                         find_open(o.first, o.second)->rec.amount_fen});
   std::sort(items.begin(), items.end(), [](const item& x, const item& y) {
     return std::tie(x.envelope_id, x.user) < std::tie(y.envelope_id, y.user);
   });
@@ -455,34 +487,33 @@ outcome<relay_batch_result> sim_db::relay_batch(int32_t limit) {
                          user_record{x.user, 2, x.envelope_id, x.amount_fen,
                                      o->rec.opened_at_ms, env.group,
                                      env.sender});
-    for (auto& s : opens[x.envelope_id])
-      if (s.rec.user == x.user && s.status == 1)
-        s.status = 2;
   }
+  // The planted bug marks in a second step (mark_relayed), which a fault
+  // can lose: the opens stay committed and are credited again.
+  if (!planted::relay_marks_after_credit)
+    mark_taken(t);
   return out;
 }
 
-void sim_db::mark_delivered(int32_t limit) {
-  int32_t n = 0;
-  for (auto& row : outbox) {
-    if (n >= limit)
-      break;
-    if (!row.delivered) {
-      row.delivered = true;
-      ++n;
-    }
-  }
+void sim_db::mark_relayed(int32_t limit) {
+  mark_taken(take_relay(limit));
 }
 
 outcome<lag_info> sim_db::outbox_lag() {
   lag_info out;
   int64_t oldest = 0;
+  auto count = [&](int64_t at_ms) {
+    if (out.pending == 0 || at_ms < oldest)
+      oldest = at_ms;
+    ++out.pending;
+  };
   for (auto& row : outbox)
-    if (!row.delivered) {
-      if (out.pending == 0)
-        oldest = row.created_at_ms;
-      ++out.pending;
-    }
+    if (!row.delivered)
+      count(row.created_at_ms);
+  for (auto& kv : opens)
+    for (auto& o : kv.second)
+      if (o.status == 1)
+        count(o.rec.opened_at_ms);
   if (out.pending > 0)
     out.oldest_age_ms = now_ms() - oldest;
   return out;
@@ -638,15 +669,14 @@ outcome<reconcile_report> sim_db::reconcile(int64_t since_ms, int64_t now,
         ++r.relay_pending;
       opened += o.rec.amount_fen;
       ++n;
-      // An open the relay is done with but that no credit paid.
-      auto key = "open:" + std::to_string(e.id) + ":" + o.rec.user;
-      auto row = outbox_keys.find(key);
-      bool relay_done = o.status == 2 || row == outbox_keys.end()
-                        || outbox[row->second].delivered;
-      if (relay_done && !has_credit(e.id, o.rec.user))
+      // An open the relay is done with (transferred) but that no credit
+      // paid. A committed open is still in the relay's queue. (An archived
+      // open without an undelivered outbox row would be missing too; the
+      // simulation archives nothing.)
+      if (o.status == 2 && !has_credit(e.id, o.rec.user))
         add("missing_credit", e.id, o.rec.user,
             "open of " + std::to_string(o.rec.amount_fen)
-              + " fen has no credit");
+              + " fen has no credit; the open is marked transferred");
     }
     if (opened + e.refunded_fen + e.remaining_fen != e.total_fen
         || n + e.remaining_count != e.count)
@@ -790,15 +820,11 @@ outcome<reconcile_report> sim_db::reconcile(int64_t since_ms, int64_t now,
                   + " does not match its entries";
       continue;
     }
-    auto o = find_open(d.envelope_id, d.user);
-    if (o == nullptr || has_credit(d.envelope_id, d.user))
+    // A hot open goes back into the relay's queue: committed again, no
+    // outbox row (an archived one would get its outbox row back).
+    if (find_open(d.envelope_id, d.user) == nullptr
+        || has_credit(d.envelope_id, d.user))
       continue;
-    auto key = "open:" + std::to_string(d.envelope_id) + ":" + d.user;
-    auto row = outbox_keys.find(key);
-    if (row != outbox_keys.end())
-      outbox[row->second].delivered = false;
-    else
-      add_outbox("open", d.envelope_id, d.user, o->rec.amount_fen, key);
     for (auto& s : opens[d.envelope_id])
       if (s.rec.user == d.user)
         s.status = 1;

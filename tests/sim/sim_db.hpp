@@ -3,7 +3,8 @@
 // The simulated database: every table the PostgreSQL store keeps, in memory,
 // with the semantics documented in persistence/pg_store.hpp -- transactions
 // (each call applies entirely or not at all), unique keys, fencing epochs,
-// the double-entry ledger with idempotency keys, the outbox and its relay,
+// the double-entry ledger with idempotency keys, the relay's backlog
+// (committed opens and the outbox) and its batches,
 // refunds, sequence leases, the expired scan, minimal history and balances,
 // and the reconciliation computed in memory. No CAF, no I/O: the sim store
 // actor (sim_store.hpp) puts faults and latency in front of it.
@@ -35,15 +36,18 @@ struct caller {
   bool envelope_actor = false;
 };
 
-/// An open as stored: the record and its relay status.
+/// An open as stored: the record and its relay status. A committed open is
+/// itself the relay's work item (migration v3): no outbox row goes with it.
 struct db_open {
   open_record rec;
-  int status = 1;  ///< 1 committed, 2 transferred (credited by the relay)
+  int status = 1;  ///< 1 committed (the relay owes its credit), 2 transferred
 };
 
 struct outbox_row {
   int64_t id = 0;
-  std::string kind;  ///< "open" or "paid"
+  /// "paid", or "open" only where a repair re-enqueues an open of an
+  /// archived envelope -- never here: the simulation archives nothing.
+  std::string kind;
   int64_t envelope_id = 0;
   std::string user;
   int64_t amount_fen = 0;
@@ -136,10 +140,17 @@ public:
   outcome<done> commit_opens(const open_batch& b, const caller& who);
   outcome<int64_t> lease_sequence(int32_t segment, int32_t day, int64_t block);
   outcome<int64_t> refund(int64_t id, int64_t epoch, const caller& who);
+  /// Takes up to `limit` items: undelivered outbox rows (oldest first),
+  /// then committed opens (oldest opened_at first); credits each open once,
+  /// writes its received record, marks it transferred and the rows
+  /// delivered. `rows` counts every item taken.
   outcome<relay_batch_result> relay_batch(int32_t limit);
-  /// Marks the oldest `limit` undelivered rows delivered (only the planted
-  /// relay bug marks in a separate step).
-  void mark_delivered(int32_t limit);
+  /// Marks what relay_batch(limit) would take now: outbox rows delivered,
+  /// their opens and the committed opens transferred. Only the planted relay
+  /// bug marks in this separate step.
+  void mark_relayed(int32_t limit);
+  /// The relay's backlog (view relay_backlog): undelivered outbox rows and
+  /// committed opens, and the age of the oldest.
   outcome<lag_info> outbox_lag();
   outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms, int32_t limit);
   outcome<history_page> history(const history_query& q);
@@ -159,9 +170,17 @@ public:
   std::vector<const ledger_entry*> entries(const std::string& kind,
                                            int64_t envelope_id,
                                            const std::string& user = {}) const;
-  int64_t pending_outbox() const;
+  /// Items the relay still owes: undelivered outbox rows + committed opens.
+  int64_t relay_backlog() const;
 
 private:
+  /// What one relay batch takes, in order.
+  struct relay_take {
+    std::vector<size_t> rows;                              ///< outbox indexes
+    std::vector<std::pair<int64_t, std::string>> opens;   ///< committed opens
+  };
+  relay_take take_relay(int32_t limit) const;
+  void mark_taken(const relay_take& t);
   /// Posts one ledger entry unless its key exists (then returns false).
   bool post(const std::string& key, const std::string& kind,
             const std::string& debit, const std::string& credit,

@@ -721,8 +721,9 @@ bool driver::drained(std::string* why) const {
     *why = "the node is not running";
     return false;
   }
-  if (auto n = w.db.pending_outbox(); n > 0) {
-    *why = std::to_string(n) + " outbox rows are still undelivered";
+  if (auto n = w.db.relay_backlog(); n > 0) {
+    *why = std::to_string(n) + " items still wait for the relay (outbox rows"
+           " and opens not credited yet)";
     return false;
   }
   auto now = w.now_ms();

@@ -317,8 +317,9 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
     [=, &db](db_relay_atom, int32_t limit) -> caf::result<relay_batch_result> {
       auto plan = make_plan(self, no_segment, true);
       if (planted::relay_marks_after_credit) {
-        // The planted bug: the credits commit on their own; marking the
-        // rows is a second transaction, lost whenever the call fails.
+        // The planted bug: the credits commit on their own; marking what
+        // the batch took (opens transferred, outbox rows delivered) is a
+        // second transaction, lost whenever the call fails.
         bool faulted = !plan.apply || plan.error || !plan.reply;
         plan.apply = true;
         return submit<caf::typed_response_promise<relay_batch_result>>(
@@ -326,7 +327,7 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
           [=, &db] {
             auto res = db.relay_batch(limit);
             if (res && !faulted)
-              db.mark_delivered(res->rows);
+              db.mark_relayed(limit);
             return res;
           },
           deliver_value<relay_batch_result>());

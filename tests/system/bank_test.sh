@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Bank-style test of the money after the open: many envelopes and users open
-# concurrently (hongbao-demo) while the node -- and with it the outbox relay
-# -- is killed with SIGKILL at random moments and restarted, and already
-# delivered outbox rows are delivered again on purpose. After the relay has
+# concurrently (hongbao-demo) while the node -- and with it the relay -- is
+# killed with SIGKILL at random moments and restarted, and already credited
+# opens are marked pending again on purpose. After the relay has
 # caught up, reconciliation finds nothing, every open is credited exactly
 # once, and the money adds up to the fen.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,7 +39,7 @@ for round in 1 2 3; do
     sleep 0.01
   done
   # What the relay still had to do when it died (evidence it died mid-work).
-  pending="$(hb_q "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")"
+  pending="$(hb_q "SELECT COUNT(*) FROM relay_backlog")"
   pid="$HB_NODE_PID"
   kill -KILL "$pid"
   hb_wait_node_exit 10 || hb_fail "the node did not die on SIGKILL"
@@ -47,7 +47,7 @@ for round in 1 2 3; do
   assert_eq 137 "$HB_NODE_RC" "exit status of the killed node"
   kills=$((kills + 1))
   (( pending > pending_at_kill_max )) && pending_at_kill_max=$pending
-  hb_log "round $round: killed node pid $pid with $pending outbox rows pending; restarting"
+  hb_log "round $round: killed node pid $pid with $pending relay items pending; restarting"
   hb_start_node
   demo_rc=0
   wait "$demo_pid" || demo_rc=$?
@@ -59,28 +59,32 @@ for round in 1 2 3; do
   hb_log "round $round: $(hb_get storm.opens_committed "$demo_json") opens, $reconnects reconnects"
 done
 assert_eq 3 "$kills" "node kills"
-assert_int -gt 0 "$pending_at_kill_max" "outbox rows pending at the most loaded kill (the relay died mid-work)"
+assert_int -gt 0 "$pending_at_kill_max" "relay items pending at the most loaded kill (the relay died mid-work)"
 assert_int -gt 0 "$reconnects_total" "demo reconnects (kills landed inside a storm)"
 
-# Deliver already delivered rows again: the relay must find their credits.
-hb_q "SELECT 1" >/dev/null
+# Deliver already credited opens again (an open is pending while its status
+# is 1): the relay must find their credits and post nothing.
 redelivered="$(hb_q "
   WITH again AS (
-    UPDATE outbox SET delivered_at = NULL
-    WHERE id IN (SELECT id FROM outbox WHERE kind = 'open'
-                   AND delivered_at IS NOT NULL ORDER BY id LIMIT 25)
-    RETURNING id)
+    UPDATE opens SET status = 1
+    WHERE (envelope_id, user_id) IN (
+      SELECT o.envelope_id, o.user_id FROM opens o
+      WHERE o.status = 2 AND EXISTS (
+        SELECT 1 FROM ledger_entries l WHERE l.kind = 'credit'
+           AND l.envelope_id = o.envelope_id AND l.user_id = o.user_id)
+      ORDER BY o.opened_at, o.envelope_id, o.user_id LIMIT 25)
+    RETURNING 1)
   SELECT COUNT(*) FROM again")"
-hb_log "re-delivering $redelivered outbox rows"
-assert_int -ge 1 "$redelivered" "outbox rows set up for a second delivery"
+hb_log "re-delivering $redelivered credited opens"
+assert_int -ge 1 "$redelivered" "credited opens set up for a second delivery"
 
-# Wait until the relay has drained the outbox.
+# Wait until the relay has drained.
 for _ in $(seq 1 600); do
-  left="$(hb_q "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")"
+  left="$(hb_q "SELECT COUNT(*) FROM relay_backlog")"
   [[ "$left" == 0 ]] && break
   sleep 0.1
 done
-assert_eq 0 "$left" "outbox rows still undelivered"
+assert_eq 0 "$left" "relay items still pending (relay_backlog)"
 
 hb_cli reconcile
 assert_eq 0 "$HB_RC" "exit status of hongbao reconcile (output: $HB_OUT)"

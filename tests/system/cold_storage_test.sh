@@ -30,12 +30,12 @@ hb_cli_ok pay "$half" --payment-txn old-txn-2
 hb_cli_ok open "$half" --user ann
 for _ in $(seq 1 100); do
   settled="$(hb_q "SELECT COUNT(*) FROM envelopes WHERE id IN ($full, $half) AND status IN (3, 5)")"
-  pending="$(hb_q "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")"
+  pending="$(hb_q "SELECT COUNT(*) FROM relay_backlog")"
   [[ "$settled" == 2 && "$pending" == 0 ]] && break
   sleep 0.1
 done
 assert_eq 2 "$settled" "old envelopes exhausted or refunded"
-assert_eq 0 "$pending" "outbox rows still undelivered"
+assert_eq 0 "$pending" "relay items still pending (relay_backlog)"
 hb_stop_node
 
 # The real clock: the partition keeper moves the 40-day-old partitions cold.

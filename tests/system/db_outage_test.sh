@@ -207,8 +207,8 @@ assert_eq 0 "$(hb_q "SELECT COUNT(*) FROM segment_states WHERE blocked")" \
 assert_eq 0 "$(hb_log_count "segment_blocked")" "segment_blocked lines in the node log"
 
 # Money: the relay catches up, reconciliation is clean, the audit passes.
-hb_wait_sql "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL" 0 30 \
-  || hb_fail "the relay did not drain the outbox after the outage"
+hb_wait_sql "SELECT COUNT(*) FROM relay_backlog" 0 30 \
+  || hb_fail "the relay did not drain relay_backlog after the outage"
 hb_cli reconcile
 assert_eq 0 "$HB_RC" "hongbao reconcile exit status (output: $HB_OUT)"
 assert_eq 0 "$(hb_get discrepancies.#)" "discrepancies"

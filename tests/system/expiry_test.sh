@@ -84,7 +84,7 @@ done
 hb_cli_ok balance --user carol
 assert_eq "$(( 500 - c_opened ))" "$(hb_get balance_fen)" "carol's wallet"
 for _ in $(seq 1 100); do
-  [[ "$(hb_q "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")" == 0 ]] && break
+  [[ "$(hb_q "SELECT COUNT(*) FROM relay_backlog")" == 0 ]] && break
   sleep 0.1
 done
 hb_cli reconcile

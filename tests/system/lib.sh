@@ -423,20 +423,45 @@ hb_audit_db() {
     WHERE (status = 3) <> (remaining_count = 0 AND status IN (2, 3))
        OR (status = 1 AND remaining_count <> count)")" \
     "envelopes whose status disagrees with remaining_count (id|status|remaining_count)"
-  # The outbox holds exactly one 'open' row per open, with the same amount.
+  # Opens are their own outbox: no outbox 'open' row belongs to a hot open.
+  # The only 'open' rows are repairs of opens of archived days, and each
+  # names such an open with its amount.
   assert_empty "$(hb_q "
-    SELECT o.envelope_id, o.user_id, o.amount_fen, COUNT(x.id)
-    FROM opens o LEFT JOIN outbox x
-      ON x.kind = 'open' AND x.envelope_id = o.envelope_id
-     AND x.user_id = o.user_id AND x.amount_fen = o.amount_fen
-    GROUP BY o.envelope_id, o.user_id, o.amount_fen
-    HAVING COUNT(x.id) <> 1")" \
-    "opens without exactly one matching outbox 'open' row (envelope|user|amount|rows)"
-  assert_eq "$(hb_q "SELECT COUNT(*) FROM opens")" \
-    "$(hb_q "SELECT COUNT(*) FROM outbox WHERE kind = 'open'")" \
-    "outbox 'open' rows vs opens"
+    SELECT x.envelope_id, x.user_id, x.amount_fen FROM outbox x
+    WHERE x.kind = 'open' AND NOT EXISTS (
+      SELECT 1 FROM cold.opens c WHERE c.envelope_id = x.envelope_id
+         AND c.user_id = x.user_id AND c.amount_fen = x.amount_fen)")" \
+    "outbox 'open' rows that are not a repaired open of an archived day (envelope|user|amount)"
+  # Every hot open is credited at most once, with its amount, to its user's
+  # wallet, and a TRANSFERRED one (status 2) exactly once; so once the relay
+  # has drained (relay_backlog empty, which callers wait for) every hot open
+  # is credited exactly once.
+  assert_empty "$(hb_q "
+    WITH c AS (
+      SELECT o.envelope_id, o.user_id, o.amount_fen, o.status,
+             COUNT(l.id) AS credits,
+             COUNT(l.id) FILTER (WHERE l.amount_fen = o.amount_fen
+                                   AND l.credit_account = 'user:' || o.user_id)
+               AS matching
+      FROM opens o LEFT JOIN ledger_entries l
+        ON l.kind = 'credit' AND l.envelope_id = o.envelope_id
+       AND l.user_id = o.user_id
+      GROUP BY o.envelope_id, o.user_id, o.amount_fen, o.status)
+    SELECT * FROM c
+    WHERE credits > 1 OR matching <> credits OR (status = 2 AND credits <> 1)")" \
+    "opens credited twice, with another amount or account, or TRANSFERRED without a credit (envelope|user|amount|status|credits|matching)"
+  # And no credit without its open (hot or archived), with the same amount.
+  assert_empty "$(hb_q "
+    SELECT l.envelope_id, l.user_id, l.amount_fen FROM ledger_entries l
+    WHERE l.kind = 'credit'
+      AND NOT EXISTS (SELECT 1 FROM opens o WHERE o.envelope_id = l.envelope_id
+                         AND o.user_id = l.user_id AND o.amount_fen = l.amount_fen)
+      AND NOT EXISTS (SELECT 1 FROM cold.opens c WHERE c.envelope_id = l.envelope_id
+                         AND c.user_id = l.user_id AND c.amount_fen = l.amount_fen)")" \
+    "credits without an open of that amount (envelope|user|amount)"
   hb_log "audit ok: $(hb_q "SELECT COUNT(*) || ' envelopes, ' ||
       (SELECT COUNT(*) FROM opens) || ' opens, ' ||
       (SELECT COUNT(*) FROM outbox) || ' outbox rows, ' ||
+      (SELECT COUNT(*) FROM relay_backlog) || ' owed by the relay, ' ||
       COALESCE(SUM(total_fen), 0) || ' fen wrapped' FROM envelopes")"
 }

@@ -144,8 +144,8 @@ assert_empty "$(comm -3 "$HB_TMP/acked.txt" "$HB_TMP/db-opens.txt" | head -20)" 
 busy_stored="$(awk '$1 == "busy" { print "\x27" $3 "\x27" }' "$HB_TMP/burst.txt" | paste -sd, -)"
 assert_eq 0 "$(hb_q "SELECT COUNT(*) FROM opens WHERE envelope_id = $id AND user_id IN ($busy_stored)")" \
   "opens stored for users who were told BUSY"
-hb_wait_sql "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL" 0 15 \
-  || hb_fail "the relay did not drain the outbox"
+hb_wait_sql "SELECT COUNT(*) FROM relay_backlog" 0 15 \
+  || hb_fail "the relay did not drain relay_backlog"
 hb_cli reconcile
 assert_eq 0 "$HB_RC" "hongbao reconcile exit status (output: $HB_OUT)"
 assert_eq 0 "$(hb_get discrepancies.#)" "discrepancies"

@@ -238,8 +238,8 @@ hb_log "manual block and unblock of segment $S work (no probe lifted the block)"
 sleep 1
 assert_eq 1 "$(hb_q "SELECT COUNT(*) FROM ledger_entries WHERE kind = 'refund' AND envelope_id = $s_id")" \
   "refund entries of $s_id after more sweeps"
-hb_wait_sql "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL" 0 15 \
-  || hb_fail "the relay did not drain the outbox"
+hb_wait_sql "SELECT COUNT(*) FROM relay_backlog" 0 15 \
+  || hb_fail "the relay did not drain relay_backlog"
 hb_cli reconcile
 assert_eq 0 "$HB_RC" "hongbao reconcile exit status (output: $HB_OUT)"
 assert_eq 0 "$(hb_get discrepancies.#)" "discrepancies"

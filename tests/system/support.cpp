@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <variant>
 
 #include "proto/codec.hpp"
@@ -396,6 +397,29 @@ std::string database::scalar(const std::string& sql) {
   if (rows.empty() || rows[0].empty())
     return "<no rows>";
   return rows[0][0];
+}
+
+std::string database::wait_scalar(const std::string& sql,
+                                  const std::string& want, int timeout_ms) {
+  auto deadline = now_ms() + timeout_ms;
+  for (;;) {
+    auto got = scalar(sql);
+    if (got == want || now_ms() >= deadline)
+      return got;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::string open_credits_sql(const std::string& where) {
+  return "(SELECT o.status, "
+         "(SELECT COUNT(*) FROM relay_backlog b WHERE b.kind = 'open' "
+         "AND b.envelope_id = o.envelope_id AND b.user_id = o.user_id) "
+         "AS pending, COUNT(l.id) AS credits, "
+         "COUNT(l.id) FILTER (WHERE l.amount_fen = o.amount_fen "
+         "AND l.credit_account = 'user:' || o.user_id) AS matching "
+         "FROM opens o LEFT JOIN ledger_entries l ON l.kind = 'credit' "
+         "AND l.envelope_id = o.envelope_id AND l.user_id = o.user_id "
+         "WHERE " + where + " GROUP BY o.envelope_id, o.user_id, o.status) c";
 }
 
 } // namespace hb::systest

@@ -146,8 +146,21 @@ public:
   /// The first column of the first row, or "<error: ...>" / "<no rows>".
   std::string scalar(const std::string& sql);
 
+  /// Polls scalar(sql) every 50 ms until it is `want` or `timeout_ms` has
+  /// passed; returns the last value (`want` on success).
+  std::string wait_scalar(const std::string& sql, const std::string& want,
+                          int timeout_ms);
+
 private:
   PGconn* conn_ = nullptr;
 };
+
+/// SQL for a derived table with one row per open `o` that matches `where`
+/// (e.g. "o.envelope_id = 7"): its `status`, `pending` (1 when relay_backlog
+/// holds it), `credits` (its credit ledger entries) and `matching` (those
+/// with its amount to its user's wallet). Opens are their own outbox: a
+/// committed open is owed by the relay (status 1, pending 1, no credit) or
+/// credited exactly once (status 2, pending 0, credits = matching = 1).
+std::string open_credits_sql(const std::string& where);
 
 } // namespace hb::systest
