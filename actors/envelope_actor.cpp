@@ -61,6 +61,7 @@ struct envelope_state {
   uint64_t handled = 0;  // requests taken from the registry
   caf::actor_clock::time_point last_active;
   bool tick_pending = false;  // an idle check is scheduled
+  bool expiry_armed = false;  // the expiry timer is scheduled
   caf::error failure;    // set when activation failed
 
   static inline const char* name = "hb.envelope";
@@ -308,14 +309,25 @@ void maybe_refund(envelope_pointer self) {
           });
 }
 
-// Schedules the refund for the moment the envelope expires; a passivated
-// actor loses the timer, and the durable sweeper takes over.
+// Schedules the refund for the moment the envelope expires, once that is
+// at most one idle period away; until then each idle check looks again. A
+// timer cannot be cancelled in CAF 0.17 and holds its actor: armed a day
+// ahead, every envelope activated that day would stay in the clock's
+// schedule (and in memory) until its expiry, passivated or not. A
+// passivated actor has no timer; the durable sweeper takes over.
+bool expiry_ahead(const envelope_state& st) {
+  return !st.expiry_armed && st.env.status == envelope_status::paid
+         && st.env.expires_at_ms > 0 && !st.archived;
+}
+
 void arm_expiry(envelope_pointer self) {
   auto& st = self->state;
-  if (st.env.status != envelope_status::paid || st.env.expires_at_ms <= 0
-      || st.archived)
+  if (!expiry_ahead(st))
     return;
   auto delay = std::max<int64_t>(0, st.env.expires_at_ms - st.cfg.now_ms());
+  if (delay > static_cast<int64_t>(st.cfg.idle_ms))
+    return;
+  st.expiry_armed = true;
   self->delayed_send(self, std::chrono::milliseconds(delay),
                      expire_atom::value);
 }
@@ -643,7 +655,8 @@ envelope_actor::behavior_type running(envelope_pointer self) {
                   || st.refunding;
       auto quiet = self->clock().now() - st.last_active;
       if (!busy && quiet >= idle) {
-        // Reported once; new work arms the next check.
+        // Reported once; new work arms the next check. The registry lets
+        // an idle actor go, and the sweeper refunds it when it expires.
         self->send(st.registry, idle_atom::value, st.id, st.handled);
         return;
       }
@@ -652,6 +665,7 @@ envelope_actor::behavior_type running(envelope_pointer self) {
                        : std::chrono::duration_cast<std::chrono::milliseconds>(
                          idle - quiet);
       self->delayed_send(self, wait, tick_atom::value);
+      arm_expiry(self);  // the next check may come too late for the expiry
     },
   };
 }

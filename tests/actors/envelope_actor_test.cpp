@@ -192,17 +192,58 @@ CAF_TEST(the sweeper refund is idempotent and an open never races it) {
 }
 
 CAF_TEST(the expiry timer of a live envelope refunds it) {
+  // Expiring within one idle period (30 s) of the activation: armed at once.
   db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
-          now + 60000);
+          now + 20000);
   auto env = spawn_env(env_id);
   auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
   run();
   CAF_REQUIRE(take<open_result>(a).ok());
-  now += 60000;
-  advance_time(std::chrono::milliseconds(60000));
+  now += 20000;
+  advance_time(std::chrono::milliseconds(20000));
   run();
   CAF_CHECK_EQUAL(db->refunds, 1);
   CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
+  check_conserved(*db, env_id);
+}
+
+CAF_TEST(a busy envelope arms its expiry timer once the expiry is near) {
+  // Expiring in 100 s: no timer at first (a day-long timer would hold every
+  // envelope in the clock), then the idle checks of a busy actor arm it
+  // when the expiry is one idle period away.
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 100000);
+  auto env = spawn_env(env_id);
+  for (int i = 0; i < 5; ++i) {  // a request every 20 s keeps it busy
+    auto g = ask(env, grab_atom::value, env_id, "u" + std::to_string(i));
+    run();
+    CAF_REQUIRE(take<grab_result>(g).ok());
+    now += 20000;
+    advance_time(std::chrono::milliseconds(20000));
+    run();
+  }
+  CAF_CHECK_EQUAL(db->refunds, 1);
+  CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
+  check_conserved(*db, env_id);
+}
+
+CAF_TEST(an idle envelope leaves its far expiry to the sweeper) {
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 100000);
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  run();
+  CAF_REQUIRE(take<open_result>(a).ok());
+  now += 100000;
+  advance_time(std::chrono::milliseconds(100000));
+  run();
+  CAF_CHECK_EQUAL(idle_reports.size(), 1u);
+  CAF_CHECK_EQUAL(db->refunds, 0);
+  // The sweeper's refund request is answered as before.
+  auto r = ask(env, refund_atom::value, env_id);
+  run();
+  CAF_CHECK(take<int64_t>(r).ok());
+  CAF_CHECK_EQUAL(db->refunds, 1);
   check_conserved(*db, env_id);
 }
 
