@@ -28,7 +28,73 @@ void check_conserved(const fake_db& db, int64_t id) {
   CAF_CHECK_EQUAL(check_invariants(env, db.opens.at(id)), "");
 }
 
+// Refunded exactly once, by the actor, with the money conserved.
+void check_refunded(const fake_db& db, int64_t id) {
+  CAF_CHECK_EQUAL(db.refunds, 1);
+  CAF_CHECK_EQUAL(db.envelopes.at(id).status, envelope_status::refunded);
+  check_conserved(db, id);
+}
+
 } // namespace
+
+// Moves the wall clock and the actors' clock on together and runs what
+// became due.
+struct expiry_fixture : actor_fixture {
+  void pass(int64_t ms) {
+    now += ms;
+    advance_time(std::chrono::milliseconds(ms));
+    run();
+  }
+};
+
+CAF_TEST_FIXTURE_SCOPE(envelope_expiry_tests, expiry_fixture)
+
+CAF_TEST(the expiry timer of a live envelope refunds it) {
+  // Expiring within one idle period (30 s) of the activation: armed at once.
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 20000);
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  run();
+  CAF_REQUIRE(take<open_result>(a).ok());
+  pass(20000);
+  check_refunded(*db, env_id);
+}
+
+CAF_TEST(a busy envelope arms its expiry timer once the expiry is near) {
+  // Expiring in 100 s: no timer at first (a day-long timer would hold every
+  // envelope in the clock), then the idle checks of a busy actor arm it
+  // when the expiry is one idle period away.
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 100000);
+  auto env = spawn_env(env_id);
+  for (int i = 0; i < 5; ++i) {  // a request every 20 s keeps it busy
+    auto g = ask(env, grab_atom::value, env_id, "u" + std::to_string(i));
+    run();
+    CAF_REQUIRE(take<grab_result>(g).ok());
+    pass(20000);
+  }
+  check_refunded(*db, env_id);
+}
+
+CAF_TEST(an idle envelope leaves its far expiry to the sweeper) {
+  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 100000);
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  run();
+  CAF_REQUIRE(take<open_result>(a).ok());
+  pass(100000);
+  CAF_CHECK_EQUAL(idle_reports.size(), 1u);
+  CAF_CHECK_EQUAL(db->refunds, 0);
+  // The sweeper's refund request is answered as before.
+  auto r = ask(env, refund_atom::value, env_id);
+  run();
+  CAF_CHECK(take<int64_t>(r).ok());
+  check_refunded(*db, env_id);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(envelope_actor_tests, actor_fixture)
 
@@ -188,62 +254,6 @@ CAF_TEST(the sweeper refund is idempotent and an open never races it) {
   CAF_CHECK_EQUAL(*take<int64_t>(r2), *refunded);
   CAF_CHECK_EQUAL(db->refunds, 1);
   CAF_CHECK_EQUAL(db->opens[env_id].size(), 1u);
-  check_conserved(*db, env_id);
-}
-
-CAF_TEST(the expiry timer of a live envelope refunds it) {
-  // Expiring within one idle period (30 s) of the activation: armed at once.
-  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
-          now + 20000);
-  auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
-  run();
-  CAF_REQUIRE(take<open_result>(a).ok());
-  now += 20000;
-  advance_time(std::chrono::milliseconds(20000));
-  run();
-  CAF_CHECK_EQUAL(db->refunds, 1);
-  CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
-  check_conserved(*db, env_id);
-}
-
-CAF_TEST(a busy envelope arms its expiry timer once the expiry is near) {
-  // Expiring in 100 s: no timer at first (a day-long timer would hold every
-  // envelope in the clock), then the idle checks of a busy actor arm it
-  // when the expiry is one idle period away.
-  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
-          now + 100000);
-  auto env = spawn_env(env_id);
-  for (int i = 0; i < 5; ++i) {  // a request every 20 s keeps it busy
-    auto g = ask(env, grab_atom::value, env_id, "u" + std::to_string(i));
-    run();
-    CAF_REQUIRE(take<grab_result>(g).ok());
-    now += 20000;
-    advance_time(std::chrono::milliseconds(20000));
-    run();
-  }
-  CAF_CHECK_EQUAL(db->refunds, 1);
-  CAF_CHECK_EQUAL(db->envelopes[env_id].status, envelope_status::refunded);
-  check_conserved(*db, env_id);
-}
-
-CAF_TEST(an idle envelope leaves its far expiry to the sweeper) {
-  db->add(env_id, 1000, 10, envelope_kind::random, envelope_status::paid,
-          now + 100000);
-  auto env = spawn_env(env_id);
-  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
-  run();
-  CAF_REQUIRE(take<open_result>(a).ok());
-  now += 100000;
-  advance_time(std::chrono::milliseconds(100000));
-  run();
-  CAF_CHECK_EQUAL(idle_reports.size(), 1u);
-  CAF_CHECK_EQUAL(db->refunds, 0);
-  // The sweeper's refund request is answered as before.
-  auto r = ask(env, refund_atom::value, env_id);
-  run();
-  CAF_CHECK(take<int64_t>(r).ok());
-  CAF_CHECK_EQUAL(db->refunds, 1);
   check_conserved(*db, env_id);
 }
 
