@@ -104,6 +104,22 @@ void count_answer(connection_broker* self, request_kind kind, errc code) {
     m->record_answer(kind, code);
 }
 
+// The answer to a call: counted, sent, and the call's slot freed.
+template <class Reply>
+void answer(connection_broker* self, uint64_t rid, request_kind kind,
+            Reply&& reply) {
+  count_answer(self, kind, errc::none);
+  send_frame(self, client_response{rid, std::forward<Reply>(reply)});
+  request_finished(self);
+}
+
+void answer_error(connection_broker* self, uint64_t rid, request_kind kind,
+                  failure f) {
+  count_answer(self, kind, f.code);
+  send_error(self, rid, f.code, std::move(f.message));
+  request_finished(self);
+}
+
 // -- Deadlines ----------------------------------------------------------------
 
 // The answer given for a call still unanswered at its due time; the call
@@ -133,7 +149,8 @@ uint64_t start_call(connection_broker* self, uint64_t rid, request_kind kind,
                     std::chrono::milliseconds timeout) {
   auto& st = self->state;
   auto call = ++st.next_call;
-  st.calls.emplace(call, pending_call{rid, kind, self->clock().now() + timeout});
+  auto due = self->clock().now() + timeout;
+  st.calls.emplace(call, pending_call{rid, kind, due});
   ++st.inflight;
   ++st.shared->counters->inflight;
   schedule_sweep(self);
@@ -145,9 +162,6 @@ uint64_t start_call(connection_broker* self, uint64_t rid, request_kind kind,
 bool finish_call(connection_broker* self, uint64_t call) {
   return self->state.calls.erase(call) > 0;
 }
-
-void request_finished(connection_broker* self);
-void count_answer(connection_broker* self, request_kind kind, errc code);
 
 // Answers every overdue call with UNAVAILABLE, as CAF's request timeout did.
 void sweep(connection_broker* self) {
@@ -166,9 +180,8 @@ void sweep(connection_broker* self) {
   for (auto& c : overdue) {
     if (auto& m = st.shared->cfg.metrics)
       m->gateway_timeouts.fetch_add(1, std::memory_order_relaxed);
-    count_answer(self, c.kind, errc::unavailable);
-    send_error(self, c.rid, errc::unavailable, overdue_message);
-    request_finished(self);
+    answer_error(self, c.rid, c.kind,
+                 failure{errc::unavailable, overdue_message});
   }
   schedule_sweep(self);
 }
@@ -206,17 +219,11 @@ void call_router_within(connection_broker* self, uint64_t rid,
           return;
         if (direct_id != 0)
           learn_direct(self, direct_id);
-        count_answer(self, kind, errc::none);
-        send_frame(self, client_response{rid, std::move(reply)});
-        request_finished(self);
+        answer(self, rid, kind, std::move(reply));
       },
       [=](caf::error& err) {
-        if (!finish_call(self, call))
-          return;
-        auto f = to_failure(err);
-        count_answer(self, kind, f.code);
-        send_error(self, rid, f.code, std::move(f.message));
-        request_finished(self);
+        if (finish_call(self, call))
+          answer_error(self, rid, kind, to_failure(err));
       });
 }
 
@@ -260,11 +267,8 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
                 direct_atom::value)
     .then(
       [=](Reply& reply) {
-        if (!finish_call(self, call))
-          return;
-        count_answer(self, kind, errc::none);
-        send_frame(self, client_response{rid, std::move(reply)});
-        request_finished(self);
+        if (finish_call(self, call))
+          answer(self, rid, kind, std::move(reply));
       },
       [=](caf::error& err) {
         if (!finish_call(self, call))
@@ -273,9 +277,7 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
           auto f = to_failure(err);
           if (f.code == errc::unavailable)
             self->state.direct.erase(id);  // maybe stopping: re-learn
-          count_answer(self, kind, f.code);
-          send_error(self, rid, f.code, std::move(f.message));
-          request_finished(self);
+          answer_error(self, rid, kind, std::move(f));
           return;
         }
         // Not an answer of a live envelope actor: ask the router.
