@@ -318,40 +318,26 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
     " c AS (SELECT o.envelope_id, o.user_id, o.amount_fen"
     "  FROM x JOIN cold.opens o"
     "  ON o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
-    "  WHERE NOT " HB_HAS_CREDIT("o") ") "
-    "INSERT INTO outbox AS b (kind, envelope_id, user_id, amount_fen,"
-    " idempotency_key) "
-    "SELECT 'open', envelope_id, user_id, amount_fen,"
-    " 'open:' || envelope_id || ':' || user_id FROM c ORDER BY 5 "
-    "ON CONFLICT (idempotency_key) DO UPDATE SET delivered_at = NULL "
-    "RETURNING b.envelope_id, b.user_id";
+    "  WHERE NOT " HB_HAS_CREDIT("o") "),"
+    " q AS ("
+    " INSERT INTO outbox AS b (kind, envelope_id, user_id, amount_fen,"
+    "  idempotency_key) "
+    " SELECT 'open', envelope_id, user_id, amount_fen,"
+    "  'open:' || envelope_id || ':' || user_id FROM c ORDER BY 5 "
+    " ON CONFLICT (idempotency_key) DO UPDATE SET delivered_at = NULL "
+    " RETURNING b.envelope_id, b.user_id),"
+    " u AS ("
+    " UPDATE cold.opens o SET status = 1 FROM q"
+    "  WHERE o.envelope_id = q.envelope_id AND o.user_id = q.user_id"
+    "  AND o.status = 2) "
+    "SELECT envelope_id, user_id FROM q";
   auto keys = params{}.add(number_array(envelopes)).add(text_array(users));
-  r = run(conn, "reconcile", requeue_hot_sql, keys);
-  if (!r.ok())
-    return r.error;
-  for (int row = 0; row < r.rows(); ++row)
-    out.emplace(r.i64(row, 0), r.text(row, 1));
-  r = run(conn, "reconcile", requeue_cold_sql, keys);
-  if (!r.ok())
-    return r.error;
-  std::vector<int64_t> cold_envelopes;
-  std::vector<std::string> cold_users;
-  for (int row = 0; row < r.rows(); ++row) {
-    out.emplace(r.i64(row, 0), r.text(row, 1));
-    cold_envelopes.push_back(r.i64(row, 0));
-    cold_users.push_back(r.text(row, 1));
-  }
-  if (!cold_envelopes.empty()) {
-    static constexpr const char* cold_status_sql =
-      "UPDATE cold.opens o SET status = 1 FROM unnest($1::bigint[], $2::text[])"
-      " AS x(envelope_id, user_id)"
-      " WHERE o.envelope_id = x.envelope_id"
-      " AND o.user_id = x.user_id AND o.status = 2 AND NOT " HB_HAS_CREDIT("o");
-    r = run(conn, "reconcile", cold_status_sql,
-            params{}.add(number_array(cold_envelopes))
-              .add(text_array(cold_users)));
+  for (auto sql : {requeue_hot_sql, requeue_cold_sql}) {
+    r = run(conn, "reconcile", sql, keys);
     if (!r.ok())
       return r.error;
+    for (int row = 0; row < r.rows(); ++row)
+      out.emplace(r.i64(row, 0), r.text(row, 1));
   }
   r = tx.commit();
   if (!r.ok())

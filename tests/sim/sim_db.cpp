@@ -161,13 +161,7 @@ sim_db::entries(const std::string& kind, int64_t envelope_id,
 
 int64_t sim_db::relay_backlog() const {
   int64_t n = 0;
-  for (auto& row : outbox)
-    if (!row.delivered)
-      ++n;
-  for (auto& kv : opens)
-    for (auto& o : kv.second)
-      if (o.status == 1)
-        ++n;
+  for_each_owed([&](int64_t) { ++n; });
   return n;
 }
 
@@ -502,18 +496,11 @@ void sim_db::mark_relayed(int32_t limit) {
 outcome<lag_info> sim_db::outbox_lag() {
   lag_info out;
   int64_t oldest = 0;
-  auto count = [&](int64_t at_ms) {
+  for_each_owed([&](int64_t at_ms) {
     if (out.pending == 0 || at_ms < oldest)
       oldest = at_ms;
     ++out.pending;
-  };
-  for (auto& row : outbox)
-    if (!row.delivered)
-      count(row.created_at_ms);
-  for (auto& kv : opens)
-    for (auto& o : kv.second)
-      if (o.status == 1)
-        count(o.rec.opened_at_ms);
+  });
   if (out.pending > 0)
     out.oldest_age_ms = now_ms() - oldest;
   return out;

@@ -174,6 +174,19 @@ public:
   int64_t relay_backlog() const;
 
 private:
+  /// Calls f(at_ms) for every item the relay still owes: undelivered
+  /// outbox rows (created_at) and committed opens (opened_at).
+  template <class F>
+  void for_each_owed(F f) const {
+    for (auto& row : outbox)
+      if (!row.delivered)
+        f(row.created_at_ms);
+    for (auto& kv : opens)
+      for (auto& o : kv.second)
+        if (o.status == 1)
+          f(o.rec.opened_at_ms);
+  }
+
   /// What one relay batch takes, in order.
   struct relay_take {
     std::vector<size_t> rows;                              ///< outbox indexes
