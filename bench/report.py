@@ -6,9 +6,10 @@ latency-vs-throughput plot.
 
 RAW_DIR holds hongbao-bench --json outputs named
   closed__<scenario>__<target>__<repeat>.json   closed-loop runs
-  sweep__<scenario>__<target>__<fraction>.json  open-loop runs
+  sweep__<scenario>__<target>__<fraction>__<repeat>.json  open-loop runs
 Repeated closed-loop runs are summarised by their median opens/s (the run
-with that median supplies the latencies). The ratio column is hongbao's
+with that median supplies the latencies); repeated open-loop runs of one
+point by their median open p99 (the range is shown beside it). The ratio column is hongbao's
 opens/s over the target's, both from this run of the script. Prints the
 Markdown table on stdout as well.
 """
@@ -88,15 +89,24 @@ def closed_table(raw):
 
 
 def sweep_data(raw):
-    points = {}
+    """Per target, one point per fraction: the run with the median open p99
+    (and the range of p99 over the runs of that point)."""
+    groups = {}
     for path in glob.glob(os.path.join(raw, "sweep__*.json")):
-        _, scenario, target, fraction = os.path.basename(path)[:-5].split("__")
-        d = load(path)
+        parts = os.path.basename(path)[:-5].split("__")
+        _, scenario, target, fraction = parts[:4]
+        groups.setdefault((target, scenario, float(fraction)), []).append(load(path))
+    points = {}
+    for (target, scenario, fraction), runs in groups.items():
+        p99 = lambda d: d["run"]["ops"]["open"]["latency_ms"]["p99"]
+        runs.sort(key=p99)
+        d = runs[len(runs) // 2]
         r = d["run"]
         lat = r["ops"]["open"]["latency_ms"]
         points.setdefault(target, []).append(
-            (float(fraction), d["rate_target"], r["opens_per_s"], lat["p50"],
-             lat["p99"], d["audit"]["ok"], scenario))
+            (fraction, d["rate_target"], r["opens_per_s"], lat["p50"],
+             lat["p99"], all(x["audit"]["ok"] for x in runs), scenario,
+             p99(runs[0]), p99(runs[-1]), len(runs)))
     for t in points:
         points[t].sort()
     return points
@@ -107,15 +117,16 @@ def sweep_table(points):
         return ""
     lines = [
         "| target | scenario | fraction of its closed-loop peak | offered users/s | "
-        "achieved opens/s | open p50 ms | open p99 ms | audit |",
-        "|---|---|--:|--:|--:|--:|--:|---|",
+        "achieved opens/s | open p50 ms | open p99 ms | runs | audit |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for target in TARGETS:
-        for (frac, rate, achieved, p50, p99, ok, scenario) in points.get(target, []):
+        for (frac, rate, achieved, p50, p99, ok, scenario, lo, hi, n) in points.get(target, []):
+            spread = f" ({fmt_ms(lo)}–{fmt_ms(hi)})" if n > 1 else ""
             lines.append(
                 f"| {target} | {scenario} | {frac:.2f} | {fmt_rate(rate)} | "
-                f"{fmt_rate(achieved)} | {fmt_ms(p50)} | {fmt_ms(p99)} | "
-                f"{'OK' if ok else '**FAILED**'} |")
+                f"{fmt_rate(achieved)} | {fmt_ms(p50)} | {fmt_ms(p99)}{spread} | "
+                f"{n} | {'OK' if ok else '**FAILED**'} |")
     return "\n".join(lines)
 
 
@@ -129,7 +140,7 @@ def plot(points, png, workdir):
             continue
         name = os.path.join(workdir, f"sweep-{target}.dat")
         with open(name, "w") as f:
-            for (_, _, achieved, p50, p99, _, _) in pts:
+            for (_, _, achieved, p50, p99, *_rest) in pts:
                 f.write(f"{achieved} {p99} {p50}\n")
         files.append((target, name))
     plots = ", ".join(
