@@ -365,6 +365,53 @@ CAF_TEST(a failed write replies a retryable error and loses no money) {
   check_conserved(*db, env_id);
 }
 
+// A commit batcher that takes writes and never answers them, as one that
+// died holding them would (CAF 0.17 sends no error for a dropped promise).
+commit_sink::behavior_type silent_committer(
+  commit_sink::stateful_pointer<std::vector<caf::response_promise>> self) {
+  return {
+    [=](db_commit_atom, open_batch&) -> caf::result<caf::ok_atom> {
+      self->state.push_back(self->make_response_promise());
+      return caf::delegated<caf::ok_atom>{};
+    },
+  };
+}
+
+CAF_TEST(a write the commit batcher never answers is noticed by the idle check) {
+  // The write carries no CAF timeout; the idle check sees it overdue once it
+  // has waited longer than the store timeout (30 s) and fails it over.
+  cfg.idle_ms = 10000;
+  auto silent = sys.spawn(silent_committer);
+  cfg.committer = silent;
+  db->add(env_id, 3000, 3);
+  auto env = spawn_env(env_id);
+  auto a = ask(env, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  run();
+  for (int i = 0; i < 3; ++i) {
+    advance_time(std::chrono::milliseconds(10000));
+    run();
+  }
+  // 30 s: not yet overdue, nobody answered.
+  CAF_CHECK(self->mailbox().empty());
+  advance_time(std::chrono::milliseconds(10000));
+  run();
+  auto r = take<open_result>(a);
+  CAF_REQUIRE(!r.ok());
+  CAF_CHECK(retryable(r.error().code));
+  // Nothing was written; a retry on a new activation gets its share.
+  CAF_CHECK_EQUAL(db->commits_applied, 0);
+  CAF_CHECK_EQUAL(db->envelopes[env_id].remaining_fen, 3000);
+  cfg.committer = nullptr;
+  auto env2 = spawn_env(env_id);
+  auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+  run();
+  CAF_CHECK(take<open_result>(a2).ok());
+  CAF_CHECK_EQUAL(db->activations, 2);
+  check_conserved(*db, env_id);
+  caf::anon_send_exit(silent, caf::exit_reason::kill);
+  run();
+}
+
 CAF_TEST(a stale activation cannot commit after a newer one took over) {
   db->add(env_id, 3000, 3);
   auto old_env = spawn_env(env_id);
