@@ -96,7 +96,20 @@ CAF_TEST(an idle envelope leaves its far expiry to the sweeper) {
 
 CAF_TEST_FIXTURE_SCOPE_END()
 
-CAF_TEST_FIXTURE_SCOPE(envelope_actor_tests, actor_fixture)
+// After a failed write stopped the actor: a new activation (the second)
+// serves user "a"'s retry from the database, and no money was lost.
+struct failover_fixture : actor_fixture {
+  void check_retry_served() {
+    auto env2 = spawn_env(env_id);
+    auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"}, int64_t{0});
+    run();
+    CAF_CHECK(take<open_result>(a2).ok());
+    CAF_CHECK_EQUAL(db->activations, 2);
+    check_conserved(*db, env_id);
+  }
+};
+
+CAF_TEST_FIXTURE_SCOPE(envelope_actor_tests, failover_fixture)
 
 CAF_TEST(group commit batches the opens queued behind a write) {
   db->add(env_id, 10000, 10);
@@ -357,12 +370,7 @@ CAF_TEST(a failed write replies a retryable error and loses no money) {
   CAF_CHECK_EQUAL(db->envelopes[env_id].remaining_fen, 3000);
   // The actor stopped; a new activation serves the retry from the database.
   db->hold_commits = false;
-  auto env2 = spawn_env(env_id);
-  auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"}, int64_t{0});
-  run();
-  CAF_CHECK(take<open_result>(a2).ok());
-  CAF_CHECK_EQUAL(db->activations, 2);
-  check_conserved(*db, env_id);
+  check_retry_served();
 }
 
 // A commit batcher that takes writes and never answers them, as one that
@@ -402,12 +410,7 @@ CAF_TEST(a write the commit batcher never answers is noticed by the idle check) 
   CAF_CHECK_EQUAL(db->commits_applied, 0);
   CAF_CHECK_EQUAL(db->envelopes[env_id].remaining_fen, 3000);
   cfg.committer = nullptr;
-  auto env2 = spawn_env(env_id);
-  auto a2 = ask(env2, open_atom::value, env_id, std::string{"a"}, int64_t{0});
-  run();
-  CAF_CHECK(take<open_result>(a2).ok());
-  CAF_CHECK_EQUAL(db->activations, 2);
-  check_conserved(*db, env_id);
+  check_retry_served();
   caf::anon_send_exit(silent, caf::exit_reason::kill);
   run();
 }
