@@ -462,7 +462,7 @@ void dispatch(envelope_pointer self) {
   st.write_started = self->clock().now();
   if (st.cfg.committer)
     // No CAF timeout: one per batch cost the clock thread an entry it never
-    // cancels (7.5 % of the node's CPU in open loop). The batcher answers
+    // cancels (~10 % of the node's CPU in open loop). The batcher answers
     // within its own store timeout; if it dies without answering, the idle
     // check notices the overdue write (see commit_overdue).
     self->request<urgent>(st.cfg.committer, caf::infinite,

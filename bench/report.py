@@ -9,9 +9,9 @@ RAW_DIR holds hongbao-bench --json outputs named
   sweep__<scenario>__<target>__<fraction>__<repeat>.json  open-loop runs
 Repeated closed-loop runs are summarised by their median opens/s (the run
 with that median supplies the latencies); repeated open-loop runs of one
-point by their median open p99 (the range is shown beside it). The ratio column is hongbao's
-opens/s over the target's, both from this run of the script. Prints the
-Markdown table on stdout as well.
+point by their median open p99 (the range is shown beside it). The ratio
+column is hongbao's opens/s over the target's, both from this run of the
+script. Prints the Markdown table on stdout as well.
 """
 import glob
 import json
