@@ -55,11 +55,12 @@ struct fixture {
   }
 
   /// A fresh envelope description; ids, senders and keys never repeat.
-  envelope make_envelope(int64_t total_fen, int32_t count) {
+  envelope make_envelope(int64_t total_fen, int32_t count,
+                         int32_t day = test_day) {
     static std::atomic<int64_t> next{1};
     auto n = next++;
     envelope env;
-    env.id = make_envelope_id(test_day, n, static_cast<int32_t>(n * 7 % 1000));
+    env.id = make_envelope_id(day, n, static_cast<int32_t>(n * 7 % 1000));
     env.sender = "sender-" + std::to_string(n);
     env.group = "group-1";
     env.greeting = "恭喜发财";
@@ -72,8 +73,9 @@ struct fixture {
   }
 
   /// Creates, activates and pays an envelope; returns its snapshot.
-  envelope_snapshot paid_envelope(int64_t total_fen, int32_t count) {
-    auto created = store->create_envelope(make_envelope(total_fen, count));
+  envelope_snapshot paid_envelope(int64_t total_fen, int32_t count,
+                                  int32_t day = test_day) {
+    auto created = store->create_envelope(make_envelope(total_fen, count, day));
     CAF_REQUIRE(created.ok());
     auto snap = store->activate(created->env.id);
     CAF_REQUIRE(snap.ok());
@@ -453,6 +455,71 @@ CAF_TEST(commit_many commits the batches of many envelopes in one statement) {
   CAF_CHECK_EQUAL(to_string((*mixed)[1].code), "internal");
   CAF_CHECK_EQUAL(count_rows("opens", e.env.id), 1);
   CAF_CHECK_EQUAL(remaining_fen(a.env.id), 700);
+}
+
+CAF_TEST(commits name the day partition and fall back to the parents) {
+  // Days of their own: this test renames a partition for a while.
+  constexpr int32_t day = 20261201;
+  constexpr int32_t next_day = 20261202;
+  auto a = paid_envelope(1000, 4, day);
+  auto b = paid_envelope(1000, 4, day);
+  auto c = paid_envelope(600, 3, next_day);
+  // Whether the store's own session has a statement prepared that contains
+  // every one of these pieces of text.
+  auto prepared = [&](std::vector<std::string> pieces) {
+    std::string cond;
+    for (auto& p : pieces)
+      cond += " AND strpos(statement, '" + p + "') > 0";
+    auto r = store->exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM"
+                         " pg_prepared_statements WHERE true" + cond
+                         + ") THEN RAISE EXCEPTION 'not prepared'; END IF; END $$");
+    return r.ok();
+  };
+  // One day: the statements name that day's partitions.
+  auto ba = batch_of(a.env, 900, {{"d1", 100, 1, 0}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(ba)), "ok");
+  CAF_CHECK(prepared({"UPDATE envelopes_p20261201 SET",
+                      "INSERT INTO opens_p20261201"}));
+  auto ba2 = batch_of(store->load(a.env.id)->env, 800, {{"d2", 100, 2, 0}});
+  auto bb = batch_of(b.env, 900, {{"d1", 100, 1, 0}});
+  auto same = store->commit_many({ba2, bb});
+  CAF_REQUIRE_EQUAL(code_of(same), "ok");
+  CAF_CHECK_EQUAL(to_string((*same)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*same)[1].code), "none");
+  CAF_CHECK(prepared({"UPDATE envelopes_p20261201 v", "INSERT INTO opens_p20261201"}));
+  // Two days in one statement (around midnight): the parents.
+  auto ba3 = batch_of(store->load(a.env.id)->env, 700, {{"d3", 100, 3, 0}});
+  auto bc = batch_of(c.env, 500, {{"d1", 100, 1, 0}});
+  auto mixed = store->commit_many({ba3, bc});
+  CAF_REQUIRE_EQUAL(code_of(mixed), "ok");
+  CAF_CHECK_EQUAL(to_string((*mixed)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*mixed)[1].code), "none");
+  CAF_CHECK(prepared({"UPDATE envelopes v", "INSERT INTO opens (envelope_id"}));
+  // A day partition not under its name: the statement on the parents still
+  // commits (the partition stays attached; only its name is gone).
+  auto rename = [&](const char* from, const char* to) {
+    script(db.verify(), std::string{"ALTER TABLE "} + from + " RENAME TO " + to);
+  };
+  rename("envelopes_p20261201", "envelopes_renamed");
+  auto bb2 = batch_of(store->load(b.env.id)->env, 800, {{"d2", 100, 2, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(bb2)), "ok");
+  auto bb3 = batch_of(store->load(b.env.id)->env, 700, {{"d3", 100, 3, 0}});
+  auto ba4 = batch_of(store->load(a.env.id)->env, 0, {{"d4", 700, 4, 0}});
+  auto renamed = store->commit_many({bb3, ba4});
+  CAF_REQUIRE_EQUAL(code_of(renamed), "ok");
+  CAF_CHECK_EQUAL(to_string((*renamed)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*renamed)[1].code), "none");
+  rename("envelopes_renamed", "envelopes_p20261201");
+  CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 4);
+  CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 3);
+  CAF_CHECK_EQUAL(count_rows("opens", c.env.id), 1);
+  CAF_CHECK_EQUAL(remaining_fen(a.env.id), 0);
+  CAF_CHECK_EQUAL(remaining_fen(b.env.id), 700);
+  for (auto id : {a.env.id, b.env.id, c.env.id}) {
+    auto loaded = store->load(id);
+    CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+    CAF_CHECK_EQUAL(check_invariants(loaded->env, loaded->opens), "");
+  }
 }
 
 CAF_TEST(prepared statements survive being deallocated and a new session) {
