@@ -406,9 +406,19 @@ int32_t common_day(const std::vector<const open_batch*>& batches) {
   return day;
 }
 
-/// A day partition that is not there (a caller's bug or a day moved to cold
-/// under a stale id): the statement on the parents says what is wrong.
-constexpr const char* undefined_table = "42P01";
+/// Runs the commit statement `tmpl` on the day partitions of `batches`, or
+/// on the parents when they span days or the day's partition is not there
+/// under its name (42P01: a caller's bug, or a day moved to cold under a
+/// stale id); the statement on the parents then says what is wrong.
+reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
+                       const std::vector<const open_batch*>& batches,
+                       const params& p) {
+  auto day = common_day(batches);
+  auto r = run_prepared(conn, what, day_statement(tmpl, day), p);
+  if (day != 0 && !r.ok() && r.sqlstate == "42P01")
+    r = run_prepared(conn, what, day_statement(tmpl, 0), p);
+  return r;
+}
 
 /// "status + 0 = 2" in the commits (and the refund) keeps the planner off
 /// the partial index envelopes_paid_expiry (status = 2), which it would
@@ -417,12 +427,13 @@ constexpr const char* undefined_table = "42P01";
 /// PAID envelope of the day and joined each with every batch (256 x 8 400
 /// in a benchmark, one second a statement). The envelopes are found by
 /// primary key, whatever the statistics say.
+///
 /// The commit of one batch as one statement: the update matches only under
 /// the current epoch of a PAID envelope whose stored remaining amount and
 /// count are exactly the batch's result plus the batch's shares; the inserts
 /// read from the update, so a refused batch writes nothing. Counts 1 when
 /// the batch was applied.
-reply run_commit(PGconn* conn, const open_batch& batch, int32_t day) {
+reply run_commit(PGconn* conn, const open_batch& batch) {
   static constexpr const char* tmpl =
     "WITH x AS ("
     " SELECT * FROM unnest($6::text[], $7::bigint[], $8::int[], $9::bigint[])"
@@ -445,15 +456,14 @@ reply run_commit(PGconn* conn, const open_batch& batch, int32_t day) {
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
-  return run_prepared(conn, "commit_opens", day_statement(tmpl, day), p);
+  return run_on_their_day(conn, "commit_opens", tmpl, {&batch}, p);
 }
 
 /// The batches of many envelopes as one statement (one plan, one round
 /// trip): each envelope's update is guarded exactly as in run_commit, and
 /// only the opens of envelopes whose update matched are inserted. Returns
 /// the ids of the envelopes updated. The envelope ids must be distinct.
-reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches,
-                      int32_t day) {
+reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
   static constexpr const char* tmpl =
     "WITH b AS ("
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
@@ -496,7 +506,7 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
   p.add(number_array(rc)).add(number_array(st));
   p.add(number_array(e)).add(text_array(users)).add(number_array(a));
   p.add(number_array(seq)).add(number_array(t));
-  return run_prepared(conn, "commit_many", day_statement(tmpl, day), p);
+  return run_on_their_day(conn, "commit_many", tmpl, batches, p);
 }
 
 } // namespace
@@ -508,9 +518,7 @@ outcome<done> pg_store::commit_opens(const open_batch& batch) {
   if (!ensure_connected())
     return unreachable(conn_);
   // One statement, one round trip, one transaction.
-  auto r = run_commit(conn_, batch, common_day({&batch}));
-  if (!r.ok() && r.sqlstate == undefined_table)
-    r = run_commit(conn_, batch, 0);
+  auto r = run_commit(conn_, batch);
   if (!r.ok())
     return r.error;
   if (r.i64(0, 0) == 1)
@@ -556,9 +564,7 @@ pg_store::commit_many(const std::vector<open_batch>& batches) {
   }
   if (good.empty())
     return out;
-  auto r = run_commit_many(conn_, good, common_day(good));
-  if (!r.ok() && r.sqlstate == undefined_table)
-    r = run_commit_many(conn_, good, 0);
+  auto r = run_commit_many(conn_, good);
   if (r.ok()) {
     // Committed. A batch whose update did not match wrote nothing; find
     // out why (it may have been committed by an earlier try).
