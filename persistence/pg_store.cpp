@@ -463,29 +463,35 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
 /// trip): each envelope's update is guarded exactly as in run_commit, and
 /// only the opens of envelopes whose update matched are inserted. Returns
 /// the ids of the envelopes updated. The envelope ids must be distinct.
+///
+/// The guard's "before" amount and count (the batch's result plus its
+/// shares) are summed here, from the same opens that are inserted, and sent
+/// per envelope. Summed in SQL they had to be joined back to the envelopes,
+/// and the generic plan (ten rows guessed per unnest) joined them by nested
+/// loop: every envelope against every envelope's sums, 32 640 rows thrown
+/// away for 256 envelopes, most of the statement's time.
 reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
   static constexpr const char* tmpl =
     "WITH b AS ("
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
-    "  $5::smallint[]) AS b(id, epoch, rf, rc, st)),"
-    " x AS ("
-    " SELECT * FROM unnest($6::bigint[], $7::text[], $8::bigint[], $9::int[],"
-    "  $10::bigint[]) AS x(e, u, a, s, t)),"
-    " sums AS (SELECT e, sum(a) AS fen, count(*) AS n FROM x GROUP BY e),"
+    "  $5::smallint[], $6::bigint[], $7::int[])"
+    "  AS b(id, epoch, rf, rc, st, before_fen, before_count)),"
     " upd AS ("
     " UPDATE @envelopes v SET remaining_fen = b.rf, remaining_count = b.rc,"
     "  status = b.st"
-    " FROM b LEFT JOIN sums ON sums.e = b.id"
+    " FROM b"
     " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status + 0 = 2"
-    "  AND v.remaining_fen = b.rf + COALESCE(sums.fen, 0)"
-    "  AND v.remaining_count = b.rc + COALESCE(sums.n, 0)"
+    "  AND v.remaining_fen = b.before_fen AND v.remaining_count = b.before_count"
     " RETURNING v.id),"
     " ins AS ("
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
     " SELECT x.e, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
-    " FROM x JOIN upd ON upd.id = x.e) "
+    " FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::int[],"
+    "  $12::bigint[]) AS x(e, u, a, s, t)"
+    " JOIN upd ON upd.id = x.e) "
     "SELECT id FROM upd";
-  std::vector<int64_t> ids, epochs, rf, rc, st, e, a, seq, t;
+  std::vector<int64_t> ids, epochs, rf, rc, st, before_fen, before_count;
+  std::vector<int64_t> e, a, seq, t;
   std::vector<std::string> users;
   for (auto* b : batches) {
     ids.push_back(b->envelope_id);
@@ -493,17 +499,26 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
     rf.push_back(b->remaining_fen);
     rc.push_back(b->remaining_count);
     st.push_back(static_cast<int>(b->status));
+    int64_t fen = b->remaining_fen;
+    bool overflow = false;
     for (auto& o : b->opens) {
+      overflow = overflow || __builtin_add_overflow(fen, o.amount_fen, &fen);
       e.push_back(b->envelope_id);
       users.push_back(o.user);
       a.push_back(o.amount_fen);
       seq.push_back(o.seq);
       t.push_back(o.opened_at_ms);
     }
+    // No stored amount is negative (a CHECK), so -1 never matches: a batch
+    // whose shares overflow is refused, as the sum in SQL refused it.
+    before_fen.push_back(overflow ? -1 : fen);
+    before_count.push_back(int64_t{b->remaining_count}
+                           + static_cast<int64_t>(b->opens.size()));
   }
   params p;
   p.add(number_array(ids)).add(number_array(epochs)).add(number_array(rf));
   p.add(number_array(rc)).add(number_array(st));
+  p.add(number_array(before_fen)).add(number_array(before_count));
   p.add(number_array(e)).add(text_array(users)).add(number_array(a));
   p.add(number_array(seq)).add(number_array(t));
   return run_on_their_day(conn, "commit_many", tmpl, batches, p);
