@@ -48,7 +48,8 @@ void flush(batcher_pointer self) {
     auto sent = std::make_shared<std::vector<pending_commit>>();
     std::vector<open_batch> batches;
     while (!st.queue.empty() && batches.size() < st.cfg.batch_max) {
-      batches.push_back(st.queue.front().batch);
+      // The batch goes to the store; only its promise waits for the answer.
+      batches.push_back(std::move(st.queue.front().batch));
       sent->push_back(std::move(st.queue.front()));
       st.queue.pop_front();
     }

@@ -407,8 +407,11 @@ void dispatch(envelope_pointer self) {
     open_record rec;
     rec.user = std::move(st.queue.front());
     st.queue.pop_front();
-    auto deadline = st.deadlines[rec.user];
-    st.deadlines.erase(rec.user);
+    int64_t deadline = 0;
+    if (auto dl = st.deadlines.find(rec.user); dl != st.deadlines.end()) {
+      deadline = dl->second;
+      st.deadlines.erase(dl);
+    }
     if (deadline != 0 && now >= deadline) {
       // Nobody waits for this answer any more: drop it, do not execute it.
       auto it = st.waiters.find(rec.user);
