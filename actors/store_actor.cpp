@@ -68,6 +68,13 @@ pg_store* connection(worker_actor self) {
   if (st.backoff_ms != 0)
     actors_log().info("store_reconnected after_backoff_ms={}", st.backoff_ms);
   st.backoff_ms = 0;
+  // A new backend: prepare today's commit statements now rather than in the
+  // first commit that comes this way (see pg_store::warm_up).
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  if (!st.db->warm_up(utc_day_of(now_ms)))
+    actors_log().debug("store_warm_up_skipped");
   return st.db.get();
 }
 

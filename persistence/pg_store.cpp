@@ -420,21 +420,9 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
   return r;
 }
 
-/// "status + 0 = 2" in the commits (and the refund) keeps the planner off
-/// the partial index envelopes_paid_expiry (status = 2), which it would
-/// otherwise take for the cheapest way in whenever the statistics were
-/// gathered while few envelopes were PAID: the statement then read every
-/// PAID envelope of the day and joined each with every batch (256 x 8 400
-/// in a benchmark, one second a statement). The envelopes are found by
-/// primary key, whatever the statistics say.
-///
-/// The commit of one batch as one statement: the update matches only under
-/// the current epoch of a PAID envelope whose stored remaining amount and
-/// count are exactly the batch's result plus the batch's shares; the inserts
-/// read from the update, so a refused batch writes nothing. Counts 1 when
-/// the batch was applied.
-reply run_commit(PGconn* conn, const open_batch& batch) {
-  static constexpr const char* tmpl =
+// The two commit statements (run_commit, run_commit_many, warm_up);
+// "@envelopes" and "@opens" name the day's partitions (day_statement).
+constexpr const char* commit_opens_sql =
     "WITH x AS ("
     " SELECT * FROM unnest($6::text[], $7::bigint[], $8::int[], $9::bigint[])"
     "  AS x(u, a, s, t)),"
@@ -448,30 +436,8 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
     " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0) FROM upd, x) "
     "SELECT count(*) FROM upd";
-  params p;
-  p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
-  p.add(int64_t{batch.remaining_count});
-  p.add(int64_t{static_cast<int>(batch.status)});
-  p.add(user_array(batch.opens));
-  p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
-  p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
-  p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
-  return run_on_their_day(conn, "commit_opens", tmpl, {&batch}, p);
-}
 
-/// The batches of many envelopes as one statement (one plan, one round
-/// trip): each envelope's update is guarded exactly as in run_commit, and
-/// only the opens of envelopes whose update matched are inserted. Returns
-/// the ids of the envelopes updated. The envelope ids must be distinct.
-///
-/// The guard's "before" amount and count (the batch's result plus its
-/// shares) are summed here, from the same opens that are inserted, and sent
-/// per envelope. Summed in SQL they had to be joined back to the envelopes,
-/// and the generic plan (ten rows guessed per unnest) joined them by nested
-/// loop: every envelope against every envelope's sums, 32 640 rows thrown
-/// away for 256 envelopes, most of the statement's time.
-reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
-  static constexpr const char* tmpl =
+constexpr const char* commit_many_sql =
     "WITH b AS ("
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
     "  $5::smallint[], $6::bigint[], $7::int[])"
@@ -490,6 +456,44 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
     "  $12::bigint[]) AS x(e, u, a, s, t)"
     " JOIN upd ON upd.id = x.e) "
     "SELECT id FROM upd";
+
+/// "status + 0 = 2" in the commits (and the refund) keeps the planner off
+/// the partial index envelopes_paid_expiry (status = 2), which it would
+/// otherwise take for the cheapest way in whenever the statistics were
+/// gathered while few envelopes were PAID: the statement then read every
+/// PAID envelope of the day and joined each with every batch (256 x 8 400
+/// in a benchmark, one second a statement). The envelopes are found by
+/// primary key, whatever the statistics say.
+///
+/// The commit of one batch as one statement: the update matches only under
+/// the current epoch of a PAID envelope whose stored remaining amount and
+/// count are exactly the batch's result plus the batch's shares; the inserts
+/// read from the update, so a refused batch writes nothing. Counts 1 when
+/// the batch was applied.
+reply run_commit(PGconn* conn, const open_batch& batch) {
+  params p;
+  p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
+  p.add(int64_t{batch.remaining_count});
+  p.add(int64_t{static_cast<int>(batch.status)});
+  p.add(user_array(batch.opens));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
+  p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
+  return run_on_their_day(conn, "commit_opens", commit_opens_sql, {&batch}, p);
+}
+
+/// The batches of many envelopes as one statement (one plan, one round
+/// trip): each envelope's update is guarded exactly as in run_commit, and
+/// only the opens of envelopes whose update matched are inserted. Returns
+/// the ids of the envelopes updated. The envelope ids must be distinct.
+///
+/// The guard's "before" amount and count (the batch's result plus its
+/// shares) are summed here, from the same opens that are inserted, and sent
+/// per envelope. Summed in SQL they had to be joined back to the envelopes,
+/// and the generic plan (ten rows guessed per unnest) joined them by nested
+/// loop: every envelope against every envelope's sums, 32 640 rows thrown
+/// away for 256 envelopes, most of the statement's time.
+reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
   std::vector<int64_t> ids, epochs, rf, rc, st, before_fen, before_count;
   std::vector<int64_t> e, a, seq, t;
   std::vector<std::string> users;
@@ -521,7 +525,7 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
   p.add(number_array(before_fen)).add(number_array(before_count));
   p.add(number_array(e)).add(text_array(users)).add(number_array(a));
   p.add(number_array(seq)).add(number_array(t));
-  return run_on_their_day(conn, "commit_many", tmpl, batches, p);
+  return run_on_their_day(conn, "commit_many", commit_many_sql, batches, p);
 }
 
 } // namespace
@@ -539,6 +543,25 @@ outcome<done> pg_store::commit_opens(const open_batch& batch) {
   if (r.i64(0, 0) == 1)
     return done{};
   return explain_refused(conn_, batch);
+}
+
+bool pg_store::warm_up(int32_t day) {
+  if (!ensure_connected())
+    return false;
+  // Envelope id 0 exists on no day: each statement updates and inserts
+  // nothing, but is prepared and planned under the name a commit uses.
+  params one;
+  one.add(int64_t{0}).add(int64_t{0}).add(int64_t{0}).add(int64_t{0});
+  one.add(int64_t{static_cast<int>(envelope_status::paid)});
+  for (int i = 0; i < 4; ++i)
+    one.add("{}");
+  params many;
+  for (int i = 0; i < 12; ++i)
+    many.add("{}");
+  return run_prepared(conn_, "commit_opens",
+                      day_statement(commit_opens_sql, day), one).ok()
+         && run_prepared(conn_, "commit_many",
+                         day_statement(commit_many_sql, day), many).ok();
 }
 
 outcome<std::vector<failure>>

@@ -130,6 +130,16 @@ public:
   /// statement error in one batch makes the others retry one by one.
   outcome<std::vector<failure>> commit_many(const std::vector<open_batch>& batches);
 
+  /// Prepares the commit statements of day `day` (yyyymmdd) on this
+  /// connection and runs each once on no envelope, so that the first commit
+  /// after a (re)connect does not pay for the statement's preparation, its
+  /// first plan and the backend's first look at the day's partitions and
+  /// their indexes (a few to tens of ms on a busy machine, in the path of a
+  /// hot envelope's serial commits). Writes nothing. False when the day has
+  /// no partitions yet or the database refused (the first commit then
+  /// prepares as before).
+  bool warm_up(int32_t day);
+
   /// Leases `block` sequence numbers of a segment for a day; returns the first
   /// of them. Leases never overlap, across processes too. Sequences of a
   /// (segment, day) start at 1. block < 1 -> errc::internal. The caller

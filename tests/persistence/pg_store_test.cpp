@@ -522,6 +522,59 @@ CAF_TEST(commits name the day partition and fall back to the parents) {
   }
 }
 
+CAF_TEST(warm_up prepares and plans the commit statements of a day and writes nothing) {
+  constexpr int32_t day = 20261204;
+  auto a = paid_envelope(1000, 4, day);
+  // Whether the store's own session has a statement prepared that contains
+  // every one of these pieces of text and has been planned at least `n`
+  // times (executed: custom or generic plans).
+  auto planned = [&](std::vector<std::string> pieces, int n) {
+    std::string cond;
+    for (auto& p : pieces)
+      cond += " AND strpos(statement, '" + p + "') > 0";
+    auto r = store->exec(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements"
+      " WHERE generic_plans + custom_plans >= " + std::to_string(n) + cond
+      + ") THEN RAISE EXCEPTION 'not planned'; END IF; END $$");
+    return r.ok();
+  };
+  const std::vector<std::string> one{"UPDATE envelopes_p20261204 SET",
+                                     "INSERT INTO opens_p20261204"};
+  const std::vector<std::string> many{"UPDATE envelopes_p20261204 v",
+                                      "INSERT INTO opens_p20261204"};
+  CAF_CHECK(!planned(one, 1));
+  CAF_CHECK(!planned(many, 1));
+  CAF_CHECK(store->warm_up(day));
+  CAF_CHECK(planned(one, 1));
+  CAF_CHECK(planned(many, 1));
+  // Nothing written: no open on that day, the envelope as it was.
+  CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT count(*) FROM opens_p20261204"), 0);
+  auto loaded = store->load(a.env.id);
+  CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+  CAF_CHECK_EQUAL(loaded->env.remaining_fen, 1000);
+  CAF_CHECK_EQUAL(loaded->env.remaining_count, 4);
+  CAF_CHECK_EQUAL(loaded->env.epoch, a.env.epoch);
+  // The first commits use the statements warm_up prepared.
+  auto ba = batch_of(a.env, 900, {{"w1", 100, 1, 0}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(ba)), "ok");
+  CAF_CHECK(planned(one, 2));
+  auto b = paid_envelope(500, 2, day);
+  auto ba2 = batch_of(store->load(a.env.id)->env, 800, {{"w2", 100, 2, 0}});
+  auto bb = batch_of(b.env, 400, {{"w1", 100, 1, 0}});
+  auto both = store->commit_many({ba2, bb});
+  CAF_REQUIRE_EQUAL(code_of(both), "ok");
+  CAF_CHECK_EQUAL(to_string((*both)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*both)[1].code), "none");
+  CAF_CHECK(planned(many, 2));
+  CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 2);
+  CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 1);
+  // A day without partitions has nothing to warm; the session still works.
+  CAF_CHECK(!store->warm_up(20271231));
+  auto ba3 = batch_of(store->load(a.env.id)->env, 700, {{"w3", 100, 3, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(ba3)), "ok");
+  CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 3);
+}
+
 CAF_TEST(commits find their envelopes by primary key whatever the statistics say) {
   // Statistics gathered while none of a day's envelopes were PAID once made
   // the planner read every PAID envelope of the day through the partial
