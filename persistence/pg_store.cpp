@@ -423,18 +423,16 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
 // The two commit statements (run_commit, run_commit_many, warm_up);
 // "@envelopes" and "@opens" name the day's partitions (day_statement).
 constexpr const char* commit_opens_sql =
-    "WITH x AS ("
-    " SELECT * FROM unnest($6::text[], $7::bigint[], $8::int[], $9::bigint[])"
-    "  AS x(u, a, s, t)),"
-    " upd AS ("
+    "WITH upd AS ("
     " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5"
     " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"
-    "  AND remaining_fen = $3::bigint + (SELECT COALESCE(sum(a), 0) FROM x)"
-    "  AND remaining_count = $4::int + (SELECT count(*) FROM x)"
+    "  AND remaining_fen = $6 AND remaining_count = $7"
     " RETURNING id),"
     " ins AS ("
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0) FROM upd, x) "
+    " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
+    " FROM upd, unnest($8::text[], $9::bigint[], $10::int[], $11::bigint[])"
+    "  AS x(u, a, s, t)) "
     "SELECT count(*) FROM upd";
 
 constexpr const char* commit_many_sql =
@@ -457,6 +455,26 @@ constexpr const char* commit_many_sql =
     " JOIN upd ON upd.id = x.e) "
     "SELECT id FROM upd";
 
+/// What a batch's envelope must hold before it, the guard of both commit
+/// statements: the batch's result plus its shares, summed from the same
+/// opens that are inserted. The amount is -1 when the shares overflow: no
+/// stored amount is negative (a CHECK), so the guard then refuses the batch.
+struct before_batch {
+  int64_t fen = 0;
+  int64_t count = 0;
+};
+
+before_batch before_of(const open_batch& b) {
+  before_batch out{b.remaining_fen, int64_t{b.remaining_count}};
+  for (auto& o : b.opens)
+    if (__builtin_add_overflow(out.fen, o.amount_fen, &out.fen)) {
+      out.fen = -1;
+      break;
+    }
+  out.count += static_cast<int64_t>(b.opens.size());
+  return out;
+}
+
 /// "status + 0 = 2" in the commits (and the refund) keeps the planner off
 /// the partial index envelopes_paid_expiry (status = 2), which it would
 /// otherwise take for the cheapest way in whenever the statistics were
@@ -467,14 +485,16 @@ constexpr const char* commit_many_sql =
 ///
 /// The commit of one batch as one statement: the update matches only under
 /// the current epoch of a PAID envelope whose stored remaining amount and
-/// count are exactly the batch's result plus the batch's shares; the inserts
-/// read from the update, so a refused batch writes nothing. Counts 1 when
-/// the batch was applied.
+/// count are exactly the batch's result plus the batch's shares (before_of);
+/// the inserts read from the update, so a refused batch writes nothing.
+/// Counts 1 when the batch was applied.
 reply run_commit(PGconn* conn, const open_batch& batch) {
+  auto before = before_of(batch);
   params p;
   p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
   p.add(int64_t{batch.remaining_count});
   p.add(int64_t{static_cast<int>(batch.status)});
+  p.add(before.fen).add(before.count);
   p.add(user_array(batch.opens));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
@@ -487,12 +507,11 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
 /// only the opens of envelopes whose update matched are inserted. Returns
 /// the ids of the envelopes updated. The envelope ids must be distinct.
 ///
-/// The guard's "before" amount and count (the batch's result plus its
-/// shares) are summed here, from the same opens that are inserted, and sent
-/// per envelope. Summed in SQL they had to be joined back to the envelopes,
-/// and the generic plan (ten rows guessed per unnest) joined them by nested
-/// loop: every envelope against every envelope's sums, 32 640 rows thrown
-/// away for 256 envelopes, most of the statement's time.
+/// The guard comes per envelope from before_of. Summed in SQL, the shares
+/// had to be joined back to the envelopes, and the generic plan (ten rows
+/// guessed per unnest) joined them by nested loop: every envelope against
+/// every envelope's sums, 32 640 rows thrown away for 256 envelopes, most
+/// of the statement's time.
 reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
   std::vector<int64_t> ids, epochs, rf, rc, st, before_fen, before_count;
   std::vector<int64_t> e, a, seq, t;
@@ -503,21 +522,16 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
     rf.push_back(b->remaining_fen);
     rc.push_back(b->remaining_count);
     st.push_back(static_cast<int>(b->status));
-    int64_t fen = b->remaining_fen;
-    bool overflow = false;
     for (auto& o : b->opens) {
-      overflow = overflow || __builtin_add_overflow(fen, o.amount_fen, &fen);
       e.push_back(b->envelope_id);
       users.push_back(o.user);
       a.push_back(o.amount_fen);
       seq.push_back(o.seq);
       t.push_back(o.opened_at_ms);
     }
-    // No stored amount is negative (a CHECK), so -1 never matches: a batch
-    // whose shares overflow is refused, as the sum in SQL refused it.
-    before_fen.push_back(overflow ? -1 : fen);
-    before_count.push_back(int64_t{b->remaining_count}
-                           + static_cast<int64_t>(b->opens.size()));
+    auto before = before_of(*b);
+    before_fen.push_back(before.fen);
+    before_count.push_back(before.count);
   }
   params p;
   p.add(number_array(ids)).add(number_array(epochs)).add(number_array(rf));
@@ -553,6 +567,7 @@ bool pg_store::warm_up(int32_t day) {
   params one;
   one.add(int64_t{0}).add(int64_t{0}).add(int64_t{0}).add(int64_t{0});
   one.add(int64_t{static_cast<int>(envelope_status::paid)});
+  one.add(int64_t{0}).add(int64_t{0});
   for (int i = 0; i < 4; ++i)
     one.add("{}");
   params many;
