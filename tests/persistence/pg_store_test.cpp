@@ -108,6 +108,21 @@ struct fixture {
                      {std::to_string(envelope_id)});
   }
 
+  /// Whether the store's own session has a statement prepared that contains
+  /// every one of `pieces` and has been planned (executed) at least `plans`
+  /// times.
+  bool prepared_in_session(const std::vector<std::string>& pieces,
+                           int plans = 0) {
+    std::string cond;
+    for (auto& p : pieces)
+      cond += " AND strpos(statement, '" + p + "') > 0";
+    auto r = store->exec(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements"
+      " WHERE generic_plans + custom_plans >= " + std::to_string(plans) + cond
+      + ") THEN RAISE EXCEPTION 'not prepared'; END IF; END $$");
+    return r.ok();
+  }
+
   int64_t remaining_fen(int64_t envelope_id) {
     return query_int(db.verify(),
                      "SELECT remaining_fen FROM envelopes WHERE id = $1",
@@ -464,29 +479,19 @@ CAF_TEST(commits name the day partition and fall back to the parents) {
   auto a = paid_envelope(1000, 4, day);
   auto b = paid_envelope(1000, 4, day);
   auto c = paid_envelope(600, 3, next_day);
-  // Whether the store's own session has a statement prepared that contains
-  // every one of these pieces of text.
-  auto prepared = [&](std::vector<std::string> pieces) {
-    std::string cond;
-    for (auto& p : pieces)
-      cond += " AND strpos(statement, '" + p + "') > 0";
-    auto r = store->exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM"
-                         " pg_prepared_statements WHERE true" + cond
-                         + ") THEN RAISE EXCEPTION 'not prepared'; END IF; END $$");
-    return r.ok();
-  };
   // One day: the statements name that day's partitions.
   auto ba = batch_of(a.env, 900, {{"d1", 100, 1, 0}});
   CAF_REQUIRE_EQUAL(code_of(store->commit_opens(ba)), "ok");
-  CAF_CHECK(prepared({"UPDATE envelopes_p20261201 SET",
-                      "INSERT INTO opens_p20261201"}));
+  CAF_CHECK(prepared_in_session({"UPDATE envelopes_p20261201 SET",
+                                 "INSERT INTO opens_p20261201"}));
   auto ba2 = batch_of(store->load(a.env.id)->env, 800, {{"d2", 100, 2, 0}});
   auto bb = batch_of(b.env, 900, {{"d1", 100, 1, 0}});
   auto same = store->commit_many({ba2, bb});
   CAF_REQUIRE_EQUAL(code_of(same), "ok");
   CAF_CHECK_EQUAL(to_string((*same)[0].code), "none");
   CAF_CHECK_EQUAL(to_string((*same)[1].code), "none");
-  CAF_CHECK(prepared({"UPDATE envelopes_p20261201 v", "INSERT INTO opens_p20261201"}));
+  CAF_CHECK(prepared_in_session({"UPDATE envelopes_p20261201 v",
+                                 "INSERT INTO opens_p20261201"}));
   // Two days in one statement (around midnight): the parents.
   auto ba3 = batch_of(store->load(a.env.id)->env, 700, {{"d3", 100, 3, 0}});
   auto bc = batch_of(c.env, 500, {{"d1", 100, 1, 0}});
@@ -494,7 +499,7 @@ CAF_TEST(commits name the day partition and fall back to the parents) {
   CAF_REQUIRE_EQUAL(code_of(mixed), "ok");
   CAF_CHECK_EQUAL(to_string((*mixed)[0].code), "none");
   CAF_CHECK_EQUAL(to_string((*mixed)[1].code), "none");
-  CAF_CHECK(prepared({"UPDATE envelopes v", "INSERT INTO opens (envelope_id"}));
+  CAF_CHECK(prepared_in_session({"UPDATE envelopes v", "INSERT INTO opens (envelope_id"}));
   // A day partition not under its name: the statement on the parents still
   // commits (the partition stays attached; only its name is gone).
   auto rename = [&](const char* from, const char* to) {
@@ -525,28 +530,15 @@ CAF_TEST(commits name the day partition and fall back to the parents) {
 CAF_TEST(warm_up prepares and plans the commit statements of a day and writes nothing) {
   constexpr int32_t day = 20261204;
   auto a = paid_envelope(1000, 4, day);
-  // Whether the store's own session has a statement prepared that contains
-  // every one of these pieces of text and has been planned at least `n`
-  // times (executed: custom or generic plans).
-  auto planned = [&](std::vector<std::string> pieces, int n) {
-    std::string cond;
-    for (auto& p : pieces)
-      cond += " AND strpos(statement, '" + p + "') > 0";
-    auto r = store->exec(
-      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements"
-      " WHERE generic_plans + custom_plans >= " + std::to_string(n) + cond
-      + ") THEN RAISE EXCEPTION 'not planned'; END IF; END $$");
-    return r.ok();
-  };
   const std::vector<std::string> one{"UPDATE envelopes_p20261204 SET",
                                      "INSERT INTO opens_p20261204"};
   const std::vector<std::string> many{"UPDATE envelopes_p20261204 v",
                                       "INSERT INTO opens_p20261204"};
-  CAF_CHECK(!planned(one, 1));
-  CAF_CHECK(!planned(many, 1));
+  CAF_CHECK(!prepared_in_session(one, 1));
+  CAF_CHECK(!prepared_in_session(many, 1));
   CAF_CHECK(store->warm_up(day));
-  CAF_CHECK(planned(one, 1));
-  CAF_CHECK(planned(many, 1));
+  CAF_CHECK(prepared_in_session(one, 1));
+  CAF_CHECK(prepared_in_session(many, 1));
   // Nothing written: no open on that day, the envelope as it was.
   CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT count(*) FROM opens_p20261204"), 0);
   auto loaded = store->load(a.env.id);
@@ -557,7 +549,7 @@ CAF_TEST(warm_up prepares and plans the commit statements of a day and writes no
   // The first commits use the statements warm_up prepared.
   auto ba = batch_of(a.env, 900, {{"w1", 100, 1, 0}});
   CAF_REQUIRE_EQUAL(code_of(store->commit_opens(ba)), "ok");
-  CAF_CHECK(planned(one, 2));
+  CAF_CHECK(prepared_in_session(one, 2));
   auto b = paid_envelope(500, 2, day);
   auto ba2 = batch_of(store->load(a.env.id)->env, 800, {{"w2", 100, 2, 0}});
   auto bb = batch_of(b.env, 400, {{"w1", 100, 1, 0}});
@@ -565,7 +557,7 @@ CAF_TEST(warm_up prepares and plans the commit statements of a day and writes no
   CAF_REQUIRE_EQUAL(code_of(both), "ok");
   CAF_CHECK_EQUAL(to_string((*both)[0].code), "none");
   CAF_CHECK_EQUAL(to_string((*both)[1].code), "none");
-  CAF_CHECK(planned(many, 2));
+  CAF_CHECK(prepared_in_session(many, 2));
   CAF_CHECK_EQUAL(count_rows("opens", a.env.id), 2);
   CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 1);
   // A day without partitions has nothing to warm; the session still works.
