@@ -116,8 +116,6 @@ void require_batch_invariants(const envelope_state& st,
     invariant_broken(st, where, "no shares left but money remains");
   if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)
     invariant_broken(st, where, "remaining money cannot give every share 1 fen");
-  if (st.opened.size() != st.opens.size())
-    invariant_broken(st, where, "a user opened twice");
 }
 
 // Brings this actor's share of the node's queued-opens gauge up to date.
@@ -342,10 +340,6 @@ void on_committed(envelope_pointer self) {
   st.env.remaining_fen = b.remaining_fen;
   st.env.remaining_count = b.remaining_count;
   st.env.status = b.status;
-  for (auto& rec : b.opens) {
-    st.opened.emplace(rec.user, st.opens.size());
-    st.opens.push_back(rec);
-  }
   require_batch_invariants(st, before, b, "after commit");
 
   if (st.cfg.metrics)
@@ -358,16 +352,23 @@ void on_committed(envelope_pointer self) {
   }
   actors_log().debug("open_committed envelope={} batch={} remaining_count={}",
                 st.id, b.opens.size(), st.env.remaining_count);
-  // The next write goes out before this batch's answers: the database works
-  // on it while the answers are sent (a hot envelope's writes follow each
-  // other without the answering time in between).
+  // The next write goes out first: it needs only the remainder, and the
+  // database works on it while this batch is filed and answered (a hot
+  // envelope's writes follow each other without that time in between).
   auto committed = std::move(b.opens);
   st.inflight = open_batch{};
   st.writing = false;
   if (!st.stopping)
     dispatch(self);
-  for (auto& rec : committed)
-    deliver_open(st, rec);
+  auto first = st.opens.size();
+  for (auto& rec : committed) {
+    st.opened.emplace(rec.user, st.opens.size());
+    st.opens.push_back(std::move(rec));
+  }
+  if (st.opened.size() != st.opens.size())
+    invariant_broken(st, "after commit", "a user opened twice");
+  for (auto i = first; i < st.opens.size(); ++i)
+    deliver_open(st, st.opens[i]);
   sync_gauge(st);
   if (finish_stop(self))
     return;
