@@ -1,7 +1,7 @@
 #include "domain/envelope.hpp"
 
 #include <cstdio>
-#include <set>
+#include <string_view>
 #include <unordered_set>
 
 #include "domain/money.hpp"
@@ -116,13 +116,17 @@ std::string batch_problem(const open_batch& b) {
   if (b.status != envelope_status::paid
       && b.status != envelope_status::exhausted)
     return "a batch must leave the envelope paid or exhausted";
-  std::set<std::string> users;
-  std::set<int32_t> seqs;
-  for (auto& o : b.opens) {
+  std::unordered_set<std::string_view> users;
+  users.reserve(b.opens.size());
+  for (size_t i = 0; i < b.opens.size(); ++i) {
+    auto& o = b.opens[i];
     if (!users.insert(o.user).second)
       return "user appears twice in one batch";
-    if (!seqs.insert(o.seq).second)
-      return "seq " + std::to_string(o.seq) + " appears twice in one batch";
+    if (o.seq != b.opens[0].seq + static_cast<int32_t>(i))
+      return "seq " + std::to_string(o.seq) + " at position "
+             + std::to_string(i) + " of a batch from seq "
+             + std::to_string(b.opens[0].seq)
+             + ": a batch's seqs must be consecutive and ascending";
   }
   return {};
 }

@@ -103,8 +103,11 @@ std::string check_invariants(const envelope& env,
 
 /// The shape rules of one open batch, checked before it is written (the
 /// database and the simulated store share them): it leaves the envelope PAID
-/// or EXHAUSTED, and no user or seq appears twice. Returns an empty string
-/// when it holds, otherwise what is wrong.
+/// or EXHAUSTED, no user appears twice, and its seqs are consecutive and
+/// ascending (the store derives each stored seq from the guarded envelope
+/// row and the open's position, which gives these seqs exactly when the
+/// first one follows the envelope's last). Returns an empty string when it
+/// holds, otherwise what is wrong.
 std::string batch_problem(const open_batch& b);
 
 /// The share with the highest amount (手气最佳); ties go to the earlier seq.

@@ -427,31 +427,31 @@ constexpr const char* commit_opens_sql =
     " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5"
     " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"
     "  AND remaining_fen = $6 AND remaining_count = $7"
-    " RETURNING id),"
+    " RETURNING id, count - $7 AS base),"
     " ins AS ("
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT upd.id, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
-    " FROM upd, unnest($8::text[], $9::bigint[], $10::int[], $11::bigint[])"
-    "  AS x(u, a, s, t)) "
+    " SELECT upd.id, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
+    " FROM upd, unnest($8::text[], $9::bigint[], $10::bigint[])"
+    "  WITH ORDINALITY AS x(u, a, t, i)) "
     "SELECT count(*) FROM upd";
 
 constexpr const char* commit_many_sql =
     "WITH b AS ("
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
-    "  $5::smallint[], $6::bigint[], $7::int[])"
-    "  AS b(id, epoch, rf, rc, st, before_fen, before_count)),"
+    "  $5::smallint[], $6::bigint[], $7::int[], $8::int[])"
+    "  AS b(id, epoch, rf, rc, st, before_fen, before_count, first)),"
     " upd AS ("
     " UPDATE @envelopes v SET remaining_fen = b.rf, remaining_count = b.rc,"
     "  status = b.st"
     " FROM b"
     " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status + 0 = 2"
     "  AND v.remaining_fen = b.before_fen AND v.remaining_count = b.before_count"
-    " RETURNING v.id),"
+    " RETURNING v.id, v.count - b.before_count - b.first AS base),"
     " ins AS ("
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT x.e, x.u, x.a, x.s, to_timestamp(x.t / 1000.0)"
-    " FROM unnest($8::bigint[], $9::text[], $10::bigint[], $11::int[],"
-    "  $12::bigint[]) AS x(e, u, a, s, t)"
+    " SELECT x.e, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
+    " FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::bigint[])"
+    "  WITH ORDINALITY AS x(e, u, a, t, i)"
     " JOIN upd ON upd.id = x.e) "
     "SELECT id FROM upd";
 
@@ -488,6 +488,14 @@ before_batch before_of(const open_batch& b) {
 /// count are exactly the batch's result plus the batch's shares (before_of);
 /// the inserts read from the update, so a refused batch writes nothing.
 /// Counts 1 when the batch was applied.
+///
+/// Each open's seq is computed here, not sent: the envelope's count minus
+/// the guarded remaining count, plus the open's position in the batch
+/// (batch_problem makes the node's seqs the same numbers). A batch applies
+/// only on the remaining count it was built on, and that count only falls,
+/// so the seqs of an envelope's batches follow each other without gaps or
+/// repeats; a unique index on (envelope, seq) checked what this statement
+/// now guarantees, at ~0.65 µs of every open's insert.
 reply run_commit(PGconn* conn, const open_batch& batch) {
   auto before = before_of(batch);
   params p;
@@ -497,7 +505,6 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
   p.add(before.fen).add(before.count);
   p.add(user_array(batch.opens));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
-  p.add(open_field_array(batch.opens, [](auto& o) { return o.seq; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
   return run_on_their_day(conn, "commit_opens", commit_opens_sql, {&batch}, p);
 }
@@ -506,6 +513,9 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
 /// trip): each envelope's update is guarded exactly as in run_commit, and
 /// only the opens of envelopes whose update matched are inserted. Returns
 /// the ids of the envelopes updated. The envelope ids must be distinct.
+/// `first` is where each batch's opens start in the flat arrays: an open's
+/// position in its batch is its ordinality there minus its batch's first,
+/// and its seq follows from it as in run_commit.
 ///
 /// The guard comes per envelope from before_of. Summed in SQL, the shares
 /// had to be joined back to the envelopes, and the generic plan (ten rows
@@ -514,7 +524,7 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
 /// of the statement's time.
 reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
   std::vector<int64_t> ids, epochs, rf, rc, st, before_fen, before_count;
-  std::vector<int64_t> e, a, seq, t;
+  std::vector<int64_t> first, e, a, t;
   std::vector<std::string> users;
   for (auto* b : batches) {
     ids.push_back(b->envelope_id);
@@ -522,11 +532,11 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
     rf.push_back(b->remaining_fen);
     rc.push_back(b->remaining_count);
     st.push_back(static_cast<int>(b->status));
+    first.push_back(static_cast<int64_t>(e.size()));
     for (auto& o : b->opens) {
       e.push_back(b->envelope_id);
       users.push_back(o.user);
       a.push_back(o.amount_fen);
-      seq.push_back(o.seq);
       t.push_back(o.opened_at_ms);
     }
     auto before = before_of(*b);
@@ -537,8 +547,9 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
   p.add(number_array(ids)).add(number_array(epochs)).add(number_array(rf));
   p.add(number_array(rc)).add(number_array(st));
   p.add(number_array(before_fen)).add(number_array(before_count));
+  p.add(number_array(first));
   p.add(number_array(e)).add(text_array(users)).add(number_array(a));
-  p.add(number_array(seq)).add(number_array(t));
+  p.add(number_array(t));
   return run_on_their_day(conn, "commit_many", commit_many_sql, batches, p);
 }
 
@@ -568,7 +579,7 @@ bool pg_store::warm_up(int32_t day) {
   one.add(int64_t{0}).add(int64_t{0}).add(int64_t{0}).add(int64_t{0});
   one.add(int64_t{static_cast<int>(envelope_status::paid)});
   one.add(int64_t{0}).add(int64_t{0});
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 3; ++i)
     one.add("{}");
   params many;
   for (int i = 0; i < 12; ++i)

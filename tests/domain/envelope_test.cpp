@@ -98,6 +98,28 @@ CAF_TEST(the invariant check finds broken envelopes) {
   CAF_CHECK_EQUAL(best->user, "a");
 }
 
+CAF_TEST(a batch needs distinct users and consecutive ascending seqs) {
+  open_batch b;
+  b.status = envelope_status::paid;
+  b.opens = {{"a", 10, 4, 0}, {"b", 10, 5, 0}, {"c", 10, 6, 0}};
+  CAF_CHECK_EQUAL(batch_problem(b), "");
+  b.opens[2].seq = 7;  // a gap
+  CAF_CHECK_NOT_EQUAL(batch_problem(b), "");
+  b.opens[2].seq = 5;  // a repeat
+  CAF_CHECK_NOT_EQUAL(batch_problem(b), "");
+  std::swap(b.opens[1].seq, b.opens[2].seq);  // 4, 6, 5: out of order
+  b.opens[1].seq = 6;
+  b.opens[2].seq = 5;
+  CAF_CHECK_NOT_EQUAL(batch_problem(b), "");
+  b.opens[1].seq = 5;
+  b.opens[2].seq = 6;
+  b.opens[2].user = "a";
+  CAF_CHECK_NOT_EQUAL(batch_problem(b), "");  // a user twice
+  b.opens[2].user = "c";
+  b.status = envelope_status::created;
+  CAF_CHECK_NOT_EQUAL(batch_problem(b), "");
+}
+
 CAF_TEST(money renders as yuan) {
   CAF_CHECK_EQUAL(to_yuan_string(1234), "12.34");
   CAF_CHECK_EQUAL(to_yuan_string(5), "0.05");

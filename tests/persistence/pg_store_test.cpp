@@ -239,9 +239,9 @@ CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
   auto snap = paid_envelope(1000, 5);
   auto id = snap.env.id;
   CAF_CHECK_EQUAL(snap.env.epoch, 1);
-  // Inserted out of seq order within one batch and over two batches.
-  auto b1 = batch_of(snap.env, 900, {{"u2", 60, 2, 1764158402000},
-                                     {"u1", 40, 1, 1764158402001}});
+  // Over two batches, with seq order unlike the primary key's user order.
+  auto b1 = batch_of(snap.env, 900, {{"u2", 60, 1, 1764158402000},
+                                     {"u1", 40, 2, 1764158402001}});
   CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b1)), "ok");
   auto again = store->activate(id);
   CAF_REQUIRE_EQUAL(code_of(again), "ok");
@@ -255,8 +255,10 @@ CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
   CAF_REQUIRE_EQUAL(third->opens.size(), 3u);
   for (int32_t i = 0; i < 3; ++i)
     CAF_CHECK_EQUAL(third->opens[i].seq, i + 1);
-  CAF_CHECK_EQUAL(third->opens[0].user, "u1");
-  CAF_CHECK_EQUAL(third->opens[1].opened_at_ms, 1764158402000);
+  CAF_CHECK_EQUAL(third->opens[0].user, "u2");
+  CAF_CHECK_EQUAL(third->opens[1].user, "u1");
+  CAF_CHECK_EQUAL(third->opens[1].opened_at_ms, 1764158402001);
+  CAF_CHECK_EQUAL(third->opens[2].user, "u3");
   CAF_CHECK_EQUAL(third->env.remaining_fen, 870);
   CAF_CHECK_EQUAL(check_invariants(third->env, third->opens), "");
   // load reads without bumping.
@@ -470,6 +472,48 @@ CAF_TEST(commit_many commits the batches of many envelopes in one statement) {
   CAF_CHECK_EQUAL(to_string((*mixed)[1].code), "internal");
   CAF_CHECK_EQUAL(count_rows("opens", e.env.id), 1);
   CAF_CHECK_EQUAL(remaining_fen(a.env.id), 700);
+}
+
+CAF_TEST(commits number the opens from the envelope row) {
+  // No unique index checks (envelope, seq): the commit statements compute
+  // each seq from the guarded row and the open's place in its batch. Two
+  // multi-envelope commits with batches of different sizes, then a single
+  // one; every stored seq must be the one the node chose.
+  auto a = paid_envelope(1000, 4);
+  auto b = paid_envelope(1000, 5);
+  auto first = store->commit_many(
+    {batch_of(a.env, 900, {{"a1", 100, 1, 0}}),
+     batch_of(b.env, 700, {{"b1", 100, 1, 0}, {"b2", 100, 2, 0},
+                           {"b3", 100, 3, 0}})});
+  CAF_REQUIRE_EQUAL(code_of(first), "ok");
+  CAF_CHECK_EQUAL(to_string((*first)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*first)[1].code), "none");
+  auto second = store->commit_many(
+    {batch_of(store->load(b.env.id)->env, 600, {{"b4", 100, 4, 0}}),
+     batch_of(store->load(a.env.id)->env, 700,
+              {{"a2", 100, 2, 0}, {"a3", 100, 3, 0}})});
+  CAF_REQUIRE_EQUAL(code_of(second), "ok");
+  CAF_CHECK_EQUAL(to_string((*second)[0].code), "none");
+  CAF_CHECK_EQUAL(to_string((*second)[1].code), "none");
+  auto third = batch_of(store->load(a.env.id)->env, 0, {{"a4", 700, 4, 0}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(third)), "ok");
+  auto users_by_seq = [&](int64_t id) {
+    std::string out;
+    auto snap = store->load(id);
+    for (size_t i = 0; i < snap->opens.size(); ++i) {
+      CAF_CHECK_EQUAL(snap->opens[i].seq, static_cast<int32_t>(i) + 1);
+      out += snap->opens[i].user + " ";
+    }
+    CAF_CHECK_EQUAL(check_invariants(snap->env, snap->opens), "");
+    return out;
+  };
+  CAF_CHECK_EQUAL(users_by_seq(a.env.id), "a1 a2 a3 a4 ");
+  CAF_CHECK_EQUAL(users_by_seq(b.env.id), "b1 b2 b3 b4 ");
+  // A batch numbered out of order never reaches the database.
+  auto shuffled = batch_of(store->load(b.env.id)->env, 500,
+                           {{"b6", 50, 6, 0}, {"b5", 50, 5, 0}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(shuffled)), "internal");
+  CAF_CHECK_EQUAL(count_rows("opens", b.env.id), 4);
 }
 
 CAF_TEST(commits name the day partition and fall back to the parents) {

@@ -294,30 +294,33 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
                  && env.remaining_fen == b.remaining_fen + batch_sum
                  && env.remaining_count == b.remaining_count + n;
   if (applies) {
-    // Unique keys and CHECK constraints: a violation fails the statement
-    // and nothing is written.
+    // The unique key and CHECK constraints: a violation fails the
+    // statement and nothing is written.
     auto& stored = opens[env.id];
     for (auto& o : b.opens)
       for (auto& s : stored)
-        if (s.rec.user == o.user || s.rec.seq == o.seq)
+        if (s.rec.user == o.user)
           return fail(errc::internal,
-                      s.rec.user == o.user
-                        ? "duplicate key value violates unique constraint "
-                          "\"opens_pkey\""
-                        : "duplicate key value violates unique constraint "
-                          "\"opens_seq_key\"");
+                      "duplicate key value violates unique constraint "
+                      "\"opens_pkey\"");
     auto check = check_violation(env, b);
     if (!check.empty())
       return fail(errc::internal, "new row violates check constraint \""
                                     + check + "\"");
     record_attempt("commit", env.id, b.epoch, env.epoch, who, true);
     ++commits;
+    // The statement computes each seq from the guarded row and the open's
+    // position (run_commit); the node's seqs are not stored.
+    auto base = env.count - env.remaining_count;
     env.remaining_fen = b.remaining_fen;
     env.remaining_count = b.remaining_count;
     env.status = b.status;
     // Committed opens are the relay's queue: no outbox row.
-    for (auto& o : b.opens)
-      stored.push_back(db_open{o, 1});
+    for (size_t i = 0; i < b.opens.size(); ++i) {
+      auto rec = b.opens[i];
+      rec.seq = base + 1 + static_cast<int32_t>(i);
+      stored.push_back(db_open{std::move(rec), 1});
+    }
     std::sort(stored.begin(), stored.end(),
               [](const db_open& x, const db_open& y) {
                 return x.rec.seq < y.rec.seq;
