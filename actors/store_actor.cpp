@@ -208,10 +208,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
           return {res->pending, res->oldest_age_ms};
         });
     },
-    [=](db_expired_atom, int64_t now_ms,
-        int32_t limit) -> caf::result<std::vector<int64_t>> {
+    [=](db_expired_atom, int64_t now_ms, int32_t limit,
+        int64_t after_id) -> caf::result<std::vector<int64_t>> {
       return with_db<std::vector<int64_t>>(self, [&](pg_store& db) {
-        return lift(db.expired_envelopes(now_ms, limit));
+        return lift(db.expired_envelopes(now_ms, limit, after_id));
       });
     },
     [=](db_history_atom, history_query& q) -> caf::result<history_page> {

@@ -39,8 +39,10 @@ using store_actor = caf::typed_actor<
   caf::replies_to<db_relay_atom, int32_t>::with<relay_batch_result>,
   // Outbox lag: pending rows and the oldest one's age in ms.
   caf::replies_to<db_lag_atom>::with<int64_t, int64_t>,
-  // PAID envelopes expired at (now_ms), at most this many.
-  caf::replies_to<db_expired_atom, int64_t, int32_t>::with<std::vector<int64_t>>,
+  // PAID envelopes expired at (now_ms), at most this many, after the one
+  // with this id in (expiry, id) order (0: from the oldest).
+  caf::replies_to<db_expired_atom, int64_t, int32_t,
+                  int64_t>::with<std::vector<int64_t>>,
   caf::replies_to<db_history_atom, history_query>::with<history_page>,
   caf::replies_to<db_balance_atom, std::string>::with<balance_info>,
   // Reconcile since (ms) at now (ms), repairing lost credits if true.

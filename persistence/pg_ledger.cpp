@@ -471,18 +471,23 @@ outcome<pg_store::outbox_lag_info> pg_store::outbox_lag() {
 }
 
 outcome<std::vector<int64_t>> pg_store::expired_envelopes(int64_t now_ms,
-                                                          int32_t limit) {
+                                                          int32_t limit,
+                                                          int64_t after_id) {
   if (limit < 1)
     return failure{errc::invalid_argument,
                    "expired_envelopes: limit must be >= 1"};
   if (!ensure_connected())
     return unreachable(conn_);
-  // PAID envelopes are always hot; the partial index holds only them.
+  // PAID envelopes are always hot; the partial index holds only them. The
+  // page starts after the cursor envelope, in the order of the list.
   auto r = run(conn_, "expired_envelopes",
-               "SELECT id FROM envelopes WHERE status = 2"
-               " AND expires_at <= to_timestamp($1::bigint / 1000.0)"
-               " ORDER BY expires_at, id LIMIT $2",
-               params{}.add(now_ms).add(limit));
+               "WITH c AS (SELECT expires_at, id FROM envelopes WHERE id = $3)"
+               " SELECT e.id FROM envelopes e WHERE e.status = 2"
+               " AND e.expires_at <= to_timestamp($1::bigint / 1000.0)"
+               " AND (NOT EXISTS (SELECT 1 FROM c)"
+               "  OR (e.expires_at, e.id) > (SELECT c.expires_at, c.id FROM c))"
+               " ORDER BY e.expires_at, e.id LIMIT $2",
+               params{}.add(now_ms).add(limit).add(after_id));
   if (!r.ok())
     return r.error;
   std::vector<int64_t> out;

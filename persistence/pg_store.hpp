@@ -180,10 +180,14 @@ public:
   };
   outcome<outbox_lag_info> outbox_lag();
 
-  /// Ids of PAID envelopes whose expiry is at or before `now_ms` (oldest
-  /// expiry first, at most `limit`; limit < 1 -> errc::invalid_argument).
+  /// Ids of PAID envelopes whose expiry is at or before `now_ms`, in
+  /// (expiry, id) order, at most `limit` (< 1 -> errc::invalid_argument).
+  /// With `after_id` the list starts after that envelope in this order (a
+  /// page after the last one); an id that is not found starts it at the
+  /// oldest.
   outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms,
-                                                  int32_t limit);
+                                                  int32_t limit,
+                                                  int64_t after_id = 0);
 
   /// A page of a user's sent or received history, newest first by (at_ms,
   /// envelope id), hot and cold. The cursor is opaque to callers (it is

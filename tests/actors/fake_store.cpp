@@ -189,12 +189,15 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
       return {int64_t{0}, int64_t{0}};
     },
-    [=](db_expired_atom, int64_t now_ms,
-        int32_t limit) -> caf::result<std::vector<int64_t>> {
+    [=](db_expired_atom, int64_t now_ms, int32_t limit,
+        int64_t after_id) -> caf::result<std::vector<int64_t>> {
+      // In id order (the test envelopes share one expiry); after_id starts
+      // the page after that id.
       std::vector<int64_t> out;
       for (auto& kv : self->state.db->envelopes)
         if (kv.second.status == envelope_status::paid
             && kv.second.expires_at_ms > 0 && kv.second.expires_at_ms <= now_ms
+            && kv.first > after_id
             && static_cast<int32_t>(out.size()) < limit)
           out.push_back(kv.first);
       return out;

@@ -461,6 +461,21 @@ CAF_TEST(expired_envelopes lists only paid envelopes that are due) {
                   (ids{a.env.id, b.env.id, c.env.id}));
   CAF_CHECK(value_of(store->expired_envelopes(t0 + 9999, 10)).empty());
   CAF_CHECK_EQUAL(code_of(store->expired_envelopes(t0, 0)), "invalid_argument");
+  // Pages: after an envelope in (expiry, id) order, whether it is still due
+  // or was refunded meanwhile; an unknown cursor starts at the oldest.
+  auto now = t0 + 100000;
+  CAF_CHECK_EQUAL(value_of(store->expired_envelopes(now, 1, a.env.id)),
+                  (ids{b.env.id}));
+  CAF_CHECK_EQUAL(value_of(store->expired_envelopes(now, 10, b.env.id)),
+                  (ids{c.env.id}));
+  CAF_CHECK(value_of(store->expired_envelopes(now, 10, c.env.id)).empty());
+  CAF_CHECK_EQUAL(value_of(store->expired_envelopes(now, 10, refunded.env.id)),
+                  (ids{a.env.id, b.env.id, c.env.id}));
+  CAF_REQUIRE_EQUAL(code_of(store->refund(b.env.id, b.env.epoch)), "ok");
+  CAF_CHECK_EQUAL(value_of(store->expired_envelopes(now, 10, b.env.id)),
+                  (ids{c.env.id}));
+  CAF_CHECK_EQUAL(value_of(store->expired_envelopes(now, 10, 1)),
+                  (ids{a.env.id, c.env.id}));
 }
 
 CAF_TEST(history pages newest first without gaps or duplicates) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 
 #include "domain/envelope_id.hpp"
 #include "tests/sim/planted.hpp"
@@ -510,7 +511,8 @@ outcome<lag_info> sim_db::outbox_lag() {
 }
 
 outcome<std::vector<int64_t>> sim_db::expired_envelopes(int64_t now,
-                                                        int32_t limit) {
+                                                        int32_t limit,
+                                                        int64_t after_id) {
   if (limit < 1)
     return fail(errc::invalid_argument,
                 "expired_envelopes: limit must be >= 1");
@@ -522,11 +524,16 @@ outcome<std::vector<int64_t>> sim_db::expired_envelopes(int64_t now,
       due.emplace_back(e.expires_at_ms, e.id);
   }
   std::sort(due.begin(), due.end());
+  // The page starts after the cursor envelope, if it exists.
+  std::pair<int64_t, int64_t> cursor{std::numeric_limits<int64_t>::min(), 0};
+  if (auto c = envelopes.find(after_id); c != envelopes.end())
+    cursor = {c->second.expires_at_ms, c->second.id};
   std::vector<int64_t> out;
   for (auto& d : due) {
     if (static_cast<int32_t>(out.size()) >= limit)
       break;
-    out.push_back(d.second);
+    if (d > cursor)
+      out.push_back(d.second);
   }
   return out;
 }

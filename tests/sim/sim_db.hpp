@@ -152,7 +152,8 @@ public:
   /// The relay's backlog (view relay_backlog): undelivered outbox rows and
   /// committed opens, and the age of the oldest.
   outcome<lag_info> outbox_lag();
-  outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms, int32_t limit);
+  outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms, int32_t limit,
+                                                  int64_t after_id = 0);
   outcome<history_page> history(const history_query& q);
   outcome<balance_info> balance(const std::string& user);
   outcome<reconcile_report> reconcile(int64_t since_ms, int64_t now_ms,

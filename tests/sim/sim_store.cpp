@@ -344,11 +344,12 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
           rp.deliver(lag.pending, lag.oldest_age_ms);
         });
     },
-    [=, &db](db_expired_atom, int64_t now_ms,
-             int32_t limit) -> caf::result<std::vector<int64_t>> {
+    [=, &db](db_expired_atom, int64_t now_ms, int32_t limit,
+             int64_t after_id) -> caf::result<std::vector<int64_t>> {
       auto plan = make_plan(self, no_segment, false);
       return submit<caf::typed_response_promise<std::vector<int64_t>>>(
-        self, plan, [=, &db] { return db.expired_envelopes(now_ms, limit); },
+        self, plan,
+        [=, &db] { return db.expired_envelopes(now_ms, limit, after_id); },
         deliver_value<std::vector<int64_t>>());
     },
     [=, &db](db_history_atom, history_query& q) -> caf::result<history_page> {
