@@ -155,6 +155,17 @@ void touch(envelope_pointer self) {
   }
 }
 
+// After an idle report that the registry answered with keep: the next idle
+// check comes one idle period later, unless new work armed one already.
+void rearm_idle_check(envelope_pointer self) {
+  auto& st = self->state;
+  if (!st.tick_pending) {
+    st.tick_pending = true;
+    self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                       tick_atom::value);
+  }
+}
+
 // Why a new open cannot be taken, or none.
 caf::error open_refusal(const envelope_state& st) {
   if (st.stopping)
@@ -658,6 +669,10 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       return handle_refund(self);
     },
     [=](expire_atom) { maybe_refund(self); },
+    [=](keep_atom) {
+      rearm_idle_check(self);
+      arm_expiry(self);  // a kept idle actor refunds on time itself
+    },
     // Passivation or shutdown: a write in flight is finished first (its
     // waiters get their answer); queued opens are told to retry.
     [=](stop_atom) {
@@ -686,7 +701,7 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       if (!busy && quiet >= idle) {
         // Reported once; new work arms the next check. The registry lets
         // an idle actor go, and the sweeper refunds it when it expires.
-        self->send(st.registry, idle_atom::value, st.id, st.handled);
+        self->send(st.registry, idle_atom::value, st.id, st.handled, true);
         return;
       }
       st.tick_pending = true;
@@ -740,10 +755,11 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](refund_atom, int64_t) -> caf::result<int64_t> { return fail(); },
     [=](expire_atom) {},
     [=](stop_atom) { self->quit(); },
+    [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
-      self->send(st.registry, idle_atom::value, st.id, st.handled);
+      self->send(st.registry, idle_atom::value, st.id, st.handled, false);
     },
   };
 }
@@ -775,6 +791,7 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
     [=](refund_atom, int64_t) -> caf::result<int64_t> { return caf::skip; },
     [=](expire_atom) -> caf::result<void> { return caf::skip; },
     [=](stop_atom) -> caf::result<void> { return caf::skip; },
+    [=](keep_atom) -> caf::result<void> { return caf::skip; },
     [=](tick_atom) -> caf::result<void> { return caf::skip; },
   };
 }

@@ -44,8 +44,10 @@ using envelope_actor = envelope_requests::extend<
   // connection hears so and goes through the router again.
   caf::replies_to<grab_atom, int64_t, std::string, direct_atom>::with<grab_result>,
   caf::replies_to<open_atom, int64_t, std::string, int64_t, direct_atom>::with<open_result>,
-  // From the registry: the envelope has been idle and may stop now.
+  // From the registry: the envelope has been idle and may stop now, or it
+  // stays live (the node has room) and checks again after an idle period.
   caf::reacts_to<stop_atom>,
+  caf::reacts_to<keep_atom>,
   // Internal timers: idle check and expiry.
   caf::reacts_to<tick_atom>,
   caf::reacts_to<expire_atom>>;
@@ -54,7 +56,7 @@ using envelope_actor = envelope_requests::extend<
 /// compares the count of requests it forwarded with the count the actor
 /// handled, so that no request can be in transit when the actor stops.
 using passivation_sink = caf::typed_actor<
-  caf::reacts_to<idle_atom, int64_t, uint64_t>>;
+  caf::reacts_to<idle_atom, int64_t, uint64_t, bool>>;
 
 struct envelope_settings {
   int64_t share_max_fen = 20000;

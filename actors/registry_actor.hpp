@@ -15,8 +15,9 @@ namespace hb {
 /// number of live envelope actors.
 using registry_actor = envelope_requests::extend<
   // From an envelope actor: idle since its last request; may stop if the
-  // registry forwarded exactly this many requests to it.
-  caf::reacts_to<idle_atom, int64_t, uint64_t>,
+  // registry forwarded exactly this many requests to it. A healthy one
+  // (loaded, not failed) is kept while the node has room (keep_live).
+  caf::reacts_to<idle_atom, int64_t, uint64_t, bool>,
   // How many envelope actors are live.
   caf::replies_to<stats_atom>::with<uint64_t>,
   // Shutdown: stops every live envelope actor, then the registry.
@@ -24,6 +25,10 @@ using registry_actor = envelope_requests::extend<
 
 struct registry_settings {
   uint32_t live_max = 100000;
+  /// Idle healthy actors stay live while at most this many are: an
+  /// activation costs a transaction (epoch bump and reload), a live idle
+  /// envelope only memory. Above it, idle ones passivate. 0: always.
+  uint32_t keep_live = 0;
   envelope_settings envelope;
 };
 

@@ -126,6 +126,8 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         int64_t{24} * 3600 * 1000, err)
             && read_int(tbl, "envelope", "live_max", cfg.live_envelopes_max,
                         1, 1 << 24, err)
+            && read_int(tbl, "envelope", "keep_live", cfg.envelope_keep_live,
+                        0, 1 << 24, err)
             && read_int(tbl, "relay", "batch_max", cfg.relay_batch_max, 1,
                         100000, err)
             && read_int(tbl, "relay", "poll_ms", cfg.relay_poll_ms, 1, 600000,
@@ -176,6 +178,11 @@ outcome<node_config> parse_node_config(const std::string& text) {
                    "limits.share_min_fen must not exceed limits.share_max_fen"};
   if (cfg.segments.empty())
     return failure{errc::invalid_argument, "ids.segments must not be empty"};
+  if (cfg.envelope_keep_live == keep_live_default)
+    cfg.envelope_keep_live = cfg.live_envelopes_max / 2;
+  if (cfg.envelope_keep_live > cfg.live_envelopes_max)
+    return failure{errc::invalid_argument,
+                   "envelope.keep_live must not exceed envelope.live_max"};
   return cfg;
 }
 

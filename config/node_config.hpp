@@ -9,6 +9,9 @@
 
 namespace hb {
 
+/// envelope_keep_live when the file does not set it: half of live_max.
+constexpr uint32_t keep_live_default = UINT32_MAX;
+
 /// Everything a node reads from its TOML file (see config/node.example.toml,
 /// which documents every key). Each limit has a default here.
 struct node_config {
@@ -37,6 +40,9 @@ struct node_config {
   uint32_t envelope_batch_max = 2000;      ///< opens per group-commit write
   uint32_t envelope_idle_ms = 30000;       ///< passivate after this idle time
   uint32_t live_envelopes_max = 100000;    ///< live envelope actors per node
+  /// Idle envelope actors stay live while the node holds at most this many
+  /// (default: half of live_max); above it they passivate after idle_ms.
+  uint32_t envelope_keep_live = keep_live_default;
 
   // [relay]
   int32_t relay_batch_max = 100;           ///< outbox rows per relay transaction

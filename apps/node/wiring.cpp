@@ -77,6 +77,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
   out.push_back({"registry", [=] {
     registry_settings rc;
     rc.live_max = cfg.live_envelopes_max;
+    rc.keep_live = cfg.envelope_keep_live;
     rc.envelope.share_max_fen = cfg.limits.share_max_fen;
     rc.envelope.expiry_ms = cfg.limits.expiry_ms;
     rc.envelope.queue_max = cfg.envelope_queue_max;

@@ -16,11 +16,35 @@ struct registry_fixture : actor_fixture {
   registry_settings reg_cfg;
   registry_actor registry;
 
-  void start(uint32_t live_max = 100) {
+  void start(uint32_t live_max = 100, uint32_t keep_live = 0) {
     reg_cfg.live_max = live_max;
+    reg_cfg.keep_live = keep_live;
     reg_cfg.envelope = cfg;
     registry = spawn_registry(sys, store, reg_cfg);
     run();
+  }
+
+  // Kept envelopes check again every idle period, for ever: stop them
+  // before the base fixture drains the timers.
+  ~registry_fixture() {
+    if (registry) {
+      self->send(registry, stop_atom::value);
+      run();
+    }
+  }
+
+  // Moves the wall clock and the actors' clock on together.
+  void pass(int64_t ms) {
+    now += ms;
+    advance_time(std::chrono::milliseconds(ms));
+    run();
+  }
+
+  bool opens(int64_t id, const std::string& user) {
+    auto h = self->request(registry, caf::infinite, open_atom::value, id, user,
+                           int64_t{0});
+    run();
+    return take<open_result>(h).ok();
   }
 
   uint64_t live() {
@@ -99,6 +123,54 @@ CAF_TEST(a malformed id is not found without touching the store) {
   CAF_REQUIRE(!r.ok());
   CAF_CHECK_EQUAL(r.error().code, errc::not_found);
   CAF_CHECK_EQUAL(db->activations, 0);
+}
+
+CAF_TEST(idle envelopes stay live while the node has room) {
+  cfg.idle_ms = 500;
+  db->add(id_a, 1000, 10);
+  db->add(id_b, 1000, 10);
+  start(100, 1);
+  CAF_REQUIRE(opens(id_a, "u1"));
+  CAF_REQUIRE(opens(id_b, "u1"));
+  CAF_CHECK_EQUAL(live(), 2u);
+  // Over the room of one: the first idle report lets its envelope go, the
+  // other is kept, and stays through many idle periods.
+  for (int i = 0; i < 10; ++i)
+    pass(500);
+  CAF_CHECK_EQUAL(live(), 1u);
+  CAF_CHECK_EQUAL(db->activations, 2);
+  // One of the two needs an activation again, the kept one does not.
+  CAF_CHECK(opens(id_a, "u2"));
+  CAF_CHECK(opens(id_b, "u2"));
+  CAF_CHECK_EQUAL(db->activations, 3);
+  CAF_CHECK_EQUAL(live(), 2u);
+}
+
+CAF_TEST(a kept idle envelope refunds at its expiry) {
+  cfg.idle_ms = 500;
+  db->add(id_a, 1000, 10, envelope_kind::random, envelope_status::paid,
+          now + 1800);
+  start(100, 10);
+  CAF_REQUIRE(opens(id_a, "u1"));
+  for (int i = 0; i < 5; ++i)
+    pass(500);
+  CAF_CHECK_EQUAL(live(), 1u);
+  CAF_CHECK_EQUAL(db->refunds, 1);
+  CAF_CHECK_EQUAL(db->envelopes.at(id_a).status, envelope_status::refunded);
+}
+
+CAF_TEST(a failed activation is let go even with room) {
+  cfg.idle_ms = 500;
+  start(100, 10);
+  auto h = self->request(registry, caf::infinite, get_atom::value, id_a);
+  run();
+  auto r = take<envelope_detail>(h);
+  CAF_REQUIRE(!r.ok());
+  CAF_CHECK_EQUAL(r.error().code, errc::not_found);
+  CAF_CHECK_EQUAL(live(), 1u);
+  for (int i = 0; i < 3; ++i)
+    pass(500);
+  CAF_CHECK_EQUAL(live(), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

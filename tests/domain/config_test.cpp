@@ -23,6 +23,21 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->relay_yield_ms, 20u);
   CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 1000u);
   CAF_CHECK_EQUAL(cfg->relay_batch_max, 100);
+  CAF_CHECK_EQUAL(cfg->live_envelopes_max, 100000u);
+  CAF_CHECK_EQUAL(cfg->envelope_keep_live, 50000u);
+}
+
+CAF_TEST(idle envelopes are kept up to half of the live cap unless set) {
+  auto base = std::string{"[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n"};
+  auto half = parse_node_config(base + "[envelope]\nlive_max = 1000\n");
+  CAF_REQUIRE(half.ok());
+  CAF_CHECK_EQUAL(half->envelope_keep_live, 500u);
+  auto set = parse_node_config(base + "[envelope]\nlive_max = 1000\nkeep_live = 0\n");
+  CAF_REQUIRE(set.ok());
+  CAF_CHECK_EQUAL(set->envelope_keep_live, 0u);
+  auto over = parse_node_config(base + "[envelope]\nlive_max = 1000\nkeep_live = 1001\n");
+  CAF_REQUIRE(!over.ok());
+  CAF_CHECK(over.error().message.find("envelope.keep_live") != std::string::npos);
 }
 
 CAF_TEST(the performance keys are read and bounded) {

@@ -108,6 +108,7 @@ std::vector<child_spec> sim_node::children() {
   out.push_back({"registry", [=] {
     registry_settings rc;
     rc.live_max = 6;
+    rc.keep_live = 3;  // as the node: half of live_max stays when idle
     rc.envelope.share_max_fen = share_max_fen;
     rc.envelope.expiry_ms = w->opt.expiry_ms;
     rc.envelope.queue_max = 4;
