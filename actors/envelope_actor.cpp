@@ -700,8 +700,12 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       auto quiet = self->clock().now() - st.last_active;
       if (!busy && quiet >= idle) {
         // Reported once; new work arms the next check. The registry lets
-        // an idle actor go, and the sweeper refunds it when it expires.
-        self->send(st.registry, idle_atom::value, st.id, st.handled, true);
+        // an idle actor go, and the sweeper refunds it when it expires, or
+        // keeps it while the node has room (keep_atom re-arms the check).
+        self->send(st.registry, idle_atom::value, st.id, st.handled, true,
+                   static_cast<int64_t>(
+                     std::chrono::duration_cast<std::chrono::milliseconds>(quiet)
+                       .count()));
         return;
       }
       st.tick_pending = true;
@@ -759,7 +763,8 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
-      self->send(st.registry, idle_atom::value, st.id, st.handled, false);
+      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
+                 int64_t{0});
     },
   };
 }

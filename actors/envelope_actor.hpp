@@ -56,7 +56,7 @@ using envelope_actor = envelope_requests::extend<
 /// compares the count of requests it forwarded with the count the actor
 /// handled, so that no request can be in transit when the actor stops.
 using passivation_sink = caf::typed_actor<
-  caf::reacts_to<idle_atom, int64_t, uint64_t, bool>>;
+  caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>>;
 
 struct envelope_settings {
   int64_t share_max_fen = 20000;

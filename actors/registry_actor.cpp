@@ -1,5 +1,6 @@
 #include "actors/registry_actor.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "caf/all.hpp"
@@ -44,6 +45,21 @@ live_envelope* find_or_activate(registry_pointer self, int64_t id) {
   self->monitor(handle);
   st.ids.emplace(handle.address(), id);
   return &st.live.emplace(id, live_envelope{handle, 0}).first->second;
+}
+
+// Whether an idle healthy actor, quiet for quiet_ms, stays live: always
+// while the node has room; beyond it the long idle go first (reported
+// again after being kept: two idle periods or more), and the newly idle
+// too once the node is half-way from keep_live to live_max.
+bool keeps(const registry_state& st, int64_t quiet_ms) {
+  auto live = st.live.size();
+  auto room = st.cfg.keep_live;
+  if (live <= room)
+    return true;
+  if (room == 0)
+    return false;
+  bool newly_idle = quiet_ms < 2 * static_cast<int64_t>(st.cfg.envelope.idle_ms);
+  return newly_idle && live <= room + (st.cfg.live_max - std::min(room, st.cfg.live_max)) / 2;
 }
 
 caf::error check_id(int64_t id) {
@@ -103,7 +119,8 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
     [=](refund_atom a, int64_t id) {
       return forward<int64_t>(self, id, a, id);
     },
-    [=](idle_atom, int64_t id, uint64_t handled, bool healthy) {
+    [=](idle_atom, int64_t id, uint64_t handled, bool healthy,
+        int64_t quiet_ms) {
       auto& st = self->state;
       auto it = st.live.find(id);
       // Stop only when nothing forwarded is still on its way to the actor;
@@ -113,7 +130,7 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
       // While the node has room, a healthy envelope stays: the next grab
       // of it needs no activation (~0.35 ms of PostgreSQL each, measured
       // under load; a burst of them stalled the opens for seconds).
-      if (healthy && st.live.size() <= st.cfg.keep_live) {
+      if (healthy && keeps(st, quiet_ms)) {
         self->send(it->second.handle, keep_atom::value);
         return;
       }

@@ -14,10 +14,11 @@ namespace hb {
 /// goes straight back to the requester), passivates idle ones, and caps the
 /// number of live envelope actors.
 using registry_actor = envelope_requests::extend<
-  // From an envelope actor: idle since its last request; may stop if the
-  // registry forwarded exactly this many requests to it. A healthy one
-  // (loaded, not failed) is kept while the node has room (keep_live).
-  caf::reacts_to<idle_atom, int64_t, uint64_t, bool>,
+  // From an envelope actor: idle since its last request (for the last
+  // argument's milliseconds); may stop if the registry forwarded exactly
+  // this many requests to it. A healthy one (loaded, not failed) is kept
+  // while the node has room (keep_live), see registry_settings.
+  caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>,
   // How many envelope actors are live.
   caf::replies_to<stats_atom>::with<uint64_t>,
   // Shutdown: stops every live envelope actor, then the registry.
@@ -27,7 +28,9 @@ struct registry_settings {
   uint32_t live_max = 100000;
   /// Idle healthy actors stay live while at most this many are: an
   /// activation costs a transaction (epoch bump and reload), a live idle
-  /// envelope only memory. Above it, idle ones passivate. 0: always.
+  /// envelope only memory. Above it, the long idle go first: an actor
+  /// idle for two idle periods or more passivates, a newly idle one only
+  /// once the node is half-way from keep_live to live_max. 0: always.
   uint32_t keep_live = 0;
   envelope_settings envelope;
 };

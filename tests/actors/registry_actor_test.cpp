@@ -11,6 +11,7 @@ namespace {
 
 constexpr int64_t id_a = 2027011500000001100;
 constexpr int64_t id_b = 2027011500000002201;
+constexpr int64_t id_c = 2027011500000003302;
 
 struct registry_fixture : actor_fixture {
   registry_settings reg_cfg;
@@ -144,6 +145,44 @@ CAF_TEST(idle envelopes stay live while the node has room) {
   CAF_CHECK(opens(id_b, "u2"));
   CAF_CHECK_EQUAL(db->activations, 3);
   CAF_CHECK_EQUAL(live(), 2u);
+}
+
+CAF_TEST(beyond the room the long idle envelopes go first) {
+  cfg.idle_ms = 500;
+  db->add(id_a, 1000, 10);
+  db->add(id_b, 1000, 10);
+  start(100, 1);
+  CAF_REQUIRE(opens(id_a, "u1"));
+  CAF_REQUIRE(opens(id_b, "u1"));
+  // Idle reports as the actors send them, b newly idle before a, which has
+  // been idle for ten periods: over the room of one, a goes and b stays.
+  self->send(registry, idle_atom::value, id_b, uint64_t{1}, true, int64_t{500});
+  run();
+  CAF_CHECK_EQUAL(live(), 2u);
+  self->send(registry, idle_atom::value, id_a, uint64_t{1}, true, int64_t{5000});
+  run();
+  CAF_CHECK_EQUAL(live(), 1u);
+  CAF_CHECK(opens(id_b, "u2"));
+  CAF_CHECK_EQUAL(db->activations, 2);
+  CAF_CHECK(opens(id_a, "u2"));
+  CAF_CHECK_EQUAL(db->activations, 3);
+}
+
+CAF_TEST(half way to the cap the newly idle envelopes go too) {
+  cfg.idle_ms = 500;
+  db->add(id_a, 1000, 10);
+  db->add(id_b, 1000, 10);
+  db->add(id_c, 1000, 10);
+  start(3, 1);  // half way from 1 to 3: 2
+  CAF_REQUIRE(opens(id_a, "u1"));
+  CAF_REQUIRE(opens(id_b, "u1"));
+  CAF_REQUIRE(opens(id_c, "u1"));
+  self->send(registry, idle_atom::value, id_c, uint64_t{1}, true, int64_t{500});
+  run();
+  CAF_CHECK_EQUAL(live(), 2u);
+  self->send(registry, idle_atom::value, id_b, uint64_t{1}, true, int64_t{500});
+  run();
+  CAF_CHECK_EQUAL(live(), 2u);  // at half way a newly idle one stays
 }
 
 CAF_TEST(a kept idle envelope refunds at its expiry) {
