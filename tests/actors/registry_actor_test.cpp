@@ -48,6 +48,23 @@ struct registry_fixture : actor_fixture {
     return take<open_result>(h).ok();
   }
 
+  // Envelopes of 10 shares, each opened once by "u1" after the start.
+  void start_opened(std::initializer_list<int64_t> ids, uint32_t live_max,
+                    uint32_t keep_live) {
+    cfg.idle_ms = 500;
+    for (auto id : ids)
+      db->add(id, 1000, 10);
+    start(live_max, keep_live);
+    for (auto id : ids)
+      CAF_REQUIRE(opens(id, "u1"));
+  }
+
+  // An idle report as the actor of `id` sends it after that one open.
+  void report_idle(int64_t id, int64_t quiet_ms) {
+    self->send(registry, idle_atom::value, id, uint64_t{1}, true, quiet_ms);
+    run();
+  }
+
   uint64_t live() {
     auto h = self->request(registry, caf::infinite, stats_atom::value);
     run();
@@ -127,12 +144,7 @@ CAF_TEST(a malformed id is not found without touching the store) {
 }
 
 CAF_TEST(idle envelopes stay live while the node has room) {
-  cfg.idle_ms = 500;
-  db->add(id_a, 1000, 10);
-  db->add(id_b, 1000, 10);
-  start(100, 1);
-  CAF_REQUIRE(opens(id_a, "u1"));
-  CAF_REQUIRE(opens(id_b, "u1"));
+  start_opened({id_a, id_b}, 100, 1);
   CAF_CHECK_EQUAL(live(), 2u);
   // Over the room of one: the first idle report lets its envelope go, the
   // other is kept, and stays through many idle periods.
@@ -148,19 +160,12 @@ CAF_TEST(idle envelopes stay live while the node has room) {
 }
 
 CAF_TEST(beyond the room the long idle envelopes go first) {
-  cfg.idle_ms = 500;
-  db->add(id_a, 1000, 10);
-  db->add(id_b, 1000, 10);
-  start(100, 1);
-  CAF_REQUIRE(opens(id_a, "u1"));
-  CAF_REQUIRE(opens(id_b, "u1"));
-  // Idle reports as the actors send them, b newly idle before a, which has
-  // been idle for ten periods: over the room of one, a goes and b stays.
-  self->send(registry, idle_atom::value, id_b, uint64_t{1}, true, int64_t{500});
-  run();
+  start_opened({id_a, id_b}, 100, 1);
+  // b newly idle before a, which has been idle for ten periods: over the
+  // room of one, a goes and b stays.
+  report_idle(id_b, 500);
   CAF_CHECK_EQUAL(live(), 2u);
-  self->send(registry, idle_atom::value, id_a, uint64_t{1}, true, int64_t{5000});
-  run();
+  report_idle(id_a, 5000);
   CAF_CHECK_EQUAL(live(), 1u);
   CAF_CHECK(opens(id_b, "u2"));
   CAF_CHECK_EQUAL(db->activations, 2);
@@ -169,19 +174,10 @@ CAF_TEST(beyond the room the long idle envelopes go first) {
 }
 
 CAF_TEST(half way to the cap the newly idle envelopes go too) {
-  cfg.idle_ms = 500;
-  db->add(id_a, 1000, 10);
-  db->add(id_b, 1000, 10);
-  db->add(id_c, 1000, 10);
-  start(3, 1);  // half way from 1 to 3: 2
-  CAF_REQUIRE(opens(id_a, "u1"));
-  CAF_REQUIRE(opens(id_b, "u1"));
-  CAF_REQUIRE(opens(id_c, "u1"));
-  self->send(registry, idle_atom::value, id_c, uint64_t{1}, true, int64_t{500});
-  run();
+  start_opened({id_a, id_b, id_c}, 3, 1);  // half way from 1 to 3: 2
+  report_idle(id_c, 500);
   CAF_CHECK_EQUAL(live(), 2u);
-  self->send(registry, idle_atom::value, id_b, uint64_t{1}, true, int64_t{500});
-  run();
+  report_idle(id_b, 500);
   CAF_CHECK_EQUAL(live(), 2u);  // at half way a newly idle one stays
 }
 
