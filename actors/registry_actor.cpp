@@ -1,6 +1,5 @@
 #include "actors/registry_actor.hpp"
 
-#include <algorithm>
 #include <unordered_map>
 
 #include "caf/all.hpp"
@@ -58,8 +57,10 @@ bool keeps(const registry_state& st, int64_t quiet_ms) {
     return true;
   if (room == 0)
     return false;
+  auto cap = st.cfg.live_max;
+  auto half_way = room + (cap > room ? (cap - room) / 2 : 0);
   bool newly_idle = quiet_ms < 2 * static_cast<int64_t>(st.cfg.envelope.idle_ms);
-  return newly_idle && live <= room + (st.cfg.live_max - std::min(room, st.cfg.live_max)) / 2;
+  return newly_idle && live <= half_way;
 }
 
 caf::error check_id(int64_t id) {
