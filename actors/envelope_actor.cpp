@@ -142,21 +142,8 @@ bool is_expired(const envelope_state& st) {
          && st.cfg.now_ms() >= st.env.expires_at_ms;
 }
 
-// Records activity and makes sure an idle check is scheduled. The check is
-// armed only while none is pending, so a hot envelope does not schedule one
-// timer per request, and an idle actor schedules none at all.
-void touch(envelope_pointer self) {
-  auto& st = self->state;
-  st.last_active = self->clock().now();
-  if (!st.tick_pending) {
-    st.tick_pending = true;
-    self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
-                       tick_atom::value);
-  }
-}
-
-// After an idle report that the registry answered with keep: the next idle
-// check comes one idle period later, unless new work armed one already.
+// Arms the next idle check one idle period from now, unless one is armed
+// already (also after an idle report that the registry answered with keep).
 void rearm_idle_check(envelope_pointer self) {
   auto& st = self->state;
   if (!st.tick_pending) {
@@ -164,6 +151,14 @@ void rearm_idle_check(envelope_pointer self) {
     self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
                        tick_atom::value);
   }
+}
+
+// Records activity and makes sure an idle check is scheduled. The check is
+// armed only while none is pending, so a hot envelope does not schedule one
+// timer per request, and an idle actor schedules none at all.
+void touch(envelope_pointer self) {
+  self->state.last_active = self->clock().now();
+  rearm_idle_check(self);
 }
 
 // Why a new open cannot be taken, or none.
