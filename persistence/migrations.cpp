@@ -667,11 +667,233 @@ ALTER TABLE public.opens DROP CONSTRAINT opens_seq_key;
 ALTER TABLE cold.opens DROP CONSTRAINT opens_envelope_id_seq_key;
 )sql";
 
+// The relay's queue is a row per commit, not a status per open (see
+// pg_store's commit statements): a commit writes, beside its opens, one
+// credits_owed row per 64 of them listing (envelope, user), and the relay
+// deletes the rows it credited in its own transaction. Marking every open
+// TRANSFERRED was a new version of the open row with two index entries
+// (not a HOT update: opens_pending named the status), and locking it first
+// wrote the row once more: ~12 of the ~45 µs of PostgreSQL per credit, and
+// a dead open per credit for vacuum. What is owed is now what the queue
+// lists; the opens are written once and never updated. Opens of archived
+// days re-enqueued by a repair still go through outbox 'open' rows.
+constexpr const char* v5_credits_owed = R"sql(
+CREATE TABLE credits_owed (
+  id BIGSERIAL PRIMARY KEY,
+  envelope_ids BIGINT[] NOT NULL,
+  user_ids TEXT[] NOT NULL,
+  queued_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  CONSTRAINT credits_owed_pairs CHECK (
+    cardinality(envelope_ids) = cardinality(user_ids)
+    AND cardinality(envelope_ids) BETWEEN 1 AND 64)
+);
+
+-- The opens owed so far, in commit order, 64 to a row.
+INSERT INTO credits_owed (envelope_ids, user_ids, queued_at)
+SELECT array_agg(envelope_id ORDER BY n), array_agg(user_id ORDER BY n),
+       min(opened_at)
+FROM (SELECT envelope_id, user_id, opened_at,
+             row_number() OVER (ORDER BY opened_at, envelope_id, user_id) AS n
+      FROM public.opens WHERE status = 1) s
+GROUP BY (n - 1) / 64 ORDER BY (n - 1) / 64;
+
+-- What the relay still owes: undelivered outbox rows and queued opens.
+CREATE OR REPLACE VIEW relay_backlog AS
+  SELECT kind, envelope_id, user_id, created_at FROM outbox
+  WHERE delivered_at IS NULL
+  UNION ALL
+  SELECT 'open', x.envelope_id, x.user_id, c.queued_at FROM credits_owed c,
+    unnest(c.envelope_ids, c.user_ids) AS x(envelope_id, user_id);
+
+-- The status of an open is gone (a cold open re-enqueued by a repair has
+-- its outbox row); opens_all lists the columns it was created with.
+DROP VIEW opens_all;
+DROP INDEX public.opens_pending;
+DROP INDEX cold.opens_pending;
+ALTER TABLE public.opens DROP COLUMN status;
+ALTER TABLE cold.opens DROP COLUMN status;
+CREATE VIEW opens_all AS
+  SELECT * FROM public.opens UNION ALL SELECT * FROM cold.opens;
+
+-- One relay batch in one transaction (see pg_store::relay_batch): first the
+-- outbox rows, then, up to p_limit opens in all, the oldest rows of
+-- credits_owed (the first of them cut when it holds more than is left of
+-- p_limit: the rest stays queued). Rows other relays hold are skipped;
+-- accounts are locked in id order like hb_post. Every step is index probes
+-- with run-time partition pruning (see v3 for the planner settings).
+CREATE OR REPLACE FUNCTION hb_relay_batch(p_limit INT, OUT taken INT,
+                                          OUT credited INT, OUT duplicates INT,
+                                          OUT credited_fen BIGINT)
+LANGUAGE plpgsql SET enable_hashjoin = off SET enable_mergejoin = off
+  SET enable_sort = off SET enable_bitmapscan = off SET jit = off AS $$
+DECLARE
+  items hb_relay_item[];   -- the opens to credit
+  misses hb_relay_item[];  -- outbox 'open' rows whose envelope is not hot
+  q RECORD;
+  n INT;
+  done_ids BIGINT[] := '{}';  -- credits_owed rows taken whole
+  es BIGINT[] := '{}';        -- the queued opens taken
+  us TEXT[] := '{}';
+BEGIN
+  -- Outbox rows: take and mark them; gather what the credits need.
+  WITH t AS (
+    SELECT id FROM outbox WHERE delivered_at IS NULL
+    ORDER BY id LIMIT p_limit FOR UPDATE SKIP LOCKED),
+  d AS (
+    UPDATE outbox x SET delivered_at = now() FROM t WHERE x.id = t.id
+    RETURNING x.kind, x.envelope_id, x.user_id, x.amount_fen)
+  SELECT count(*)::int,
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                hb_ms(o.opened_at), e.group_id, e.sender,
+                                false)::hb_relay_item)
+                  FILTER (WHERE o.user_id IS NOT NULL), '{}'),
+         COALESCE(array_agg(ROW(d.envelope_id, d.user_id, d.amount_fen,
+                                NULL, NULL, NULL, true)::hb_relay_item)
+                  FILTER (WHERE d.kind = 'open' AND e.id IS NULL), '{}')
+  INTO taken, items, misses
+  FROM d
+  LEFT JOIN envelopes e ON d.kind = 'open' AND e.id = d.envelope_id
+  LEFT JOIN opens o ON d.kind = 'open' AND o.envelope_id = d.envelope_id
+                   AND o.user_id = d.user_id;
+
+  -- Opens of archived days (re-enqueued by a repair) come from cold. An
+  -- 'open' row without an open (never written so) credits nothing.
+  IF cardinality(misses) > 0 THEN
+    SELECT items || COALESCE(array_agg(ROW(m.envelope_id, m.user_id,
+                                           m.amount_fen, hb_ms(o.opened_at),
+                                           e.group_id, e.sender,
+                                           true)::hb_relay_item), '{}')
+    INTO items
+    FROM unnest(misses) AS m
+    JOIN cold.envelopes e ON e.id = m.envelope_id
+    JOIN cold.opens o ON o.envelope_id = m.envelope_id AND o.user_id = m.user_id;
+  END IF;
+
+  -- Queued opens, oldest rows first; the rows stay locked until the batch
+  -- commits, so that a second relay skips them.
+  IF taken < p_limit THEN
+    FOR q IN SELECT c.id, c.envelope_ids, c.user_ids FROM credits_owed c
+             ORDER BY c.id LIMIT p_limit FOR UPDATE SKIP LOCKED LOOP
+      n := cardinality(q.envelope_ids);
+      IF taken + n <= p_limit THEN
+        done_ids := done_ids || q.id;
+        es := es || q.envelope_ids;
+        us := us || q.user_ids;
+        taken := taken + n;
+      ELSE
+        n := p_limit - taken;
+        es := es || q.envelope_ids[1:n];
+        us := us || q.user_ids[1:n];
+        taken := p_limit;
+        UPDATE credits_owed SET envelope_ids = envelope_ids[n + 1:],
+                                user_ids = user_ids[n + 1:]
+        WHERE id = q.id;
+      END IF;
+      EXIT WHEN taken >= p_limit;
+    END LOOP;
+    DELETE FROM credits_owed WHERE id = ANY(done_ids);
+    -- A queued open that is not there (never written so) credits nothing.
+    SELECT items || COALESCE(array_agg(ROW(o.envelope_id, o.user_id,
+                                           o.amount_fen, hb_ms(o.opened_at),
+                                           e.group_id, e.sender,
+                                           false)::hb_relay_item), '{}')
+    INTO items
+    FROM unnest(es, us) AS x(envelope_id, user_id)
+    JOIN opens o ON o.envelope_id = x.envelope_id AND o.user_id = x.user_id
+    JOIN envelopes e ON e.id = x.envelope_id;
+  END IF;
+
+  -- Credits, in a stable order; a key that exists already is a repeated
+  -- delivery.
+  WITH ins AS (
+    INSERT INTO ledger_entries (idempotency_key, kind, debit_account,
+                                credit_account, amount_fen, envelope_id, user_id)
+    SELECT 'credit:' || x.envelope_id || ':' || x.user_id, 'credit',
+           hb_escrow_of(x.envelope_id), hb_wallet(x.user_id), x.amount_fen,
+           x.envelope_id, x.user_id
+    FROM unnest(items) AS x ORDER BY x.envelope_id, x.user_id
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING debit_account, credit_account, amount_fen),
+  moves AS (
+    SELECT debit_account AS id, -amount_fen AS delta FROM ins
+    UNION ALL
+    SELECT credit_account, amount_fen FROM ins),
+  balances AS (
+    -- Only wallets gain and only escrow loses here, so the upsert's proposed
+    -- rows never break accounts_wallet_not_negative.
+    INSERT INTO accounts AS a (id, kind, balance_fen)
+    SELECT id, hb_account_kind(id), sum(delta) FROM moves GROUP BY id ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET balance_fen = a.balance_fen + excluded.balance_fen)
+  SELECT count(*)::int, COALESCE(sum(amount_fen), 0)
+  INTO credited, credited_fen FROM ins;
+  duplicates := cardinality(items) - credited;
+
+  INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,
+                            group_id, counterpart)
+  SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id, x.sender
+  FROM unnest(items) AS x WHERE NOT x.archived
+  ON CONFLICT DO NOTHING;
+
+  -- A repaired open of an archived day has its record in the cold tables.
+  IF cardinality(misses) > 0 THEN
+    INSERT INTO cold.user_records (user_id, kind, envelope_id, amount_fen,
+                                   at_ms, group_id, counterpart)
+    SELECT x.user_id, 2, x.envelope_id, x.amount_fen, x.at_ms, x.group_id,
+           x.sender
+    FROM unnest(items) AS x WHERE x.archived
+    ON CONFLICT DO NOTHING;
+  END IF;
+END $$;
+
+-- Moves a day into cold storage (see v1); a day with opens still queued
+-- for the relay stays hot.
+CREATE OR REPLACE FUNCTION hb_detach_day(p_day INT) RETURNS BOOLEAN
+LANGUAGE plpgsql AS $$
+DECLARE
+  lo BIGINT := p_day::bigint * 100000000000;
+  hi BIGINT := (p_day + 1)::bigint * 100000000000;
+  tbl TEXT;
+  part TEXT;
+BEGIN
+  IF to_regclass('public.envelopes_p' || p_day) IS NULL THEN
+    RETURN false;
+  END IF;
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status IN (2, 4))
+     OR EXISTS (SELECT 1 FROM credits_owed c, unnest(c.envelope_ids) AS e
+                WHERE e >= lo AND e < hi) THEN
+    RETURN false;
+  END IF;
+  PERFORM set_config('lock_timeout', '2s', true);
+  PERFORM pg_advisory_xact_lock(hb_partition_lock_key());
+  LOCK TABLE ONLY public.envelopes, public.opens, public.user_records
+    IN ACCESS EXCLUSIVE MODE;
+  -- Nobody writes opens now (credits_owed is written with them); cheap
+  -- re-check of what may have changed meanwhile (a payment, a repair).
+  IF EXISTS (SELECT 1 FROM envelopes WHERE id >= lo AND id < hi AND status = 2)
+     OR EXISTS (SELECT 1 FROM credits_owed c, unnest(c.envelope_ids) AS e
+                WHERE e >= lo AND e < hi)
+     OR EXISTS (SELECT 1 FROM outbox WHERE delivered_at IS NULL AND kind = 'open'
+                AND envelope_id >= lo AND envelope_id < hi) THEN
+    RETURN false;
+  END IF;
+  FOREACH tbl IN ARRAY ARRAY['envelopes', 'opens', 'user_records'] LOOP
+    part := tbl || '_p' || p_day;
+    CONTINUE WHEN to_regclass('public.' || part) IS NULL;
+    EXECUTE format('ALTER TABLE public.%I DETACH PARTITION public.%I', tbl, part);
+    EXECUTE format('ALTER TABLE public.%I SET SCHEMA cold', part);
+    EXECUTE format('ALTER TABLE cold.%I ATTACH PARTITION cold.%I'
+                   ' FOR VALUES FROM (%s) TO (%s)', tbl, part, lo, hi);
+  END LOOP;
+  RETURN true;
+END $$;
+)sql";
+
 const std::vector<migration> migrations = {
   {1, "initial_schema", v1_initial_schema},
   {2, "segment_states", v2_segment_states},
   {3, "opens_as_outbox", v3_opens_as_outbox},
   {4, "seqs_from_the_commit", v4_seqs_from_the_commit},
+  {5, "credits_owed", v5_credits_owed},
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {

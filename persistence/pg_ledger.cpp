@@ -123,21 +123,24 @@ constexpr const char* reconcile_checks[] = {
   "WHERE COALESCE(o.s, 0) + e.refunded_fen + e.remaining_fen <> e.total_fen"
   " OR COALESCE(o.n, 0) + e.remaining_count <> e.count",
 
-  // An open the relay is done with but that no credit paid: marked
-  // transferred, or -- archived and not transferred -- without an
-  // undelivered outbox row to bring it to the relay. (A hot open not
-  // transferred is still in the relay's queue.)
-  HB_RECONCILE_SCOPE " "
+  // An open the relay is done with but that no credit paid: a hot open no
+  // longer in the relay's queue (credits_owed), or an archived one without
+  // an undelivered outbox row to bring it to the relay.
+  HB_RECONCILE_SCOPE ","
+  " queued AS (SELECT x.envelope_id, x.user_id FROM credits_owed c,"
+  "  unnest(c.envelope_ids, c.user_ids) AS x(envelope_id, user_id)) "
   "SELECT 'missing_credit', o.envelope_id, o.user_id,"
   " format('open of %s fen has no credit; %s', o.amount_fen,"
-  "  CASE WHEN o.status = 2 THEN 'the open is marked transferred'"
+  "  CASE WHEN NOT e.archived THEN 'it is not in the relay''s queue'"
   "   WHEN x.id IS NULL THEN 'it is archived and has no outbox row'"
   "   ELSE 'it is archived and its outbox row was delivered' END) "
   "FROM scope e JOIN opens_all o ON o.envelope_id = e.id"
   " LEFT JOIN outbox x ON e.archived AND x.idempotency_key ="
   "  'open:' || o.envelope_id || ':' || o.user_id "
-  "WHERE (o.status = 2"
-  "  OR (e.archived AND (x.id IS NULL OR x.delivered_at IS NOT NULL)))"
+  "WHERE CASE WHEN e.archived"
+  "  THEN x.id IS NULL OR x.delivered_at IS NOT NULL"
+  "  ELSE NOT EXISTS (SELECT 1 FROM queued q WHERE q.envelope_id ="
+  "   o.envelope_id AND q.user_id = o.user_id) END"
   " AND NOT " HB_HAS_CREDIT("o"),
 
   HB_RECONCILE_SCOPE " "
@@ -244,9 +247,9 @@ constexpr const char* reconcile_checks[] = {
 
 constexpr const char* reconcile_totals =
   HB_RECONCILE_SCOPE ","
-  " o AS (SELECT o.status FROM scope e JOIN opens_all o ON o.envelope_id = e.id) "
+  " o AS (SELECT 1 FROM scope e JOIN opens_all o ON o.envelope_id = e.id) "
   "SELECT (SELECT count(*) FROM scope), (SELECT count(*) FROM o),"
-  " (SELECT count(*) FROM o WHERE status = 1), count(*),"
+  " (SELECT count(*) FROM relay_backlog WHERE kind = 'open'), count(*),"
   " COALESCE(sum(balance_fen) FILTER (WHERE kind = 1), 0),"
   " COALESCE(sum(balance_fen) FILTER (WHERE kind = 2), 0),"
   " COALESCE(sum(balance_fen) FILTER (WHERE kind = 3), 0),"
@@ -293,10 +296,9 @@ outcome<reconcile_report> reconcile_read(PGconn* conn, int64_t since_ms,
 }
 
 /// Re-enqueues the relay for the given opens, in one short transaction,
-/// unless a credit appeared meanwhile: a hot open becomes COMMITTED again
-/// (pending opens are the relay's own queue); an open of an archived day
-/// gets its outbox row undelivered again (or recreated) and becomes
-/// COMMITTED in cold. Returns the opens done.
+/// unless a credit appeared meanwhile: a hot open goes into the relay's
+/// queue again (a credits_owed row per 64); an open of an archived day gets
+/// its outbox row undelivered again (or recreated). Returns the opens done.
 outcome<std::set<std::pair<int64_t, std::string>>>
 requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
                 const std::vector<std::string>& users) {
@@ -307,11 +309,16 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
     return r.error;
   static constexpr const char* requeue_hot_sql =
     "WITH x AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[])"
-    "  AS x(envelope_id, user_id) ORDER BY 1, 2) "
-    "UPDATE opens o SET status = 1 FROM x"
-    " WHERE o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
-    " AND NOT " HB_HAS_CREDIT("o") " "
-    "RETURNING o.envelope_id, o.user_id";
+    "  AS x(envelope_id, user_id)),"
+    " ins AS (SELECT o.envelope_id, o.user_id FROM x JOIN opens o"
+    "  ON o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
+    "  WHERE NOT " HB_HAS_CREDIT("o") " ORDER BY 1, 2),"
+    " owed AS ("
+    " INSERT INTO credits_owed (envelope_ids, user_ids)"
+    " SELECT array_agg(envelope_id), array_agg(user_id)"
+    " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"
+    "  FROM ins) o GROUP BY n / 64) "
+    "SELECT envelope_id, user_id FROM ins";
   static constexpr const char* requeue_cold_sql =
     "WITH x AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[])"
     "  AS x(envelope_id, user_id)),"
@@ -325,11 +332,7 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
     " SELECT 'open', envelope_id, user_id, amount_fen,"
     "  'open:' || envelope_id || ':' || user_id FROM c ORDER BY 5 "
     " ON CONFLICT (idempotency_key) DO UPDATE SET delivered_at = NULL "
-    " RETURNING b.envelope_id, b.user_id),"
-    " u AS ("
-    " UPDATE cold.opens o SET status = 1 FROM q"
-    "  WHERE o.envelope_id = q.envelope_id AND o.user_id = q.user_id"
-    "  AND o.status = 2) "
+    " RETURNING b.envelope_id, b.user_id) "
     "SELECT envelope_id, user_id FROM q";
   auto keys = params{}.add(number_array(envelopes)).add(text_array(users));
   for (auto sql : {requeue_hot_sql, requeue_cold_sql}) {

@@ -422,6 +422,15 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
 
 // The two commit statements (run_commit, run_commit_many, warm_up);
 // "@envelopes" and "@opens" name the day's partitions (day_statement).
+// Each also queues its opens for the relay, 64 to a credits_owed row
+// (migration 5): the opens it inserted, so that a refused batch queues
+// nothing, in the transaction that commits them.
+#define OWED_BY_THE_COMMIT                                                     \
+  " owed AS ("                                                                 \
+  " INSERT INTO credits_owed (envelope_ids, user_ids)"                         \
+  " SELECT array_agg(envelope_id), array_agg(user_id)"                         \
+  " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"          \
+  "  FROM ins) o GROUP BY n / 64) "
 constexpr const char* commit_opens_sql =
     "WITH upd AS ("
     " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5"
@@ -432,7 +441,9 @@ constexpr const char* commit_opens_sql =
     " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
     " SELECT upd.id, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
     " FROM upd, unnest($8::text[], $9::bigint[], $10::bigint[])"
-    "  WITH ORDINALITY AS x(u, a, t, i)) "
+    "  WITH ORDINALITY AS x(u, a, t, i)"
+    " RETURNING envelope_id, user_id),"
+    OWED_BY_THE_COMMIT
     "SELECT count(*) FROM upd";
 
 constexpr const char* commit_many_sql =
@@ -452,7 +463,9 @@ constexpr const char* commit_many_sql =
     " SELECT x.e, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
     " FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::bigint[])"
     "  WITH ORDINALITY AS x(e, u, a, t, i)"
-    " JOIN upd ON upd.id = x.e) "
+    " JOIN upd ON upd.id = x.e"
+    " RETURNING envelope_id, user_id),"
+    OWED_BY_THE_COMMIT
     "SELECT id FROM upd";
 
 /// What a batch's envelope must hold before it, the guard of both commit

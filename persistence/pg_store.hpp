@@ -107,8 +107,8 @@ public:
   outcome<done> confirm_payment(const payment& p);
 
   /// One group-commit transaction: checks the epoch and updates remaining
-  /// amount/count/status and inserts every open, COMMITTED: a committed
-  /// open is itself the relay's work item (no outbox row). A stale epoch or
+  /// amount/count/status, inserts every open and queues them for the relay
+  /// (a credits_owed row per 64 opens, no outbox row). A stale epoch or
   /// any failure changes nothing.
   /// One statement, one round trip. It applies only if the envelope is PAID
   /// under `batch.epoch` and its stored remaining amount/count equal the
@@ -160,20 +160,21 @@ public:
 
   /// One relay batch, one transaction: takes up to `limit` items (FOR
   /// UPDATE SKIP LOCKED): undelivered outbox rows first (oldest first), then
-  /// COMMITTED hot opens (oldest first). For an open (or an outbox 'open'
-  /// row, written only when a repair re-enqueues an archived open) it posts
-  /// 'credit:<envelope>:<user>' from escrow to the user's wallet (a second
-  /// delivery of the same open finds the key and posts nothing), writes the
-  /// user's received record and marks the open TRANSFERRED; outbox rows are
-  /// marked delivered ('paid' rows need nothing else: the sent record was
-  /// written with the payment). Concurrent batches (other nodes) take
+  /// the opens queued in credits_owed (oldest rows first). For an open (or
+  /// an outbox 'open' row, written only when a repair re-enqueues an
+  /// archived open) it posts 'credit:<envelope>:<user>' from escrow to the
+  /// user's wallet (a second delivery of the same open finds the key and
+  /// posts nothing) and writes the user's received record; the opens leave
+  /// the queue and outbox rows are marked delivered in the same transaction
+  /// ('paid' rows need nothing else: the sent record was written with the
+  /// payment). Concurrent batches (other nodes) take
   /// disjoint items and never deadlock with each other or with payments
   /// (accounts are locked in id order everywhere). rows < limit means the
   /// backlog is drained for now. limit < 1 -> errc::invalid_argument.
   outcome<relay_batch_result> relay_batch(int32_t limit);
 
   /// What the relay still owes (view relay_backlog: undelivered outbox rows
-  /// and COMMITTED hot opens), and the age of the oldest in ms.
+  /// and the opens in credits_owed), and the age of the oldest in ms.
   struct outbox_lag_info {
     int64_t pending = 0;
     int64_t oldest_age_ms = 0;

@@ -306,10 +306,12 @@ CAF_TEST(the relay credits every open exactly once) {
   };
   CAF_CHECK_EQUAL(by_kind(1), 300);
   CAF_CHECK_EQUAL(by_kind(1) + by_kind(2) + by_kind(3), 0);
-  CAF_CHECK_EQUAL(count("SELECT count(*) FROM opens WHERE envelope_id = $1"
-                        " AND status = 2",
+  // The opens left the relay's queue with their credits.
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM relay_backlog"
+                        " WHERE envelope_id = $1",
                         {str(id)}),
-                  3);
+                  0);
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM credits_owed", {}), 0);
   CAF_CHECK_EQUAL(query(verify(),
                         "SELECT amount_fen || '|' || at_ms || '|' || group_id"
                         " || '|' || counterpart FROM user_records"
@@ -326,7 +328,9 @@ CAF_TEST(the relay credits every open exactly once) {
   // and ran again): counted as duplicates, no money moves.
   query(verify(), "UPDATE outbox SET delivered_at = NULL WHERE envelope_id = $1",
         {str(id)});
-  query(verify(), "UPDATE opens SET status = 1 WHERE envelope_id = $1",
+  query(verify(), "INSERT INTO credits_owed (envelope_ids, user_ids)"
+                  " SELECT array_agg(envelope_id), array_agg(user_id)"
+                  " FROM opens WHERE envelope_id = $1",
         {str(id)});
   r = value_of(store->relay_batch(500));
   CAF_CHECK_EQUAL(r.rows, 4);
@@ -570,7 +574,7 @@ CAF_TEST(reconcile finds planted faults and repairs only lost credits) {
   CAF_CHECK_EQUAL(reconcile(t0 + 3600000, false, t0 + day_ms).envelopes_checked,
                   0);
 
-  // 1. A credit lost with its money (the open says transferred, but neither
+  // 1. A credit lost with its money (the open left the queue, but neither
   // the entry nor the balances moved): reported, repaired by re-enqueueing,
   // and paid by the next relay.
   script(verify(),
@@ -596,8 +600,8 @@ CAF_TEST(reconcile finds planted faults and repairs only lost credits) {
                         {id1}),
                   1);
   CAF_CHECK_EQUAL(count("SELECT count(*) FROM outbox WHERE kind = 'open'", {}), 0);
-  CAF_CHECK_EQUAL(count("SELECT status FROM opens WHERE envelope_id = $1"
-                        " AND user_id = 'bob'",
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM credits_owed"
+                        " WHERE $1 = ANY(envelope_ids) AND 'bob' = ANY(user_ids)",
                         {id1}),
                   1);
   auto pending = reconcile();
@@ -850,9 +854,10 @@ CAF_TEST(the relay batch pins its plan settings) {
 
 // A relay batch touches its own items, not every pending open, whatever the
 // planner believes about the day's partition: with statistics taken while
-// it was nearly empty, the batch's final update once scanned the whole
-// opens_pending index against each item. Counted in this session's own
-// per-transaction statistics.
+// it was nearly empty, a batch once scanned a whole index of pending opens
+// against each item. The queue's rows hold 64 opens; a batch of 100 takes
+// one row whole, cuts the next, and leaves the rest queued. Counted in
+// this session's own per-transaction statistics.
 CAF_TEST(a relay batch reads its items and not the whole backlog) {
   auto snap = paid(20000, 2000, "s-stale");
   query(verify(), "ANALYZE opens", {});  // statistics of an almost empty day
@@ -860,7 +865,8 @@ CAF_TEST(a relay batch reads its items and not the whole backlog) {
   for (int k = 0; k < 2000; ++k)
     xs.emplace_back("st-" + str(k), 10);
   open(snap, xs);
-  auto index = "opens_p" + str(test_day) + "_opened_at_idx";
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM credits_owed", {}), 32);
+  auto index = "opens_p" + str(test_day) + "_pkey";
   CAF_REQUIRE_EQUAL(query(verify(), "SELECT to_regclass($1) IS NOT NULL",
                           {index}),
                     "t");
@@ -874,7 +880,15 @@ CAF_TEST(a relay batch reads its items and not the whole backlog) {
                                 << " (2000 opens pending)");
   CAF_CHECK_EQUAL(taken, 100);
   CAF_CHECK_LESS(read, 500);
+  CAF_CHECK_EQUAL(count("SELECT sum(cardinality(user_ids)) FROM credits_owed",
+                        {}),
+                  1901);
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM credits_owed", {}), 31);
   CAF_CHECK_EQUAL(relay_all(), 1901);
+  CAF_CHECK_EQUAL(count("SELECT count(DISTINCT user_id) FROM ledger_entries"
+                        " WHERE envelope_id = $1 AND kind = 'credit'",
+                        {str(snap.env.id)}),
+                  2000);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

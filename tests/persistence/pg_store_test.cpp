@@ -160,6 +160,64 @@ CAF_TEST(migrations apply from an empty database exactly once) {
                     "t");
 }
 
+// Migration 5 moves what the relay owes from a status per open to the
+// credits_owed queue: a database at version 4 with opens owed (status 1)
+// and opens already credited (status 2) comes out with exactly the owed
+// ones queued, no status column, and a relay that credits those and no
+// other.
+CAF_TEST(migration 5 queues the opens owed under version 4) {
+  scratch_db old{"_v5"};
+  auto conn = old.verify();
+  script(conn, "CREATE TABLE schema_migrations (version INT PRIMARY KEY,"
+               " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL"
+               " DEFAULT now())");
+  for (auto& m : all_migrations()) {
+    if (m.version > 4)
+      continue;
+    script(conn, std::string{"BEGIN;"} + m.sql + ";COMMIT");
+    query(conn, "INSERT INTO schema_migrations VALUES ($1, $2)",
+          {std::to_string(m.version), m.name});
+  }
+  auto day = utc_day_of(std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count());
+  auto id = std::to_string(make_envelope_id(day, 1, 7));
+  query(conn, "SELECT hb_ensure_partitions($1, $1)", {std::to_string(day)});
+  query(conn,
+        "INSERT INTO envelopes (id, segment, sender, group_id,"
+        " idempotency_key, kind, status, total_fen, count, remaining_fen,"
+        " remaining_count, created_at, paid_at)"
+        " VALUES ($1, 7, 'sam', 'g', 'k', 1, 2, 1000, 4, 400, 1, now(), now())",
+        {id});
+  query(conn,
+        "INSERT INTO opens (envelope_id, user_id, amount_fen, seq, opened_at,"
+        " status) VALUES ($1, 'ann', 100, 1, now(), 2),"
+        " ($1, 'ben', 200, 2, now(), 1), ($1, 'cat', 300, 3, now(), 1)",
+        {id});
+  auto store = connect_or_fail(old.url());
+  CAF_CHECK_EQUAL(value_of(store->schema_version()), 4);
+  CAF_REQUIRE_EQUAL(value_of(store->migrate()), 1);
+  CAF_CHECK_EQUAL(value_of(store->schema_version()), 5);
+  CAF_CHECK_EQUAL(query(conn, "SELECT string_agg(user_id, ',' ORDER BY user_id)"
+                              " FROM relay_backlog WHERE envelope_id = $1",
+                        {id}),
+                  "ben,cat");
+  CAF_CHECK_EQUAL(query_int(conn, "SELECT count(*) FROM credits_owed"), 1);
+  CAF_CHECK_EQUAL(query_int(conn, "SELECT count(*) FROM information_schema"
+                                  ".columns WHERE column_name = 'status'"
+                                  " AND table_name = 'opens'"),
+                  0);
+  auto r = value_of(store->relay_batch(100));
+  CAF_CHECK_EQUAL(r.rows, 2);
+  CAF_CHECK_EQUAL(r.credited, 2);
+  CAF_CHECK_EQUAL(r.credited_fen, 500);
+  CAF_CHECK_EQUAL(query(conn, "SELECT string_agg(user_id || '=' || amount_fen,"
+                              " ',' ORDER BY user_id) FROM ledger_entries"
+                              " WHERE kind = 'credit'"),
+                  "ben=200,cat=300");
+  CAF_CHECK_EQUAL(query_int(conn, "SELECT count(*) FROM relay_backlog"), 0);
+}
+
 CAF_TEST(concurrent migrations serialise on the advisory lock) {
   scratch_db empty{"_c"};
   constexpr int nodes = 4;
@@ -331,7 +389,8 @@ CAF_TEST(commit_opens writes committed opens as the relay queue or nothing) {
                                     {"carol", 50, 3, 1764158402002}});
   CAF_REQUIRE_EQUAL(code_of(store->commit_opens(b)), "ok");
   CAF_CHECK_EQUAL(count_rows("opens", id), 3);
-  // Each open is COMMITTED, i.e. a credit the relay owes; no outbox row.
+  // Each open is queued in the same transaction as a credit the relay
+  // owes (one credits_owed row for the three); no outbox row.
   CAF_CHECK_EQUAL(query_int(db.verify(),
                             "SELECT count(*) FROM relay_backlog"
                             " WHERE envelope_id = $1 AND kind = 'open'",
@@ -343,11 +402,11 @@ CAF_TEST(commit_opens writes committed opens as the relay queue or nothing) {
                             {std::to_string(id)}),
                   0);
   CAF_CHECK_EQUAL(query_int(db.verify(),
-                            "SELECT amount_fen FROM opens"
-                            " WHERE envelope_id = $1 AND user_id = 'bob'"
-                            " AND status = 1",
+                            "SELECT count(*) FROM credits_owed"
+                            " WHERE envelope_ids = ARRAY[$1, $1, $1]::bigint[]"
+                            " AND user_ids @> ARRAY['alice', 'bob', 'carol']",
                             {std::to_string(id)}),
-                  150);
+                  1);
   // Replaying the committed batch (a retry after a lost reply) is success
   // and writes nothing twice.
   CAF_CHECK_EQUAL(code_of(store->commit_opens(b)), "ok");

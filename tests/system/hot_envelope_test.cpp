@@ -344,15 +344,15 @@ CAF_TEST(a thousand grabbers share one envelope of one hundred) {
   CAF_CHECK_EQUAL(db.scalar("SELECT remaining_fen || '|' || remaining_count || '|' || status "
                             "FROM envelopes WHERE id = " + eid),
                   "0|0|3");
-  // Opens are their own outbox: no outbox 'open' row; each open is owed by
-  // the relay or already credited exactly once.
+  // No outbox 'open' row: each open is queued for the relay with its
+  // commit (credits_owed), or already credited exactly once.
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'open' "
                             "AND envelope_id = " + eid),
                   "0");
   auto credits = open_credits_sql("o.envelope_id = " + eid);
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM " + credits + " WHERE "
-                            "(status = 1 AND pending = 1 AND credits = 0) OR "
-                            "(status = 2 AND pending = 0 AND credits = 1 "
+                            "(pending = 1 AND credits = 0) OR "
+                            "(pending = 0 AND credits = 1 "
                             "AND matching = 1)"),
                   std::to_string(share_count));
   // Once the relay has drained, every open is credited exactly once, and
@@ -362,7 +362,7 @@ CAF_TEST(a thousand grabbers share one envelope of one hundred) {
                                  "0", 30000),
                   "0");
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM " + credits + " WHERE "
-                            "status = 2 AND pending = 0 AND credits = 1 "
+                            "pending = 0 AND credits = 1 "
                             "AND matching = 1"),
                   std::to_string(share_count));
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) || '|' || SUM(amount_fen) FROM "

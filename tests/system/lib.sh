@@ -423,7 +423,7 @@ hb_audit_db() {
     WHERE (status = 3) <> (remaining_count = 0 AND status IN (2, 3))
        OR (status = 1 AND remaining_count <> count)")" \
     "envelopes whose status disagrees with remaining_count (id|status|remaining_count)"
-  # Opens are their own outbox: no outbox 'open' row belongs to a hot open.
+  # Hot opens are queued in credits_owed: no outbox 'open' row belongs to one.
   # The only 'open' rows are repairs of opens of archived days, and each
   # names such an open with its amount.
   assert_empty "$(hb_q "
@@ -433,12 +433,17 @@ hb_audit_db() {
          AND c.user_id = x.user_id AND c.amount_fen = x.amount_fen)")" \
     "outbox 'open' rows that are not a repaired open of an archived day (envelope|user|amount)"
   # Every hot open is credited at most once, with its amount, to its user's
-  # wallet, and a TRANSFERRED one (status 2) exactly once; so once the relay
-  # has drained (relay_backlog empty, which callers wait for) every hot open
-  # is credited exactly once.
+  # wallet, and one no longer in the relay's queue (credits_owed) exactly
+  # once; so once the relay has drained (relay_backlog empty, which callers
+  # wait for) every hot open is credited exactly once.
   assert_empty "$(hb_q "
-    WITH c AS (
-      SELECT o.envelope_id, o.user_id, o.amount_fen, o.status,
+    WITH queued AS (
+      SELECT x.envelope_id, x.user_id FROM credits_owed q,
+        unnest(q.envelope_ids, q.user_ids) AS x(envelope_id, user_id)),
+    c AS (
+      SELECT o.envelope_id, o.user_id, o.amount_fen,
+             EXISTS (SELECT 1 FROM queued q WHERE q.envelope_id = o.envelope_id
+                       AND q.user_id = o.user_id) AS pending,
              COUNT(l.id) AS credits,
              COUNT(l.id) FILTER (WHERE l.amount_fen = o.amount_fen
                                    AND l.credit_account = 'user:' || o.user_id)
@@ -446,10 +451,10 @@ hb_audit_db() {
       FROM opens o LEFT JOIN ledger_entries l
         ON l.kind = 'credit' AND l.envelope_id = o.envelope_id
        AND l.user_id = o.user_id
-      GROUP BY o.envelope_id, o.user_id, o.amount_fen, o.status)
+      GROUP BY o.envelope_id, o.user_id, o.amount_fen)
     SELECT * FROM c
-    WHERE credits > 1 OR matching <> credits OR (status = 2 AND credits <> 1)")" \
-    "opens credited twice, with another amount or account, or TRANSFERRED without a credit (envelope|user|amount|status|credits|matching)"
+    WHERE credits > 1 OR matching <> credits OR (NOT pending AND credits <> 1)")" \
+    "opens credited twice, with another amount or account, or out of the relay's queue without a credit (envelope|user|amount|pending|credits|matching)"
   # And no credit without its open (hot or archived), with the same amount.
   assert_empty "$(hb_q "
     SELECT l.envelope_id, l.user_id, l.amount_fen FROM ledger_entries l

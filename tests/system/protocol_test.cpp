@@ -518,16 +518,16 @@ CAF_TEST(the database holds what the clients were told) {
               "e.total_fen <> e.remaining_fen + COALESCE(SUM(o.amount_fen), 0) "
               "OR e.count - e.remaining_count <> COUNT(o.user_id)) bad"),
     "0");
-  // Opens are their own outbox: no outbox 'open' row; each open is owed by
-  // the relay or already credited exactly once.
+  // No outbox 'open' row: each open is queued for the relay with its
+  // commit (credits_owed), or already credited exactly once.
   auto opens = db.scalar("SELECT COUNT(*) FROM opens");
   CAF_CHECK_NOT_EQUAL(opens, "0");
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'open'"),
                   "0");
   auto credits = open_credits_sql("true");
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM " + credits + " WHERE "
-                            "(status = 1 AND pending = 1 AND credits = 0) OR "
-                            "(status = 2 AND pending = 0 AND credits = 1 "
+                            "(pending = 1 AND credits = 0) OR "
+                            "(pending = 0 AND credits = 1 "
                             "AND matching = 1)"),
                   opens);
   // Once the relay has drained, every open is credited exactly once, and
@@ -536,7 +536,7 @@ CAF_TEST(the database holds what the clients were told) {
                                  30000),
                   "0");
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) FROM " + credits + " WHERE "
-                            "status = 2 AND pending = 0 AND credits = 1 "
+                            "pending = 0 AND credits = 1 "
                             "AND matching = 1"),
                   opens);
   CAF_CHECK_EQUAL(db.scalar("SELECT COUNT(*) || '|' || COALESCE(SUM(amount_fen), 0) "

@@ -20,7 +20,7 @@ for k in 1 2 3 4; do
   ids+=("$id")
 done
 for _ in $(seq 1 100); do
-  [[ "$(hb_q "SELECT COUNT(*) FROM opens WHERE status = 1")" == 0 ]] && break
+  [[ "$(hb_q "SELECT COUNT(*) FROM relay_backlog")" == 0 ]] && break
   sleep 0.1
 done
 hb_cli reconcile

@@ -411,7 +411,7 @@ std::string database::wait_scalar(const std::string& sql,
 }
 
 std::string open_credits_sql(const std::string& where) {
-  return "(SELECT o.status, "
+  return "(SELECT "
          "(SELECT COUNT(*) FROM relay_backlog b WHERE b.kind = 'open' "
          "AND b.envelope_id = o.envelope_id AND b.user_id = o.user_id) "
          "AS pending, COUNT(l.id) AS credits, "
@@ -419,7 +419,7 @@ std::string open_credits_sql(const std::string& where) {
          "AND l.credit_account = 'user:' || o.user_id) AS matching "
          "FROM opens o LEFT JOIN ledger_entries l ON l.kind = 'credit' "
          "AND l.envelope_id = o.envelope_id AND l.user_id = o.user_id "
-         "WHERE " + where + " GROUP BY o.envelope_id, o.user_id, o.status) c";
+         "WHERE " + where + " GROUP BY o.envelope_id, o.user_id) c";
 }
 
 } // namespace hb::systest

@@ -156,11 +156,11 @@ private:
 };
 
 /// SQL for a derived table with one row per open `o` that matches `where`
-/// (e.g. "o.envelope_id = 7"): its `status`, `pending` (1 when relay_backlog
-/// holds it), `credits` (its credit ledger entries) and `matching` (those
-/// with its amount to its user's wallet). Opens are their own outbox: a
-/// committed open is owed by the relay (status 1, pending 1, no credit) or
-/// credited exactly once (status 2, pending 0, credits = matching = 1).
+/// (e.g. "o.envelope_id = 7"): `pending` (1 when relay_backlog holds it),
+/// `credits` (its credit ledger entries) and `matching` (those with its
+/// amount to its user's wallet). A committed open is queued for the relay
+/// in its own transaction: it is owed (pending 1, no credit) or credited
+/// exactly once (pending 0, credits = matching = 1).
 std::string open_credits_sql(const std::string& where);
 
 } // namespace hb::systest
