@@ -164,6 +164,17 @@ std::string open_field_array(const std::vector<open_record>& opens, Get get) {
 
 constexpr int envelope_column_count = 17;
 
+/// A CTE `owed` that queues the opens of the CTE `ins` (its envelope_id and
+/// user_id columns) for the relay, 64 to a credits_owed row (migration 5):
+/// written by the commit statements with the opens they insert, and by a
+/// repair that re-enqueues lost credits.
+#define HB_OWED_FROM_INS                                                       \
+  " owed AS ("                                                                 \
+  " INSERT INTO credits_owed (envelope_ids, user_ids)"                         \
+  " SELECT array_agg(envelope_id), array_agg(user_id)"                         \
+  " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"          \
+  "  FROM ins) o GROUP BY n / 64) "
+
 /// Reads HB_ENVELOPE_COLUMNS from `row`.
 outcome<envelope> read_envelope(const reply& r, int row);
 

@@ -313,11 +313,7 @@ requeue_credits(PGconn* conn, const std::vector<int64_t>& envelopes,
     " ins AS (SELECT o.envelope_id, o.user_id FROM x JOIN opens o"
     "  ON o.envelope_id = x.envelope_id AND o.user_id = x.user_id"
     "  WHERE NOT " HB_HAS_CREDIT("o") " ORDER BY 1, 2),"
-    " owed AS ("
-    " INSERT INTO credits_owed (envelope_ids, user_ids)"
-    " SELECT array_agg(envelope_id), array_agg(user_id)"
-    " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"
-    "  FROM ins) o GROUP BY n / 64) "
+    HB_OWED_FROM_INS
     "SELECT envelope_id, user_id FROM ins";
   static constexpr const char* requeue_cold_sql =
     "WITH x AS (SELECT DISTINCT * FROM unnest($1::bigint[], $2::text[])"

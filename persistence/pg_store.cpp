@@ -422,15 +422,8 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
 
 // The two commit statements (run_commit, run_commit_many, warm_up);
 // "@envelopes" and "@opens" name the day's partitions (day_statement).
-// Each also queues its opens for the relay, 64 to a credits_owed row
-// (migration 5): the opens it inserted, so that a refused batch queues
-// nothing, in the transaction that commits them.
-#define OWED_BY_THE_COMMIT                                                     \
-  " owed AS ("                                                                 \
-  " INSERT INTO credits_owed (envelope_ids, user_ids)"                         \
-  " SELECT array_agg(envelope_id), array_agg(user_id)"                         \
-  " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"          \
-  "  FROM ins) o GROUP BY n / 64) "
+// Each also queues the opens it inserted for the relay (HB_OWED_FROM_INS),
+// so that a refused batch queues nothing.
 constexpr const char* commit_opens_sql =
     "WITH upd AS ("
     " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5"
@@ -443,7 +436,7 @@ constexpr const char* commit_opens_sql =
     " FROM upd, unnest($8::text[], $9::bigint[], $10::bigint[])"
     "  WITH ORDINALITY AS x(u, a, t, i)"
     " RETURNING envelope_id, user_id),"
-    OWED_BY_THE_COMMIT
+    HB_OWED_FROM_INS
     "SELECT count(*) FROM upd";
 
 constexpr const char* commit_many_sql =
@@ -465,7 +458,7 @@ constexpr const char* commit_many_sql =
     "  WITH ORDINALITY AS x(e, u, a, t, i)"
     " JOIN upd ON upd.id = x.e"
     " RETURNING envelope_id, user_id),"
-    OWED_BY_THE_COMMIT
+    HB_OWED_FROM_INS
     "SELECT id FROM upd";
 
 /// What a batch's envelope must hold before it, the guard of both commit
