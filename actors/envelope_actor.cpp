@@ -852,9 +852,14 @@ envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
                                                   * 0x9E3779B97F4A7C15ULL));
   self->attach_functor([self] { sync_gauge(self->state, true); });
   st.cfg = std::move(cfg);
-  self->request(st.store, store_timeout, planted::activate_atom::value, id)
-    .then([=](envelope_snapshot& snap) { on_activated(self, snap); },
-          [=](caf::error& err) { on_activation_failed(self, err); });
+  auto on_snapshot = [=](envelope_snapshot& snap) { on_activated(self, snap); };
+  auto on_error = [=](caf::error& err) { on_activation_failed(self, err); };
+  if (st.cfg.activator && planted::activation_bumps)
+    self->request(st.cfg.activator, store_timeout, db_activate_atom::value, id)
+      .then(on_snapshot, on_error);
+  else
+    self->request(st.store, store_timeout, planted::activate_atom::value, id)
+      .then(on_snapshot, on_error);
   return loading(self);
 }
 

@@ -7,6 +7,7 @@
 
 #include "caf/typed_actor.hpp"
 
+#include "actors/activation_batcher.hpp"
 #include "actors/commit_batcher.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
@@ -72,6 +73,9 @@ struct envelope_settings {
   std::shared_ptr<node_metrics> metrics;
   /// Where open batches go (cross-envelope group commit); null: the store.
   commit_sink committer;
+  /// Where the activation goes (batched with other envelopes'); null: the
+  /// store.
+  activation_sink activator;
 };
 
 /// Current wall time in Unix milliseconds, shifted by the environment

@@ -61,6 +61,7 @@ using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 // Store requests (actors/store_actor.hpp).
 using db_create_atom = caf::atom_constant<caf::atom("db_create")>;
 using db_activate_atom = caf::atom_constant<caf::atom("db_activ")>;
+using db_activate_many_atom = caf::atom_constant<caf::atom("db_activs")>;
 using db_load_atom = caf::atom_constant<caf::atom("db_load")>;
 using db_pay_atom = caf::atom_constant<caf::atom("db_pay")>;
 using db_commit_atom = caf::atom_constant<caf::atom("db_commit")>;

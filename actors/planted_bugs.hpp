@@ -16,8 +16,10 @@ namespace hb::planted {
 // older owner still carries the current epoch and is accepted.
 #ifdef HB_PLANTED_BUG_SKIP_EPOCH_BUMP
 using activate_atom = db_load_atom;
+constexpr bool activation_bumps = false;
 #else
 using activate_atom = db_activate_atom;
+constexpr bool activation_bumps = true;
 #endif
 
 } // namespace hb::planted

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <memory>
+#include <set>
 
 #include "caf/actor_pool.hpp"
 #include "caf/all.hpp"
@@ -143,6 +144,20 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
       return with_db<envelope_snapshot>(self, [&](pg_store& db) {
         return lift(reported(self, segment_of(id), db.activate(id)));
       });
+    },
+    [=](db_activate_many_atom, std::vector<int64_t>& ids)
+      -> caf::result<std::vector<envelope_snapshot>> {
+      return with_db<std::vector<envelope_snapshot>>(
+        self, [&](pg_store& db) -> caf::result<std::vector<envelope_snapshot>> {
+          auto res = db.activate_many(ids);
+          std::set<int32_t> segments;
+          for (auto id : ids)
+            segments.insert(segment_of(id));
+          for (auto seg : segments)
+            reported(self, seg, res ? outcome<done>{done{}}
+                                    : outcome<done>{res.error()});
+          return lift(std::move(res));
+        });
     },
     [=](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
       return with_db<envelope_snapshot>(self, [&](pg_store& db) {

@@ -22,6 +22,10 @@ using store_actor = caf::typed_actor<
   caf::replies_to<db_create_atom, envelope>::with<envelope, bool>,
   // Bump the fencing epoch and load the envelope with its opens.
   caf::replies_to<db_activate_atom, int64_t>::with<envelope_snapshot>,
+  // Activate many distinct envelopes in one transaction; the snapshots of
+  // those it bumped (hot ones), in id order. The others: activate alone.
+  caf::replies_to<db_activate_many_atom,
+                  std::vector<int64_t>>::with<std::vector<envelope_snapshot>>,
   // Load without touching the epoch.
   caf::replies_to<db_load_atom, int64_t>::with<envelope_snapshot>,
   // CREATED -> PAID, guarded by the epoch.

@@ -355,6 +355,72 @@ outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
                                    + " neither hot nor archived"};
 }
 
+outcome<std::vector<envelope_snapshot>>
+pg_store::activate_many(const std::vector<int64_t>& ids) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  std::vector<envelope_snapshot> out;
+  if (ids.empty())
+    return out;
+  // Rows are locked in id order, so two of these never deadlock with each
+  // other; each bump waits for an in-flight write of the old owner, and the
+  // reads that follow are new statements with new snapshots that see it.
+  // Nobody writes a bumped envelope or its opens before the commit: a
+  // commit updates the envelope row, which is locked here.
+  static constexpr const char* bump_sql =
+    "WITH l AS (SELECT id FROM envelopes WHERE id = ANY($1::bigint[])"
+    " ORDER BY id FOR UPDATE) "
+    "UPDATE envelopes e SET epoch = e.epoch + 1 FROM l WHERE e.id = l.id "
+    "RETURNING e.id";
+  static constexpr const char* envelopes_sql =
+    "SELECT " HB_ENVELOPE_COLUMNS " FROM envelopes e"
+    " WHERE e.id = ANY($1::bigint[]) ORDER BY e.id";
+  static constexpr const char* opens_sql =
+    "SELECT envelope_id, user_id, amount_fen, seq, " HB_MS("opened_at")
+    " FROM opens WHERE envelope_id = ANY($1::bigint[])"
+    " ORDER BY envelope_id, seq";
+  transaction tx{conn_, "activate_many"};
+  auto r = tx.begin();
+  if (!r.ok())
+    return r.error;
+  r = run_prepared(conn_, "activate_many", bump_sql,
+                   params{}.add(number_array(ids)));
+  if (!r.ok())
+    return r.error;
+  std::vector<int64_t> bumped;
+  for (int row = 0; row < r.rows(); ++row)
+    bumped.push_back(r.i64(row, 0));
+  if (bumped.empty())
+    return out;
+  auto keys = params{}.add(number_array(bumped));
+  r = run_prepared(conn_, "activate_many", envelopes_sql, keys);
+  if (!r.ok())
+    return r.error;
+  std::map<int64_t, size_t> at;
+  for (int row = 0; row < r.rows(); ++row) {
+    auto env = read_envelope(r, row);
+    if (!env)
+      return env.error();
+    at[env->id] = out.size();
+    out.push_back(envelope_snapshot{std::move(*env), {}, false});
+  }
+  r = run_prepared(conn_, "activate_many", opens_sql, keys);
+  if (!r.ok())
+    return r.error;
+  for (int row = 0; row < r.rows(); ++row) {
+    auto it = at.find(r.i64(row, 0));
+    if (it == at.end())
+      continue;
+    out[it->second].opens.push_back(
+      open_record{r.text(row, 1), r.i64(row, 2),
+                  static_cast<int32_t>(r.i64(row, 3)), r.i64(row, 4)});
+  }
+  r = tx.commit();
+  if (!r.ok())
+    return r.error;
+  return out;
+}
+
 outcome<envelope_snapshot> pg_store::load(int64_t envelope_id) {
   if (!ensure_connected())
     return unreachable(conn_);

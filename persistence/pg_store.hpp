@@ -86,6 +86,17 @@ public:
   /// epoch untouched: it is read-only (every write to it is refused).
   outcome<envelope_snapshot> activate(int64_t envelope_id);
 
+  /// Activation of many envelopes in one transaction (a burst of grabs on
+  /// cold envelopes after a restart or a failover): bumps the epochs of
+  /// those of `ids` that are hot, locking them in id order, then reads them
+  /// with their opens, each exactly as activate would. Returns their
+  /// snapshots in id order; an id it did not bump (unknown or archived) is
+  /// left out, and the caller activates it alone, which says why. The ids
+  /// must be distinct: one bump serves one new owner. One plan and one commit for the lot instead of four round
+  /// trips and a commit each.
+  outcome<std::vector<envelope_snapshot>> activate_many(
+    const std::vector<int64_t>& ids);
+
   /// Reads an envelope and its opens, hot or cold (archived tells), without
   /// touching the epoch.
   outcome<envelope_snapshot> load(int64_t envelope_id);

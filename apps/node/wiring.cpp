@@ -64,6 +64,16 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
                    spawn_commit_batcher(*sysp, ctx->store, bc));
   }, nullptr, {"store"}});
 
+  out.push_back({"activation_batcher", [=] {
+    activation_batcher_settings ac;
+    // A burst of activations (after a restart or a failover) goes out as a
+    // few transactions of many envelopes, leaving connections to commits.
+    ac.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
+                                              2, cfg.store_pool_size / 2));
+    return started(ctx->activator,
+                   spawn_activation_batcher(*sysp, ctx->store, ac));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = cfg.segments;
@@ -85,8 +95,9 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     rc.envelope.idle_ms = cfg.envelope_idle_ms;
     rc.envelope.metrics = ctx->metrics;
     rc.envelope.committer = ctx->committer;
+    rc.envelope.activator = ctx->activator;
     return started(ctx->registry, spawn_registry(*sysp, ctx->store, rc));
-  }, stop_with, {"store", "commit_batcher"}});
+  }, stop_with, {"store", "commit_batcher", "activation_batcher"}});
 
   out.push_back({"relay", [=] {
     relay_settings rc;

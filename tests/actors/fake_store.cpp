@@ -1,5 +1,6 @@
 #include "fake_store.hpp"
 
+#include <algorithm>
 #include <deque>
 
 #include "caf/all.hpp"
@@ -100,6 +101,28 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
       ++it->second.epoch;
       ++db.activations;
       return envelope_snapshot{it->second, db.opens[id]};
+    },
+    [=](db_activate_many_atom, std::vector<int64_t>& ids)
+      -> caf::result<std::vector<envelope_snapshot>> {
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      db.activation_batches.push_back(ids.size());
+      if (db.fail_next_activate_many) {
+        db.fail_next_activate_many = false;
+        return make_error(errc::unavailable, "injected activation failure");
+      }
+      std::sort(ids.begin(), ids.end());
+      std::vector<envelope_snapshot> out;
+      for (auto id : ids) {
+        auto it = db.envelopes.find(id);
+        if (it == db.envelopes.end() || db.not_hot.count(id) > 0)
+          continue;
+        ++it->second.epoch;
+        ++db.activations;
+        out.push_back(envelope_snapshot{it->second, db.opens[id]});
+      }
+      return out;
     },
     [=](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
       auto& db = *self->state.db;

@@ -24,7 +24,10 @@ struct fake_db {
   std::map<std::pair<int32_t, int32_t>, int64_t> leases;
   std::vector<size_t> batch_sizes;  // every commit attempt, in order
   int commits_applied = 0;
-  int activations = 0;
+  int activations = 0;                    // envelopes activated, alone or not
+  std::vector<size_t> activation_batches; // ids of each db_activate_many
+  std::set<int64_t> not_hot;              // left out of db_activate_many
+  bool fail_next_activate_many = false;
   int refunds = 0;
   int probes = 0;
   int relay_batches = 0;                  // relay transactions asked for

@@ -358,6 +358,105 @@ CAF_TEST(activation waits for an in-flight write and sees all of it) {
   CAF_CHECK_EQUAL(check_invariants(activated->env, activated->opens), "");
 }
 
+// Batched activation reads each envelope exactly as activate does, bumps
+// each epoch once, leaves out what it did not bump, and fences the old
+// owners of all of them.
+CAF_TEST(activate_many bumps and reads many envelopes as activate does) {
+  auto a = paid_envelope(1000, 5);
+  auto b = paid_envelope(500, 2);
+  auto c = paid_envelope(300, 3);
+  auto ba = batch_of(a.env, 900, {{"u2", 60, 1, 1764158402000},
+                                  {"u1", 40, 2, 1764158402001}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(ba)), "ok");
+  auto bb = batch_of(b.env, 0, {{"v1", 200, 1, 1764158402002},
+                                {"v2", 300, 2, 1764158402003}});
+  CAF_REQUIRE_EQUAL(code_of(store->commit_opens(bb)), "ok");
+  auto unknown = a.env.id + 990000;  // a well-formed id nobody created
+  auto many = store->activate_many({c.env.id, unknown, a.env.id, b.env.id});
+  CAF_REQUIRE_EQUAL(code_of(many), "ok");
+  CAF_REQUIRE_EQUAL(many->size(), 3u);
+  // In id order, each as load now reads it (load does not bump).
+  std::vector<int64_t> want{a.env.id, b.env.id, c.env.id};
+  std::sort(want.begin(), want.end());
+  for (size_t i = 0; i < want.size(); ++i) {
+    auto& got = (*many)[i];
+    CAF_CHECK_EQUAL(got.env.id, want[i]);
+    CAF_CHECK(!got.archived);
+    auto loaded = store->load(want[i]);
+    CAF_REQUIRE_EQUAL(code_of(loaded), "ok");
+    CAF_CHECK_EQUAL(got.env.epoch, loaded->env.epoch);
+    CAF_CHECK_EQUAL(got.env.epoch, 2);  // paid_envelope activated once
+    CAF_CHECK_EQUAL(got.env.remaining_fen, loaded->env.remaining_fen);
+    CAF_CHECK_EQUAL(got.env.remaining_count, loaded->env.remaining_count);
+    CAF_CHECK(got.env.status == loaded->env.status);
+    CAF_CHECK_EQUAL(got.env.sender, loaded->env.sender);
+    CAF_CHECK_EQUAL(got.env.greeting, loaded->env.greeting);
+    CAF_CHECK_EQUAL(got.env.expires_at_ms, loaded->env.expires_at_ms);
+    CAF_REQUIRE_EQUAL(got.opens.size(), loaded->opens.size());
+    for (size_t k = 0; k < got.opens.size(); ++k) {
+      CAF_CHECK_EQUAL(got.opens[k].user, loaded->opens[k].user);
+      CAF_CHECK_EQUAL(got.opens[k].seq, loaded->opens[k].seq);
+      CAF_CHECK_EQUAL(got.opens[k].amount_fen, loaded->opens[k].amount_fen);
+      CAF_CHECK_EQUAL(got.opens[k].opened_at_ms, loaded->opens[k].opened_at_ms);
+    }
+    CAF_CHECK_EQUAL(check_invariants(got.env, got.opens), "");
+  }
+  auto& got_a = a.env.id == want[0] ? (*many)[0]
+                : a.env.id == want[1] ? (*many)[1] : (*many)[2];
+  CAF_REQUIRE_EQUAL(got_a.opens.size(), 2u);
+  CAF_CHECK_EQUAL(got_a.opens[0].user, "u2");  // by seq, not by user
+  CAF_CHECK_EQUAL(got_a.opens[1].user, "u1");
+  // The old owners are fenced; the new ones write.
+  // (The old owner's batch continues the stored state; only its epoch is
+  // old.)
+  auto stale = batch_of(a.env, 800, {{"old", 100, 3, 1764158403000}});
+  stale.remaining_count = 2;
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(stale)), "stale_epoch");
+  auto fresh = batch_of(got_a.env, 800, {{"new", 100, 3, 1764158403000}});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(fresh)), "ok");
+  // Nothing to bump: an empty answer, not an error.
+  auto none = store->activate_many({unknown});
+  CAF_REQUIRE_EQUAL(code_of(none), "ok");
+  CAF_CHECK(none->empty());
+}
+
+// Like activate, each bump of a batch waits for an old owner's write in
+// flight, and the batch then reads that write.
+CAF_TEST(activate_many waits for an in-flight write and sees all of it) {
+  auto a = paid_envelope(1000, 5);
+  auto b = paid_envelope(800, 4);
+  auto id = std::to_string(b.env.id);
+  auto old_owner = db.verify();
+  query(old_owner, "BEGIN");
+  query(old_owner, "UPDATE envelopes SET remaining_fen = 700,"
+                   " remaining_count = 3 WHERE id = $1",
+        {id});
+  query(old_owner, "INSERT INTO opens (envelope_id, user_id, amount_fen, seq,"
+                   " opened_at) VALUES ($1, 'in-flight', 100, 1, now())",
+        {id});
+  std::atomic<bool> finished{false};
+  outcome<std::vector<envelope_snapshot>> activated{errc::internal, "not run"};
+  std::thread activator{[&] {
+    activated = store->activate_many({a.env.id, b.env.id});
+    finished = true;
+  }};
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CAF_CHECK(!finished);  // blocked behind the row lock
+  query(old_owner, "COMMIT");
+  activator.join();
+  CAF_REQUIRE_EQUAL(code_of(activated), "ok");
+  CAF_REQUIRE_EQUAL(activated->size(), 2u);
+  for (auto& snap : *activated) {
+    CAF_CHECK_EQUAL(snap.env.epoch, 2);
+    if (snap.env.id != b.env.id)
+      continue;
+    CAF_CHECK_EQUAL(snap.env.remaining_fen, 700);
+    CAF_REQUIRE_EQUAL(snap.opens.size(), 1u);
+    CAF_CHECK_EQUAL(snap.opens[0].user, "in-flight");
+    CAF_CHECK_EQUAL(check_invariants(snap.env, snap.opens), "");
+  }
+}
+
 CAF_TEST(a stale epoch cannot commit opens) {
   auto snap = paid_envelope(1000, 5);
   auto id = snap.env.id;

@@ -102,8 +102,8 @@ void sim_db::record_attempt(const char* what, int64_t envelope_id,
   a.carried_epoch = carried;
   a.current_epoch = current;
   a.sender = who.actor_id;
-  auto it = owner.find(envelope_id);
-  a.owner = it != owner.end() ? it->second : 0;
+  auto it = epoch_owner.find({envelope_id, current});
+  a.owner = it != epoch_owner.end() ? it->second : 0;
   a.accepted = accepted;
   a.at_ms = now_ms();
   if (!accepted) {
@@ -112,7 +112,8 @@ void sim_db::record_attempt(const char* what, int64_t envelope_id,
     return;
   }
   // Accepted: it must carry the current epoch and come from the actor that
-  // activated the envelope last (two owners must never both commit).
+  // holds it, the one that activated the envelope last (two owners must
+  // never both commit).
   if (carried != current || (a.owner != 0 && a.sender != a.owner))
     stale_accepted.push_back(a);
 }
@@ -212,8 +213,13 @@ outcome<envelope_snapshot> sim_db::activate(int64_t id, const caller& who) {
     return fail(errc::not_found, not_found_message(id));
   ++it->second.epoch;
   if (who.envelope_actor)
-    owner[id] = who.actor_id;
+    claim(id, it->second.epoch, who.actor_id);
   return snapshot(id);
+}
+
+void sim_db::claim(int64_t envelope_id, int64_t epoch, uint64_t actor) {
+  owner[envelope_id] = actor;
+  epoch_owner[{envelope_id, epoch}] = actor;
 }
 
 outcome<envelope_snapshot> sim_db::load(int64_t id, const caller& who) {
@@ -223,7 +229,7 @@ outcome<envelope_snapshot> sim_db::load(int64_t id, const caller& who) {
   // An envelope actor that loads (rather than activates) claims the
   // envelope all the same: the oracle follows the actors, not the epochs.
   if (who.envelope_actor)
-    owner[id] = who.actor_id;
+    claim(id, it->second.epoch, who.actor_id);
   return snapshot(id);
 }
 

@@ -84,7 +84,7 @@ struct write_attempt {
   int64_t carried_epoch = 0;
   int64_t current_epoch = 0;   ///< the stored epoch when it was applied
   uint64_t sender = 0;         ///< actor id
-  uint64_t owner = 0;          ///< actor id of the last activation, 0: none
+  uint64_t owner = 0;          ///< actor id holding the current epoch, 0: none
   bool accepted = false;       ///< changed the state (not a replay)
   int64_t at_ms = 0;
 };
@@ -121,6 +121,12 @@ public:
   // -- what the oracle needs ---------------------------------------------------
   /// Envelope -> actor id of its most recent activation by an envelope actor.
   std::map<int64_t, uint64_t> owner;
+  /// (envelope, epoch) -> the envelope actor that holds that epoch: its
+  /// activation (or load) reached the store from it, or the snapshot with
+  /// that epoch was delivered to it (activations through the batcher).
+  std::map<std::pair<int64_t, int64_t>, uint64_t> epoch_owner;
+  /// Records that `actor` holds `epoch` of the envelope (claim).
+  void claim(int64_t envelope_id, int64_t epoch, uint64_t actor);
   /// Guarded writes that were accepted although stale (must stay empty).
   std::vector<write_attempt> stale_accepted;
   uint64_t guarded_writes = 0;

@@ -93,6 +93,13 @@ std::vector<child_spec> sim_node::children() {
     return started(ctx->committer, spawn_commit_batcher(*sysp, store, bc));
   }, nullptr, {"store"}});
 
+  out.push_back({"activation_batcher", [=] {
+    activation_batcher_settings ac;
+    ac.inflight_max = 1;
+    ac.batch_max = 4;
+    return started(ctx->activator, spawn_activation_batcher(*sysp, store, ac));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = node_segments();
@@ -118,8 +125,9 @@ std::vector<child_spec> sim_node::children() {
     rc.envelope.rng_seed = envelope_seed;
     rc.envelope.metrics = ctx->metrics;
     rc.envelope.committer = ctx->committer;
+    rc.envelope.activator = ctx->activator;
     return started(ctx->registry, spawn_registry(*sysp, store, rc));
-  }, stop_with, {"store", "commit_batcher"}});
+  }, stop_with, {"store", "commit_batcher", "activation_batcher"}});
 
   out.push_back({"relay", [=] {
     relay_settings rc;
@@ -244,6 +252,8 @@ std::string sim_node::crash_child() {
   std::vector<std::pair<const char*, caf::strong_actor_ptr>> kids{
     {"segment_health", caf::actor_cast<caf::strong_actor_ptr>(ctx_->health)},
     {"commit_batcher", caf::actor_cast<caf::strong_actor_ptr>(ctx_->committer)},
+    {"activation_batcher",
+     caf::actor_cast<caf::strong_actor_ptr>(ctx_->activator)},
     {"id_allocator", caf::actor_cast<caf::strong_actor_ptr>(ctx_->ids)},
     {"registry", caf::actor_cast<caf::strong_actor_ptr>(ctx_->registry)},
     {"reconciler", caf::actor_cast<caf::strong_actor_ptr>(ctx_->reconciler)},

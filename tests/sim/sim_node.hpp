@@ -43,6 +43,7 @@ struct sim_node_context {
   std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
   segment_health_actor health;
   commit_sink committer;
+  activation_sink activator;
   id_allocator_actor ids;
   registry_actor registry;
   relay_actor relay;

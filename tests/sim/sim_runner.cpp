@@ -92,6 +92,23 @@ void note_batch_origin(world& w, caf::scheduled_actor* a) {
   });
 }
 
+// Remembers which envelope actor holds each epoch of an envelope, for the
+// same oracle: an activation through the activation batcher reaches the
+// store from the batcher (alone or with others), so the owner of the epoch
+// it bumped is the envelope actor its snapshot is delivered to.
+void note_snapshot_owner(world& w, caf::scheduled_actor* a) {
+  if (std::strcmp(a->name(), "hb.envelope") != 0
+      || a->mailbox().peek() == nullptr)
+    return;
+  a->mailbox().queue().peek_all([&](const caf::mailbox_element& elem) {
+    auto& content = elem.content();
+    if (!content.match_elements<envelope_snapshot>())
+      return;
+    auto& snap = content.get_as<envelope_snapshot>(0);
+    w.db.claim(snap.env.id, snap.env.epoch, a->id());
+  });
+}
+
 std::string render(caf::scheduled_actor* a) {
   std::string line = std::to_string(a->id());
   line += ' ';
@@ -631,6 +648,7 @@ void driver::step() {
     ++w.messages;
     w.trace(render(actor));
     note_batch_origin(w, actor);
+    note_snapshot_owner(w, actor);
     note_requests(actor);
   }
   sched_->run_once();

@@ -1,5 +1,6 @@
 #include "sim_store.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -239,6 +240,34 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
       return submit<caf::typed_response_promise<envelope_snapshot>>(
         self, plan, [=, &db] { return db.activate(id, who); },
         deliver_value<envelope_snapshot>());
+    },
+    [=, &db](db_activate_many_atom, std::vector<int64_t>& ids)
+      -> caf::result<std::vector<envelope_snapshot>> {
+      // One transaction: a fault fails all. The caller is the activation
+      // batcher; the driver notes which envelope actor gets each snapshot
+      // (note_snapshot_owner).
+      auto who = caller_of(self);
+      auto first = ids.empty() ? no_segment : segment_of(ids[0]);
+      auto plan = make_plan(self, first, true, segment_data);
+      for (size_t i = 1; i < ids.size(); ++i)
+        plan.also.push_back(segment_of(ids[i]));
+      return submit<caf::typed_response_promise<std::vector<envelope_snapshot>>>(
+        self, plan,
+        [=, &db] {
+          std::vector<size_t> order(ids.size());
+          for (size_t i = 0; i < order.size(); ++i)
+            order[i] = i;
+          std::sort(order.begin(), order.end(),
+                    [&](size_t x, size_t y) { return ids[x] < ids[y]; });
+          std::vector<envelope_snapshot> out;
+          for (auto i : order) {
+            auto snap = db.activate(ids[i], who);
+            if (snap)
+              out.push_back(std::move(*snap));
+          }
+          return outcome<std::vector<envelope_snapshot>>{std::move(out)};
+        },
+        deliver_value<std::vector<envelope_snapshot>>());
     },
     [=, &db](db_load_atom, int64_t id) -> caf::result<envelope_snapshot> {
       auto who = caller_of(self);

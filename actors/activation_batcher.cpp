@@ -1,0 +1,159 @@
+#include "actors/activation_batcher.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "actors/errors.hpp"
+#include "actors/log.hpp"
+
+namespace hb {
+
+namespace {
+
+// As the envelope actor's own wait for its activation: an answer that does
+// not come by then frees the slot, and the envelope actor has given up.
+constexpr auto activation_timeout = std::chrono::seconds(30);
+
+using snapshot_promise = caf::typed_response_promise<envelope_snapshot>;
+
+struct pending_activation {
+  int64_t id;
+  snapshot_promise promise;
+};
+
+struct batcher_state {
+  activation_batcher_settings cfg;
+  store_actor store;
+  std::deque<pending_activation> queue;
+  uint32_t inflight = 0;
+  static inline const char* name = "hb.activation_batcher";
+};
+
+using batcher_pointer = activation_sink::stateful_pointer<batcher_state>;
+
+void flush(batcher_pointer self);
+
+/// One activation on its own; its answer, value or error, is the caller's.
+/// `then` runs once the store answered (or the request timed out).
+template <class Then>
+void activate_alone(batcher_pointer self, pending_activation p, Then then) {
+  auto waiting = std::make_shared<pending_activation>(std::move(p));
+  self->request(self->state.store, activation_timeout,
+                db_activate_atom::value, waiting->id)
+    .then(
+      [=](envelope_snapshot& snap) {
+        waiting->promise.deliver(snap);
+        then();
+      },
+      [=](caf::error& err) {
+        waiting->promise.deliver(err);
+        then();
+      });
+}
+
+void activate_alone(batcher_pointer self, pending_activation p) {
+  activate_alone(self, std::move(p), [] {});
+}
+
+/// The next batch: distinct ids in arrival order, up to batch_max; a repeated
+/// id stays queued, in its place, for a later batch.
+std::vector<pending_activation> take_batch(batcher_state& st) {
+  std::vector<pending_activation> out;
+  std::set<int64_t> ids;
+  for (auto it = st.queue.begin();
+       it != st.queue.end() && out.size() < st.cfg.batch_max;) {
+    if (ids.insert(it->id).second) {
+      out.push_back(std::move(*it));
+      it = st.queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void flush(batcher_pointer self) {
+  auto& st = self->state;
+  while (st.inflight < st.cfg.inflight_max && !st.queue.empty()) {
+    auto batch = take_batch(st);
+    ++st.inflight;
+    auto done = [=] {
+      --self->state.inflight;
+      flush(self);
+    };
+    if (batch.size() == 1) {
+      activate_alone(self, std::move(batch.front()), done);
+      continue;
+    }
+    auto sent = std::make_shared<std::vector<pending_activation>>(
+      std::move(batch));
+    std::vector<int64_t> ids;
+    for (auto& p : *sent)
+      ids.push_back(p.id);
+    self->request(st.store, activation_timeout, db_activate_many_atom::value,
+                  std::move(ids))
+      .then(
+        [=](std::vector<envelope_snapshot>& snaps) {
+          std::map<int64_t, envelope_snapshot*> by_id;
+          for (auto& s : snaps)
+            by_id[s.env.id] = &s;
+          size_t alone = 0;
+          for (auto& p : *sent) {
+            auto it = by_id.find(p.id);
+            if (it != by_id.end()) {
+              p.promise.deliver(*it->second);
+            } else {
+              ++alone;
+              activate_alone(self, std::move(p));
+            }
+          }
+          actors_log().debug("activation_batch envelopes={} bumped={}"
+                             " alone={}",
+                             sent->size(), snaps.size(), alone);
+          done();
+        },
+        [=](caf::error& err) {
+          // The batch may or may not have committed: an activation alone
+          // bumps again and reads afresh, which is right either way.
+          actors_log().info("activation_batch_failed envelopes={} error={}",
+                            sent->size(), to_failure(err).message);
+          for (auto& p : *sent)
+            activate_alone(self, std::move(p));
+          done();
+        });
+  }
+}
+
+activation_sink::behavior_type batcher_impl(batcher_pointer self,
+                                            store_actor store,
+                                            activation_batcher_settings cfg) {
+  self->state.cfg = cfg;
+  self->state.cfg.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
+  self->state.cfg.batch_max = std::max<uint32_t>(1, cfg.batch_max);
+  self->state.store = std::move(store);
+  return {
+    [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
+      auto rp = self->make_response_promise<envelope_snapshot>();
+      self->state.queue.push_back(pending_activation{id, rp});
+      flush(self);
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+activation_sink spawn_activation_batcher(caf::actor_system& sys,
+                                         store_actor store,
+                                         const activation_batcher_settings& cfg) {
+  return sys.spawn(batcher_impl, std::move(store), cfg);
+}
+
+} // namespace hb
