@@ -92,8 +92,9 @@ public:
   /// with their opens, each exactly as activate would. Returns their
   /// snapshots in id order; an id it did not bump (unknown or archived) is
   /// left out, and the caller activates it alone, which says why. The ids
-  /// must be distinct: one bump serves one new owner. One plan and one commit for the lot instead of four round
-  /// trips and a commit each.
+  /// must be distinct: one bump serves one new owner. One plan per
+  /// statement and one commit for the lot, instead of four round trips and
+  /// a commit each.
   outcome<std::vector<envelope_snapshot>> activate_many(
     const std::vector<int64_t>& ids);
 

@@ -123,6 +123,22 @@ struct fixture {
     return r.ok();
   }
 
+  /// An old owner's write of one open ('in-flight', 100 fen), left
+  /// uncommitted on the verify connection, which it returns: it holds the
+  /// envelope's row lock until the caller commits it.
+  PGconn* begin_old_owner_write(const envelope& env) {
+    auto id = std::to_string(env.id);
+    auto old_owner = db.verify();
+    query(old_owner, "BEGIN");
+    query(old_owner, "UPDATE envelopes SET remaining_fen = remaining_fen - 100,"
+                     " remaining_count = remaining_count - 1 WHERE id = $1",
+          {id});
+    query(old_owner, "INSERT INTO opens (envelope_id, user_id, amount_fen,"
+                     " seq, opened_at) VALUES ($1, 'in-flight', 100, 1, now())",
+          {id});
+    return old_owner;
+  }
+
   int64_t remaining_fen(int64_t envelope_id) {
     return query_int(db.verify(),
                      "SELECT remaining_fen FROM envelopes WHERE id = $1",
@@ -330,16 +346,7 @@ CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
 
 CAF_TEST(activation waits for an in-flight write and sees all of it) {
   auto snap = paid_envelope(1000, 5);
-  auto id = std::to_string(snap.env.id);
-  // The old owner's write, still uncommitted, holds the envelope's row lock.
-  auto old_owner = db.verify();
-  query(old_owner, "BEGIN");
-  query(old_owner, "UPDATE envelopes SET remaining_fen = 900,"
-                   " remaining_count = 4 WHERE id = $1",
-        {id});
-  query(old_owner, "INSERT INTO opens (envelope_id, user_id, amount_fen, seq,"
-                   " opened_at) VALUES ($1, 'in-flight', 100, 1, now())",
-        {id});
+  auto old_owner = begin_old_owner_write(snap.env);
   std::atomic<bool> finished{false};
   outcome<envelope_snapshot> activated{errc::internal, "not run"};
   std::thread activator{[&] {
@@ -425,15 +432,7 @@ CAF_TEST(activate_many bumps and reads many envelopes as activate does) {
 CAF_TEST(activate_many waits for an in-flight write and sees all of it) {
   auto a = paid_envelope(1000, 5);
   auto b = paid_envelope(800, 4);
-  auto id = std::to_string(b.env.id);
-  auto old_owner = db.verify();
-  query(old_owner, "BEGIN");
-  query(old_owner, "UPDATE envelopes SET remaining_fen = 700,"
-                   " remaining_count = 3 WHERE id = $1",
-        {id});
-  query(old_owner, "INSERT INTO opens (envelope_id, user_id, amount_fen, seq,"
-                   " opened_at) VALUES ($1, 'in-flight', 100, 1, now())",
-        {id});
+  auto old_owner = begin_old_owner_write(b.env);
   std::atomic<bool> finished{false};
   outcome<std::vector<envelope_snapshot>> activated{errc::internal, "not run"};
   std::thread activator{[&] {
