@@ -139,6 +139,24 @@ struct fixture {
     return old_owner;
   }
 
+  /// Runs `activate` (a call to the store) on a thread while the old
+  /// owner's write from begin_old_owner_write is uncommitted, checks that it
+  /// waits for it, commits the write and returns what `activate` returned.
+  template <class F>
+  auto activate_behind(PGconn* old_owner, F activate) {
+    std::atomic<bool> finished{false};
+    decltype(activate()) out{errc::internal, "not run"};
+    std::thread activator{[&] {
+      out = activate();
+      finished = true;
+    }};
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CAF_CHECK(!finished);  // blocked behind the row lock
+    query(old_owner, "COMMIT");
+    activator.join();
+    return out;
+  }
+
   int64_t remaining_fen(int64_t envelope_id) {
     return query_int(db.verify(),
                      "SELECT remaining_fen FROM envelopes WHERE id = $1",
@@ -347,16 +365,8 @@ CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
 CAF_TEST(activation waits for an in-flight write and sees all of it) {
   auto snap = paid_envelope(1000, 5);
   auto old_owner = begin_old_owner_write(snap.env);
-  std::atomic<bool> finished{false};
-  outcome<envelope_snapshot> activated{errc::internal, "not run"};
-  std::thread activator{[&] {
-    activated = store->activate(snap.env.id);
-    finished = true;
-  }};
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  CAF_CHECK(!finished);  // blocked behind the row lock
-  query(old_owner, "COMMIT");
-  activator.join();
+  auto activated = activate_behind(
+    old_owner, [&] { return store->activate(snap.env.id); });
   CAF_REQUIRE_EQUAL(code_of(activated), "ok");
   CAF_CHECK_EQUAL(activated->env.epoch, snap.env.epoch + 1);
   CAF_CHECK_EQUAL(activated->env.remaining_fen, 900);
@@ -408,8 +418,9 @@ CAF_TEST(activate_many bumps and reads many envelopes as activate does) {
     }
     CAF_CHECK_EQUAL(check_invariants(got.env, got.opens), "");
   }
-  auto& got_a = a.env.id == want[0] ? (*many)[0]
-                : a.env.id == want[1] ? (*many)[1] : (*many)[2];
+  auto& got_a = *std::find_if(many->begin(), many->end(), [&](auto& x) {
+    return x.env.id == a.env.id;
+  });
   CAF_REQUIRE_EQUAL(got_a.opens.size(), 2u);
   CAF_CHECK_EQUAL(got_a.opens[0].user, "u2");  // by seq, not by user
   CAF_CHECK_EQUAL(got_a.opens[1].user, "u1");
@@ -433,16 +444,8 @@ CAF_TEST(activate_many waits for an in-flight write and sees all of it) {
   auto a = paid_envelope(1000, 5);
   auto b = paid_envelope(800, 4);
   auto old_owner = begin_old_owner_write(b.env);
-  std::atomic<bool> finished{false};
-  outcome<std::vector<envelope_snapshot>> activated{errc::internal, "not run"};
-  std::thread activator{[&] {
-    activated = store->activate_many({a.env.id, b.env.id});
-    finished = true;
-  }};
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  CAF_CHECK(!finished);  // blocked behind the row lock
-  query(old_owner, "COMMIT");
-  activator.join();
+  auto activated = activate_behind(
+    old_owner, [&] { return store->activate_many({a.env.id, b.env.id}); });
   CAF_REQUIRE_EQUAL(code_of(activated), "ok");
   CAF_REQUIRE_EQUAL(activated->size(), 2u);
   for (auto& snap : *activated) {
