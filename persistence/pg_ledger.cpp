@@ -395,6 +395,86 @@ outcome<done> pg_store::confirm_payment(const payment& p) {
   return explain_unpaid(conn_, p);
 }
 
+outcome<std::vector<int64_t>>
+pg_store::confirm_payments(const std::vector<payment>& ps) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  std::vector<int64_t> ids, epochs, paid, expires;
+  std::vector<std::string> txns;
+  for (auto& p : ps) {
+    if (p.from_wallet || p.payment_txn.empty())
+      continue;
+    ids.push_back(p.envelope_id);
+    epochs.push_back(p.epoch);
+    txns.push_back(p.payment_txn);
+    paid.push_back(p.paid_at_ms);
+    expires.push_back(p.expires_at_ms);
+  }
+  std::vector<int64_t> out;
+  if (ids.empty())
+    return out;
+  // One statement is one transaction, as confirm_payment's. The envelope
+  // rows are locked in id order and the accounts are moved once each, in id
+  // order (as hb_post and the relay lock them), so batches never deadlock
+  // with each other or with other postings. All payments of a burst queued
+  // on the same escrow and external rows, each holding them until its
+  // commit was flushed; here the lot holds them for one flush.
+  static constexpr const char* sql =
+    "WITH req AS ("
+    " SELECT DISTINCT ON (r.id) r.* FROM unnest($1::bigint[], $2::bigint[],"
+    "  $3::text[], $4::bigint[], $5::bigint[])"
+    "  AS r(id, epoch, txn, paid_ms, expires_ms) ORDER BY r.id),"
+    " l AS ("
+    " SELECT e.id FROM envelopes e JOIN req r ON r.id = e.id"
+    " WHERE e.epoch = r.epoch AND e.status = 1 ORDER BY e.id FOR UPDATE OF e),"
+    " upd AS ("
+    " UPDATE envelopes e SET status = 2, payment_txn = r.txn,"
+    "  paid_at = COALESCE(to_timestamp(NULLIF(r.paid_ms, 0) / 1000.0), now()),"
+    "  expires_at = to_timestamp(NULLIF(r.expires_ms, 0) / 1000.0)"
+    " FROM l, req r WHERE e.id = l.id AND r.id = l.id AND e.epoch = r.epoch"
+    "  AND e.status = 1"
+    " RETURNING e.id, e.sender, e.group_id, e.total_fen, e.paid_at, r.txn),"
+    " pay AS ("
+    " INSERT INTO payments (payment_txn, envelope_id, source)"
+    " SELECT txn, id, 'external' FROM upd),"
+    // No ON CONFLICT: a pay entry that exists already fails the lot, as
+    // hb_post_once fails confirm_payment.
+    " led AS ("
+    " INSERT INTO ledger_entries (idempotency_key, kind, debit_account,"
+    "  credit_account, amount_fen, envelope_id, user_id)"
+    " SELECT 'pay:' || id, 'pay', $6, hb_escrow_of(id), total_fen, id, sender"
+    " FROM upd ORDER BY id"
+    " RETURNING debit_account, credit_account, amount_fen),"
+    " moves AS ("
+    " SELECT debit_account AS id, -amount_fen AS delta FROM led"
+    " UNION ALL SELECT credit_account, amount_fen FROM led),"
+    // Only escrow gains and only the external account loses here, so the
+    // proposed rows never break accounts_wallet_not_negative.
+    " bal AS ("
+    " INSERT INTO accounts AS a (id, kind, balance_fen)"
+    " SELECT id, hb_account_kind(id), sum(delta) FROM moves"
+    " GROUP BY id ORDER BY id"
+    " ON CONFLICT (id) DO UPDATE SET balance_fen = a.balance_fen"
+    "  + excluded.balance_fen),"
+    " rec AS ("
+    " INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,"
+    "  group_id, counterpart)"
+    " SELECT sender, 1, id, total_fen, hb_ms(paid_at), group_id, '' FROM upd),"
+    " box AS ("
+    " INSERT INTO outbox (kind, envelope_id, idempotency_key)"
+    " SELECT 'paid', id, 'paid:' || id FROM upd) "
+    "SELECT id FROM upd ORDER BY id";
+  params q;
+  q.add(number_array(ids)).add(number_array(epochs)).add(text_array(txns));
+  q.add(number_array(paid)).add(number_array(expires)).add(external_account);
+  auto r = run_prepared(conn_, "confirm_payments", sql, q);
+  if (!r.ok())
+    return r.error;
+  for (int row = 0; row < r.rows(); ++row)
+    out.push_back(r.i64(row, 0));
+  return out;
+}
+
 // -- Refund ----------------------------------------------------------------------
 
 outcome<int64_t> pg_store::refund(int64_t envelope_id, int64_t epoch) {

@@ -118,6 +118,17 @@ public:
   /// paid_at_ms 0 means now; expires_at_ms 0 means never.
   outcome<done> confirm_payment(const payment& p);
 
+  /// Many payments in one transaction, for a burst of them (the pay
+  /// batcher): every external payment (not from_wallet, txn not empty) whose
+  /// envelope is CREATED under its epoch is confirmed as confirm_payment
+  /// does, with one update of each account it moves (locked in id order)
+  /// and one commit for the lot; returns the ids it confirmed. Any other
+  /// item, and a repeated envelope id after its first, is left unchanged:
+  /// the caller confirms it alone, which answers or explains it. Any failure
+  /// (e.g. a txn already used for another envelope) changes nothing.
+  outcome<std::vector<int64_t>> confirm_payments(
+    const std::vector<payment>& ps);
+
   /// One group-commit transaction: checks the epoch and updates remaining
   /// amount/count/status, inserts every open and queues them for the relay
   /// (a credits_owed row per 64 opens, no outbox row). A stale epoch or

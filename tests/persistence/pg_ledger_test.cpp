@@ -225,6 +225,109 @@ CAF_TEST(a payment moves the total from outside into escrow exactly once) {
   CAF_CHECK(found(reconcile()).empty());
 }
 
+CAF_TEST(a batch of payments confirms each as confirm_payment would) {
+  // Five CREATED envelopes: two share a segment (one escrow row, moved
+  // once), one is asked with a stale epoch, one is from a wallet.
+  std::vector<envelope_snapshot> snaps;
+  for (int i = 0; i < 5; ++i) {
+    auto env = make_envelope(1000 + i, 5, "payer-" + str(i));
+    if (i == 1)
+      env.id = make_envelope_id(test_day, 900, segment_of(snaps[0].env.id));
+    auto created = store->create_envelope(env);
+    CAF_REQUIRE_EQUAL(code_of(created), "ok");
+    snaps.push_back(value_of(store->activate(created->env.id)));
+  }
+  CAF_REQUIRE_EQUAL(segment_of(snaps[0].env.id), segment_of(snaps[1].env.id));
+  auto pay_of = [&](int i) {
+    auto& e = snaps[static_cast<size_t>(i)].env;
+    return payment{e.id, e.epoch, "txn-b" + str(i), t0 + 1000 + i,
+                   t0 + day_ms + i, false};
+  };
+  std::vector<payment> batch{pay_of(2), pay_of(0), pay_of(1), pay_of(3),
+                             pay_of(4), pay_of(0)};
+  batch[3].epoch -= 1;           // stale
+  batch[4].from_wallet = true;   // goes alone
+  batch[5].payment_txn = "txn-other";  // the same envelope again
+  auto applied = store->confirm_payments(batch);
+  CAF_REQUIRE_EQUAL(code_of(applied), "ok");
+  std::vector<int64_t> want{snaps[0].env.id, snaps[1].env.id, snaps[2].env.id};
+  std::sort(want.begin(), want.end());
+  CAF_CHECK_EQUAL(*applied, want);
+  // Each confirmed one reads exactly as a payment alone would have left it.
+  for (int i = 0; i < 3; ++i) {
+    auto id = snaps[static_cast<size_t>(i)].env.id;
+    auto env = value_of(store->load(id)).env;
+    CAF_CHECK(env.status == envelope_status::paid);
+    CAF_CHECK_EQUAL(env.payment_txn, "txn-b" + str(i));
+    CAF_CHECK_EQUAL(env.paid_at_ms, t0 + 1000 + i);
+    CAF_CHECK_EQUAL(env.expires_at_ms, t0 + day_ms + i);
+    CAF_CHECK_EQUAL(query(verify(),
+                          "SELECT kind || '|' || debit_account || '|' ||"
+                          " credit_account || '|' || amount_fen || '|' ||"
+                          " user_id FROM ledger_entries"
+                          " WHERE idempotency_key = $1",
+                          {"pay:" + str(id)}),
+                    "pay|external:payments|" + escrow_account(segment_of(id))
+                      + "|" + str(1000 + i) + "|payer-" + str(i));
+    CAF_CHECK_EQUAL(query(verify(),
+                          "SELECT payment_txn || '|' || source FROM payments"
+                          " WHERE envelope_id = $1",
+                          {str(id)}),
+                    "txn-b" + str(i) + "|external");
+    CAF_CHECK_EQUAL(query(verify(),
+                          "SELECT amount_fen || '|' || at_ms || '|' ||"
+                          " group_id || '|' || counterpart FROM user_records"
+                          " WHERE envelope_id = $1 AND kind = 1",
+                          {str(id)}),
+                    str(1000 + i) + "|" + str(t0 + 1000 + i) + "|group-1|");
+    CAF_CHECK_EQUAL(count("SELECT count(*) FROM outbox WHERE kind = 'paid'"
+                          " AND envelope_id = $1",
+                          {str(id)}),
+                    1);
+  }
+  CAF_CHECK_EQUAL(escrow_of(snaps[0].env.id), 1000 + 1001);
+  CAF_CHECK_EQUAL(escrow_of(snaps[2].env.id), 1002);
+  CAF_CHECK_EQUAL(account(external_account), -(1000 + 1001 + 1002));
+  CAF_CHECK_EQUAL(ledger_sum(), 0);
+  // The ones left out changed nothing; alone, each gets its own answer.
+  for (int i = 3; i < 5; ++i) {
+    auto id = snaps[static_cast<size_t>(i)].env.id;
+    CAF_CHECK(value_of(store->load(id)).env.status == envelope_status::created);
+    CAF_CHECK_EQUAL(count("SELECT count(*) FROM ledger_entries"
+                          " WHERE envelope_id = $1",
+                          {str(id)}),
+                    0);
+  }
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(batch[3])), "stale_epoch");
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(batch[4])),
+                  "insufficient_funds");
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(batch[5])),
+                  "payment_mismatch");
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(batch[1])), "ok");
+  // A batch again: what is paid already is left out, not paid twice.
+  applied = store->confirm_payments({batch[1], batch[2]});
+  CAF_REQUIRE_EQUAL(code_of(applied), "ok");
+  CAF_CHECK(applied->empty());
+  CAF_CHECK_EQUAL(account(external_account), -(1000 + 1001 + 1002));
+  // A txn used for another envelope fails the whole batch: nothing changes.
+  auto p3 = pay_of(3);
+  auto reused = p3;
+  reused.envelope_id = snaps[4].env.id;
+  reused.epoch = snaps[4].env.epoch;
+  reused.payment_txn = "txn-b0";
+  auto failed = store->confirm_payments({p3, reused});
+  CAF_CHECK_NOT_EQUAL(code_of(failed), "ok");
+  CAF_CHECK(value_of(store->load(p3.envelope_id)).env.status
+            == envelope_status::created);
+  CAF_CHECK_EQUAL(account(external_account), -(1000 + 1001 + 1002));
+  CAF_CHECK_EQUAL(code_of(store->confirm_payment(reused)), "payment_mismatch");
+  CAF_CHECK_EQUAL(code_of(store->confirm_payments({p3})), "ok");
+  CAF_CHECK(value_of(store->load(p3.envelope_id)).env.status
+            == envelope_status::paid);
+  CAF_CHECK_EQUAL(ledger_sum(), 0);
+  CAF_CHECK(found(reconcile()).empty());
+}
+
 CAF_TEST(a payment from the wallet needs the money in the wallet) {
   CAF_REQUIRE_EQUAL(code_of(store->deposit("payer", 500, "top-up-1")), "ok");
   CAF_CHECK_EQUAL(code_of(store->deposit("payer", 500, "top-up-1")), "ok");
