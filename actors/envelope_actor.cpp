@@ -588,8 +588,10 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
   st.paying_txn = txn;
   auto rp = self->make_response_promise<envelope>();
   st.pay_waiters.push_back(rp);
-  self->request(st.store, store_timeout, db_pay_atom::value, p)
-    .then(
+  auto sent = st.cfg.payer
+                ? self->request(st.cfg.payer, store_timeout, db_pay_atom::value, p)
+                : self->request(st.store, store_timeout, db_pay_atom::value, p);
+  std::move(sent).then(
       [=](caf::ok_atom) {
         auto& st = self->state;
         st.env.status = envelope_status::paid;

@@ -11,6 +11,7 @@
 #include "actors/commit_batcher.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "actors/pay_batcher.hpp"
 #include "actors/store_actor.hpp"
 
 namespace hb {
@@ -76,6 +77,9 @@ struct envelope_settings {
   /// Where the activation goes (batched with other envelopes'); null: the
   /// store.
   activation_sink activator;
+  /// Where the payment goes (batched with other envelopes'); null: the
+  /// store.
+  payment_sink payer;
 };
 
 /// Current wall time in Unix milliseconds, shifted by the environment

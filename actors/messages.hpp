@@ -24,6 +24,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::open_batch))
   CAF_ADD_TYPE_ID(hongbao, (hb::payment))
   CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::open_batch>))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::payment>))
   CAF_ADD_TYPE_ID(hongbao, (hb::create_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::grab_result))
   CAF_ADD_TYPE_ID(hongbao, (hb::open_result))
@@ -64,6 +65,7 @@ using db_activate_atom = caf::atom_constant<caf::atom("db_activ")>;
 using db_activate_many_atom = caf::atom_constant<caf::atom("db_activs")>;
 using db_load_atom = caf::atom_constant<caf::atom("db_load")>;
 using db_pay_atom = caf::atom_constant<caf::atom("db_pay")>;
+using db_pay_many_atom = caf::atom_constant<caf::atom("db_pays")>;
 using db_commit_atom = caf::atom_constant<caf::atom("db_commit")>;
 using db_commit_many_atom = caf::atom_constant<caf::atom("db_commits")>;
 using db_lease_atom = caf::atom_constant<caf::atom("db_lease")>;

@@ -170,6 +170,20 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
           reported(self, segment_of(p.envelope_id), db.confirm_payment(p)));
       });
     },
+    [=](db_pay_many_atom,
+        std::vector<payment>& ps) -> caf::result<std::vector<int64_t>> {
+      return with_db<std::vector<int64_t>>(
+        self, [&](pg_store& db) -> caf::result<std::vector<int64_t>> {
+          auto res = db.confirm_payments(ps);
+          std::set<int32_t> segments;
+          for (auto& p : ps)
+            segments.insert(segment_of(p.envelope_id));
+          for (auto seg : segments)
+            reported(self, seg, res ? outcome<done>{done{}}
+                                    : outcome<done>{res.error()});
+          return lift(std::move(res));
+        });
+    },
     [=](db_commit_atom, open_batch& batch) -> caf::result<caf::ok_atom> {
       return with_db<caf::ok_atom>(self, [&](pg_store& db) {
         return lift_done(reported(self, segment_of(batch.envelope_id),

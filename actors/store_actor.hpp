@@ -30,6 +30,10 @@ using store_actor = caf::typed_actor<
   caf::replies_to<db_load_atom, int64_t>::with<envelope_snapshot>,
   // CREATED -> PAID, guarded by the epoch.
   caf::replies_to<db_pay_atom, payment>::with<caf::ok_atom>,
+  // Many external payments in one transaction; the ids it paid. The others
+  // (from a wallet, not CREATED under the epoch, repeated): pay alone.
+  caf::replies_to<db_pay_many_atom,
+                  std::vector<payment>>::with<std::vector<int64_t>>,
   // One group-commit write, guarded by the epoch.
   caf::replies_to<db_commit_atom, open_batch>::with<caf::ok_atom>,
   // The writes of many envelopes in one transaction; one errc per batch

@@ -74,6 +74,15 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
                    spawn_activation_batcher(*sysp, ctx->store, ac));
   }, nullptr, {"store"}});
 
+  out.push_back({"pay_batcher", [=] {
+    pay_batcher_settings pc;
+    // A burst of payments goes out as a few transactions of many, each
+    // moving the external account and every escrow row once.
+    pc.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
+                                              2, cfg.store_pool_size / 2));
+    return started(ctx->payer, spawn_pay_batcher(*sysp, ctx->store, pc));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = cfg.segments;
@@ -96,8 +105,10 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     rc.envelope.metrics = ctx->metrics;
     rc.envelope.committer = ctx->committer;
     rc.envelope.activator = ctx->activator;
+    rc.envelope.payer = ctx->payer;
     return started(ctx->registry, spawn_registry(*sysp, ctx->store, rc));
-  }, stop_with, {"store", "commit_batcher", "activation_batcher"}});
+  }, stop_with,
+     {"store", "commit_batcher", "activation_batcher", "pay_batcher"}});
 
   out.push_back({"relay", [=] {
     relay_settings rc;

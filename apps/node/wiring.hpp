@@ -30,6 +30,7 @@ struct node_context {
   store_actor store;       // the hot path: opens, creates, activations
   commit_sink committer;   // open batches of many envelopes, grouped
   activation_sink activator;  // activations of many envelopes, grouped
+  payment_sink payer;         // payments of many envelopes, grouped
   id_allocator_actor ids;
   registry_actor registry;
   relay_actor relay;

@@ -131,10 +131,40 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
         return make_error(errc::not_found, "no such envelope");
       return envelope_snapshot{it->second, db.opens[id]};
     },
+    [=](db_pay_many_atom,
+        std::vector<payment>& ps) -> caf::result<std::vector<int64_t>> {
+      // As pg_store::confirm_payments: external payments of CREATED
+      // envelopes under their epoch, the first of each envelope.
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      db.pay_batches.push_back(ps.size());
+      if (db.fail_next_pay_many) {
+        db.fail_next_pay_many = false;
+        return make_error(errc::unavailable, "injected payment failure");
+      }
+      std::vector<int64_t> out;
+      for (auto& p : ps) {
+        auto it = db.envelopes.find(p.envelope_id);
+        if (p.from_wallet || p.payment_txn.empty() || it == db.envelopes.end()
+            || it->second.epoch != p.epoch
+            || it->second.status != envelope_status::created)
+          continue;
+        auto& env = it->second;
+        env.status = envelope_status::paid;
+        env.payment_txn = p.payment_txn;
+        env.paid_at_ms = p.paid_at_ms;
+        env.expires_at_ms = p.expires_at_ms;
+        out.push_back(p.envelope_id);
+      }
+      std::sort(out.begin(), out.end());
+      return out;
+    },
     [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
       if (auto err = down())
         return err;
       auto& db = *self->state.db;
+      ++db.payments_alone;
       auto it = db.envelopes.find(p.envelope_id);
       if (it == db.envelopes.end() || it->second.epoch != p.epoch)
         return make_error(errc::stale_epoch, "stale epoch");

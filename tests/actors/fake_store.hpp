@@ -28,6 +28,9 @@ struct fake_db {
   std::vector<size_t> activation_batches; // ids of each db_activate_many
   std::set<int64_t> not_hot;              // left out of db_activate_many
   bool fail_next_activate_many = false;
+  std::vector<size_t> pay_batches;        // payments of each db_pay_many
+  int payments_alone = 0;                 // db_pay calls
+  bool fail_next_pay_many = false;
   int refunds = 0;
   int probes = 0;
   int relay_batches = 0;                  // relay transactions asked for

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <set>
 
 #include "domain/envelope_id.hpp"
 #include "tests/sim/planted.hpp"
@@ -282,6 +283,41 @@ outcome<done> sim_db::confirm_payment(const payment& p, const caller& who) {
     return fail(errc::payment_mismatch,
                 "envelope already paid with a different payment txn");
   return done{};
+}
+
+outcome<std::vector<int64_t>>
+sim_db::confirm_payments(const std::vector<payment>& ps,
+                         const std::vector<caller>& who) {
+  std::vector<size_t> take;
+  std::set<int64_t> ids;
+  std::set<std::string> txns;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    auto& p = ps[i];
+    auto it = envelopes.find(p.envelope_id);
+    if (p.from_wallet || p.payment_txn.empty() || it == envelopes.end()
+        || !ids.insert(p.envelope_id).second)
+      continue;
+    bool epoch_ok = it->second.epoch == p.epoch || planted::store_ignores_epoch;
+    if (!epoch_ok || it->second.status != envelope_status::created)
+      continue;
+    if (payments.count(p.payment_txn) > 0 || !txns.insert(p.payment_txn).second)
+      return fail(errc::internal, "payments_pkey: payment txn "
+                                    + p.payment_txn + " is used already");
+    if (ledger_keys.count("pay:" + std::to_string(p.envelope_id)) > 0)
+      return fail(errc::internal, "ledger entry pay:"
+                                    + std::to_string(p.envelope_id)
+                                    + " exists already");
+    take.push_back(i);
+  }
+  std::vector<int64_t> out;
+  for (auto i : take) {
+    auto res = confirm_payment(ps[i], who[i]);
+    if (!res)
+      return fail(errc::internal, "confirm_payments: " + res.error().message);
+    out.push_back(ps[i].envelope_id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {

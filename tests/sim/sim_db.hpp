@@ -143,6 +143,11 @@ public:
   outcome<envelope_snapshot> activate(int64_t id, const caller& who);
   outcome<envelope_snapshot> load(int64_t id, const caller& who);
   outcome<done> confirm_payment(const payment& p, const caller& who);
+  /// As pg_store::confirm_payments, one transaction: the external payments
+  /// of CREATED envelopes under their epoch (the first of each envelope)
+  /// are confirmed; a txn used already fails the lot, changing nothing.
+  outcome<std::vector<int64_t>> confirm_payments(
+    const std::vector<payment>& ps, const std::vector<caller>& who);
   outcome<done> commit_opens(const open_batch& b, const caller& who);
   outcome<int64_t> lease_sequence(int32_t segment, int32_t day, int64_t block);
   outcome<int64_t> refund(int64_t id, int64_t epoch, const caller& who);

@@ -100,6 +100,13 @@ std::vector<child_spec> sim_node::children() {
     return started(ctx->activator, spawn_activation_batcher(*sysp, store, ac));
   }, nullptr, {"store"}});
 
+  out.push_back({"pay_batcher", [=] {
+    pay_batcher_settings pc;
+    pc.inflight_max = 1;
+    pc.batch_max = 4;
+    return started(ctx->payer, spawn_pay_batcher(*sysp, store, pc));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = node_segments();
@@ -126,8 +133,10 @@ std::vector<child_spec> sim_node::children() {
     rc.envelope.metrics = ctx->metrics;
     rc.envelope.committer = ctx->committer;
     rc.envelope.activator = ctx->activator;
+    rc.envelope.payer = ctx->payer;
     return started(ctx->registry, spawn_registry(*sysp, store, rc));
-  }, stop_with, {"store", "commit_batcher", "activation_batcher"}});
+  }, stop_with,
+     {"store", "commit_batcher", "activation_batcher", "pay_batcher"}});
 
   out.push_back({"relay", [=] {
     relay_settings rc;
@@ -254,6 +263,7 @@ std::string sim_node::crash_child() {
     {"commit_batcher", caf::actor_cast<caf::strong_actor_ptr>(ctx_->committer)},
     {"activation_batcher",
      caf::actor_cast<caf::strong_actor_ptr>(ctx_->activator)},
+    {"pay_batcher", caf::actor_cast<caf::strong_actor_ptr>(ctx_->payer)},
     {"id_allocator", caf::actor_cast<caf::strong_actor_ptr>(ctx_->ids)},
     {"registry", caf::actor_cast<caf::strong_actor_ptr>(ctx_->registry)},
     {"reconciler", caf::actor_cast<caf::strong_actor_ptr>(ctx_->reconciler)},

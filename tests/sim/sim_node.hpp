@@ -44,6 +44,7 @@ struct sim_node_context {
   segment_health_actor health;
   commit_sink committer;
   activation_sink activator;
+  payment_sink payer;
   id_allocator_actor ids;
   registry_actor registry;
   relay_actor relay;

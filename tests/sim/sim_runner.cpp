@@ -69,26 +69,31 @@ std::string scrub_node_ids(std::string text) {
   return text;
 }
 
-// Remembers which envelope actor sent an open batch, for the ownership
-// oracle of the store (the batch may reach it through the commit batcher).
+// Remembers which envelope actor sent an open batch or a payment, for the
+// ownership oracle of the store (it may reach the store through the commit
+// or the pay batcher).
 // One resume may consume more than the first message (CAF drops timeouts
 // of answered requests without counting them), so the whole mailbox of the
 // commit batcher is looked at.
 void note_batch_origin(world& w, caf::scheduled_actor* a) {
-  if (std::strcmp(a->name(), "hb.commit_batcher") != 0
-      || a->mailbox().peek() == nullptr)
+  bool commits = std::strcmp(a->name(), "hb.commit_batcher") == 0;
+  bool pays = std::strcmp(a->name(), "hb.pay_batcher") == 0;
+  if ((!commits && !pays) || a->mailbox().peek() == nullptr)
     return;
   a->mailbox().queue().peek_all([&](const caf::mailbox_element& elem) {
     if (!elem.sender)
       return;
     auto& content = elem.content();
-    if (!content.match_elements<db_commit_atom, open_batch>())
+    bool batch = commits && content.match_elements<db_commit_atom, open_batch>();
+    bool pay = pays && content.match_elements<db_pay_atom, payment>();
+    if (!batch && !pay)
       return;
     auto sender = w.actors.find(elem.sender->id());
     if (sender == w.actors.end() || sender->second.name != "hb.envelope")
       return;
-    w.batch_origin[batch_key(content.get_as<open_batch>(1))]
-      = elem.sender->id();
+    auto key = batch ? batch_key(content.get_as<open_batch>(1))
+                     : payment_key(content.get_as<payment>(1));
+    w.batch_origin[key] = elem.sender->id();
   });
 }
 

@@ -111,6 +111,16 @@ caller origin_of(store_pointer self, const open_batch& b) {
   return caller_of(self);
 }
 
+// The envelope actor a payment came from: the store may get it from the pay
+// batcher (noted by the driver as for batches).
+caller payment_origin(store_pointer self, const payment& p) {
+  auto& origins = self->state.w->batch_origin;
+  auto it = origins.find(payment_key(p));
+  if (it != origins.end())
+    return caller{it->second, true};
+  return caller_of(self);
+}
+
 caller caller_of(store_pointer self) {
   caller who;
   auto& sender = self->current_sender();
@@ -276,8 +286,25 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         self, plan, [=, &db] { return db.load(id, who); },
         deliver_value<envelope_snapshot>());
     },
+    [=, &db](db_pay_many_atom, std::vector<payment>& ps)
+      -> caf::result<std::vector<int64_t>> {
+      // One transaction for the payments of many envelopes; a fault fails
+      // all.
+      std::vector<caller> who;
+      for (auto& p : ps)
+        who.push_back(payment_origin(self, p));
+      auto first = ps.empty() ? no_segment : segment_of(ps[0].envelope_id);
+      auto plan = make_plan(self, first, true, segment_data);
+      for (size_t i = 1; i < ps.size(); ++i)
+        plan.also.push_back(segment_of(ps[i].envelope_id));
+      if (!who.empty())
+        crash_in_flight(self, plan, who[0]);
+      return submit<caf::typed_response_promise<std::vector<int64_t>>>(
+        self, plan, [=, &db] { return db.confirm_payments(ps, who); },
+        deliver_value<std::vector<int64_t>>());
+    },
     [=, &db](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
-      auto who = caller_of(self);
+      auto who = payment_origin(self, p);
       auto plan = make_plan(self, segment_of(p.envelope_id), true, segment_data);
       crash_in_flight(self, plan, who);
       return submit<caf::typed_response_promise<caf::ok_atom>>(

@@ -45,6 +45,11 @@ const char* to_string(fault f) {
   return fault_names[static_cast<size_t>(f)];
 }
 
+std::string payment_key(const payment& p) {
+  return "pay:" + std::to_string(p.envelope_id) + ":" + std::to_string(p.epoch)
+         + ":" + p.payment_txn;
+}
+
 std::string batch_key(const open_batch& b) {
   std::string key = std::to_string(b.envelope_id) + ":"
                     + std::to_string(b.epoch) + ":"

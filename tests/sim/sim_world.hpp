@@ -48,6 +48,7 @@ const char* to_string(fault f);
 
 /// Identifies an open batch by its content.
 std::string batch_key(const open_batch& b);
+std::string payment_key(const payment& p);
 bool parse_fault(const std::string& text, fault& out);
 
 /// What one run does; everything not given here comes from the seed.

@@ -1,0 +1,156 @@
+#include "actors/pay_batcher.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "caf/all.hpp"
+
+#include "actors/errors.hpp"
+#include "actors/log.hpp"
+
+namespace hb {
+
+namespace {
+
+// As the envelope actor's own wait for its payment: an answer that does not
+// come by then frees the slot, and the envelope actor has given up.
+constexpr auto pay_timeout = std::chrono::seconds(30);
+
+using ok_promise = caf::typed_response_promise<caf::ok_atom>;
+
+struct pending_payment {
+  payment p;
+  ok_promise promise;
+};
+
+struct batcher_state {
+  pay_batcher_settings cfg;
+  store_actor store;
+  std::deque<pending_payment> queue;
+  uint32_t inflight = 0;
+  static inline const char* name = "hb.pay_batcher";
+};
+
+using batcher_pointer = payment_sink::stateful_pointer<batcher_state>;
+
+/// One payment on its own; its answer, value or error, is the caller's.
+/// `then` runs once the store answered (or the request timed out).
+template <class Then>
+void pay_alone(batcher_pointer self, pending_payment item, Then then) {
+  auto waiting = std::make_shared<pending_payment>(std::move(item));
+  self->request(self->state.store, pay_timeout, db_pay_atom::value, waiting->p)
+    .then(
+      [=](caf::ok_atom ok) {
+        waiting->promise.deliver(ok);
+        then();
+      },
+      [=](caf::error& err) {
+        waiting->promise.deliver(err);
+        then();
+      });
+}
+
+void pay_alone(batcher_pointer self, pending_payment item) {
+  pay_alone(self, std::move(item), [] {});
+}
+
+/// The next batch: a payment from a wallet alone; else external payments
+/// of distinct envelopes in arrival order, up to batch_max. What is left
+/// keeps its place in the queue.
+std::vector<pending_payment> take_batch(batcher_state& st) {
+  std::vector<pending_payment> out;
+  if (st.queue.front().p.from_wallet) {
+    out.push_back(std::move(st.queue.front()));
+    st.queue.pop_front();
+    return out;
+  }
+  std::set<int64_t> ids;
+  for (auto it = st.queue.begin();
+       it != st.queue.end() && out.size() < st.cfg.batch_max;) {
+    if (!it->p.from_wallet && ids.insert(it->p.envelope_id).second) {
+      out.push_back(std::move(*it));
+      it = st.queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void flush(batcher_pointer self) {
+  auto& st = self->state;
+  while (st.inflight < st.cfg.inflight_max && !st.queue.empty()) {
+    auto batch = take_batch(st);
+    ++st.inflight;
+    auto done = [=] {
+      --self->state.inflight;
+      flush(self);
+    };
+    if (batch.size() == 1) {
+      pay_alone(self, std::move(batch.front()), done);
+      continue;
+    }
+    auto sent = std::make_shared<std::vector<pending_payment>>(
+      std::move(batch));
+    std::vector<payment> ps;
+    for (auto& item : *sent)
+      ps.push_back(item.p);
+    self->request(st.store, pay_timeout, db_pay_many_atom::value,
+                  std::move(ps))
+      .then(
+        [=](std::vector<int64_t>& paid) {
+          std::set<int64_t> ok(paid.begin(), paid.end());
+          size_t alone = 0;
+          for (auto& item : *sent) {
+            if (ok.count(item.p.envelope_id) > 0) {
+              item.promise.deliver(caf::ok_atom::value);
+            } else {
+              ++alone;
+              pay_alone(self, std::move(item));
+            }
+          }
+          actors_log().debug("pay_batch payments={} paid={} alone={}",
+                             sent->size(), paid.size(), alone);
+          done();
+        },
+        [=](caf::error& err) {
+          // Nothing of a failed batch changed (one statement): alone, each
+          // payment is confirmed afresh or gets its own refusal.
+          actors_log().info("pay_batch_failed payments={} error={}",
+                            sent->size(), to_failure(err).message);
+          for (auto& item : *sent)
+            pay_alone(self, std::move(item));
+          done();
+        });
+  }
+}
+
+payment_sink::behavior_type batcher_impl(batcher_pointer self,
+                                         store_actor store,
+                                         pay_batcher_settings cfg) {
+  self->state.cfg = cfg;
+  self->state.cfg.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
+  self->state.cfg.batch_max = std::max<uint32_t>(1, cfg.batch_max);
+  self->state.store = std::move(store);
+  return {
+    [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self->state.queue.push_back(pending_payment{std::move(p), rp});
+      flush(self);
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+payment_sink spawn_pay_batcher(caf::actor_system& sys, store_actor store,
+                               const pay_batcher_settings& cfg) {
+  return sys.spawn(batcher_impl, std::move(store), cfg);
+}
+
+} // namespace hb
