@@ -2,14 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <map>
 #include <memory>
-#include <set>
 #include <vector>
 
 #include "caf/all.hpp"
 
+#include "actors/batch_queue.hpp"
 #include "actors/errors.hpp"
 #include "actors/log.hpp"
 
@@ -29,10 +28,8 @@ struct pending_activation {
 };
 
 struct batcher_state {
-  activation_batcher_settings cfg;
   store_actor store;
-  std::deque<pending_activation> queue;
-  uint32_t inflight = 0;
+  batch_queue<pending_activation> waiting;
   static inline const char* name = "hb.activation_batcher";
 };
 
@@ -62,30 +59,19 @@ void activate_alone(batcher_pointer self, pending_activation p) {
   activate_alone(self, std::move(p), [] {});
 }
 
-/// The next batch: distinct ids in arrival order, up to batch_max; a repeated
-/// id stays queued, in its place, for a later batch.
+/// The next batch: distinct ids in arrival order; a repeated id stays
+/// queued, in its place, for a later batch.
 std::vector<pending_activation> take_batch(batcher_state& st) {
-  std::vector<pending_activation> out;
-  std::set<int64_t> ids;
-  for (auto it = st.queue.begin();
-       it != st.queue.end() && out.size() < st.cfg.batch_max;) {
-    if (ids.insert(it->id).second) {
-      out.push_back(std::move(*it));
-      it = st.queue.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  return out;
+  return st.waiting.take([](const pending_activation& p) { return p.id; },
+                         [](const pending_activation&) { return false; });
 }
 
 void flush(batcher_pointer self) {
   auto& st = self->state;
-  while (st.inflight < st.cfg.inflight_max && !st.queue.empty()) {
+  while (st.waiting.slot_free()) {
     auto batch = take_batch(st);
-    ++st.inflight;
     auto done = [=] {
-      --self->state.inflight;
+      --self->state.waiting.inflight;
       flush(self);
     };
     if (batch.size() == 1) {
@@ -134,14 +120,13 @@ void flush(batcher_pointer self) {
 activation_sink::behavior_type batcher_impl(batcher_pointer self,
                                             store_actor store,
                                             activation_batcher_settings cfg) {
-  self->state.cfg = cfg;
-  self->state.cfg.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
-  self->state.cfg.batch_max = std::max<uint32_t>(1, cfg.batch_max);
+  self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
+  self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
   self->state.store = std::move(store);
   return {
     [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
       auto rp = self->make_response_promise<envelope_snapshot>();
-      self->state.queue.push_back(pending_activation{id, rp});
+      self->state.waiting.queue.push_back(pending_activation{id, rp});
       flush(self);
       return rp;
     },

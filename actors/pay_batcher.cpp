@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <set>
 #include <vector>
 
 #include "caf/all.hpp"
 
+#include "actors/batch_queue.hpp"
 #include "actors/errors.hpp"
 #include "actors/log.hpp"
 
@@ -28,10 +28,8 @@ struct pending_payment {
 };
 
 struct batcher_state {
-  pay_batcher_settings cfg;
   store_actor store;
-  std::deque<pending_payment> queue;
-  uint32_t inflight = 0;
+  batch_queue<pending_payment> waiting;
   static inline const char* name = "hb.pay_batcher";
 };
 
@@ -59,35 +57,19 @@ void pay_alone(batcher_pointer self, pending_payment item) {
 }
 
 /// The next batch: a payment from a wallet alone; else external payments
-/// of distinct envelopes in arrival order, up to batch_max. What is left
-/// keeps its place in the queue.
+/// of distinct envelopes in arrival order.
 std::vector<pending_payment> take_batch(batcher_state& st) {
-  std::vector<pending_payment> out;
-  if (st.queue.front().p.from_wallet) {
-    out.push_back(std::move(st.queue.front()));
-    st.queue.pop_front();
-    return out;
-  }
-  std::set<int64_t> ids;
-  for (auto it = st.queue.begin();
-       it != st.queue.end() && out.size() < st.cfg.batch_max;) {
-    if (!it->p.from_wallet && ids.insert(it->p.envelope_id).second) {
-      out.push_back(std::move(*it));
-      it = st.queue.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  return out;
+  return st.waiting.take(
+    [](const pending_payment& x) { return x.p.envelope_id; },
+    [](const pending_payment& x) { return x.p.from_wallet; });
 }
 
 void flush(batcher_pointer self) {
   auto& st = self->state;
-  while (st.inflight < st.cfg.inflight_max && !st.queue.empty()) {
+  while (st.waiting.slot_free()) {
     auto batch = take_batch(st);
-    ++st.inflight;
     auto done = [=] {
-      --self->state.inflight;
+      --self->state.waiting.inflight;
       flush(self);
     };
     if (batch.size() == 1) {
@@ -132,14 +114,13 @@ void flush(batcher_pointer self) {
 payment_sink::behavior_type batcher_impl(batcher_pointer self,
                                          store_actor store,
                                          pay_batcher_settings cfg) {
-  self->state.cfg = cfg;
-  self->state.cfg.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
-  self->state.cfg.batch_max = std::max<uint32_t>(1, cfg.batch_max);
+  self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
+  self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
   self->state.store = std::move(store);
   return {
     [=](db_pay_atom, payment& p) -> caf::result<caf::ok_atom> {
       auto rp = self->make_response_promise<caf::ok_atom>();
-      self->state.queue.push_back(pending_payment{std::move(p), rp});
+      self->state.waiting.queue.push_back(pending_payment{std::move(p), rp});
       flush(self);
       return rp;
     },
