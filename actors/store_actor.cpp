@@ -92,6 +92,16 @@ outcome<T> reported(worker_actor self, int32_t segment, outcome<T> res) {
   return res;
 }
 
+// A transaction over the data of many segments (the batchers') that
+// worked: each segment worked. One that failed is not charged to any of
+// them: the batcher sends each request alone, and those are reported on
+// their own segment (a fault of one segment must not count against the
+// others of the batch).
+void report_success(worker_actor self, const std::set<int32_t>& segments) {
+  for (auto seg : segments)
+    reported(self, seg, outcome<done>{done{}});
+}
+
 template <class T>
 caf::result<T> lift(outcome<T>&& res) {
   if (res)
@@ -150,12 +160,12 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
       return with_db<std::vector<envelope_snapshot>>(
         self, [&](pg_store& db) -> caf::result<std::vector<envelope_snapshot>> {
           auto res = db.activate_many(ids);
-          std::set<int32_t> segments;
-          for (auto id : ids)
-            segments.insert(segment_of(id));
-          for (auto seg : segments)
-            reported(self, seg, res ? outcome<done>{done{}}
-                                    : outcome<done>{res.error()});
+          if (res) {
+            std::set<int32_t> segments;
+            for (auto id : ids)
+              segments.insert(segment_of(id));
+            report_success(self, segments);
+          }
           return lift(std::move(res));
         });
     },
@@ -175,12 +185,12 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
       return with_db<std::vector<int64_t>>(
         self, [&](pg_store& db) -> caf::result<std::vector<int64_t>> {
           auto res = db.confirm_payments(ps);
-          std::set<int32_t> segments;
-          for (auto& p : ps)
-            segments.insert(segment_of(p.envelope_id));
-          for (auto seg : segments)
-            reported(self, seg, res ? outcome<done>{done{}}
-                                    : outcome<done>{res.error()});
+          if (res) {
+            std::set<int32_t> segments;
+            for (auto& p : ps)
+              segments.insert(segment_of(p.envelope_id));
+            report_success(self, segments);
+          }
           return lift(std::move(res));
         });
     },

@@ -322,6 +322,68 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
   return existing_envelope(conn_, env);
 }
 
+outcome<std::vector<envelope>>
+pg_store::create_envelopes(const std::vector<envelope>& envs) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  std::vector<int64_t> ids, segments, kinds, totals, counts, created;
+  std::vector<std::string> senders, groups, greetings, keys;
+  for (auto& env : envs) {
+    if (env.id <= 0)
+      continue;
+    ids.push_back(env.id);
+    segments.push_back(segment_of(env.id));
+    senders.push_back(env.sender);
+    groups.push_back(env.group);
+    greetings.push_back(env.greeting);
+    keys.push_back(env.idempotency_key);
+    kinds.push_back(static_cast<int>(env.kind));
+    totals.push_back(env.total_fen);
+    counts.push_back(env.count);
+    created.push_back(env.created_at_ms);
+  }
+  std::vector<envelope> out;
+  if (ids.empty())
+    return out;
+  // One statement, as create_envelope's: each key and its envelope commit
+  // together. A key seen before (or twice here) inserts nothing for its
+  // envelope; the caller creates that one alone, which finds the stored one.
+  static constexpr const char* sql =
+    "WITH r AS ("
+    " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],"
+    "  $5::text[], $6::text[], $7::smallint[], $8::bigint[], $9::int[],"
+    "  $10::bigint[]) AS r(id, segment, sender, group_id, greeting, key, kind,"
+    "  total_fen, count, created_ms)),"
+    " k AS ("
+    " INSERT INTO envelope_keys (sender, idempotency_key, envelope_id)"
+    " SELECT sender, key, id FROM r ORDER BY sender, key"
+    " ON CONFLICT (sender, idempotency_key) DO NOTHING"
+    " RETURNING envelope_id) "
+    "INSERT INTO envelopes AS e (id, segment, sender, group_id, greeting,"
+    " idempotency_key, kind, status, total_fen, count, remaining_fen,"
+    " remaining_count, created_at) "
+    "SELECT r.id, r.segment, r.sender, r.group_id, r.greeting, r.key, r.kind,"
+    " 1, r.total_fen, r.count, r.total_fen, r.count,"
+    " COALESCE(to_timestamp(NULLIF(r.created_ms, 0) / 1000.0), now())"
+    " FROM r JOIN k ON k.envelope_id = r.id "
+    "RETURNING " HB_ENVELOPE_COLUMNS;
+  params p;
+  p.add(number_array(ids)).add(number_array(segments)).add(text_array(senders));
+  p.add(text_array(groups)).add(text_array(greetings)).add(text_array(keys));
+  p.add(number_array(kinds)).add(number_array(totals)).add(number_array(counts));
+  p.add(number_array(created));
+  auto r = run_prepared(conn_, "create_envelopes", sql, p);
+  if (!r.ok())
+    return r.error;
+  for (int row = 0; row < r.rows(); ++row) {
+    auto env = read_envelope(r, row);
+    if (!env)
+      return env.error();
+    out.push_back(std::move(*env));
+  }
+  return out;
+}
+
 outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
   if (!ensure_connected())
     return unreachable(conn_);

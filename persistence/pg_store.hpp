@@ -79,6 +79,16 @@ public:
   /// storage takes no new envelopes -> errc::internal.
   outcome<create_result> create_envelope(const envelope& env);
 
+  /// Many creates in one statement, for a burst of them (the create
+  /// batcher): each envelope whose (sender, idempotency key) is new is
+  /// inserted as create_envelope inserts it; returns those, as stored. An
+  /// envelope whose key was seen before (or twice in `envs`) is left out, and
+  /// so is one with an id <= 0: the caller creates it alone, which finds the
+  /// stored one or explains. Any failure changes nothing, e.g. the first
+  /// envelope of a day whose partitions nobody made (alone, that is done).
+  outcome<std::vector<envelope>> create_envelopes(
+    const std::vector<envelope>& envs);
+
   /// Activation: bumps the envelope's fencing epoch and loads it with all its
   /// opens (ordered by seq), in one transaction. errc::not_found if absent.
   /// Waits for an in-flight write of the previous owner and includes it.

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -325,6 +326,77 @@ CAF_TEST(create_envelope is idempotent per sender and key) {
   auto other_sender = make_envelope(1000, 10);
   other_sender.idempotency_key = env.idempotency_key;
   CAF_CHECK(store->create_envelope(other_sender)->created);
+}
+
+CAF_TEST(create_envelopes inserts each new envelope as create_envelope does) {
+  auto kept = make_envelope(500, 5);
+  CAF_REQUIRE(store->create_envelope(kept)->created);
+  auto a = make_envelope(1000, 10);
+  a.greeting = "say \"hi\", {a,b} \\ NULL 恭喜";
+  auto b = make_envelope(2000, 4);
+  b.kind = envelope_kind::equal;
+  auto again = make_envelope(500, 5);  // a retry of `kept` with a fresh id
+  again.sender = kept.sender;
+  again.idempotency_key = kept.idempotency_key;
+  auto no_id = make_envelope(300, 3);
+  no_id.id = 0;
+  auto made = store->create_envelopes({a, again, b, no_id});
+  CAF_REQUIRE_EQUAL(code_of(made), "ok");
+  CAF_REQUIRE_EQUAL(made->size(), 2u);
+  std::map<int64_t, envelope> by_id;
+  for (auto& e : *made)
+    by_id[e.id] = e;
+  for (auto* want : {&a, &b}) {
+    CAF_REQUIRE_EQUAL(by_id.count(want->id), 1u);
+    auto& got = by_id[want->id];
+    // As stored, and as create_envelope reads it back.
+    auto loaded = value_of(store->load(want->id)).env;
+    for (auto* e : {&got, &loaded}) {
+      CAF_CHECK(e->status == envelope_status::created);
+      CAF_CHECK_EQUAL(e->sender, want->sender);
+      CAF_CHECK_EQUAL(e->group, want->group);
+      CAF_CHECK_EQUAL(e->greeting, want->greeting);
+      CAF_CHECK_EQUAL(e->idempotency_key, want->idempotency_key);
+      CAF_CHECK(e->kind == want->kind);
+      CAF_CHECK_EQUAL(e->total_fen, want->total_fen);
+      CAF_CHECK_EQUAL(e->count, want->count);
+      CAF_CHECK_EQUAL(e->remaining_fen, want->total_fen);
+      CAF_CHECK_EQUAL(e->remaining_count, want->count);
+      CAF_CHECK_EQUAL(e->created_at_ms, want->created_at_ms);
+      CAF_CHECK_EQUAL(e->epoch, 0);
+    }
+    CAF_CHECK_EQUAL(query_int(db.verify(),
+                              "SELECT segment FROM envelopes WHERE id = $1",
+                              {std::to_string(want->id)}),
+                    want->id % 1000);
+    // Its key is taken: alone, the same create finds it.
+    auto retry = store->create_envelope(*want);
+    CAF_REQUIRE_EQUAL(code_of(retry), "ok");
+    CAF_CHECK(!retry->created);
+  }
+  // The retry was left out; alone it gets the stored envelope.
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT count(*) FROM envelopes WHERE id = $1",
+                            {std::to_string(again.id)}),
+                  0);
+  auto alone = store->create_envelope(again);
+  CAF_REQUIRE_EQUAL(code_of(alone), "ok");
+  CAF_CHECK(!alone->created);
+  CAF_CHECK_EQUAL(alone->env.id, kept.id);
+  // A day without partitions fails the whole statement: nothing is stored,
+  // and alone the create makes the day's partitions and succeeds.
+  auto future = make_envelope(700, 7, 20291111);
+  auto today = make_envelope(800, 8);
+  auto failed = store->create_envelopes({today, future});
+  CAF_CHECK_NOT_EQUAL(code_of(failed), "ok");
+  CAF_CHECK_EQUAL(query_int(db.verify(),
+                            "SELECT count(*) FROM envelope_keys"
+                            " WHERE envelope_id = ANY($1::bigint[])",
+                            {"{" + std::to_string(today.id) + ","
+                             + std::to_string(future.id) + "}"}),
+                  0);
+  CAF_CHECK(store->create_envelope(future)->created);
+  CAF_CHECK(store->create_envelope(today)->created);
 }
 
 CAF_TEST(activate bumps the epoch and returns the opens ordered by seq) {
