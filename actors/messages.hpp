@@ -25,6 +25,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::payment))
   CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::open_batch>))
   CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::payment>))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::envelope>))
   CAF_ADD_TYPE_ID(hongbao, (hb::create_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::grab_result))
   CAF_ADD_TYPE_ID(hongbao, (hb::open_result))
@@ -61,6 +62,7 @@ using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 
 // Store requests (actors/store_actor.hpp).
 using db_create_atom = caf::atom_constant<caf::atom("db_create")>;
+using db_create_many_atom = caf::atom_constant<caf::atom("db_creates")>;
 using db_activate_atom = caf::atom_constant<caf::atom("db_activ")>;
 using db_activate_many_atom = caf::atom_constant<caf::atom("db_activs")>;
 using db_load_atom = caf::atom_constant<caf::atom("db_load")>;

@@ -75,9 +75,12 @@ void attempt_create(router_pointer self, create_request req,
     .then(
       [=](int64_t id) mutable {
         auto env = new_envelope(req, id, self->state.cfg.now_ms());
-        self->request(self->state.store, create_timeout, db_create_atom::value,
-                      std::move(env))
-          .then(
+        auto& creator = self->state.cfg.creator;
+        auto sent = creator ? self->request(creator, create_timeout,
+                                            db_create_atom::value, std::move(env))
+                            : self->request(self->state.store, create_timeout,
+                                            db_create_atom::value, std::move(env));
+        std::move(sent).then(
             [=](envelope& stored, bool created) mutable {
               if (created)
                 actors_log().info("envelope_created envelope={} sender={} "

@@ -2,6 +2,7 @@
 
 #include "caf/typed_actor.hpp"
 
+#include "actors/create_batcher.hpp"
 #include "actors/envelope_actor.hpp"
 #include "actors/id_allocator_actor.hpp"
 #include "actors/reconciler_actor.hpp"
@@ -45,6 +46,9 @@ struct router_settings {
   relay_actor relay;
   segment_admin health;
   std::function<int64_t()> now_ms;
+  /// Where new envelopes are stored (batched with other creates); null: the
+  /// store.
+  create_sink creator;
 };
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,

@@ -150,6 +150,20 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
           return {std::move(res->env), res->created};
         });
     },
+    [=](db_create_many_atom,
+        std::vector<envelope>& envs) -> caf::result<std::vector<envelope>> {
+      return with_db<std::vector<envelope>>(
+        self, [&](pg_store& db) -> caf::result<std::vector<envelope>> {
+          auto res = db.create_envelopes(envs);
+          if (res) {
+            std::set<int32_t> segments;
+            for (auto& e : envs)
+              segments.insert(segment_of(e.id));
+            report_success(self, segments);
+          }
+          return lift(std::move(res));
+        });
+    },
     [=](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
       return with_db<envelope_snapshot>(self, [&](pg_store& db) {
         return lift(reported(self, segment_of(id), db.activate(id)));

@@ -20,6 +20,10 @@ using store_actor = caf::typed_actor<
   // Insert an envelope, idempotent on (sender, idempotency_key). The bool
   // says whether this call created it.
   caf::replies_to<db_create_atom, envelope>::with<envelope, bool>,
+  // Insert many envelopes with new keys in one transaction; those it
+  // inserted, as stored. The others (a key seen before): create alone.
+  caf::replies_to<db_create_many_atom,
+                  std::vector<envelope>>::with<std::vector<envelope>>,
   // Bump the fencing epoch and load the envelope with its opens.
   caf::replies_to<db_activate_atom, int64_t>::with<envelope_snapshot>,
   // Activate many distinct envelopes in one transaction; the snapshots of

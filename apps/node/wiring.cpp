@@ -83,6 +83,14 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     return started(ctx->payer, spawn_pay_batcher(*sysp, ctx->store, pc));
   }, nullptr, {"store"}});
 
+  out.push_back({"create_batcher", [=] {
+    create_batcher_settings cc;
+    // A burst of creates goes out as a few transactions of many.
+    cc.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
+                                              2, cfg.store_pool_size / 2));
+    return started(ctx->creator, spawn_create_batcher(*sysp, ctx->store, cc));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = cfg.segments;
@@ -144,6 +152,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     rc.metrics = ctx->metrics;
     rc.relay = ctx->relay;
     rc.health = caf::actor_cast<segment_admin>(ctx->health);
+    rc.creator = ctx->creator;
     auto res = started(ctx->router,
                        spawn_router(*sysp, ctx->registry, ctx->ids, ctx->store,
                                     ctx->reconciler, rc));
@@ -151,7 +160,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
                    caf::actor_cast<blocked_sink>(ctx->router));
     return res;
   }, nullptr, {"registry", "id_allocator", "store", "reconciler",
-               "segment_health", "relay"}});
+               "segment_health", "relay", "create_batcher"}});
 
   out.push_back({"expiry_sweeper", [=] {
     expiry_sweeper_settings sc;

@@ -31,6 +31,7 @@ struct node_context {
   commit_sink committer;   // open batches of many envelopes, grouped
   activation_sink activator;  // activations of many envelopes, grouped
   payment_sink payer;         // payments of many envelopes, grouped
+  create_sink creator;        // creates of many envelopes, grouped
   id_allocator_actor ids;
   registry_actor registry;
   relay_actor relay;

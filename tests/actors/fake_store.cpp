@@ -80,10 +80,36 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     return {};
   };
   return {
+    [=](db_create_many_atom,
+        std::vector<envelope>& envs) -> caf::result<std::vector<envelope>> {
+      // As pg_store::create_envelopes: the envelopes with new keys.
+      if (auto err = down())
+        return err;
+      auto& db = *self->state.db;
+      db.create_batches.push_back(envs.size());
+      if (db.fail_next_create_many) {
+        db.fail_next_create_many = false;
+        return make_error(errc::unavailable, "injected create failure");
+      }
+      std::vector<envelope> out;
+      for (auto& env : envs) {
+        bool known = false;
+        for (auto& kv : db.envelopes)
+          known = known
+                  || (kv.second.sender == env.sender
+                      && kv.second.idempotency_key == env.idempotency_key);
+        if (known || env.id <= 0)
+          continue;
+        db.envelopes[env.id] = env;
+        out.push_back(env);
+      }
+      return out;
+    },
     [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
       if (auto err = down())
         return err;
       auto& db = *self->state.db;
+      ++db.creates_alone;
       for (auto& kv : db.envelopes)
         if (kv.second.sender == env.sender
             && kv.second.idempotency_key == env.idempotency_key)

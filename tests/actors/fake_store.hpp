@@ -29,6 +29,9 @@ struct fake_db {
   std::set<int64_t> not_hot;              // left out of db_activate_many
   bool fail_next_activate_many = false;
   std::vector<size_t> pay_batches;        // payments of each db_pay_many
+  std::vector<size_t> create_batches;     // envelopes of each db_create_many
+  int creates_alone = 0;                  // db_create calls
+  bool fail_next_create_many = false;
   int payments_alone = 0;                 // db_pay calls
   bool fail_next_pay_many = false;
   int refunds = 0;

@@ -208,6 +208,32 @@ outcome<create_outcome> sim_db::create_envelope(const envelope& env) {
   return create_outcome{e, true};
 }
 
+outcome<std::vector<envelope>>
+sim_db::create_envelopes(const std::vector<envelope>& envs) {
+  std::vector<const envelope*> take;
+  std::set<std::pair<std::string, std::string>> seen;
+  std::set<int64_t> ids;
+  for (auto& env : envs) {
+    auto k = std::make_pair(env.sender, env.idempotency_key);
+    if (env.id <= 0 || keys.count(k) > 0 || !seen.insert(k).second)
+      continue;
+    if (envelopes.count(env.id) > 0 || !ids.insert(env.id).second) {
+      id_collisions.push_back(env.id);
+      return fail(errc::internal, "duplicate key value violates unique "
+                                  "constraint \"envelopes_pkey\"");
+    }
+    take.push_back(&env);
+  }
+  std::vector<envelope> out;
+  for (auto* env : take) {
+    auto res = create_envelope(*env);
+    if (!res)
+      return fail(errc::internal, "create_envelopes: " + res.error().message);
+    out.push_back(res->env);
+  }
+  return out;
+}
+
 outcome<envelope_snapshot> sim_db::activate(int64_t id, const caller& who) {
   auto it = envelopes.find(id);
   if (it == envelopes.end())

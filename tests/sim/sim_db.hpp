@@ -140,6 +140,11 @@ public:
 
   // -- the calls of pg_store, same semantics -------------------------------------
   outcome<create_outcome> create_envelope(const envelope& env);
+  /// As pg_store::create_envelopes, one transaction: the envelopes with
+  /// new keys are inserted (the first of each key); an id in use fails the
+  /// lot, changing nothing.
+  outcome<std::vector<envelope>> create_envelopes(
+    const std::vector<envelope>& envs);
   outcome<envelope_snapshot> activate(int64_t id, const caller& who);
   outcome<envelope_snapshot> load(int64_t id, const caller& who);
   outcome<done> confirm_payment(const payment& p, const caller& who);

@@ -107,6 +107,13 @@ std::vector<child_spec> sim_node::children() {
     return started(ctx->payer, spawn_pay_batcher(*sysp, store, pc));
   }, nullptr, {"store"}});
 
+  out.push_back({"create_batcher", [=] {
+    create_batcher_settings cc;
+    cc.inflight_max = 1;
+    cc.batch_max = 4;
+    return started(ctx->creator, spawn_create_batcher(*sysp, store, cc));
+  }, nullptr, {"store"}});
+
   out.push_back({"id_allocator", [=] {
     id_allocator_settings ic;
     ic.segments = node_segments();
@@ -174,6 +181,7 @@ std::vector<child_spec> sim_node::children() {
     rc.relay = ctx->relay;
     rc.health = caf::actor_cast<segment_admin>(ctx->health);
     rc.now_ms = now;
+    rc.creator = ctx->creator;
     auto res = started(ctx->router,
                        spawn_router(*sysp, ctx->registry, ctx->ids, store,
                                     ctx->reconciler, rc));
@@ -181,7 +189,7 @@ std::vector<child_spec> sim_node::children() {
                    caf::actor_cast<blocked_sink>(ctx->router));
     return res;
   }, nullptr, {"registry", "id_allocator", "store", "reconciler",
-               "segment_health", "relay"}});
+               "segment_health", "relay", "create_batcher"}});
 
   out.push_back({"expiry_sweeper", [=] {
     expiry_sweeper_settings sc;
@@ -264,6 +272,7 @@ std::string sim_node::crash_child() {
     {"activation_batcher",
      caf::actor_cast<caf::strong_actor_ptr>(ctx_->activator)},
     {"pay_batcher", caf::actor_cast<caf::strong_actor_ptr>(ctx_->payer)},
+    {"create_batcher", caf::actor_cast<caf::strong_actor_ptr>(ctx_->creator)},
     {"id_allocator", caf::actor_cast<caf::strong_actor_ptr>(ctx_->ids)},
     {"registry", caf::actor_cast<caf::strong_actor_ptr>(ctx_->registry)},
     {"reconciler", caf::actor_cast<caf::strong_actor_ptr>(ctx_->reconciler)},

@@ -45,6 +45,7 @@ struct sim_node_context {
   commit_sink committer;
   activation_sink activator;
   payment_sink payer;
+  create_sink creator;
   id_allocator_actor ids;
   registry_actor registry;
   relay_actor relay;

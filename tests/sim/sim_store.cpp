@@ -244,6 +244,18 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         self, plan, [=, &db] { return db.create_envelope(env); },
         [](auto& rp, create_outcome& c) { rp.deliver(c.env, c.created); });
     },
+    [=, &db](db_create_many_atom, std::vector<envelope>& envs)
+      -> caf::result<std::vector<envelope>> {
+      // One transaction for the creates of many segments; a fault fails
+      // all.
+      auto first = envs.empty() ? no_segment : segment_of(envs[0].id);
+      auto plan = make_plan(self, first, true, segment_data);
+      for (size_t i = 1; i < envs.size(); ++i)
+        plan.also.push_back(segment_of(envs[i].id));
+      return submit<caf::typed_response_promise<std::vector<envelope>>>(
+        self, plan, [=, &db] { return db.create_envelopes(envs); },
+        deliver_value<std::vector<envelope>>());
+    },
     [=, &db](db_activate_atom, int64_t id) -> caf::result<envelope_snapshot> {
       auto who = caller_of(self);
       auto plan = make_plan(self, segment_of(id), true, segment_data);

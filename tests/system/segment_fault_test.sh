@@ -128,6 +128,9 @@ first_fault_line="$(hb_log_first "injected storage fault")"
 first_fault_ms="$(hb_log_ms "$first_fault_line")"
 blocked_ms="$(hb_log_ms "$blocked_line")"
 retried="$(hb_log_count "create_retried")"
+# Creates that met S inside a batch of many segments: the statement failed
+# and its creates went alone; only S may count as faulty (asserted below).
+batches_failed="$(hb_log_count "create_batch_failed")"
 hb_log "segment $S blocked $(( blocked_ms - first_fault_ms )) ms after the first fault it logged ($(( blocked_ms - fault_ms )) ms after the trigger went in); creates retried in another segment: $retried"
 assert_int -ge "$THRESHOLD" "$retried" "creates the node retried with a fresh id (>= fault_threshold)"
 assert_int -le 5000 "$(( blocked_ms - first_fault_ms ))" "ms from the first fault to the block"
@@ -244,5 +247,5 @@ hb_cli reconcile
 assert_eq 0 "$HB_RC" "hongbao reconcile exit status (output: $HB_OUT)"
 assert_eq 0 "$(hb_get discrepancies.#)" "discrepancies"
 hb_audit_db
-hb_log "FIGURES segment_fault: time_to_block_ms=$(( blocked_ms - first_fault_ms )) create_success=$created/$CREATES ($rate%) unblock_after_repair_ms=$(( unblocked_ms - repair_ms ))"
+hb_log "FIGURES segment_fault: time_to_block_ms=$(( blocked_ms - first_fault_ms )) create_success=$created/$CREATES ($rate%) create_batches_failed=$batches_failed unblock_after_repair_ms=$(( unblocked_ms - repair_ms ))"
 hb_stop_node
