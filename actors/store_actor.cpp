@@ -1,5 +1,6 @@
 #include "actors/store_actor.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -22,11 +23,22 @@ namespace {
 
 using persistence::pg_store;
 
+// What the workers of one pool share: how many times one of them
+// reconnected. A worker waiting out its backoff tries again at once when a
+// sibling got through since its own last failure: the database is back, and
+// requests that reach it should not fail for up to the backoff's cap while
+// its siblings serve.
+struct pool_shared {
+  std::atomic<uint64_t> reconnects{0};
+};
+
 struct store_worker_state {
   store_settings cfg;
+  std::shared_ptr<pool_shared> pool;
   std::unique_ptr<pg_store> db;
   std::chrono::steady_clock::time_point next_attempt{};
   uint32_t backoff_ms = 0;  // 0 while connected
+  uint64_t reconnects_seen = 0;  // pool->reconnects at the last failure
   static inline const char* name = "hb.store_worker";
 };
 
@@ -45,6 +57,15 @@ void back_off(worker_actor self) {
                     : std::min(st.backoff_ms * 2, st.cfg.reconnect_interval_max_ms);
   st.next_attempt = std::chrono::steady_clock::now()
                     + std::chrono::milliseconds(st.backoff_ms);
+  st.reconnects_seen = st.pool->reconnects.load(std::memory_order_relaxed);
+}
+
+// Whether to wait longer before trying to connect: the backoff runs and no
+// sibling has reconnected since this worker last failed.
+bool waiting_out_backoff(const store_worker_state& st) {
+  return std::chrono::steady_clock::now() < st.next_attempt
+         && st.pool->reconnects.load(std::memory_order_relaxed)
+              == st.reconnects_seen;
 }
 
 // Returns the connection, or nullptr while it is down and the backoff has
@@ -53,7 +74,7 @@ pg_store* connection(worker_actor self) {
   auto& st = self->state;
   if (st.db && st.db->connected())
     return st.db.get();
-  if (std::chrono::steady_clock::now() < st.next_attempt)
+  if (waiting_out_backoff(st))
     return nullptr;
   if (st.db == nullptr) {
     auto res = pg_store::connect(st.cfg.database_url);
@@ -66,8 +87,10 @@ pg_store* connection(worker_actor self) {
     back_off(self);
     return nullptr;
   }
-  if (st.backoff_ms != 0)
+  if (st.backoff_ms != 0) {
     actors_log().info("store_reconnected after_backoff_ms={}", st.backoff_ms);
+    st.pool->reconnects.fetch_add(1, std::memory_order_relaxed);
+  }
   st.backoff_ms = 0;
   // A new backend: prepare today's commit statements now rather than in the
   // first commit that comes this way (see pg_store::warm_up).
@@ -137,8 +160,10 @@ caf::result<Ts...> with_db(worker_actor self, F f) {
   return res;
 }
 
-store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
+store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
+                                        std::shared_ptr<pool_shared> pool) {
   self->state.cfg = std::move(cfg);
+  self->state.pool = std::move(pool);
   connection(self);
   return {
     [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
@@ -322,9 +347,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg) {
 } // namespace
 
 store_actor spawn_pg_store(caf::actor_system& sys, const store_settings& cfg) {
-  auto factory = [&sys, cfg] {
+  auto shared = std::make_shared<pool_shared>();
+  auto factory = [&sys, cfg, shared] {
     return caf::actor_cast<caf::actor>(
-      sys.spawn<caf::detached>(store_worker, cfg));
+      sys.spawn<caf::detached>(store_worker, cfg, shared));
   };
   auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), cfg.pool_size,
                                     factory, caf::actor_pool::round_robin());

@@ -110,6 +110,10 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         256, err)
             && read_int(tbl, "database", "commits_in_flight",
                         cfg.commits_in_flight, 1, 256, err)
+            && read_int(tbl, "database", "batches_in_flight",
+                        cfg.batches_in_flight, 1, 256, err)
+            && read_int(tbl, "database", "batch_max", cfg.batch_max, 1, 1024,
+                        err)
             && read_int(tbl, "limits", "share_min_fen", lim.share_min_fen, 1,
                         int64_t{1} << 40, err)
             && read_int(tbl, "limits", "share_max_fen", lim.share_max_fen, 1,

@@ -31,6 +31,10 @@ struct node_config {
   std::string database_url;           ///< any libpq connection string
   uint32_t store_pool_size = 16;      ///< connections, each on its own thread
   uint32_t commits_in_flight = 4;     ///< group-commit transactions at once (≤ pool_size)
+  /// Activation, payment and create transactions at once, each kind (at most
+  /// half of pool_size is used), and requests per such transaction.
+  uint32_t batches_in_flight = 2;
+  uint32_t batch_max = 64;
 
   // [limits]
   envelope_limits limits;

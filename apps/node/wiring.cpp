@@ -19,6 +19,13 @@ void stop_with(const caf::actor& whom) {
   caf::anon_send(whom, stop_atom::value);
 }
 
+// Transactions at once of each batcher besides the commit batcher: never
+// more than half of the connections, so that commits always find some.
+uint32_t batches_in_flight(const node_config& cfg) {
+  return std::max<uint32_t>(
+    1, std::min<uint32_t>(cfg.batches_in_flight, cfg.store_pool_size / 2));
+}
+
 } // namespace
 
 std::vector<child_spec> node_children(caf::actor_system& sys,
@@ -68,8 +75,8 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     activation_batcher_settings ac;
     // A burst of activations (after a restart or a failover) goes out as a
     // few transactions of many envelopes, leaving connections to commits.
-    ac.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
-                                              2, cfg.store_pool_size / 2));
+    ac.inflight_max = batches_in_flight(cfg);
+    ac.batch_max = cfg.batch_max;
     return started(ctx->activator,
                    spawn_activation_batcher(*sysp, ctx->store, ac));
   }, nullptr, {"store"}});
@@ -78,16 +85,16 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     pay_batcher_settings pc;
     // A burst of payments goes out as a few transactions of many, each
     // moving the external account and every escrow row once.
-    pc.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
-                                              2, cfg.store_pool_size / 2));
+    pc.inflight_max = batches_in_flight(cfg);
+    pc.batch_max = cfg.batch_max;
     return started(ctx->payer, spawn_pay_batcher(*sysp, ctx->store, pc));
   }, nullptr, {"store"}});
 
   out.push_back({"create_batcher", [=] {
     create_batcher_settings cc;
     // A burst of creates goes out as a few transactions of many.
-    cc.inflight_max = std::max<uint32_t>(1, std::min<uint32_t>(
-                                              2, cfg.store_pool_size / 2));
+    cc.inflight_max = batches_in_flight(cfg);
+    cc.batch_max = cfg.batch_max;
     return started(ctx->creator, spawn_create_batcher(*sysp, ctx->store, cc));
   }, nullptr, {"store"}});
 

@@ -20,6 +20,8 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->segments.size(), 16u);
   CAF_CHECK_EQUAL(cfg->envelope_batch_max, 2000u);
   CAF_CHECK_EQUAL(cfg->commits_in_flight, 4u);
+  CAF_CHECK_EQUAL(cfg->batches_in_flight, 2u);
+  CAF_CHECK_EQUAL(cfg->batch_max, 64u);
   CAF_CHECK_EQUAL(cfg->relay_yield_ms, 20u);
   CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 1000u);
   CAF_CHECK_EQUAL(cfg->relay_batch_max, 100);
@@ -47,12 +49,16 @@ auth_token = "t"
 [database]
 url = "host=127.0.0.1"
 commits_in_flight = 2
+batches_in_flight = 3
+batch_max = 16
 [relay]
 yield_ms = 5
 defer_max_ms = 0
 )");
   CAF_REQUIRE(cfg.ok());
   CAF_CHECK_EQUAL(cfg->commits_in_flight, 2u);
+  CAF_CHECK_EQUAL(cfg->batches_in_flight, 3u);
+  CAF_CHECK_EQUAL(cfg->batch_max, 16u);
   CAF_CHECK_EQUAL(cfg->relay_yield_ms, 5u);
   CAF_CHECK_EQUAL(cfg->relay_defer_max_ms, 0u);
   auto zero = parse_node_config(
@@ -60,6 +66,10 @@ defer_max_ms = 0
   CAF_REQUIRE(!zero.ok());
   CAF_CHECK(zero.error().message.find("database.commits_in_flight")
             != std::string::npos);
+  auto big = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\nbatch_max = 1025\n");
+  CAF_REQUIRE(!big.ok());
+  CAF_CHECK(big.error().message.find("database.batch_max") != std::string::npos);
   auto no_yield = parse_node_config(
     "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n[relay]\nyield_ms = 0\n");
   CAF_CHECK(!no_yield.ok());
