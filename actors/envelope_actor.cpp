@@ -339,6 +339,21 @@ void arm_expiry(envelope_pointer self) {
 
 void dispatch(envelope_pointer self);
 
+// Whether anything is in flight or waiting: such an actor is not idle.
+bool has_work(const envelope_state& st) {
+  return st.writing || !st.queue.empty() || !st.paying_txn.empty()
+         || st.refunding;
+}
+
+// Tells the registry this actor has been quiet for `quiet` and may stop.
+void report_idle(envelope_pointer self, caf::timespan quiet) {
+  auto& st = self->state;
+  self->send(st.registry, idle_atom::value, st.id, st.handled, true,
+             static_cast<int64_t>(
+               std::chrono::duration_cast<std::chrono::milliseconds>(quiet)
+                 .count()));
+}
+
 void on_committed(envelope_pointer self) {
   auto& st = self->state;
   auto& b = st.inflight;
@@ -670,6 +685,15 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       rearm_idle_check(self);
       arm_expiry(self);  // a kept idle actor refunds on time itself
     },
+    // The registry is at its cap and looks for room: an actor quiet for
+    // `quiet_min_ms` with nothing in flight reports idle now instead of at
+    // its next idle check (the registry decides, as for any idle report).
+    [=](idle_check_atom, int64_t quiet_min_ms) {
+      auto& st = self->state;
+      auto quiet = self->clock().now() - st.last_active;
+      if (!has_work(st) && quiet >= std::chrono::milliseconds(quiet_min_ms))
+        report_idle(self, quiet);
+    },
     // Passivation or shutdown: a write in flight is finished first (its
     // waiters get their answer); queued opens are told to retry.
     [=](stop_atom) {
@@ -692,17 +716,13 @@ envelope_actor::behavior_type running(envelope_pointer self) {
         return;
       }
       auto idle = std::chrono::milliseconds(st.cfg.idle_ms);
-      bool busy = st.writing || !st.queue.empty() || !st.paying_txn.empty()
-                  || st.refunding;
+      bool busy = has_work(st);
       auto quiet = self->clock().now() - st.last_active;
       if (!busy && quiet >= idle) {
         // Reported once; new work arms the next check. The registry lets
         // an idle actor go, and the sweeper refunds it when it expires, or
         // keeps it while the node has room (keep_atom re-arms the check).
-        self->send(st.registry, idle_atom::value, st.id, st.handled, true,
-                   static_cast<int64_t>(
-                     std::chrono::duration_cast<std::chrono::milliseconds>(quiet)
-                       .count()));
+        report_idle(self, quiet);
         return;
       }
       st.tick_pending = true;
@@ -757,6 +777,11 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](expire_atom) {},
     [=](stop_atom) { self->quit(); },
     [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
+    [=](idle_check_atom, int64_t) {
+      auto& st = self->state;
+      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
+                 int64_t{0});
+    },
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
@@ -794,6 +819,7 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
     [=](expire_atom) -> caf::result<void> { return caf::skip; },
     [=](stop_atom) -> caf::result<void> { return caf::skip; },
     [=](keep_atom) -> caf::result<void> { return caf::skip; },
+    [=](idle_check_atom, int64_t) -> caf::result<void> { return caf::skip; },
     [=](tick_atom) -> caf::result<void> { return caf::skip; },
   };
 }

@@ -96,6 +96,7 @@ using next_id_atom = caf::atom_constant<caf::atom("next_id")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 /// The registry's answer to an idle report when it keeps the actor live.
 using keep_atom = caf::atom_constant<caf::atom("keep")>;
+using idle_check_atom = caf::atom_constant<caf::atom("idle_chk")>;
 /// Marks a grab or open sent straight to a live envelope actor by a gateway
 /// connection that learned its handle (not counted for passivation).
 using direct_atom = caf::atom_constant<caf::atom("direct")>;

@@ -25,6 +25,8 @@ struct registry_state {
   store_actor store;
   std::unordered_map<int64_t, live_envelope> live;
   std::unordered_map<caf::actor_addr, int64_t> ids;  // for down messages
+  bool cap_checked = false;  // asked for idle reports at the cap before
+  caf::actor_clock::time_point cap_checked_at;
   static inline const char* name = "hb.registry";
 };
 
@@ -49,9 +51,12 @@ live_envelope* find_or_activate(registry_pointer self, int64_t id) {
 // Whether an idle healthy actor, quiet for quiet_ms, stays live: always
 // while the node has room; beyond it the long idle go first (reported
 // again after being kept: two idle periods or more), and the newly idle
-// too once the node is half-way from keep_live to live_max.
+// too once the node is half-way from keep_live to live_max; at the cap,
+// none.
 bool keeps(const registry_state& st, int64_t quiet_ms) {
   auto live = st.live.size();
+  if (live >= st.cfg.live_max)
+    return false;
   auto room = st.cfg.keep_live;
   if (live <= room)
     return true;
@@ -72,7 +77,23 @@ caf::error check_id(int64_t id) {
   return {};
 }
 
-caf::error at_capacity() {
+// At the cap: asks every live actor quiet for cap_quiet_ms to report idle
+// now (at most once per cap_check_ms); the idle reports then let them go
+// (keeps() refuses at the cap), down to half-way from keep_live.
+caf::error at_capacity(registry_pointer self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  if (!st.cap_checked
+      || now - st.cap_checked_at
+           >= std::chrono::milliseconds(st.cfg.cap_check_ms)) {
+    st.cap_checked = true;
+    st.cap_checked_at = now;
+    actors_log().info("registry_at_cap live={} asking_quiet_ms={}",
+                      st.live.size(), st.cfg.cap_quiet_ms);
+    for (auto& kv : st.live)
+      self->send(kv.second.handle, idle_check_atom::value,
+                 static_cast<int64_t>(st.cfg.cap_quiet_ms));
+  }
   return make_error(errc::busy, "too many live envelopes on this node; retry");
 }
 
@@ -83,7 +104,7 @@ caf::result<Reply> forward(registry_pointer self, int64_t id, Ts&&... xs) {
     return err;
   auto entry = find_or_activate(self, id);
   if (entry == nullptr)
-    return at_capacity();
+    return at_capacity(self);
   ++entry->forwarded;
   return self->delegate(entry->handle, std::forward<Ts>(xs)...);
 }

@@ -32,6 +32,12 @@ struct registry_settings {
   /// idle for two idle periods or more passivates, a newly idle one only
   /// once the node is half-way from keep_live to live_max. 0: always.
   uint32_t keep_live = 0;
+  /// At the cap, actors quiet for this long (nothing in flight) are asked
+  /// to report idle at once, at most once per cap_check_ms, so that a node
+  /// full of recently active envelopes makes room for new ones in
+  /// milliseconds instead of answering BUSY for an idle period.
+  uint32_t cap_quiet_ms = 1000;
+  uint32_t cap_check_ms = 1000;
   envelope_settings envelope;
 };
 

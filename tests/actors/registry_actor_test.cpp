@@ -132,6 +132,42 @@ CAF_TEST(the live actor cap answers busy) {
   CAF_CHECK_EQUAL(r2.error().code, errc::busy);
 }
 
+CAF_TEST(at the cap the quiet envelopes are asked to go and make room) {
+  cfg.idle_ms = 30000;  // their own idle checks are far away
+  for (auto id : {id_a, id_b, id_c})
+    db->add(id, 1000, 10);
+  start(2, 1);
+  CAF_REQUIRE(opens(id_a, "u1"));
+  CAF_REQUIRE(opens(id_b, "u1"));
+  auto grab = [&](int64_t id) {
+    auto h = self->request(registry, caf::infinite, grab_atom::value, id,
+                           std::string{"u2"});
+    run();
+    return take<grab_result>(h);
+  };
+  // Both were just active: nothing is quiet enough, the cap holds.
+  auto first = grab(id_c);
+  CAF_REQUIRE(!first.ok());
+  CAF_CHECK_EQUAL(first.error().code, errc::busy);
+  CAF_CHECK_EQUAL(live(), 2u);
+  // A second later `b` has an open in flight; `a` is quiet and goes.
+  db->hold_commits = true;
+  pass(1100);
+  auto pending = self->request(registry, caf::infinite, open_atom::value, id_b,
+                               std::string{"u3"}, int64_t{0});
+  run();
+  auto second = grab(id_c);
+  CAF_REQUIRE(!second.ok());  // answered before the reports came back
+  CAF_CHECK_EQUAL(second.error().code, errc::busy);
+  CAF_CHECK_EQUAL(live(), 1u);
+  auto activations = db->activations;
+  CAF_CHECK(grab(id_c).ok());
+  CAF_CHECK_EQUAL(db->activations, activations + 1);
+  CAF_CHECK_EQUAL(live(), 2u);
+  release_commits();
+  CAF_CHECK(take<open_result>(pending).ok());
+}
+
 CAF_TEST(a malformed id is not found without touching the store) {
   start();
   auto h = self->request(registry, caf::infinite, get_atom::value,
