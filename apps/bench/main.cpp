@@ -366,7 +366,21 @@ int run(options opts) {
                         + " envelopes were created and paid";
       for (auto& e : setup.events)
         why += "; " + e;
-      if (opts.target.name == "hongbao")
+      // What the creates and payments were answered, so that a failed
+      // setup says why (retryable errors leave no event).
+      for (auto kind : {op_kind::create, op_kind::pay}) {
+        auto& o = setup.ops[static_cast<size_t>(kind)];
+        std::string codes;
+        for (size_t e = 0; e < error_slots; ++e)
+          if (o.errors[e] > 0)
+            codes += (codes.empty() ? "" : ", ") + error_name(e) + " "
+                     + std::to_string(o.errors[e]);
+        if (!codes.empty() || o.gave_up > 0)
+          why += "; " + std::string{to_string(kind)} + ": " + std::to_string(o.ok)
+                 + " ok, errors " + (codes.empty() ? "none" : codes)
+                 + ", gave up after retries " + std::to_string(o.gave_up);
+      }
+      if (opts.target.name == "hongbao" && sc->name == "hot")
         why += " (the hot scenario needs the node's [limits] count_max >= "
                + std::to_string(shares_total) + ")";
       return fail(opts, exit_failed, why);
