@@ -35,8 +35,6 @@ struct batcher_state {
 
 using batcher_pointer = activation_sink::stateful_pointer<batcher_state>;
 
-void flush(batcher_pointer self);
-
 /// One activation on its own; its answer, value or error, is the caller's.
 /// `then` runs once the store answered (or the request timed out).
 template <class Then>
@@ -66,55 +64,52 @@ std::vector<pending_activation> take_batch(batcher_state& st) {
                          [](const pending_activation&) { return false; });
 }
 
+/// A batch as one transaction; what it did not bump, and all of it when it
+/// failed, is activated alone.
+void activate_many(batcher_pointer self, std::vector<pending_activation> batch,
+                   std::function<void()> done) {
+  auto sent = std::make_shared<std::vector<pending_activation>>(
+    std::move(batch));
+  std::vector<int64_t> ids;
+  for (auto& p : *sent)
+    ids.push_back(p.id);
+  self->request(self->state.store, activation_timeout,
+                db_activate_many_atom::value, std::move(ids))
+    .then(
+      [=](std::vector<envelope_snapshot>& snaps) {
+        std::map<int64_t, envelope_snapshot*> by_id;
+        for (auto& s : snaps)
+          by_id[s.env.id] = &s;
+        auto alone = settle(
+          *sent,
+          [&](pending_activation& p) { return by_id.count(p.id) > 0; },
+          [&](pending_activation& p) { p.promise.deliver(*by_id[p.id]); },
+          [=](pending_activation& p) { activate_alone(self, std::move(p)); });
+        actors_log().debug("activation_batch envelopes={} bumped={}"
+                           " alone={}",
+                           sent->size(), snaps.size(), alone);
+        done();
+      },
+      [=](caf::error& err) {
+        // The batch may or may not have committed: an activation alone
+        // bumps again and reads afresh, which is right either way.
+        actors_log().info("activation_batch_failed envelopes={} error={}",
+                          sent->size(), to_failure(err).message);
+        for (auto& p : *sent)
+          activate_alone(self, std::move(p));
+        done();
+      });
+}
+
 void flush(batcher_pointer self) {
-  auto& st = self->state;
-  while (st.waiting.slot_free()) {
-    auto batch = take_batch(st);
-    auto done = [=] {
-      --self->state.waiting.inflight;
-      flush(self);
-    };
-    if (batch.size() == 1) {
-      activate_alone(self, std::move(batch.front()), done);
-      continue;
-    }
-    auto sent = std::make_shared<std::vector<pending_activation>>(
-      std::move(batch));
-    std::vector<int64_t> ids;
-    for (auto& p : *sent)
-      ids.push_back(p.id);
-    self->request(st.store, activation_timeout, db_activate_many_atom::value,
-                  std::move(ids))
-      .then(
-        [=](std::vector<envelope_snapshot>& snaps) {
-          std::map<int64_t, envelope_snapshot*> by_id;
-          for (auto& s : snaps)
-            by_id[s.env.id] = &s;
-          size_t alone = 0;
-          for (auto& p : *sent) {
-            auto it = by_id.find(p.id);
-            if (it != by_id.end()) {
-              p.promise.deliver(*it->second);
-            } else {
-              ++alone;
-              activate_alone(self, std::move(p));
-            }
-          }
-          actors_log().debug("activation_batch envelopes={} bumped={}"
-                             " alone={}",
-                             sent->size(), snaps.size(), alone);
-          done();
-        },
-        [=](caf::error& err) {
-          // The batch may or may not have committed: an activation alone
-          // bumps again and reads afresh, which is right either way.
-          actors_log().info("activation_batch_failed envelopes={} error={}",
-                            sent->size(), to_failure(err).message);
-          for (auto& p : *sent)
-            activate_alone(self, std::move(p));
-          done();
-        });
-  }
+  self->state.waiting.send(
+    [=] { return take_batch(self->state); },
+    [=](pending_activation item, std::function<void()> done) {
+      activate_alone(self, std::move(item), std::move(done));
+    },
+    [=](std::vector<pending_activation> batch, std::function<void()> done) {
+      activate_many(self, std::move(batch), std::move(done));
+    });
 }
 
 activation_sink::behavior_type batcher_impl(batcher_pointer self,

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -48,6 +49,45 @@ struct batch_queue {
     }
     return out;
   }
+
+  /// The loop of every batcher: while a slot is free, the next batch
+  /// (`take()`, which calls take above) goes out, one item as
+  /// `alone(item, done)`, more as `many(batch, done)`. Each calls `done`
+  /// once its answer came, which frees the slot and sends what waits then.
+  /// The queue is the batcher's state: it outlives every callback (CAF
+  /// drops an actor's pending answers with the actor).
+  template <class Take, class Alone, class Many>
+  void send(Take take, Alone alone, Many many) {
+    while (slot_free()) {
+      auto batch = take();
+      std::function<void()> done = [this, take, alone, many] {
+        --inflight;
+        send(take, alone, many);
+      };
+      if (batch.size() == 1)
+        alone(std::move(batch.front()), std::move(done));
+      else
+        many(std::move(batch), std::move(done));
+    }
+  }
 };
+
+/// The answer to a batch: each item the statement did (`did(item)`) gets
+/// its answer (`deliver(item)`), every other one goes `alone(item)`, which
+/// answers it or explains. Returns how many went alone.
+template <class Pending, class Did, class Deliver, class Alone>
+size_t settle(std::vector<Pending>& batch, Did did, Deliver deliver,
+              Alone alone) {
+  size_t n = 0;
+  for (auto& item : batch) {
+    if (did(item)) {
+      deliver(item);
+    } else {
+      ++n;
+      alone(item);
+    }
+  }
+  return n;
+}
 
 } // namespace hb

@@ -67,54 +67,52 @@ std::vector<pending_create> take_batch(batcher_state& st) {
     [](const pending_create&) { return false; });
 }
 
+/// A batch as one statement; what it did not store, and all of it when it
+/// failed, is created alone.
+void create_many(batcher_pointer self, std::vector<pending_create> batch,
+                 std::function<void()> done) {
+  auto sent = std::make_shared<std::vector<pending_create>>(std::move(batch));
+  std::vector<envelope> envs;
+  for (auto& item : *sent)
+    envs.push_back(item.env);
+  self->request(self->state.store, create_timeout, db_create_many_atom::value,
+                std::move(envs))
+    .then(
+      [=](std::vector<envelope>& stored) {
+        std::map<int64_t, envelope*> by_id;
+        for (auto& e : stored)
+          by_id[e.id] = &e;
+        auto alone = settle(
+          *sent,
+          [&](pending_create& x) { return by_id.count(x.env.id) > 0; },
+          [&](pending_create& x) {
+            x.promise.deliver(std::move(*by_id[x.env.id]), true);
+          },
+          [=](pending_create& x) { create_alone(self, std::move(x)); });
+        actors_log().debug("create_batch envelopes={} created={} alone={}",
+                           sent->size(), stored.size(), alone);
+        done();
+      },
+      [=](caf::error& err) {
+        // Nothing of a failed statement is stored: alone, each create is
+        // tried afresh and answered (and reported) on its own.
+        actors_log().info("create_batch_failed envelopes={} error={}",
+                          sent->size(), to_failure(err).message);
+        for (auto& item : *sent)
+          create_alone(self, std::move(item));
+        done();
+      });
+}
+
 void flush(batcher_pointer self) {
-  auto& st = self->state;
-  while (st.waiting.slot_free()) {
-    auto batch = take_batch(st);
-    auto done = [=] {
-      --self->state.waiting.inflight;
-      flush(self);
-    };
-    if (batch.size() == 1) {
-      create_alone(self, std::move(batch.front()), done);
-      continue;
-    }
-    auto sent = std::make_shared<std::vector<pending_create>>(
-      std::move(batch));
-    std::vector<envelope> envs;
-    for (auto& item : *sent)
-      envs.push_back(item.env);
-    self->request(st.store, create_timeout, db_create_many_atom::value,
-                  std::move(envs))
-      .then(
-        [=](std::vector<envelope>& stored) {
-          std::map<int64_t, envelope*> by_id;
-          for (auto& e : stored)
-            by_id[e.id] = &e;
-          size_t alone = 0;
-          for (auto& item : *sent) {
-            auto it = by_id.find(item.env.id);
-            if (it != by_id.end()) {
-              item.promise.deliver(std::move(*it->second), true);
-            } else {
-              ++alone;
-              create_alone(self, std::move(item));
-            }
-          }
-          actors_log().debug("create_batch envelopes={} created={} alone={}",
-                             sent->size(), stored.size(), alone);
-          done();
-        },
-        [=](caf::error& err) {
-          // Nothing of a failed statement is stored: alone, each create is
-          // tried afresh and answered (and reported) on its own.
-          actors_log().info("create_batch_failed envelopes={} error={}",
-                            sent->size(), to_failure(err).message);
-          for (auto& item : *sent)
-            create_alone(self, std::move(item));
-          done();
-        });
-  }
+  self->state.waiting.send(
+    [=] { return take_batch(self->state); },
+    [=](pending_create item, std::function<void()> done) {
+      create_alone(self, std::move(item), std::move(done));
+    },
+    [=](std::vector<pending_create> batch, std::function<void()> done) {
+      create_many(self, std::move(batch), std::move(done));
+    });
 }
 
 create_sink::behavior_type batcher_impl(batcher_pointer self,

@@ -64,51 +64,48 @@ std::vector<pending_payment> take_batch(batcher_state& st) {
     [](const pending_payment& x) { return x.p.from_wallet; });
 }
 
+/// A batch as one statement; what it did not confirm, and all of it when
+/// it failed, goes alone.
+void pay_many(batcher_pointer self, std::vector<pending_payment> batch,
+              std::function<void()> done) {
+  auto sent = std::make_shared<std::vector<pending_payment>>(std::move(batch));
+  std::vector<payment> ps;
+  for (auto& item : *sent)
+    ps.push_back(item.p);
+  self->request(self->state.store, pay_timeout, db_pay_many_atom::value,
+                std::move(ps))
+    .then(
+      [=](std::vector<int64_t>& paid) {
+        std::set<int64_t> ok(paid.begin(), paid.end());
+        auto alone = settle(
+          *sent,
+          [&](pending_payment& x) { return ok.count(x.p.envelope_id) > 0; },
+          [](pending_payment& x) { x.promise.deliver(caf::ok_atom::value); },
+          [=](pending_payment& x) { pay_alone(self, std::move(x)); });
+        actors_log().debug("pay_batch payments={} paid={} alone={}",
+                           sent->size(), paid.size(), alone);
+        done();
+      },
+      [=](caf::error& err) {
+        // Nothing of a failed batch changed (one statement): alone, each
+        // payment is confirmed afresh or gets its own refusal.
+        actors_log().info("pay_batch_failed payments={} error={}",
+                          sent->size(), to_failure(err).message);
+        for (auto& item : *sent)
+          pay_alone(self, std::move(item));
+        done();
+      });
+}
+
 void flush(batcher_pointer self) {
-  auto& st = self->state;
-  while (st.waiting.slot_free()) {
-    auto batch = take_batch(st);
-    auto done = [=] {
-      --self->state.waiting.inflight;
-      flush(self);
-    };
-    if (batch.size() == 1) {
-      pay_alone(self, std::move(batch.front()), done);
-      continue;
-    }
-    auto sent = std::make_shared<std::vector<pending_payment>>(
-      std::move(batch));
-    std::vector<payment> ps;
-    for (auto& item : *sent)
-      ps.push_back(item.p);
-    self->request(st.store, pay_timeout, db_pay_many_atom::value,
-                  std::move(ps))
-      .then(
-        [=](std::vector<int64_t>& paid) {
-          std::set<int64_t> ok(paid.begin(), paid.end());
-          size_t alone = 0;
-          for (auto& item : *sent) {
-            if (ok.count(item.p.envelope_id) > 0) {
-              item.promise.deliver(caf::ok_atom::value);
-            } else {
-              ++alone;
-              pay_alone(self, std::move(item));
-            }
-          }
-          actors_log().debug("pay_batch payments={} paid={} alone={}",
-                             sent->size(), paid.size(), alone);
-          done();
-        },
-        [=](caf::error& err) {
-          // Nothing of a failed batch changed (one statement): alone, each
-          // payment is confirmed afresh or gets its own refusal.
-          actors_log().info("pay_batch_failed payments={} error={}",
-                            sent->size(), to_failure(err).message);
-          for (auto& item : *sent)
-            pay_alone(self, std::move(item));
-          done();
-        });
-  }
+  self->state.waiting.send(
+    [=] { return take_batch(self->state); },
+    [=](pending_payment item, std::function<void()> done) {
+      pay_alone(self, std::move(item), std::move(done));
+    },
+    [=](std::vector<pending_payment> batch, std::function<void()> done) {
+      pay_many(self, std::move(batch), std::move(done));
+    });
 }
 
 payment_sink::behavior_type batcher_impl(batcher_pointer self,
