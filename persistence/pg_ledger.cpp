@@ -22,6 +22,20 @@ namespace {
 
 // -- Payment -------------------------------------------------------------------
 
+// The CTEs `rec` and `box` that every confirmed payment of the CTE `upd`
+// (id, sender, group_id, total_fen, paid_at) writes beside its posting: the
+// sender's 'sent' record and the outbox row of the group notification. One
+// text for confirm_payment and confirm_payments, so that a payment reads the
+// same whichever way it went.
+#define HB_PAID_RECORDS_FROM_UPD                                               \
+  " rec AS ("                                                                  \
+  " INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,"  \
+  "  group_id, counterpart)"                                                   \
+  " SELECT sender, 1, id, total_fen, hb_ms(paid_at), group_id, '' FROM upd),"  \
+  " box AS ("                                                                  \
+  " INSERT INTO outbox (kind, envelope_id, idempotency_key)"                   \
+  " SELECT 'paid', id, 'paid:' || id FROM upd) "
+
 outcome<done> explain_unpaid(PGconn* conn, const payment& p) {
   // Nothing changed; find out why. A repeat of the same confirmation is
   // success (idempotency), anything else is refused.
@@ -371,13 +385,7 @@ outcome<done> pg_store::confirm_payment(const payment& p) {
     " SELECT hb_post_once('pay:' || id, 'pay',"
     "  CASE WHEN $6::boolean THEN hb_wallet(sender) ELSE $7 END,"
     "  hb_escrow_of(id), total_fen, id, sender) FROM upd),"
-    " rec AS ("
-    " INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,"
-    "  group_id, counterpart)"
-    " SELECT sender, 1, id, total_fen, hb_ms(paid_at), group_id, '' FROM upd),"
-    " box AS ("
-    " INSERT INTO outbox (kind, envelope_id, idempotency_key)"
-    " SELECT 'paid', id, 'paid:' || id FROM upd) "
+    HB_PAID_RECORDS_FROM_UPD
     "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM led)";
   params ps;
   ps.add(p.envelope_id).add(p.epoch).add(p.payment_txn).add(p.paid_at_ms);
@@ -456,13 +464,7 @@ pg_store::confirm_payments(const std::vector<payment>& ps) {
     " GROUP BY id ORDER BY id"
     " ON CONFLICT (id) DO UPDATE SET balance_fen = a.balance_fen"
     "  + excluded.balance_fen),"
-    " rec AS ("
-    " INSERT INTO user_records (user_id, kind, envelope_id, amount_fen, at_ms,"
-    "  group_id, counterpart)"
-    " SELECT sender, 1, id, total_fen, hb_ms(paid_at), group_id, '' FROM upd),"
-    " box AS ("
-    " INSERT INTO outbox (kind, envelope_id, idempotency_key)"
-    " SELECT 'paid', id, 'paid:' || id FROM upd) "
+    HB_PAID_RECORDS_FROM_UPD
     "SELECT id FROM upd ORDER BY id";
   params q;
   q.add(number_array(ids)).add(number_array(epochs)).add(text_array(txns));
