@@ -9,9 +9,8 @@ using namespace hb::test;
 
 namespace {
 
-// Envelope ids of 2027-01-15 in segments 101..; any well-formed ids do.
 int64_t id_of(int k) {
-  return 2027011500000001000 + 1000 * k + 100 + k;
+  return nth_envelope_id(k);
 }
 
 struct batcher_fixture : actor_fixture {

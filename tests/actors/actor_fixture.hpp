@@ -12,6 +12,12 @@
 
 namespace hb::test {
 
+/// The k-th of a run of well-formed envelope ids of 2027-01-15, in segments
+/// 101.. (the batcher tests; any well-formed ids do).
+inline int64_t nth_envelope_id(int k) {
+  return 2027011500000001000 + 1000 * k + 100 + k;
+}
+
 struct test_config : caf::actor_system_config {
   test_config() {
     add_hongbao_types(*this);
