@@ -12,6 +12,10 @@ with that median supplies the latencies); repeated open-loop runs of one
 point by their median open p99 (the range is shown beside it). The ratio
 column is hongbao's opens/s over the target's, both from this run of the
 script. Prints the Markdown table on stdout as well.
+
+Runs made with --cpu-of (scripts/bench passes the node, PostgreSQL with its
+backends and redis-server) also carry the CPU each process spent during the
+run; the CPU table divides it by the run's opens.
 """
 import glob
 import json
@@ -88,6 +92,46 @@ def closed_table(raw):
     return "\n".join(lines), summary
 
 
+CPU_LABELS = ["hongbao-node", "postgres", "redis-server", "generator"]
+
+
+def cpu_cells(d):
+    """The CPU columns of one run: µs an open per process, all of them, and
+    the share of the machine's cores busy during the run ("—" when the run
+    has no CPU figures)."""
+    cpu = d["run"].get("cpu")
+    if not cpu:
+        return ["—"] * (len(CPU_LABELS) + 2)
+    per = {p["label"]: p["us_per_open"] for p in cpu["processes"]}
+    cells = [f"{per[l]:.1f}" if l in per else "—" for l in CPU_LABELS]
+    cells.append(f"{sum(per.values()):.1f}")
+    cells.append(f"{cpu['busy'] * 100:.0f} % of {cpu['cores']}")
+    return cells
+
+
+def cpu_table(summary, points):
+    """Where the time per open went: the closed-loop runs of the table above
+    and the open-loop points, µs of CPU an open per process."""
+    rows = []
+    for scenario in SCENARIOS:
+        for target in TARGETS:
+            d = summary.get((scenario, target))
+            if d:
+                rows.append((f"{scenario}, closed loop", target, d))
+    for target in TARGETS:
+        for pt in points.get(target, []):
+            rows.append((f"{pt[6]}, open loop at {pt[0]:.2f} of the peak",
+                         target, pt[10]))
+    if not any(d["run"].get("cpu") for (_, _, d) in rows):
+        return ""
+    head = " | ".join(f"{l} µs" for l in CPU_LABELS)
+    lines = [f"| run | target | {head} | all µs an open | cores busy |",
+             "|---|---|" + "--:|" * (len(CPU_LABELS) + 1) + "--:|"]
+    for (what, target, d) in rows:
+        lines.append(f"| {what} | {target} | " + " | ".join(cpu_cells(d)) + " |")
+    return "\n".join(lines)
+
+
 def sweep_data(raw):
     """Per target, one point per fraction: the run with the median open p99
     (and the range of p99 over the runs of that point)."""
@@ -106,9 +150,9 @@ def sweep_data(raw):
         points.setdefault(target, []).append(
             (fraction, d["rate_target"], r["opens_per_s"], lat["p50"],
              lat["p99"], all(x["audit"]["ok"] for x in runs), scenario,
-             p99(runs[0]), p99(runs[-1]), len(runs)))
+             p99(runs[0]), p99(runs[-1]), len(runs), d))
     for t in points:
-        points[t].sort()
+        points[t].sort(key=lambda x: x[0])
     return points
 
 
@@ -121,7 +165,7 @@ def sweep_table(points):
         "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for target in TARGETS:
-        for (frac, rate, achieved, p50, p99, ok, scenario, lo, hi, n) in points.get(target, []):
+        for (frac, rate, achieved, p50, p99, ok, scenario, lo, hi, n, _) in points.get(target, []):
             spread = f" ({fmt_ms(lo)}–{fmt_ms(hi)})" if n > 1 else ""
             lines.append(
                 f"| {target} | {scenario} | {frac:.2f} | {fmt_rate(rate)} | "
@@ -167,6 +211,7 @@ def main():
     table, summary = closed_table(raw)
     points = sweep_data(raw)
     sweeps = sweep_table(points)
+    cpus = cpu_table(summary, points)
     have_plot = plot(points, out_png, raw)
     machine = open(machine_txt).read().strip() if os.path.exists(machine_txt) else ""
     date = os.path.basename(out_md).split("-results")[0]
@@ -181,6 +226,12 @@ def main():
         md += ["## Open loop (latency vs throughput)", "", sweeps, ""]
     if have_plot:
         md += [f"![latency vs throughput]({os.path.basename(out_png)})", ""]
+    if cpus:
+        md += ["## CPU per open", "",
+               "CPU time (user and system) each process spent during the "
+               "run, divided by the run's opens; postgres counts the "
+               "postmaster and all its backends. The generator shares the "
+               "machine with the target.", "", cpus, ""]
     if machine:
         md += ["## Machine", "", "```", machine, "```", ""]
     with open(out_md, "w") as f:
@@ -189,6 +240,9 @@ def main():
     if sweeps:
         print()
         print(sweeps)
+    if cpus:
+        print()
+        print(cpus)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@
 #include <iostream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "apps/bench/cpu_use.hpp"
 #include "apps/bench/engine.hpp"
 #include "apps/bench/scenario.hpp"
 #include "apps/bench/target.hpp"
@@ -52,6 +54,7 @@ struct options {
   bool json = false;
   bool quiet = false;
   std::string label;
+  std::vector<std::string> cpu_of;  ///< LABEL=PID, see cpu_use.hpp
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -293,6 +296,34 @@ void print_audit(const run_audit& a) {
     std::printf("  SPLIT RULE: %s\n", p.c_str());
 }
 
+// -- CPU per open ----------------------------------------------------------------
+
+std::string fixed(double x, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, x);
+  return buf;
+}
+
+json cpu_json(const cpu_use& u, uint64_t opens) {
+  json procs = json::array();
+  for (auto& e : u.processes)
+    procs.push_back(json{{"label", e.label},
+                         {"seconds", e.seconds},
+                         {"us_per_open", opens > 0 ? e.seconds * 1e6 / opens : 0.0}});
+  return json{{"wall_s", u.wall_s}, {"cores", u.cores}, {"busy", u.busy()},
+              {"processes", procs}};
+}
+
+void print_cpu(const json& c) {
+  std::string line;
+  for (auto& p : c["processes"])
+    line += (line.empty() ? "" : ", ") + p["label"].get<std::string>() + " "
+            + fixed(p["seconds"].get<double>(), 2) + " s ("
+            + fixed(p["us_per_open"].get<double>(), 1) + " µs an open)";
+  std::printf("  cpu: %s; %.0f %% of %u cores\n", line.c_str(),
+              c["busy"].get<double>() * 100, c["cores"].get<unsigned>());
+}
+
 // -- The run -------------------------------------------------------------------
 
 int fail(const options& opts, int code, const std::string& message) {
@@ -304,6 +335,14 @@ int fail(const options& opts, int code, const std::string& message) {
 }
 
 int run(options opts) {
+  // Bad options change nothing: checked before the target is prepared.
+  std::vector<watched_process> watched;
+  for (auto& text : opts.cpu_of) {
+    auto w = parse_watched(text);
+    if (!w)
+      return fail(opts, exit_usage, w.error().message);
+    watched.push_back(*w);
+  }
   auto tgt = make_target(opts.target);
   if (!tgt)
     return fail(opts, exit_usage, tgt.error().message);
@@ -392,12 +431,17 @@ int run(options opts) {
   eng.rate = opts.rate;
   eng.duration_s = opts.duration_s;
   eng.phase = "run";
+  auto cpu_before = take_cpu_sample(watched);
   auto result = run_flows(**tgt, book, sc->flows, eng);
+  auto cpu_after = take_cpu_sample(watched);
   if (!result.failure.empty())
     return fail(opts, exit_transport, result.failure);
   auto run_j = phase_json(result);
+  run_j["cpu"] = cpu_json(cpu_between(watched, cpu_before, cpu_after),
+                          result.opens_first + result.opens_repeat);
   if (!opts.json) {
     print_phase("run", run_j);
+    print_cpu(run_j["cpu"]);
     std::fflush(stdout);
   }
   auto audit = audit_run(**tgt, book, result);
@@ -498,6 +542,11 @@ int main(int argc, char** argv) {
                  "connect and set-up timeout")
     ->capture_default_str();
   app.add_option("--label", opts.label, "free text copied into the JSON");
+  app.add_option("--cpu-of", opts.cpu_of,
+                 "LABEL=PID: also report the CPU time this process and its "
+                 "descendants spend during the run, per open (repeatable; "
+                 "e.g. hongbao-node=PID, postgres=POSTMASTER_PID); the "
+                 "generator's own is always reported");
   app.add_flag("--json", opts.json,
                "one JSON object on stdout instead of the report");
   app.add_flag("--quiet,-q", opts.quiet, "no progress lines on stderr");

@@ -39,7 +39,26 @@ smoke() {
 }
 
 smoke hot
-smoke spread --envelopes 2000
+smoke spread --envelopes 2000 --cpu-of "hongbao-node=$HB_NODE_PID"
+# The CPU figures of the run: the node's (named with --cpu-of) and the
+# generator's, each in µs an open. 20 000 opens cost the node far more than
+# the 10 ms a clock tick resolves.
+spread_json="$(cat "$HB_TMP/spread.json")"
+assert_eq hongbao-node "$(hb_get run.cpu.processes.0.label "$spread_json")" "first CPU entry"
+assert_eq generator "$(hb_get run.cpu.processes.1.label "$spread_json")" "second CPU entry"
+node_us="$(hb_get run.cpu.processes.0.us_per_open "$spread_json")"
+assert_int -gt 0 "${node_us%.*}" "node µs an open"
+hb_log "spread CPU: node ${node_us} µs an open," \
+  "generator $(hb_get run.cpu.processes.1.us_per_open "$spread_json") µs," \
+  "cores busy $(hb_get run.cpu.busy "$spread_json")"
+# A --cpu-of that names no process is a usage error, before any run.
+rc=0
+"$HB_BENCH_BIN" --target hongbao --server "$HONGBAO_SERVER" \
+  --token "$HONGBAO_TOKEN" --db-url "$(hb_db_url)" --scenario spread \
+  --cpu-of "nobody=999999999" -q >"$HB_TMP/bad.out" 2>&1 || rc=$?
+assert_eq 2 "$rc" "exit status of --cpu-of naming no process"
+grep -q "no process 999999999 is running" "$HB_TMP/bad.out" \
+  || hb_fail "--cpu-of naming no process: unclear message: $(cat "$HB_TMP/bad.out")"
 smoke storm --envelopes 500
 # The repeated opens of storm came back with the same share (the audit
 # compared every one); at least one happened.
