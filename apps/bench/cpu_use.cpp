@@ -16,12 +16,13 @@ namespace {
 
 struct proc_stat {
   int ppid = 0;
-  double cpu_s = 0;  // utime + stime
+  double cpu_s = 0;        // utime + stime
+  uint64_t started = 0;    // clock ticks after boot
 };
 
 // Reads /proc/<pid>/stat. The command name (field 2) is in parentheses and
 // may hold spaces, so the fields are counted from its closing parenthesis:
-// state is field 3, ppid 4, utime 14, stime 15.
+// state is field 3, ppid 4, utime 14, stime 15, starttime 22.
 bool read_stat(int pid, proc_stat& out) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
@@ -33,13 +34,15 @@ bool read_stat(int pid, proc_stat& out) {
   std::istringstream rest(line.substr(close + 1));
   std::string field;
   long long utime = 0, stime = 0;
-  for (int n = 3; n <= 15 && rest >> field; ++n) {
+  for (int n = 3; n <= 22 && rest >> field; ++n) {
     if (n == 4)
       out.ppid = std::atoi(field.c_str());
     else if (n == 14)
       utime = std::atoll(field.c_str());
     else if (n == 15)
       stime = std::atoll(field.c_str());
+    else if (n == 22)
+      out.started = std::strtoull(field.c_str(), nullptr, 10);
   }
   if (!rest)
     return false;
@@ -74,10 +77,10 @@ outcome<watched_process> parse_watched(const std::string& text) {
   return w;
 }
 
-double tree_cpu_seconds(int pid) {
+process_times tree_cpu(int pid) {
   // One pass over /proc: every process with its parent, then the subtree.
   std::unordered_map<int, std::vector<int>> children;
-  std::unordered_map<int, double> cpu;
+  std::unordered_map<int, proc_stat> stats;
   std::error_code ec;
   for (auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     auto name = entry.path().filename().string();
@@ -87,18 +90,27 @@ double tree_cpu_seconds(int pid) {
     proc_stat st;
     if (!read_stat(p, st))
       continue;  // gone meanwhile
-    cpu[p] = st.cpu_s;
+    stats[p] = st;
     children[st.ppid].push_back(p);
   }
-  double total = 0;
+  process_times out;
   std::vector<int> todo{pid};
   while (!todo.empty()) {
     int p = todo.back();
     todo.pop_back();
-    if (auto it = cpu.find(p); it != cpu.end())
-      total += it->second;
+    if (auto it = stats.find(p); it != stats.end())
+      out[{p, it->second.started}] = it->second.cpu_s;
     if (auto it = children.find(p); it != children.end())
       todo.insert(todo.end(), it->second.begin(), it->second.end());
+  }
+  return out;
+}
+
+double spent_between(const process_times& before, const process_times& after) {
+  double total = 0;
+  for (auto& [proc, cpu_s] : after) {
+    auto it = before.find(proc);
+    total += cpu_s - (it != before.end() ? it->second : 0.0);
   }
   return total;
 }
@@ -112,7 +124,7 @@ double self_cpu_seconds() {
 cpu_sample take_cpu_sample(const std::vector<watched_process>& watched) {
   cpu_sample s;
   for (auto& w : watched)
-    s.watched_s.push_back(tree_cpu_seconds(w.pid));
+    s.watched.push_back(tree_cpu(w.pid));
   s.self_s = self_cpu_seconds();
   s.wall_s = std::chrono::duration<double>(
                std::chrono::steady_clock::now().time_since_epoch())
@@ -130,12 +142,9 @@ double cpu_use::busy() const {
 cpu_use cpu_between(const std::vector<watched_process>& watched,
                     const cpu_sample& before, const cpu_sample& after) {
   cpu_use u;
-  for (size_t i = 0; i < watched.size(); ++i) {
-    // A backend that exited during the run takes its time with it, so a
-    // difference can come out below zero; it is then no figure at all.
-    double d = after.watched_s[i] - before.watched_s[i];
-    u.processes.push_back({watched[i].label, d > 0 ? d : 0});
-  }
+  for (size_t i = 0; i < watched.size(); ++i)
+    u.processes.push_back(
+      {watched[i].label, spent_between(before.watched[i], after.watched[i])});
   u.processes.push_back({"generator", after.self_s - before.self_s});
   u.wall_s = after.wall_s - before.wall_s;
   long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -6,6 +6,8 @@
 // per open goes, in the same run as the throughput it explains.
 
 #include <cstdint>
+#include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -25,21 +27,30 @@ struct watched_process {
 /// when no such process is running.
 outcome<watched_process> parse_watched(const std::string& text);
 
-/// CPU seconds (user + system) used so far by `pid` and its descendants
-/// that are still running, read from /proc. 0 when the process is gone.
-double tree_cpu_seconds(int pid);
+/// The processes of one watched tree at one moment: CPU seconds (user +
+/// system) so far of `pid` and of each descendant still running, by process
+/// (pid and start time, so that a reused pid is another process).
+using process_times = std::map<std::pair<int, uint64_t>, double>;
+
+process_times tree_cpu(int pid);
 
 /// CPU seconds used so far by this process, all threads.
 double self_cpu_seconds();
 
 /// One sample of every watched process and of this one.
 struct cpu_sample {
-  std::vector<double> watched_s;  ///< in the order of the watch list
+  std::vector<process_times> watched;  ///< in the order of the watch list
   double self_s = 0;
   double wall_s = 0;  ///< a steady clock, for the share of the cores
 };
 
 cpu_sample take_cpu_sample(const std::vector<watched_process>& watched);
+
+/// The CPU a tree spent between two samples: what each process running at
+/// the end used since the start (all of it if it started since). A process
+/// that ended in between takes its time with it: that part is missed, and
+/// never subtracted.
+double spent_between(const process_times& before, const process_times& after);
 
 /// What each process used between two samples.
 struct cpu_use {
