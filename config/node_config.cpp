@@ -132,6 +132,11 @@ outcome<node_config> parse_node_config(const std::string& text) {
                         1, 1 << 24, err)
             && read_int(tbl, "envelope", "keep_live", cfg.envelope_keep_live,
                         0, 1 << 24, err)
+            && read_int(tbl, "envelope", "cap_quiet_ms",
+                        cfg.envelope_cap_quiet_ms, 1, int64_t{24} * 3600 * 1000,
+                        err)
+            && read_int(tbl, "envelope", "cap_check_ms",
+                        cfg.envelope_cap_check_ms, 10, 600000, err)
             && read_int(tbl, "relay", "batch_max", cfg.relay_batch_max, 1,
                         100000, err)
             && read_int(tbl, "relay", "poll_ms", cfg.relay_poll_ms, 1, 600000,

@@ -47,6 +47,10 @@ struct node_config {
   /// Idle envelope actors stay live while the node holds at most this many
   /// (default: half of live_max); above it they passivate after idle_ms.
   uint32_t envelope_keep_live = keep_live_default;
+  /// At live_max, the registry asks the actors quiet this long (nothing in
+  /// flight) to report idle at once, at most once per cap_check_ms.
+  uint32_t envelope_cap_quiet_ms = 1000;
+  uint32_t envelope_cap_check_ms = 1000;
 
   // [relay]
   int32_t relay_batch_max = 100;           ///< outbox rows per relay transaction

@@ -112,6 +112,8 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     registry_settings rc;
     rc.live_max = cfg.live_envelopes_max;
     rc.keep_live = cfg.envelope_keep_live;
+    rc.cap_quiet_ms = cfg.envelope_cap_quiet_ms;
+    rc.cap_check_ms = cfg.envelope_cap_check_ms;
     rc.envelope.share_max_fen = cfg.limits.share_max_fen;
     rc.envelope.expiry_ms = cfg.limits.expiry_ms;
     rc.envelope.queue_max = cfg.envelope_queue_max;

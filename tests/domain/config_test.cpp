@@ -27,6 +27,8 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->relay_batch_max, 100);
   CAF_CHECK_EQUAL(cfg->live_envelopes_max, 100000u);
   CAF_CHECK_EQUAL(cfg->envelope_keep_live, 50000u);
+  CAF_CHECK_EQUAL(cfg->envelope_cap_quiet_ms, 1000u);
+  CAF_CHECK_EQUAL(cfg->envelope_cap_check_ms, 1000u);
 }
 
 CAF_TEST(idle envelopes are kept up to half of the live cap unless set) {
@@ -40,6 +42,21 @@ CAF_TEST(idle envelopes are kept up to half of the live cap unless set) {
   auto over = parse_node_config(base + "[envelope]\nlive_max = 1000\nkeep_live = 1001\n");
   CAF_REQUIRE(!over.ok());
   CAF_CHECK(over.error().message.find("envelope.keep_live") != std::string::npos);
+}
+
+CAF_TEST(the idle check at the live cap is read and bounded) {
+  auto base = std::string{"[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n"};
+  auto set = parse_node_config(base
+                               + "[envelope]\ncap_quiet_ms = 250\ncap_check_ms = 500\n");
+  CAF_REQUIRE(set.ok());
+  CAF_CHECK_EQUAL(set->envelope_cap_quiet_ms, 250u);
+  CAF_CHECK_EQUAL(set->envelope_cap_check_ms, 500u);
+  auto zero = parse_node_config(base + "[envelope]\ncap_quiet_ms = 0\n");
+  CAF_REQUIRE(!zero.ok());
+  CAF_CHECK(zero.error().message.find("envelope.cap_quiet_ms") != std::string::npos);
+  auto fast = parse_node_config(base + "[envelope]\ncap_check_ms = 9\n");
+  CAF_REQUIRE(!fast.ok());
+  CAF_CHECK(fast.error().message.find("envelope.cap_check_ms") != std::string::npos);
 }
 
 CAF_TEST(the performance keys are read and bounded) {
