@@ -96,6 +96,7 @@ outcome<node_config> parse_node_config(const std::string& text) {
   int64_t expiry_s = lim.expiry_ms / 1000;
   bool ok = read_str(tbl, "node", "name", cfg.node_name, err)
             && read_str(tbl, "node", "zone", cfg.zone, err)
+            && read_int(tbl, "node", "idle_poll_us", cfg.idle_poll_us, 0, 1000000, err)
             && read_str(tbl, "gateway", "host", cfg.listen_host, err)
             && read_int(tbl, "gateway", "port", cfg.listen_port, 0, 65535, err)
             && read_str(tbl, "gateway", "auth_token", cfg.auth_token, err)

@@ -18,6 +18,10 @@ struct node_config {
   // [node]
   std::string node_name = "node-1";
   std::string zone = "zone-a";
+  /// How long an idle scheduler thread keeps looking for work every 50 µs
+  /// before it sleeps until work arrives (CAF's moderate polling; CAF's own
+  /// default is 25 000). 0: it sleeps at once.
+  uint32_t idle_poll_us = 0;
 
   // [gateway]
   std::string listen_host = "127.0.0.1";

@@ -29,6 +29,19 @@ url = "host=127.0.0.1"
   CAF_CHECK_EQUAL(cfg->envelope_keep_live, 50000u);
   CAF_CHECK_EQUAL(cfg->envelope_cap_quiet_ms, 1000u);
   CAF_CHECK_EQUAL(cfg->envelope_cap_check_ms, 1000u);
+  CAF_CHECK_EQUAL(cfg->idle_poll_us, 0u);
+}
+
+CAF_TEST(the idle polling of the scheduler threads is read and bounded) {
+  auto base = std::string{"[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n"};
+  auto set = parse_node_config(base + "[node]\nidle_poll_us = 25000\n");
+  CAF_REQUIRE(set.ok());
+  CAF_CHECK_EQUAL(set->idle_poll_us, 25000u);
+  for (auto bad : {"-1", "1000001", "\"fast\""}) {
+    auto res = parse_node_config(base + "[node]\nidle_poll_us = " + bad + "\n");
+    CAF_REQUIRE(!res.ok());
+    CAF_CHECK(res.error().message.find("node.idle_poll_us") != std::string::npos);
+  }
 }
 
 CAF_TEST(idle envelopes are kept up to half of the live cap unless set) {
