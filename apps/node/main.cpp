@@ -179,8 +179,8 @@ int main(int argc, char** argv) {
               static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
   // An idle scheduler thread sleeps until work arrives instead of waking
   // every 50 µs to look (CAF's default, for 25 ms after its last job): on
-  // two cores that polling cost an idle node ~13 % of a core and a lightly
-  // loaded one a third of its CPU (docs/performance.md).
+  // two cores that polling cost an idle node ~12 % of a core and a lightly
+  // loaded one about a quarter of its CPU (docs/performance.md).
   sys_cfg.set("work-stealing.moderate-poll-attempts",
               static_cast<size_t>(cfg->idle_poll_us / 50));
   caf::actor_system sys{sys_cfg};
