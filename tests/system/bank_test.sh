@@ -26,13 +26,15 @@ kills=0
 pending_at_kill_max=0
 for round in 1 2 3; do
   base_opens="$(hb_q "SELECT COUNT(*) FROM opens")"
-  "$DEMO_BIN" --server "127.0.0.1:$port" --token "$HB_TOKEN" --envelopes 10 \
-    --count 40 --users 400 --connections 4 --window 4 --retries 40 \
+  "$DEMO_BIN" --server "127.0.0.1:$port" --token "$HB_TOKEN" --envelopes 25 \
+    --count 80 --users 2000 --connections 4 --window 4 --retries 40 \
     --timeout-ms 4000 --seed "$round" -q --json \
     >"$HB_TMP/demo$round.json" 2>"$HB_TMP/demo$round.err" &
   demo_pid=$!
-  # Kill once a random part of this round's 400 opens has committed, so that
-  # the kill lands inside the storm and while the relay has work.
+  # Kill once 20-219 of this round's 2 000 opens have committed, so that the
+  # kill lands inside the storm and while the relay has work (the storm is
+  # long enough that it is still going when the poll below sees the count;
+  # with 400 opens a fast node was done before the kill).
   target=$(( base_opens + 20 + RANDOM % 200 ))
   for _ in $(seq 1 400); do
     (( $(hb_q "SELECT COUNT(*) FROM opens") >= target )) && break
