@@ -77,10 +77,16 @@ outcome<watched_process> parse_watched(const std::string& text) {
   return w;
 }
 
-process_times tree_cpu(int pid) {
-  // One pass over /proc: every process with its parent, then the subtree.
+namespace {
+
+// Every process in /proc with its parent, read in one pass.
+struct proc_table {
   std::unordered_map<int, std::vector<int>> children;
   std::unordered_map<int, proc_stat> stats;
+};
+
+proc_table scan_proc() {
+  proc_table t;
   std::error_code ec;
   for (auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     auto name = entry.path().filename().string();
@@ -90,20 +96,30 @@ process_times tree_cpu(int pid) {
     proc_stat st;
     if (!read_stat(p, st))
       continue;  // gone meanwhile
-    stats[p] = st;
-    children[st.ppid].push_back(p);
+    t.stats[p] = st;
+    t.children[st.ppid].push_back(p);
   }
+  return t;
+}
+
+process_times subtree(const proc_table& t, int pid) {
   process_times out;
   std::vector<int> todo{pid};
   while (!todo.empty()) {
     int p = todo.back();
     todo.pop_back();
-    if (auto it = stats.find(p); it != stats.end())
+    if (auto it = t.stats.find(p); it != t.stats.end())
       out[{p, it->second.started}] = it->second.cpu_s;
-    if (auto it = children.find(p); it != children.end())
+    if (auto it = t.children.find(p); it != t.children.end())
       todo.insert(todo.end(), it->second.begin(), it->second.end());
   }
   return out;
+}
+
+} // namespace
+
+process_times tree_cpu(int pid) {
+  return subtree(scan_proc(), pid);
 }
 
 double spent_between(const process_times& before, const process_times& after) {
@@ -122,9 +138,11 @@ double self_cpu_seconds() {
 }
 
 cpu_sample take_cpu_sample(const std::vector<watched_process>& watched) {
+  // One pass over /proc for every watched tree: one moment for all of them.
   cpu_sample s;
+  auto table = scan_proc();
   for (auto& w : watched)
-    s.watched.push_back(tree_cpu(w.pid));
+    s.watched.push_back(subtree(table, w.pid));
   s.self_s = self_cpu_seconds();
   s.wall_s = std::chrono::duration<double>(
                std::chrono::steady_clock::now().time_since_epoch())
