@@ -166,6 +166,27 @@ hb_q() {
     || hb_fail "query failed: $1"
 }
 
+# hb_q_ddl SQL: runs DDL (a fault trigger going in or out) on the test
+# database while the node is running. DDL on the partitioned tables locks each
+# day partition in turn, so it can deadlock with a node statement that holds
+# one partition and waits for another; PostgreSQL then cancels one of the two
+# (SQLSTATE 40P01). An operator retries such a repair, and so does this: up to
+# 5 attempts, each logged. Any other error fails the test.
+hb_q_ddl() {
+  local attempt out
+  for attempt in 1 2 3 4 5; do
+    if out="$(psql -X -q -tA -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+                "$(hb_db_url)" -c "$1" 2>&1)"; then
+      printf '%s' "$out"
+      return 0
+    fi
+    [[ "$out" == *40P01* ]] || hb_fail "query failed: $1"$'\n'"$out"
+    hb_log "DDL attempt $attempt deadlocked with a node statement (40P01); retrying"
+    sleep 0.2
+  done
+  hb_fail "query deadlocked 5 times: $1"$'\n'"$out"
+}
+
 # The EXIT trap: stop the node (SIGTERM, then SIGKILL), drop the database,
 # keep the temp dir and show the node logs when the test failed.
 hb_cleanup() {

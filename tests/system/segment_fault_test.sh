@@ -77,7 +77,7 @@ hb_cli_ok open "$s_id" --user early
 s_opened="$(hb_get amount_fen)"
 
 # -- The fault: segment S's rows cannot be written any more.
-hb_q "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS \$\$
+hb_q_ddl "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS \$\$
       BEGIN
         IF NEW.segment = $S THEN
           RAISE EXCEPTION 'injected storage fault' USING ERRCODE = '58030';
@@ -189,7 +189,7 @@ assert_eq "t" "$(hb_q "SELECT blocked FROM segment_states WHERE segment = $S")" 
   "segment $S still blocked before the repair"
 
 # -- Repair: the probe finds the segment healthy and unblocks it.
-hb_q "DROP TRIGGER injected_fault ON envelopes" >/dev/null
+hb_q_ddl "DROP TRIGGER injected_fault ON envelopes" >/dev/null
 repair_ms="$(hb_now_ms)"
 unblocked_line="$(hb_wait_log "segment_unblocked segment=$S " 15)" \
   || hb_fail "segment $S not unblocked within 15s of the repair (probe interval $PROBE_MS ms)"
