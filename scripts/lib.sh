@@ -52,6 +52,9 @@ configure_and_build() {
   # Paths relative to the checkout in ccache's keys: a fresh clone in another
   # folder (CI) still hits the cache of an earlier build.
   export CCACHE_BASEDIR="$repo_dir" CCACHE_NOHASHDIR=1
+  # Translation units built with the precompiled CAF header are cacheable
+  # only when ccache may ignore the header's own defines and time stamps.
+  export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
   local gen=()
   command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
   if [[ -f "$build_dir/CMakeCache.txt" ]]; then

@@ -8,9 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/envelope_actor.hpp"
-#include "actors/errors.hpp"
-#include "actors/log.hpp"
+#include "envelope/envelope_actor.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/log.hpp"
 #include "domain/envelope_id.hpp"
 
 namespace hb {

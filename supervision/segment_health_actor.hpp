@@ -6,8 +6,8 @@
 
 #include "caf/typed_actor.hpp"
 
-#include "actors/messages.hpp"
-#include "actors/store_actor.hpp"
+#include "runtime/messages.hpp"
+#include "store/store_actor.hpp"
 
 namespace hb {
 

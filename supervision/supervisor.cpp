@@ -8,8 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/errors.hpp"
-#include "actors/log.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/log.hpp"
 
 namespace hb {
 

@@ -10,7 +10,7 @@
 #include "caf/expected.hpp"
 #include "caf/typed_actor.hpp"
 
-#include "actors/messages.hpp"
+#include "runtime/messages.hpp"
 
 namespace hb {
 

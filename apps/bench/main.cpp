@@ -21,12 +21,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/bench/cpu_use.hpp"
-#include "apps/bench/engine.hpp"
-#include "apps/bench/scenario.hpp"
-#include "apps/bench/target.hpp"
-#include "apps/load/audit.hpp"
-#include "apps/load/stats.hpp"
+#include "load/cpu_use.hpp"
+#include "load/engine.hpp"
+#include "load/scenario.hpp"
+#include "load/target.hpp"
+#include "load/audit.hpp"
+#include "load/stats.hpp"
 
 namespace {
 

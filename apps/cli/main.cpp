@@ -22,7 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/client/client.hpp"
+#include "client/client.hpp"
 #include "domain/envelope.hpp"
 #include "domain/envelope_id.hpp"
 #include "domain/ledger.hpp"

@@ -24,9 +24,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "apps/client/client.hpp"
-#include "apps/load/audit.hpp"
-#include "apps/demo/storm.hpp"
+#include "client/client.hpp"
+#include "load/audit.hpp"
+#include "load/storm.hpp"
 #include "domain/envelope.hpp"
 #include "domain/money.hpp"
 #include "domain/requests.hpp"

@@ -2,7 +2,7 @@
 // bug variants (tests/sim/CMakeLists.txt) compile this file again with
 // HB_SIM_PLANTED naming their bug.
 
-#include "apps/sim/cli.hpp"
+#include "sim/cli.hpp"
 
 #ifndef HB_SIM_PLANTED
 #define HB_SIM_PLANTED ""

@@ -6,7 +6,7 @@
 // blocks, and states recorded before a restart. The window and the probe
 // timer run on the test coordinator's clock (advance_time).
 
-#include "actor_fixture.hpp"
+#include "tests/support/actor_fixture.hpp"
 
 #include <vector>
 

@@ -6,7 +6,7 @@
 // deterministic; its clock is the supervisor's clock, so the window is
 // crossed with advance_time().
 
-#include "actor_fixture.hpp"
+#include "tests/support/actor_fixture.hpp"
 
 #include <map>
 #include <memory>

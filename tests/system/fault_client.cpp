@@ -41,7 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "apps/client/client.hpp"
+#include "client/client.hpp"
 #include "domain/errc.hpp"
 #include "domain/requests.hpp"
 

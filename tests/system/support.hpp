@@ -13,7 +13,7 @@
 
 #include <libpq-fe.h>
 
-#include "apps/client/client.hpp"
+#include "client/client.hpp"
 #include "domain/requests.hpp"
 
 namespace hb::systest {

@@ -1,0 +1,287 @@
+#include "cluster/router_actor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <unordered_set>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/log.hpp"
+
+#include "runtime/errors.hpp"
+#include "domain/envelope_id.hpp"
+
+namespace hb {
+
+namespace {
+
+constexpr auto create_timeout = std::chrono::seconds(10);
+
+struct router_state {
+  router_settings cfg;
+  registry_actor registry;
+  id_allocator_actor ids;
+  store_actor store;
+  reconciler_actor reconciler;
+  uint32_t creates_inflight = 0;
+  std::unordered_set<int32_t> blocked;  // segments blocked by segment health
+  uint64_t create_retries = 0;
+  static inline const char* name = "hb.router";
+};
+
+using router_pointer = router_actor::stateful_pointer<router_state>;
+
+envelope new_envelope(const create_request& req, int64_t id, int64_t now_ms) {
+  envelope env;
+  env.id = id;
+  env.sender = req.sender;
+  env.group = req.group;
+  env.greeting = req.greeting;
+  env.idempotency_key = req.idempotency_key;
+  env.kind = req.kind;
+  env.status = envelope_status::created;
+  env.total_fen = req.total_fen;
+  env.count = req.count;
+  env.remaining_fen = req.total_fen;
+  env.remaining_count = req.count;
+  env.created_at_ms = now_ms;
+  return env;
+}
+
+using create_promise = caf::typed_response_promise<envelope>;
+
+// One attempt: a fresh id, then the insert. A database fault in the id's
+// segment (errc::unavailable) is retried with the next id, which the
+// allocator takes from another segment -- the client never sees it.
+void attempt_create(router_pointer self, create_request req,
+                    create_promise rp, uint32_t attempt) {
+  auto retry_or_fail = [=](caf::error& err) mutable {
+    auto f = to_failure(err);
+    if (f.code == errc::unavailable
+        && attempt + 1 < self->state.cfg.create_attempts_max) {
+      ++self->state.create_retries;
+      actors_log().info("create_retried attempt={} error={}", attempt + 1,
+                        f.message);
+      attempt_create(self, std::move(req), std::move(rp), attempt + 1);
+      return;
+    }
+    --self->state.creates_inflight;
+    rp.deliver(err);
+  };
+  self->request(self->state.ids, create_timeout, next_id_atom::value)
+    .then(
+      [=](int64_t id) mutable {
+        auto env = new_envelope(req, id, self->state.cfg.now_ms());
+        auto& creator = self->state.cfg.creator;
+        auto sent = creator ? self->request(creator, create_timeout,
+                                            db_create_atom::value, std::move(env))
+                            : self->request(self->state.store, create_timeout,
+                                            db_create_atom::value, std::move(env));
+        std::move(sent).then(
+            [=](envelope& stored, bool created) mutable {
+              if (created)
+                actors_log().info("envelope_created envelope={} sender={} "
+                                  "total_fen={} count={} kind={}",
+                                  stored.id, stored.sender, stored.total_fen,
+                                  stored.count, to_string(stored.kind));
+              --self->state.creates_inflight;
+              rp.deliver(std::move(stored));
+            },
+            retry_or_fail);
+      },
+      retry_or_fail);
+}
+
+caf::result<envelope> handle_create(router_pointer self, create_request& req) {
+  auto& st = self->state;
+  auto problem = validate(req, st.cfg.limits);
+  if (problem.code != errc::none)
+    return make_error(problem);
+  if (st.creates_inflight >= st.cfg.creates_inflight_max)
+    return make_error(errc::busy, "too many creates in flight; retry");
+  ++st.creates_inflight;
+  auto rp = self->make_response_promise<envelope>();
+  attempt_create(self, std::move(req), rp, 0);
+  return rp;
+}
+
+// Requests for an envelope of a blocked segment fail fast instead of piling
+// onto a failing database.
+caf::error check_segment(router_pointer self, int64_t id) {
+  if (self->state.blocked.count(segment_of(id)) == 0)
+    return {};
+  return make_error(errc::segment_unavailable,
+                    "the envelope's segment " + std::to_string(segment_of(id))
+                      + " is blocked after database faults; retry later");
+}
+
+// A snapshot of the node: its counters, then what the registry, the relay
+// and segment health say. Parts that do not answer in time are left out,
+// and the snapshot says so.
+caf::result<node_stats> collect_stats(router_pointer self) {
+  auto& cfg = self->state.cfg;
+  auto out = std::make_shared<node_stats>();
+  out->node_name = cfg.node_name;
+  if (cfg.metrics)
+    for (auto& kv : cfg.metrics->snapshot())
+      out->metrics.push_back(metric{kv.first, kv.second});
+  out->metrics.push_back(metric{"router.create_retries",
+                                static_cast<int64_t>(self->state.create_retries)});
+  out->metrics.push_back(metric{"segments.blocked",
+                                static_cast<int64_t>(self->state.blocked.size())});
+  auto rp = self->make_response_promise<node_stats>();
+  auto left = std::make_shared<int>(3);
+  auto done = [=]() mutable {
+    if (--*left > 0)
+      return;
+    std::sort(out->metrics.begin(), out->metrics.end(),
+              [](const metric& a, const metric& b) { return a.name < b.name; });
+    rp.deliver(std::move(*out));
+  };
+  auto missing = [=](const char* part) mutable {
+    out->metrics.push_back(metric{std::string{"unavailable."} + part, 1});
+    done();
+  };
+  auto timeout = std::chrono::seconds(5);
+  self->request(self->state.registry, timeout, stats_atom::value)
+    .then(
+      [=](uint64_t live) mutable {
+        out->metrics.push_back(
+          metric{"envelopes.live", static_cast<int64_t>(live)});
+        done();
+      },
+      [=](caf::error&) mutable { missing("registry"); });
+  if (cfg.relay)
+    self->request(cfg.relay, timeout, stats_atom::value)
+      .then(
+        [=](relay_stats& r) mutable {
+          out->metrics.push_back(metric{"relay.pending", r.pending});
+          out->metrics.push_back(metric{"relay.oldest_age_ms", r.oldest_age_ms});
+          out->metrics.push_back(metric{"relay.failures", r.failures});
+          done();
+        },
+        [=](caf::error&) mutable { missing("relay"); });
+  else
+    done();
+  if (cfg.health)
+    self->request(cfg.health, timeout, segment_atom::value)
+      .then(
+        [=](std::vector<segment_state>& segs) mutable {
+          out->segments = std::move(segs);
+          done();
+        },
+        [=](caf::error&) mutable { missing("segment_health"); });
+  else
+    done();
+  return rp;
+}
+
+// Bad input is refused here, before it costs an actor or a query.
+caf::error check_text(router_pointer self, const std::string& text,
+                      const char* what) {
+  auto problem = validate_text_id(text, what,
+                                  self->state.cfg.limits.text_size_max);
+  if (problem.code != errc::none)
+    return make_error(problem);
+  return {};
+}
+
+router_actor::behavior_type router_impl(router_pointer self,
+                                        registry_actor registry,
+                                        id_allocator_actor ids,
+                                        store_actor store,
+                                        reconciler_actor reconciler,
+                                        router_settings cfg) {
+  auto& st = self->state;
+  if (!cfg.now_ms)
+    cfg.now_ms = system_now_ms;
+  st.cfg = std::move(cfg);
+  st.registry = std::move(registry);
+  st.ids = std::move(ids);
+  st.store = std::move(store);
+  st.reconciler = std::move(reconciler);
+  return {
+    [=](create_atom, create_request& req) { return handle_create(self, req); },
+    [=](grab_atom a, int64_t id,
+        std::string& user) -> caf::result<grab_result> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
+      if (auto err = check_segment(self, id))
+        return err;
+      return self->delegate(self->state.registry, a, id, std::move(user));
+    },
+    [=](open_atom a, int64_t id, std::string& user,
+        int64_t deadline_ms) -> caf::result<open_result> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
+      if (auto err = check_segment(self, id))
+        return err;
+      return self->delegate(self->state.registry, a, id, std::move(user),
+                            deadline_ms);
+    },
+    [=](pay_atom a, int64_t id, std::string& txn,
+        bool from_wallet) -> caf::result<envelope> {
+      if (auto err = check_text(self, txn, "payment_txn"))
+        return err;
+      if (auto err = check_segment(self, id))
+        return err;
+      return self->delegate(self->state.registry, a, id, std::move(txn),
+                            from_wallet);
+    },
+    [=](get_atom a, int64_t id) -> caf::result<envelope_detail> {
+      if (auto err = check_segment(self, id))
+        return err;
+      return self->delegate(self->state.registry, a, id);
+    },
+    [=](refund_atom a, int64_t id) -> caf::result<int64_t> {
+      if (auto err = check_segment(self, id))
+        return err;
+      return self->delegate(self->state.registry, a, id);
+    },
+    [=](stats_atom) { return collect_stats(self); },
+    [=](segment_atom a, int32_t segment, bool block,
+        std::string& reason) -> caf::result<segment_state> {
+      if (!self->state.cfg.health)
+        return make_error(errc::unavailable, "no segment health on this node");
+      return self->delegate(self->state.cfg.health, a, segment, block,
+                            std::move(reason));
+    },
+    [=](blocked_atom, std::vector<int32_t>& segments) {
+      self->state.blocked
+        = std::unordered_set<int32_t>(segments.begin(), segments.end());
+    },
+    [=](history_atom, history_query& q) -> caf::result<history_page> {
+      if (auto err = check_text(self, q.user, "user"))
+        return err;
+      if (q.limit < 1 || q.limit > 100)
+        return make_error(errc::invalid_argument,
+                          "limit must be between 1 and 100");
+      return self->delegate(self->state.store, db_history_atom::value,
+                            std::move(q));
+    },
+    [=](balance_atom, std::string& user) -> caf::result<balance_info> {
+      if (auto err = check_text(self, user, "user"))
+        return err;
+      return self->delegate(self->state.store, db_balance_atom::value,
+                            std::move(user));
+    },
+    [=](reconcile_atom a, int64_t since_ms) {
+      return self->delegate(self->state.reconciler, a, since_ms);
+    },
+  };
+}
+
+} // namespace
+
+router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
+                          id_allocator_actor ids, store_actor store,
+                          reconciler_actor reconciler,
+                          const router_settings& cfg) {
+  return sys.spawn(router_impl, std::move(registry), std::move(ids),
+                   std::move(store), std::move(reconciler), cfg);
+}
+
+} // namespace hb

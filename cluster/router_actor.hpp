@@ -1,0 +1,59 @@
+#pragma once
+
+#include "caf/typed_actor.hpp"
+
+#include "store/create_batcher.hpp"
+#include "envelope/envelope_actor.hpp"
+#include "envelope/id_allocator_actor.hpp"
+#include "background/reconciler_actor.hpp"
+#include "envelope/registry_actor.hpp"
+#include "background/relay_actor.hpp"
+#include "store/store_actor.hpp"
+#include "domain/limits.hpp"
+
+namespace hb {
+
+/// The entry point for every client request. Envelope requests go by id ->
+/// segment -> owning registry (on a single node: the local one) with
+/// `delegate`, so the reply skips the router. Creates are validated, get an
+/// id from the allocator and are stored.
+using router_actor = envelope_requests::extend<
+  // 包: wrap a new envelope; idempotent on (sender, idempotency_key).
+  caf::replies_to<create_atom, create_request>::with<envelope>,
+  // A user's sent or received history, paged.
+  caf::replies_to<history_atom, history_query>::with<history_page>,
+  // A wallet's balance.
+  caf::replies_to<balance_atom, std::string>::with<balance_info>,
+  // Reconciliation on demand (since Unix ms).
+  caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>,
+  // From segment health: the segments now blocked.
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>,
+  // Operators: a snapshot of the node.
+  caf::replies_to<stats_atom>::with<node_stats>,
+  // Operators: block or unblock a segment by hand.
+  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
+
+struct router_settings {
+  envelope_limits limits;
+  /// Creates being stored at once; more get a BUSY reply.
+  uint32_t creates_inflight_max = 2000;
+  /// A create whose segment failed is retried with a fresh id (in another
+  /// segment) this many times, invisibly to the client.
+  uint32_t create_attempts_max = 3;
+  // For stats and segment control; any may be null (tests).
+  std::string node_name;
+  std::shared_ptr<node_metrics> metrics;
+  relay_actor relay;
+  segment_admin health;
+  std::function<int64_t()> now_ms;
+  /// Where new envelopes are stored (batched with other creates); null: the
+  /// store.
+  create_sink creator;
+};
+
+router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
+                          id_allocator_actor ids, store_actor store,
+                          reconciler_actor reconciler,
+                          const router_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,916 @@
+#include "envelope/envelope_actor.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <random>
+#include <unordered_map>
+
+#include "caf/all.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/log.hpp"
+
+#include "runtime/errors.hpp"
+#include "runtime/failpoints.hpp"
+#include "runtime/planted_bugs.hpp"  // no-op unless a simulator variant plants a bug
+#include "domain/split.hpp"
+
+namespace hb {
+
+namespace {
+
+using open_promise = caf::typed_response_promise<open_result>;
+using pay_promise = caf::typed_response_promise<envelope>;
+using refund_promise = caf::typed_response_promise<int64_t>;
+
+// A store write that does not answer within this time is treated as failed
+// with an unknown outcome: the actor stops and the next activation re-reads
+// the truth from the database (fencing keeps a late commit safe).
+constexpr auto store_timeout = std::chrono::seconds(30);
+
+struct envelope_state {
+  int64_t id = 0;
+  envelope_settings cfg;
+  store_actor store;
+  passivation_sink registry;
+  std::mt19937_64 rng;
+
+  // -- committed state (as in the database) ---------------------------------
+  envelope env;
+  std::vector<open_record> opens;                  // by seq
+  std::unordered_map<std::string, size_t> opened;  // user -> index in opens
+
+  // -- work in progress -------------------------------------------------------
+  std::deque<std::string> queue;  // users waiting for the next write
+  std::unordered_map<std::string, std::vector<open_promise>> waiters;
+  std::unordered_map<std::string, int64_t> deadlines;  // of queued users
+  bool writing = false;
+  open_batch inflight;            // the write in flight, if writing
+  caf::actor_clock::time_point write_started;  // when it went out
+  std::string paying_txn;         // non-empty while a payment write is in flight
+  std::vector<pay_promise> pay_waiters;
+  bool refunding = false;         // the refund write is in flight
+  std::vector<refund_promise> refund_waiters;
+  bool archived = false;          // loaded from cold storage: read-only
+  bool stopping = false;          // stop after the write in flight
+  int64_t gauge_reported = 0;     // this actor's share of queued_opens
+
+  // -- passivation -------------------------------------------------------------
+  uint64_t handled = 0;  // requests taken from the registry
+  caf::actor_clock::time_point last_active;
+  bool tick_pending = false;  // an idle check is scheduled
+  bool expiry_armed = false;  // the expiry timer is scheduled
+  caf::error failure;    // set when activation failed
+
+  static inline const char* name = "hb.envelope";
+};
+
+using envelope_pointer = envelope_actor::stateful_pointer<envelope_state>;
+
+// A broken money invariant is a bug: crash loudly, in release builds too.
+[[noreturn]] void invariant_broken(const envelope_state& st, const char* where,
+                                   const std::string& problem) {
+  actors_log().critical("invariant_broken envelope={} where={} problem={}",
+                        st.id, where, problem);
+  actors_log().flush();
+  std::fprintf(stderr, "hongbao: envelope %lld: %s (%s)\n",
+               static_cast<long long>(st.id), problem.c_str(), where);
+  std::abort();
+}
+
+// The full check, O(opens): on activation, where the state comes from the
+// database.
+void require_invariants(const envelope_state& st, const char* where) {
+  auto problem = check_invariants(st.env, st.opens);
+  if (!problem.empty())
+    invariant_broken(st, where, problem);
+}
+
+// The check after each state change, O(batch): given that the invariants
+// held before, they hold after exactly when these do. A full check per
+// batch would make a hot envelope quadratic in its opens.
+void require_batch_invariants(const envelope_state& st,
+                              const envelope& before, const open_batch& b,
+                              const char* where) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < b.opens.size(); ++i) {
+    auto& o = b.opens[i];
+    if (o.amount_fen < 1)
+      invariant_broken(st, where, "share below 1 fen for user " + o.user);
+    if (o.seq != before.count - before.remaining_count + 1
+                   + static_cast<int32_t>(i))
+      invariant_broken(st, where, "seq out of order for user " + o.user);
+    sum += o.amount_fen;
+  }
+  auto& env = st.env;
+  if (before.remaining_fen - sum != env.remaining_fen
+      || before.remaining_count - static_cast<int32_t>(b.opens.size())
+           != env.remaining_count)
+    invariant_broken(st, where, "the batch does not add up to the new remainder");
+  if (env.remaining_fen < 0 || env.remaining_count < 0)
+    invariant_broken(st, where, "negative remaining amount or count");
+  if (env.remaining_count == 0 && env.remaining_fen != 0)
+    invariant_broken(st, where, "no shares left but money remains");
+  if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)
+    invariant_broken(st, where, "remaining money cannot give every share 1 fen");
+}
+
+// Brings this actor's share of the node's queued-opens gauge up to date.
+void sync_gauge(envelope_state& st, bool gone = false) {
+  if (!st.cfg.metrics)
+    return;
+  int64_t now = gone ? 0
+                     : static_cast<int64_t>(st.queue.size()
+                                            + st.inflight.opens.size());
+  st.cfg.metrics->queued_opens.fetch_add(now - st.gauge_reported,
+                                         std::memory_order_relaxed);
+  st.gauge_reported = now;
+}
+
+int64_t reserved(const envelope_state& st) {
+  return static_cast<int64_t>(st.inflight.opens.size() + st.queue.size());
+}
+
+bool is_expired(const envelope_state& st) {
+  if (st.env.status == envelope_status::expired
+      || st.env.status == envelope_status::refunded)
+    return true;
+  return st.env.status == envelope_status::paid && st.env.expires_at_ms > 0
+         && st.cfg.now_ms() >= st.env.expires_at_ms;
+}
+
+// Arms the next idle check one idle period from now, unless one is armed
+// already (also after an idle report that the registry answered with keep).
+void rearm_idle_check(envelope_pointer self) {
+  auto& st = self->state;
+  if (!st.tick_pending) {
+    st.tick_pending = true;
+    self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                       tick_atom::value);
+  }
+}
+
+// Records activity and makes sure an idle check is scheduled. The check is
+// armed only while none is pending, so a hot envelope does not schedule one
+// timer per request, and an idle actor schedules none at all.
+void touch(envelope_pointer self) {
+  self->state.last_active = self->clock().now();
+  rearm_idle_check(self);
+}
+
+// Why a new open cannot be taken, or none.
+caf::error open_refusal(const envelope_state& st) {
+  if (st.stopping)
+    return make_error(errc::unavailable,
+                      "the envelope is moving or the node is shutting down; "
+                      "retry");
+  if (st.env.status == envelope_status::created)
+    return make_error(errc::not_paid, "the envelope has not been paid yet");
+  if (is_expired(st))
+    return make_error(errc::expired, "the envelope has expired");
+  if (st.env.remaining_count - reserved(st) <= 0)
+    return make_error(errc::exhausted, "all shares are taken (手慢了)");
+  if (st.queue.size() >= st.cfg.queue_max)
+    return make_error(errc::busy, "this envelope is busy; retry shortly");
+  return {};
+}
+
+void fail_all_waiters(envelope_pointer self, const caf::error& err) {
+  auto& st = self->state;
+  for (auto& kv : st.waiters)
+    for (auto& rp : kv.second)
+      rp.deliver(err);
+  st.waiters.clear();
+  st.queue.clear();
+  st.deadlines.clear();
+  for (auto& rp : st.pay_waiters)
+    rp.deliver(err);
+  st.pay_waiters.clear();
+  for (auto& rp : st.refund_waiters)
+    rp.deliver(err);
+  st.refund_waiters.clear();
+}
+
+// Answers every queued open with `err` (they never reached a write).
+void fail_queued(envelope_state& st, const caf::error& err) {
+  for (auto& user : st.queue) {
+    auto it = st.waiters.find(user);
+    if (it == st.waiters.end())
+      continue;
+    for (auto& rp : it->second)
+      rp.deliver(err);
+    st.waiters.erase(it);
+  }
+  st.queue.clear();
+  st.deadlines.clear();
+}
+
+caf::error expired_error() {
+  return make_error(errc::expired, "the envelope has expired");
+}
+
+// A stop that waited for a write in flight completes once nothing is.
+bool finish_stop(envelope_pointer self) {
+  auto& st = self->state;
+  if (!st.stopping || st.writing || st.refunding || !st.paying_txn.empty())
+    return false;
+  self->quit();
+  return true;
+}
+
+
+// The write failed or its outcome is unknown: every waiter gets a retryable
+// error, and the actor stops so that the next request re-activates the
+// envelope from the database, which alone knows what was committed.
+void stop_after_write_failure(envelope_pointer self, const caf::error& err,
+                              const char* what) {
+  auto f = to_failure(err);
+  if (self->state.cfg.metrics)
+    self->state.cfg.metrics->write_failures.fetch_add(1);
+  actors_log().warn("envelope_write_failed envelope={} write={} code={} error={}",
+               self->state.id, what, to_string(f.code), f.message);
+  auto reply = f.code == errc::stale_epoch
+                 ? make_error(errc::stale_epoch,
+                              "the envelope moved to another owner; retry")
+                 : make_error(errc::unavailable,
+                              "the write failed (" + f.message
+                                + "); retry the same request");
+  fail_all_waiters(self, reply);
+  sync_gauge(self->state, true);
+  self->quit(reply);
+}
+
+void deliver_open(envelope_state& st, const open_record& rec) {
+  auto it = st.waiters.find(rec.user);
+  if (it == st.waiters.end())
+    return;
+  bool first = true;
+  for (auto& rp : it->second) {
+    rp.deliver(open_result{rec.amount_fen, rec.seq, first, st.env.count});
+    first = false;
+  }
+  st.waiters.erase(it);
+}
+
+bool due_for_refund(const envelope_state& st) {
+  return st.env.status == envelope_status::paid && !st.archived
+         && is_expired(st);
+}
+
+void on_refunded(envelope_pointer self, int64_t amount) {
+  auto& st = self->state;
+  st.refunding = false;
+  if (amount != st.env.remaining_fen) {
+    actors_log().critical("refund_mismatch envelope={} refunded={} "
+                          "remaining={}",
+                          st.id, amount, st.env.remaining_fen);
+    std::abort();
+  }
+  st.env.status = envelope_status::refunded;
+  st.env.refunded_fen = amount;
+  st.env.remaining_fen = 0;
+  // The refund took exactly the remainder (checked above): the sum holds.
+  if (st.cfg.metrics)
+    st.cfg.metrics->refunds.fetch_add(1, std::memory_order_relaxed);
+  actors_log().info("envelope_refunded envelope={} refunded_fen={} "
+                    "opened={}",
+                    st.id, amount, st.opens.size());
+  for (auto& rp : st.refund_waiters)
+    rp.deliver(amount);
+  st.refund_waiters.clear();
+  if (finish_stop(self))
+    return;
+  touch(self);
+}
+
+// Refunds an expired envelope's remainder to the sender, once. Like an open
+// batch it is an exclusive write: it waits for a batch in flight, and opens
+// that arrive meanwhile find the envelope expired.
+void maybe_refund(envelope_pointer self) {
+  auto& st = self->state;
+  if (!due_for_refund(st)) {
+    // Nothing is due (any more): e.g. the batch in flight took the last
+    // share. Whoever asked for a refund hears so now, not after a timeout.
+    if (!st.refunding) {
+      for (auto& rp : st.refund_waiters)
+        rp.deliver(st.env.refunded_fen);
+      st.refund_waiters.clear();
+    }
+    return;
+  }
+  if (st.refunding || st.writing)
+    return;
+  fail_queued(st, expired_error());
+  st.refunding = true;
+  self->request(st.store, store_timeout, db_refund_atom::value, st.id,
+                st.env.epoch)
+    .then([=](int64_t amount) { on_refunded(self, amount); },
+          [=](caf::error& err) {
+            self->state.refunding = false;
+            stop_after_write_failure(self, err, "refund");
+          });
+}
+
+// Schedules the refund for the moment the envelope expires, once that is
+// at most one idle period away; until then each idle check looks again. A
+// timer cannot be cancelled in CAF 0.17 and holds its actor: armed a day
+// ahead, every envelope activated that day would stay in the clock's
+// schedule (and in memory) until its expiry, passivated or not. A
+// passivated actor has no timer; the durable sweeper takes over.
+bool expiry_ahead(const envelope_state& st) {
+  return !st.expiry_armed && st.env.status == envelope_status::paid
+         && st.env.expires_at_ms > 0 && !st.archived;
+}
+
+void arm_expiry(envelope_pointer self) {
+  auto& st = self->state;
+  if (!expiry_ahead(st))
+    return;
+  auto delay = std::max<int64_t>(0, st.env.expires_at_ms - st.cfg.now_ms());
+  if (delay > static_cast<int64_t>(st.cfg.idle_ms))
+    return;
+  st.expiry_armed = true;
+  self->delayed_send(self, std::chrono::milliseconds(delay),
+                     expire_atom::value);
+}
+
+void dispatch(envelope_pointer self);
+
+// Whether anything is in flight or waiting: such an actor is not idle.
+bool has_work(const envelope_state& st) {
+  return st.writing || !st.queue.empty() || !st.paying_txn.empty()
+         || st.refunding;
+}
+
+// Tells the registry this actor has been quiet for `quiet` and may stop.
+void report_idle(envelope_pointer self, caf::timespan quiet) {
+  auto& st = self->state;
+  self->send(st.registry, idle_atom::value, st.id, st.handled, true,
+             static_cast<int64_t>(
+               std::chrono::duration_cast<std::chrono::milliseconds>(quiet)
+                 .count()));
+}
+
+void on_committed(envelope_pointer self) {
+  auto& st = self->state;
+  auto& b = st.inflight;
+  auto before = st.env;
+  st.env.remaining_fen = b.remaining_fen;
+  st.env.remaining_count = b.remaining_count;
+  st.env.status = b.status;
+  require_batch_invariants(st, before, b, "after commit");
+
+  if (st.cfg.metrics)
+    st.cfg.metrics->record_batch(b.opens.size());
+  if (failpoint("crash_after_commit")) {
+    actors_log().critical("failpoint crash_after_commit envelope={} batch={}",
+                     st.id, b.opens.size());
+    actors_log().flush();
+    std::_Exit(86);
+  }
+  actors_log().debug("open_committed envelope={} batch={} remaining_count={}",
+                st.id, b.opens.size(), st.env.remaining_count);
+  // The next write goes out first: it needs only the remainder, and the
+  // database works on it while this batch is filed and answered (a hot
+  // envelope's writes follow each other without that time in between).
+  auto committed = std::move(b.opens);
+  st.inflight = open_batch{};
+  st.writing = false;
+  if (!st.stopping)
+    dispatch(self);
+  auto first = st.opens.size();
+  for (auto& rec : committed) {
+    st.opened.emplace(rec.user, st.opens.size());
+    st.opens.push_back(std::move(rec));
+  }
+  if (st.opened.size() != st.opens.size())
+    invariant_broken(st, "after commit", "a user opened twice");
+  for (auto i = first; i < st.opens.size(); ++i)
+    deliver_open(st, st.opens[i]);
+  sync_gauge(st);
+  if (finish_stop(self))
+    return;
+  touch(self);
+  maybe_refund(self);
+}
+
+// Whether a write sent to the commit batcher has waited longer than the
+// batcher's own store timeout: then the batcher died with the write (CAF
+// 0.17 drops a dead actor's promises without an answer). Checked by the idle
+// tick, which a writing actor keeps armed, so it is noticed within one idle
+// period after store_timeout.
+bool commit_overdue(envelope_pointer self) {
+  auto& st = self->state;
+  return st.writing && st.cfg.committer
+         && self->clock().now() - st.write_started > store_timeout;
+}
+
+// Decides the shares of the next batch and sends it as one write.
+void dispatch(envelope_pointer self) {
+  auto& st = self->state;
+  if (st.writing || st.refunding || st.queue.empty())
+    return;
+  if (is_expired(st)) {
+    // Opens queued behind the last batch lost the race against expiry.
+    fail_queued(st, expired_error());
+    maybe_refund(self);
+    return;
+  }
+  envelope next = st.env;
+  open_batch b;
+  b.envelope_id = st.id;
+  b.epoch = st.env.epoch;
+  auto now = st.cfg.now_ms();
+  while (!st.queue.empty() && b.opens.size() < st.cfg.batch_max
+         && next.remaining_count > 0) {
+    open_record rec;
+    rec.user = std::move(st.queue.front());
+    st.queue.pop_front();
+    int64_t deadline = 0;
+    if (auto dl = st.deadlines.find(rec.user); dl != st.deadlines.end()) {
+      deadline = dl->second;
+      st.deadlines.erase(dl);
+    }
+    if (deadline != 0 && now >= deadline) {
+      // Nobody waits for this answer any more: drop it, do not execute it.
+      auto it = st.waiters.find(rec.user);
+      for (auto& rp : it->second)
+        rp.deliver(make_error(errc::deadline_exceeded,
+                              "the client's deadline passed while the open "
+                              "waited; it was not executed"));
+      st.waiters.erase(it);
+      if (st.cfg.metrics)
+        st.cfg.metrics->deadline_drops.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    rec.amount_fen = next_share(next, st.cfg.share_max_fen, st.rng);
+    rec.seq = next.count - next.remaining_count + 1;
+    rec.opened_at_ms = now;
+    next.remaining_fen -= rec.amount_fen;
+    next.remaining_count -= 1;
+    b.opens.push_back(std::move(rec));
+  }
+  // Users the reservation rule let in but who find no share left (only
+  // possible if limits changed underneath) hear 手慢了 now.
+  if (next.remaining_count == 0)
+    for (auto& user : st.queue) {
+      auto it = st.waiters.find(user);
+      for (auto& rp : it->second)
+        rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
+      st.waiters.erase(it);
+    }
+  if (next.remaining_count == 0) {
+    st.queue.clear();
+    st.deadlines.clear();
+  }
+  if (b.opens.empty())
+    return;
+  b.remaining_fen = next.remaining_fen;
+  b.remaining_count = next.remaining_count;
+  b.status = next.remaining_count == 0 ? envelope_status::exhausted
+                                       : envelope_status::paid;
+  st.inflight = b;
+  st.writing = true;
+  sync_gauge(st);
+  auto on_ok = [=](caf::ok_atom) { on_committed(self); };
+  auto on_err = [=](caf::error& err) {
+    HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
+    stop_after_write_failure(self, err, "commit_opens");
+  };
+  // Urgent: the answer jumps the grabs and opens queued in this mailbox, so
+  // that the next write is not held up behind them (CAF gives a response
+  // the priority of its request).
+  constexpr auto urgent = caf::message_priority::high;
+  st.write_started = self->clock().now();
+  if (st.cfg.committer)
+    // No CAF timeout: one per batch cost the clock thread an entry it never
+    // cancels (~10 % of the node's CPU in open loop). The batcher answers
+    // within its own store timeout; if it dies without answering, the idle
+    // check notices the overdue write (see commit_overdue).
+    self->request<urgent>(st.cfg.committer, caf::infinite,
+                          db_commit_atom::value, std::move(b))
+      .then(on_ok, on_err);
+  else
+    self->request<urgent>(st.store, store_timeout, db_commit_atom::value,
+                          std::move(b))
+      .then(on_ok, on_err);
+}
+
+// The latest deadline of a queued user's requests; 0 when one has none.
+void note_deadline(envelope_state& st, const std::string& user,
+                   int64_t deadline_ms, bool first) {
+  auto& d = st.deadlines[user];
+  if (first)
+    d = deadline_ms;
+  else if (d != 0)
+    d = deadline_ms == 0 ? 0 : std::max(d, deadline_ms);
+}
+
+caf::result<open_result> handle_open(envelope_pointer self, std::string& user,
+                                     int64_t deadline_ms) {
+  auto& st = self->state;
+  auto done = st.opened.find(user);
+  if (done != st.opened.end()) {
+    auto& rec = st.opens[done->second];
+    return open_result{rec.amount_fen, rec.seq, false, st.env.count};
+  }
+  auto waiting = st.waiters.find(user);
+  if (waiting != st.waiters.end()) {
+    auto rp = self->make_response_promise<open_result>();
+    waiting->second.push_back(rp);
+    note_deadline(st, user, deadline_ms, false);
+    return rp;
+  }
+  if (auto err = open_refusal(st)) {
+    maybe_refund(self);
+    return err;
+  }
+  auto rp = self->make_response_promise<open_result>();
+  st.waiters[user].push_back(rp);
+  note_deadline(st, user, deadline_ms, true);
+  st.queue.push_back(std::move(user));
+  dispatch(self);
+  sync_gauge(st);
+  return rp;
+}
+
+grab_result handle_grab(envelope_state& st, const std::string& user) {
+  grab_result res;
+  res.remaining_count
+    = static_cast<int32_t>(std::max<int64_t>(0, st.env.remaining_count
+                                                  - reserved(st)));
+  auto done = st.opened.find(user);
+  if (done != st.opened.end()) {
+    res.outcome = grab_outcome::already_opened;
+    res.amount_fen = st.opens[done->second].amount_fen;
+  } else if (st.env.status == envelope_status::created) {
+    res.outcome = grab_outcome::not_paid;
+  } else if (is_expired(st)) {
+    res.outcome = grab_outcome::expired;
+  } else if (st.waiters.count(user) > 0) {
+    res.outcome = grab_outcome::can_open;
+  } else if (res.remaining_count == 0) {
+    res.outcome = grab_outcome::exhausted;
+  } else {
+    res.outcome = grab_outcome::can_open;
+  }
+  return res;
+}
+
+caf::result<int64_t> handle_refund(envelope_pointer self) {
+  auto& st = self->state;
+  if (st.env.status == envelope_status::refunded)
+    return st.env.refunded_fen;
+  if (!due_for_refund(st))
+    return int64_t{0};
+  auto rp = self->make_response_promise<int64_t>();
+  st.refund_waiters.push_back(rp);
+  maybe_refund(self);
+  return rp;
+}
+
+caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
+                                 bool from_wallet) {
+  auto& st = self->state;
+  if (txn.empty())
+    return make_error(errc::invalid_argument, "payment_txn must not be empty");
+  if (st.archived)
+    return make_error(errc::invalid_argument,
+                      "the envelope is archived and can no longer be paid");
+  if (st.env.status != envelope_status::created) {
+    if (st.env.payment_txn == txn)
+      return st.env;
+    return make_error(errc::payment_mismatch,
+                      "the envelope was paid with another payment txn");
+  }
+  if (!st.paying_txn.empty()) {
+    if (st.paying_txn != txn)
+      return make_error(errc::busy, "another payment is being recorded; retry");
+    auto rp = self->make_response_promise<envelope>();
+    st.pay_waiters.push_back(rp);
+    return rp;
+  }
+  payment p;
+  p.envelope_id = st.id;
+  p.epoch = st.env.epoch;
+  p.payment_txn = txn;
+  p.paid_at_ms = st.cfg.now_ms();
+  p.expires_at_ms = p.paid_at_ms + st.cfg.expiry_ms;
+  p.from_wallet = from_wallet;
+  st.paying_txn = txn;
+  auto rp = self->make_response_promise<envelope>();
+  st.pay_waiters.push_back(rp);
+  auto sent = st.cfg.payer
+                ? self->request(st.cfg.payer, store_timeout, db_pay_atom::value, p)
+                : self->request(st.store, store_timeout, db_pay_atom::value, p);
+  std::move(sent).then(
+      [=](caf::ok_atom) {
+        auto& st = self->state;
+        st.env.status = envelope_status::paid;
+        st.env.payment_txn = p.payment_txn;
+        st.env.paid_at_ms = p.paid_at_ms;
+        st.env.expires_at_ms = p.expires_at_ms;
+        st.paying_txn.clear();
+        actors_log().info("envelope_paid envelope={} total_fen={} count={}", st.id,
+                     st.env.total_fen, st.env.count);
+        for (auto& w : st.pay_waiters)
+          w.deliver(st.env);
+        st.pay_waiters.clear();
+        if (finish_stop(self))
+          return;
+        arm_expiry(self);
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.paying_txn.clear();
+        auto f = to_failure(err);
+        if (f.code == errc::payment_mismatch || f.code == errc::conflict
+            || f.code == errc::insufficient_funds
+            || f.code == errc::invalid_argument) {
+          // The database refused the txn and changed nothing.
+          for (auto& w : st.pay_waiters)
+            w.deliver(err);
+          st.pay_waiters.clear();
+          return;
+        }
+        stop_after_write_failure(self, err, "confirm_payment");
+      });
+  return rp;
+}
+
+envelope_actor::behavior_type running(envelope_pointer self) {
+  return {
+    [=](grab_atom, int64_t, const std::string& user) -> grab_result {
+      ++self->state.handled;
+      touch(self);
+      return handle_grab(self->state, user);
+    },
+    [=](open_atom, int64_t, std::string& user,
+        int64_t deadline_ms) -> caf::result<open_result> {
+      ++self->state.handled;
+      touch(self);
+      return handle_open(self, user, deadline_ms);
+    },
+    [=](grab_atom, int64_t, const std::string& user,
+        direct_atom) -> grab_result {
+      touch(self);
+      return handle_grab(self->state, user);
+    },
+    [=](open_atom, int64_t, std::string& user, int64_t deadline_ms,
+        direct_atom) -> caf::result<open_result> {
+      touch(self);
+      return handle_open(self, user, deadline_ms);
+    },
+    [=](pay_atom, int64_t, std::string& txn,
+        bool from_wallet) -> caf::result<envelope> {
+      ++self->state.handled;
+      touch(self);
+      return handle_pay(self, txn, from_wallet);
+    },
+    [=](get_atom, int64_t) -> envelope_detail {
+      ++self->state.handled;
+      touch(self);
+      return envelope_detail{self->state.env, self->state.opens};
+    },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> {
+      ++self->state.handled;
+      touch(self);
+      return handle_refund(self);
+    },
+    [=](expire_atom) { maybe_refund(self); },
+    [=](keep_atom) {
+      rearm_idle_check(self);
+      arm_expiry(self);  // a kept idle actor refunds on time itself
+    },
+    // The registry is at its cap and looks for room: an actor quiet for
+    // `quiet_min_ms` with nothing in flight reports idle now instead of at
+    // its next idle check (the registry decides, as for any idle report).
+    [=](idle_check_atom, int64_t quiet_min_ms) {
+      auto& st = self->state;
+      auto quiet = self->clock().now() - st.last_active;
+      if (!has_work(st) && quiet >= std::chrono::milliseconds(quiet_min_ms))
+        report_idle(self, quiet);
+    },
+    // Passivation or shutdown: a write in flight is finished first (its
+    // waiters get their answer); queued opens are told to retry.
+    [=](stop_atom) {
+      auto& st = self->state;
+      fail_queued(st, make_error(errc::unavailable,
+                                 "the envelope is moving or the node is "
+                                 "shutting down; retry"));
+      st.stopping = true;
+      finish_stop(self);
+    },
+    [=](tick_atom) {
+      auto& st = self->state;
+      st.tick_pending = false;
+      if (commit_overdue(self)) {
+        stop_after_write_failure(
+          self,
+          make_error(errc::unavailable,
+                     "the commit batcher did not answer the write in time"),
+          "commit_opens");
+        return;
+      }
+      auto idle = std::chrono::milliseconds(st.cfg.idle_ms);
+      bool busy = has_work(st);
+      auto quiet = self->clock().now() - st.last_active;
+      if (!busy && quiet >= idle) {
+        // Reported once; new work arms the next check. The registry lets
+        // an idle actor go, and the sweeper refunds it when it expires, or
+        // keeps it while the node has room (keep_atom re-arms the check).
+        report_idle(self, quiet);
+        return;
+      }
+      st.tick_pending = true;
+      auto wait = busy ? idle
+                       : std::chrono::duration_cast<std::chrono::milliseconds>(
+                         idle - quiet);
+      self->delayed_send(self, wait, tick_atom::value);
+      arm_expiry(self);  // the next check may come too late for the expiry
+    },
+  };
+}
+
+// Activation failed (e.g. no such envelope): answer every request with the
+// error until the registry lets the actor go. A missing envelope is
+// remembered for one idle period so that repeated requests for it do not
+// reach the database; any other failure is reported idle at once.
+envelope_actor::behavior_type failed(envelope_pointer self) {
+  auto fail = [=] {
+    auto& st = self->state;
+    ++st.handled;
+    // A transient failure (the database was unreachable) is reported idle
+    // again at once, so that the registry lets the actor go and the next
+    // request re-activates it; only a missing envelope waits an idle period.
+    if (to_failure(st.failure).code == errc::not_found) {
+      touch(self);
+    } else if (!st.tick_pending) {
+      st.tick_pending = true;
+      self->send(self, tick_atom::value);
+    }
+    return st.failure;
+  };
+  return {
+    [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
+      return fail();
+    },
+    [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
+      return fail();
+    },
+    [=](grab_atom, int64_t, const std::string&,
+        direct_atom) -> caf::result<grab_result> {
+      return self->state.failure;
+    },
+    [=](open_atom, int64_t, std::string&, int64_t,
+        direct_atom) -> caf::result<open_result> {
+      return self->state.failure;
+    },
+    [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
+      return fail();
+    },
+    [=](get_atom, int64_t) -> caf::result<envelope_detail> { return fail(); },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> { return fail(); },
+    [=](expire_atom) {},
+    [=](stop_atom) { self->quit(); },
+    [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
+    [=](idle_check_atom, int64_t) {
+      auto& st = self->state;
+      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
+                 int64_t{0});
+    },
+    [=](tick_atom) {
+      auto& st = self->state;
+      st.tick_pending = false;
+      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
+                 int64_t{0});
+    },
+  };
+}
+
+// Until the envelope is loaded, requests wait in the mailbox; `become`
+// re-delivers them afterwards in their original order.
+envelope_actor::behavior_type loading(envelope_pointer self) {
+  return {
+    [=](grab_atom, int64_t, const std::string&) -> caf::result<grab_result> {
+      return caf::skip;
+    },
+    [=](open_atom, int64_t, std::string&, int64_t) -> caf::result<open_result> {
+      return caf::skip;
+    },
+    [=](grab_atom, int64_t, const std::string&,
+        direct_atom) -> caf::result<grab_result> {
+      return caf::skip;
+    },
+    [=](open_atom, int64_t, std::string&, int64_t,
+        direct_atom) -> caf::result<open_result> {
+      return caf::skip;
+    },
+    [=](pay_atom, int64_t, std::string&, bool) -> caf::result<envelope> {
+      return caf::skip;
+    },
+    [=](get_atom, int64_t) -> caf::result<envelope_detail> {
+      return caf::skip;
+    },
+    [=](refund_atom, int64_t) -> caf::result<int64_t> { return caf::skip; },
+    [=](expire_atom) -> caf::result<void> { return caf::skip; },
+    [=](stop_atom) -> caf::result<void> { return caf::skip; },
+    [=](keep_atom) -> caf::result<void> { return caf::skip; },
+    [=](idle_check_atom, int64_t) -> caf::result<void> { return caf::skip; },
+    [=](tick_atom) -> caf::result<void> { return caf::skip; },
+  };
+}
+
+void on_activated(envelope_pointer self, envelope_snapshot& snap) {
+  auto& st = self->state;
+  st.env = std::move(snap.env);
+  st.opens = std::move(snap.opens);
+  st.archived = snap.archived;
+  for (size_t i = 0; i < st.opens.size(); ++i)
+    st.opened.emplace(st.opens[i].user, i);
+  require_invariants(st, "on activation");
+  if (st.cfg.metrics)
+    st.cfg.metrics->activations.fetch_add(1);
+  actors_log().debug("envelope_activated envelope={} epoch={} opens={}", st.id,
+                st.env.epoch, st.opens.size());
+  self->become(running(self));
+  touch(self);
+  arm_expiry(self);
+}
+
+void on_activation_failed(envelope_pointer self, caf::error& err) {
+  auto& st = self->state;
+  auto f = to_failure(err);
+  if (f.code != errc::not_found)
+    actors_log().warn("envelope_activation_failed envelope={} code={} error={}",
+                 st.id, to_string(f.code), f.message);
+  if (f.code == errc::not_found)
+    st.failure = make_error(errc::not_found,
+                            "no envelope with id " + std::to_string(st.id));
+  else
+    st.failure = make_error(errc::unavailable,
+                            "cannot load the envelope (" + f.message
+                              + "); retry");
+  self->become(failed(self));
+  auto wait = f.code == errc::not_found
+                ? std::chrono::milliseconds(st.cfg.idle_ms)
+                : std::chrono::milliseconds(0);
+  st.tick_pending = true;
+  self->delayed_send(self, wait, tick_atom::value);
+}
+
+envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
+                                            store_actor store,
+                                            passivation_sink registry,
+                                            envelope_settings cfg) {
+  auto& st = self->state;
+  st.id = id;
+  st.store = std::move(store);
+  st.registry = std::move(registry);
+  if (!cfg.now_ms)
+    cfg.now_ms = system_now_ms;
+  // One draw from the OS per process; each envelope mixes in its id.
+  static const uint64_t process_seed = std::random_device{}()
+                                       ^ (uint64_t{std::random_device{}()} << 32);
+  st.rng.seed(cfg.rng_seed != 0 ? cfg.rng_seed
+                                : process_seed ^ (static_cast<uint64_t>(id)
+                                                  * 0x9E3779B97F4A7C15ULL));
+  self->attach_functor([self] { sync_gauge(self->state, true); });
+  st.cfg = std::move(cfg);
+  auto on_snapshot = [=](envelope_snapshot& snap) { on_activated(self, snap); };
+  auto on_error = [=](caf::error& err) { on_activation_failed(self, err); };
+  if (st.cfg.activator && planted::activation_bumps)
+    self->request(st.cfg.activator, store_timeout, db_activate_atom::value, id)
+      .then(on_snapshot, on_error);
+  else
+    self->request(st.store, store_timeout, planted::activate_atom::value, id)
+      .then(on_snapshot, on_error);
+  return loading(self);
+}
+
+} // namespace
+
+int64_t system_now_ms() {
+  using namespace std::chrono;
+  // Real-process tests shift a node's wall clock (e.g. 40 days back to make
+  // old envelopes) with HONGBAO_CLOCK_OFFSET_MS; production never sets it.
+  static const int64_t offset_ms = [] {
+    auto env = std::getenv("HONGBAO_CLOCK_OFFSET_MS");
+    return env != nullptr ? std::strtoll(env, nullptr, 10) : 0LL;
+  }();
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+           .count()
+         + offset_ms;
+}
+
+envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,
+                              store_actor store, passivation_sink registry,
+                              const envelope_settings& cfg) {
+  return sys.spawn(envelope_impl, envelope_id, std::move(store),
+                   std::move(registry), cfg);
+}
+
+} // namespace hb

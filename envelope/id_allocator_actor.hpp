@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "caf/typed_actor.hpp"
+
+#include "runtime/messages.hpp"
+#include "store/store_actor.hpp"
+
+namespace hb {
+
+/// Hands out envelope ids. Ids are unique cluster-wide because sequence
+/// numbers come in blocks leased from the database per (segment, day); the
+/// allocator spreads new envelopes round-robin over its segments.
+using id_allocator_actor = caf::typed_actor<
+  // The next envelope id.
+  caf::replies_to<next_id_atom>::with<int64_t>,
+  // From segment health: the segments now blocked (ids skip them).
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
+
+struct id_allocator_settings {
+  std::vector<int32_t> segments;  ///< segments this node allocates in
+  int64_t lease_block = 1000;     ///< sequence numbers per lease
+  uint32_t waiting_max = 10000;   ///< requests waiting for a lease
+  std::function<int64_t()> now_ms;
+};
+
+id_allocator_actor spawn_id_allocator(caf::actor_system& sys, store_actor store,
+                                      const id_allocator_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+
+#include "caf/typed_actor.hpp"
+
+#include "envelope/envelope_actor.hpp"
+#include "store/store_actor.hpp"
+
+namespace hb {
+
+/// The envelope registry: activates an envelope actor on first use
+/// (virtual-actor style), forwards requests to it with `delegate` (the reply
+/// goes straight back to the requester), passivates idle ones, and caps the
+/// number of live envelope actors.
+using registry_actor = envelope_requests::extend<
+  // From an envelope actor: idle since its last request (for the last
+  // argument's milliseconds); may stop if the registry forwarded exactly
+  // this many requests to it. A healthy one (loaded, not failed) is kept
+  // while the node has room (keep_live), see registry_settings.
+  caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>,
+  // How many envelope actors are live.
+  caf::replies_to<stats_atom>::with<uint64_t>,
+  // Shutdown: stops every live envelope actor, then the registry.
+  caf::reacts_to<stop_atom>>;
+
+struct registry_settings {
+  uint32_t live_max = 100000;
+  /// Idle healthy actors stay live while at most this many are: an
+  /// activation costs a transaction (epoch bump and reload), a live idle
+  /// envelope only memory. Above it, the long idle go first: an actor
+  /// idle for two idle periods or more passivates, a newly idle one only
+  /// once the node is half-way from keep_live to live_max. 0: always.
+  uint32_t keep_live = 0;
+  /// At the cap, actors quiet for this long (nothing in flight) are asked
+  /// to report idle at once, at most once per cap_check_ms, so that a node
+  /// full of recently active envelopes makes room for new ones in
+  /// milliseconds instead of answering BUSY for an idle period.
+  uint32_t cap_quiet_ms = 1000;
+  uint32_t cap_check_ms = 1000;
+  envelope_settings envelope;
+};
+
+registry_actor spawn_registry(caf::actor_system& sys, store_actor store,
+                              const registry_settings& cfg);
+
+} // namespace hb

@@ -1,0 +1,111 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "caf/typed_actor.hpp"
+
+#include "runtime/messages.hpp"
+#include "runtime/metrics.hpp"
+
+namespace hb {
+
+/// The store: the database seen as an actor. Every request is answered with
+/// a value or an hb error (errc::unavailable, errc::stale_epoch, ...). The
+/// production implementation is a pool of detached workers that each own one
+/// PostgreSQL connection, so no query ever blocks a CAF scheduler thread.
+/// Tests and the simulation provide other implementations of this interface.
+using store_actor = caf::typed_actor<
+  // Insert an envelope, idempotent on (sender, idempotency_key). The bool
+  // says whether this call created it.
+  caf::replies_to<db_create_atom, envelope>::with<envelope, bool>,
+  // Insert many envelopes with new keys in one transaction; those it
+  // inserted, as stored. The others (a key seen before): create alone.
+  caf::replies_to<db_create_many_atom,
+                  std::vector<envelope>>::with<std::vector<envelope>>,
+  // Bump the fencing epoch and load the envelope with its opens.
+  caf::replies_to<db_activate_atom, int64_t>::with<envelope_snapshot>,
+  // Activate many distinct envelopes in one transaction; the snapshots of
+  // those it bumped (hot ones), in id order. The others: activate alone.
+  caf::replies_to<db_activate_many_atom,
+                  std::vector<int64_t>>::with<std::vector<envelope_snapshot>>,
+  // Load without touching the epoch.
+  caf::replies_to<db_load_atom, int64_t>::with<envelope_snapshot>,
+  // CREATED -> PAID, guarded by the epoch.
+  caf::replies_to<db_pay_atom, payment>::with<caf::ok_atom>,
+  // Many external payments in one transaction; the ids it paid. The others
+  // (from a wallet, not CREATED under the epoch, repeated): pay alone.
+  caf::replies_to<db_pay_many_atom,
+                  std::vector<payment>>::with<std::vector<int64_t>>,
+  // One group-commit write, guarded by the epoch.
+  caf::replies_to<db_commit_atom, open_batch>::with<caf::ok_atom>,
+  // The writes of many envelopes in one transaction; one errc per batch
+  // (0: committed), each batch guarded by its own epoch.
+  caf::replies_to<db_commit_many_atom, std::vector<open_batch>>::with<std::vector<int32_t>>,
+  // Lease `block` sequence numbers of (segment, day); replies the first.
+  caf::replies_to<db_lease_atom, int32_t, int32_t, int64_t>::with<int64_t>,
+  // PAID -> REFUNDED guarded by the epoch; replies the refunded amount.
+  caf::replies_to<db_refund_atom, int64_t, int64_t>::with<int64_t>,
+  // One outbox relay batch of at most this many rows.
+  caf::replies_to<db_relay_atom, int32_t>::with<relay_batch_result>,
+  // Outbox lag: pending rows and the oldest one's age in ms.
+  caf::replies_to<db_lag_atom>::with<int64_t, int64_t>,
+  // PAID envelopes expired at (now_ms), at most this many, after the one
+  // with this id in (expiry, id) order (0: from the oldest).
+  caf::replies_to<db_expired_atom, int64_t, int32_t,
+                  int64_t>::with<std::vector<int64_t>>,
+  caf::replies_to<db_history_atom, history_query>::with<history_page>,
+  caf::replies_to<db_balance_atom, std::string>::with<balance_info>,
+  // Reconcile since (ms) at now (ms), repairing lost credits if true.
+  caf::replies_to<db_reconcile_atom, int64_t, int64_t, bool>::with<reconcile_report>,
+  // Create day partitions [from, to] (yyyymmdd); replies how many tables.
+  caf::replies_to<db_partitions_atom, int32_t, int32_t>::with<int>,
+  // Move days before the cutoff (yyyymmdd) to cold storage; replies days.
+  caf::replies_to<db_detach_atom, int32_t>::with<int>,
+  // Credit a wallet from the external account (user, amount, key).
+  caf::replies_to<db_deposit_atom, std::string, int64_t, std::string>::with<caf::ok_atom>,
+  // Segments recorded as blocked.
+  caf::replies_to<db_segments_atom>::with<std::vector<segment_state>>,
+  // Record a segment's state durably.
+  caf::replies_to<db_segment_set_atom, segment_state>::with<caf::ok_atom>,
+  // Exercise a segment's storage (segment, day yyyymmdd); rolled back.
+  caf::replies_to<db_probe_atom, int32_t, int32_t>::with<caf::ok_atom>>;
+
+/// Where store workers report, per segment, whether each call that touched
+/// the segment's data succeeded or hit a database fault (true). Connection
+/// losses are not reported: they say nothing about one segment.
+using segment_report_sink
+  = caf::typed_actor<caf::reacts_to<seg_report_atom, int32_t, bool>>;
+
+/// The operator's view of segment health: the blocked segments, and manual
+/// block (true) / unblock (false) with a reason.
+using segment_admin = caf::typed_actor<
+  caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
+  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
+
+/// Who wants to know which segments are blocked (the id allocator, the
+/// router): gets the full list now and on every change.
+using blocked_sink
+  = caf::typed_actor<caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
+
+struct store_settings {
+  std::string database_url;
+  uint32_t pool_size = 4;
+  /// A worker whose connection is down retries connecting after this long,
+  /// doubling up to the cap while it keeps failing; requests in between fail
+  /// fast with errc::unavailable.
+  uint32_t reconnect_interval_ms = 100;
+  /// Cap of the exponential backoff between connection attempts.
+  uint32_t reconnect_interval_max_ms = 5000;
+  /// Receives per-segment results; may be null.
+  segment_report_sink health;
+  /// Node-wide counters (store latency); may be null.
+  std::shared_ptr<node_metrics> metrics;
+};
+
+/// Spawns the PostgreSQL store: `pool_size` detached workers behind a
+/// round-robin dispatcher.
+store_actor spawn_pg_store(caf::actor_system& sys, const store_settings& cfg);
+
+} // namespace hb
