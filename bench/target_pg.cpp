@@ -21,7 +21,7 @@
 
 #include "bench/embedded.hpp"
 #include "load/pg_util.hpp"
-#include "load/target.hpp"
+#include "bench/targets.hpp"
 
 namespace hb::bench {
 

@@ -15,7 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "bench/embedded.hpp"
-#include "load/target.hpp"
+#include "bench/targets.hpp"
 #include "client/client.hpp"
 
 namespace hb::bench {
@@ -412,30 +412,6 @@ outcome<std::unique_ptr<target>> make_redis_target(const target_options& opts) {
   if (!where)
     return where.error();
   return std::unique_ptr<target>{std::make_unique<redis_target>(opts, *where)};
-}
-
-outcome<std::unique_ptr<target>> make_target(const target_options& opts) {
-  if (opts.name == "hongbao")
-    return make_hongbao_target(opts);
-  if (opts.name == "pg-lock" || opts.name == "pg-update")
-    return make_pg_target(opts);
-  if (opts.name == "redis-lua")
-    return make_redis_target(opts);
-  return failure{errc::invalid_argument, "unknown target " + opts.name};
-}
-
-const char* to_string(op_kind x) {
-  switch (x) {
-    case op_kind::create:
-      return "create";
-    case op_kind::pay:
-      return "pay";
-    case op_kind::grab:
-      return "grab";
-    case op_kind::open:
-      return "open";
-  }
-  return "?";
 }
 
 } // namespace hb::bench

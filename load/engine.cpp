@@ -81,8 +81,10 @@ public:
       start_flows(now);
       move_due_retries(now);
       dispatch();
-      if (!flush_all())
+      if (!flush_all() || !reconnect_stalled(now)) {
+        abandon_rest();
         break;
+      }
       if (finished()) {
         if (!stopping_)
           stop(now);
@@ -95,8 +97,10 @@ public:
         abandon_rest();
         break;
       }
-      if (!wait_and_read(now))
+      if (!wait_and_read(now)) {
+        abandon_rest();
         break;
+      }
       if (opts_.progress && steady::now() >= next_tick_)
         print_progress();
     }
@@ -119,6 +123,8 @@ private:
       in_room_.push_back(true);
       room_.push_back(i);
     }
+    session_reconnects_.assign(sessions_.size(), 0);
+    session_heard_.assign(sessions_.size(), steady::now());
     return true;
   }
 
@@ -140,20 +146,53 @@ private:
         state_[f].maybe_committed = true;
       retry_or_give_up(f, now);
     }
-    while (result_.reconnects < opts_.reconnects_max) {
+    for (uint32_t attempt = 0; reconnects_left(s); ++attempt) {
       result_.reconnects++;
+      session_reconnects_[s]++;
       auto fresh = tgt_.connect(book_, opts_.window);
       if (fresh) {
         sessions_[s] = std::move(*fresh);
+        session_heard_[s] = steady::now();
         in_room_[s] = false;
         make_room(s);
         return true;
       }
       note("reconnect failed: " + fresh.error().message);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::this_thread::sleep_for(
+        std::chrono::milliseconds(reconnect_pause_ms(opts_, attempt)));
     }
     result_.failure = "connection " + std::to_string(s) + " lost for good: " + why;
     return false;
+  }
+
+  bool reconnects_left(uint32_t s) const {
+    auto used = opts_.reconnects_per_session ? session_reconnects_[s]
+                                             : result_.reconnects;
+    return used < opts_.reconnects_max;
+  }
+
+  /// A session with requests out and no answer for stall_ms: the target is
+  /// stuck on it. Count it, then start over on a fresh connection.
+  bool reconnect_stalled(steady::time_point now) {
+    if (opts_.stall_ms <= 0)
+      return true;
+    auto limit = std::chrono::milliseconds(opts_.stall_ms);
+    for (uint32_t s = 0; s < sessions_.size(); ++s) {
+      if (sessions_[s]->in_flight() == 0) {
+        session_heard_[s] = now;
+        continue;
+      }
+      if (now - session_heard_[s] <= limit)
+        continue;
+      result_.stalls++;
+      note("connection " + std::to_string(s) + ": no answer within "
+           + std::to_string(opts_.stall_ms) + " ms with "
+           + std::to_string(sessions_[s]->in_flight())
+           + " requests in flight; reconnecting");
+      if (!on_broken(s, "stalled"))
+        return false;
+    }
+    return true;
   }
 
   // -- Flows -------------------------------------------------------------------
@@ -233,6 +272,11 @@ private:
         const auto& fl = flows_[f];
         request req{state_[f].kind, fl.env, fl.user, rng_()};
         result_.ops[static_cast<size_t>(req.kind)].sent++;
+        if (req.kind == op_kind::open && result_.first_open_s < 0)
+          result_.first_open_s = seconds(steady::now() - start_);
+        // The stall clock of a session runs only while it has requests out.
+        if (sess.in_flight() == 0)
+          session_heard_[s] = steady::now();
         sess.submit(f, req);
         // Spread the requests over the sessions, a few at a time.
         if (sess.window() > 1 && sess.in_flight() % 16 == 0)
@@ -288,8 +332,10 @@ private:
       auto at = steady::now();
       for (auto& c : done_)
         on_answer(static_cast<uint32_t>(c.tag), c.rep, at);
-      if (!done_.empty())
+      if (!done_.empty()) {
         last_answer_ = at;
+        session_heard_[s] = at;
+      }
       make_room(s);
       if (!ok && !on_broken(s, why))
         return false;
@@ -300,6 +346,8 @@ private:
   void on_answer(uint32_t f, reply& rep, steady::time_point now) {
     auto& st = state_[f];
     auto& ops = result_.ops[static_cast<size_t>(st.kind)];
+    if (rep.unexpected)
+      result_.unexpected_responses++;
     if (rep.code != errc::none) {
       ops.errors[error_slot(rep.code)]++;
       if (retryable(rep.code)) {
@@ -345,6 +393,7 @@ private:
         return;
       }
       case op_kind::open:
+        result_.last_open_s = seconds(now - start_);
         result_.told[fl.env].push_back(
           load::told_share{fl.user, rep.amount_fen, rep.seq, rep.first_time});
         (rep.first_time ? result_.opens_first : result_.opens_repeat)++;
@@ -369,10 +418,7 @@ private:
     }
     st.attempt++;
     ops.retries++;
-    // Exponential backoff with jitter, as docs/protocol.md section 5 advises.
-    int64_t ceiling = std::min<int64_t>(
-      opts_.backoff_max_ms,
-      static_cast<int64_t>(opts_.backoff_first_ms) << std::min(st.attempt - 1, 20u));
+    auto ceiling = retry_backoff_ceiling_ms(opts_, st.attempt);
     std::uniform_int_distribution<int64_t> jitter(ceiling / 2, ceiling);
     retries_.push(due_retry{now + std::chrono::milliseconds(jitter(rng_)), f});
   }
@@ -414,35 +460,20 @@ private:
 
   void print_progress() {
     auto now = steady::now();
-    double t = seconds(now - start_);
-    auto count = [&](op_kind k) {
-      return static_cast<unsigned long long>(
-        result_.ops[static_cast<size_t>(k)].ok);
-    };
-    auto opens = count(op_kind::open);
-    uint64_t in_flight = 0;
+    auto opens = result_.ops[static_cast<size_t>(op_kind::open)].ok;
+    progress_view v;
+    v.phase = opts_.phase.c_str();
+    v.t_s = seconds(now - start_);
+    v.opens_per_s = static_cast<double>(opens - opens_at_tick_)
+                    / std::max(1e-3, seconds(now - last_tick_));
     for (auto& s : sessions_)
-      in_flight += s->in_flight();
-    uint64_t errors = 0;
-    uint64_t retries = 0;
-    for (auto& o : result_.ops) {
-      retries += o.retries;
-      for (auto e : o.errors)
-        errors += e;
-    }
-    std::fprintf(stderr,
-                 "  [%s %5.1f s] open %llu (%.0f/s)  grab %llu  create %llu  "
-                 "pay %llu | flows %llu/%llu | in flight %llu, waiting %zu | "
-                 "errors %llu, retries %llu\n",
-                 opts_.phase.c_str(), t, opens,
-                 static_cast<double>(opens - opens_at_tick_)
-                   / std::max(1e-3, seconds(now - last_tick_)),
-                 count(op_kind::grab), count(op_kind::create), count(op_kind::pay),
-                 static_cast<unsigned long long>(result_.flows_done),
-                 static_cast<unsigned long long>(result_.flows_total),
-                 static_cast<unsigned long long>(in_flight), ready_.size(),
-                 static_cast<unsigned long long>(errors),
-                 static_cast<unsigned long long>(retries));
+      v.in_flight += s->in_flight();
+    v.waiting = ready_.size();
+    v.result = &result_;
+    if (opts_.on_progress)
+      opts_.on_progress(v);
+    else
+      print_progress_line(v);
     opens_at_tick_ = opens;
     last_tick_ = now;
     while (next_tick_ <= now)
@@ -458,6 +489,8 @@ private:
   run_result result_;
 
   std::vector<std::unique_ptr<session>> sessions_;
+  std::vector<uint32_t> session_reconnects_;
+  std::vector<steady::time_point> session_heard_;  ///< last answer or idle
   std::vector<bool> in_room_;
   std::deque<uint32_t> room_;  ///< sessions with room for another request
   std::vector<pollfd> pfds_;
@@ -481,6 +514,43 @@ private:
 };
 
 } // namespace
+
+void print_progress_line(const progress_view& v) {
+  const auto& r = *v.result;
+  auto count = [&](op_kind k) {
+    return static_cast<unsigned long long>(r.ops[static_cast<size_t>(k)].ok);
+  };
+  uint64_t errors = 0;
+  uint64_t retries = 0;
+  for (auto& o : r.ops) {
+    retries += o.retries;
+    for (auto e : o.errors)
+      errors += e;
+  }
+  std::fprintf(stderr,
+               "  [%s %5.1f s] open %llu (%.0f/s)  grab %llu  create %llu  "
+               "pay %llu | flows %llu/%llu | in flight %llu, waiting %zu | "
+               "errors %llu, retries %llu\n",
+               v.phase, v.t_s, count(op_kind::open), v.opens_per_s,
+               count(op_kind::grab), count(op_kind::create), count(op_kind::pay),
+               static_cast<unsigned long long>(r.flows_done),
+               static_cast<unsigned long long>(r.flows_total),
+               static_cast<unsigned long long>(v.in_flight), v.waiting,
+               static_cast<unsigned long long>(errors),
+               static_cast<unsigned long long>(retries));
+}
+
+int reconnect_pause_ms(const engine_options& opts, uint32_t attempt) {
+  int64_t pause = static_cast<int64_t>(opts.reconnect_pause_first_ms)
+                  << std::min(attempt, 16u);
+  return static_cast<int>(std::min<int64_t>(opts.reconnect_pause_max_ms, pause));
+}
+
+int64_t retry_backoff_ceiling_ms(const engine_options& opts, uint32_t attempt) {
+  return std::min<int64_t>(
+    opts.backoff_max_ms,
+    static_cast<int64_t>(opts.backoff_first_ms) << std::min(attempt - 1, 20u));
+}
 
 run_result run_flows(target& tgt, run_book& book, const std::vector<flow>& flows,
                      const engine_options& opts) {

@@ -44,6 +44,22 @@ int digits_of(uint64_t n) {
 
 } // namespace
 
+std::string user_name(uint64_t index, uint64_t users) {
+  return numbered("user-", index + 1, digits_of(users));
+}
+
+std::vector<flow> grab_every_envelope(uint32_t users, uint32_t envelopes,
+                                      uint64_t seed) {
+  std::vector<flow> out;
+  out.reserve(uint64_t{users} * envelopes);
+  for (uint32_t u = 0; u < users; ++u)
+    for (uint32_t e = 0; e < envelopes; ++e)
+      out.push_back(flow{e, u, false, false, false});
+  std::mt19937_64 rng{seed * 0x9e3779b97f4a7c15ULL + 29};
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
 outcome<scenario> make_scenario(const scenario_options& opts,
                                 const std::string& run_id) {
   auto s = shape_of(opts.name);
@@ -95,10 +111,9 @@ outcome<scenario> make_scenario(const scenario_options& opts,
     return failure{errc::invalid_argument,
                    "the scenario would have " + std::to_string(users)
                      + " users; at most " + std::to_string(flows_max)};
-  int user_digits = digits_of(users);
   book.users.reserve(users);
   for (uint64_t u = 0; u < users; ++u)
-    book.users.push_back(numbered("user-", u + 1, user_digits));
+    book.users.push_back(user_name(u, users));
   // Flows: one sender per envelope, then its group members.
   auto& senders = s->senders_measured ? out.flows : out.setup;
   uint32_t next_user = 0;

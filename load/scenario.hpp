@@ -54,6 +54,16 @@ struct scenario {
   std::vector<flow> flows;
 };
 
+/// "user-00042" for index 41 of 50 000 users: zero-padded to the digits of
+/// `users`, so that names sort in number order.
+std::string user_name(uint64_t index, uint64_t users);
+
+/// The demo's storm: every one of `users` grabs every one of `envelopes`
+/// (already paid, so nothing is held) and opens when the grab says
+/// can_open, in a seeded random order: users do not queue up politely.
+std::vector<flow> grab_every_envelope(uint32_t users, uint32_t envelopes,
+                                      uint64_t seed);
+
 /// Builds a scenario; errors are errc::invalid_argument.
 outcome<scenario> make_scenario(const scenario_options& opts,
                                 const std::string& run_id);

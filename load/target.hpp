@@ -59,6 +59,8 @@ struct reply {
   int64_t amount_fen = 0;  ///< open; grab when already_opened
   int32_t seq = 0;         ///< open
   bool first_time = true;  ///< open
+  /// The target answered with the wrong kind of response (code internal).
+  bool unexpected = false;
 };
 
 struct completion {
@@ -129,20 +131,9 @@ public:
   virtual global_checks check_globals(const run_book& book) { return {}; }
 };
 
+/// Hongbao itself over its client protocol. The baselines it is measured
+/// against live in bench/ (bench/targets.hpp), above this folder.
 outcome<std::unique_ptr<target>> make_hongbao_target(const target_options& opts);
-outcome<std::unique_ptr<target>> make_pg_target(const target_options& opts);
-outcome<std::unique_ptr<target>> make_redis_target(const target_options& opts);
-
-/// One of the above by `opts.name`.
-outcome<std::unique_ptr<target>> make_target(const target_options& opts);
-
-/// The double-mean share (二倍均值法) for targets that split outside the
-/// database: uniform in [1, floor(2 · remaining / remaining_count) − 1],
-/// the last share takes the rest; equal envelopes: total / count with the
-/// remainder spread over the first shares. `random` is any 64-bit value.
-int64_t split_share(envelope_kind kind, int64_t total_fen, int32_t count,
-                    int64_t remaining_fen, int32_t remaining_count,
-                    uint64_t random);
 
 /// Puts a file descriptor in non-blocking mode; false on failure.
 bool set_nonblocking(int fd);

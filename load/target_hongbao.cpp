@@ -233,6 +233,7 @@ private:
       r.first_time = o->first_time;
     } else {
       r.code = errc::internal;
+      r.unexpected = true;
       r.message = std::string{"the node answered a "} + to_string(kind)
                   + " with the wrong kind of response";
     }
@@ -492,6 +493,20 @@ private:
 };
 
 } // namespace
+
+const char* to_string(op_kind x) {
+  switch (x) {
+    case op_kind::create:
+      return "create";
+    case op_kind::pay:
+      return "pay";
+    case op_kind::grab:
+      return "grab";
+    case op_kind::open:
+      return "open";
+  }
+  return "?";
+}
 
 bool set_nonblocking(int fd) {
   int flags = fcntl(fd, F_GETFL, 0);
