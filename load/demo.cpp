@@ -610,6 +610,7 @@ run_result run_storm(const demo_options& opts, run_book& book) {
   eng.reconnect_pause_first_ms = 250;
   eng.reconnect_pause_max_ms = eng.backoff_max_ms;
   eng.stall_ms = opts.timeout_ms;
+  eng.latency_ok_only = true;
   eng.seed = opts.seed;
   eng.progress = !opts.quiet;
   eng.phase = "storm";

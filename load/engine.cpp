@@ -81,7 +81,7 @@ public:
       start_flows(now);
       move_due_retries(now);
       dispatch();
-      if (!flush_all() || !reconnect_stalled(now)) {
+      if (!flush_all()) {
         abandon_rest();
         break;
       }
@@ -97,7 +97,9 @@ public:
         abandon_rest();
         break;
       }
-      if (!wait_and_read(now)) {
+      // Stalls are judged after reading, so that answers waiting in a
+      // socket while the loop was busy elsewhere count as heard.
+      if (!wait_and_read(now) || !reconnect_stalled(steady::now())) {
         abandon_rest();
         break;
       }
@@ -363,7 +365,8 @@ private:
              + to_string(rep.code) + ": " + rep.message);
     }
     ops.answered++;
-    ops.latency_us.push_back(micros(now - st.issued));
+    if (rep.code == errc::none || !opts_.latency_ok_only)
+      ops.latency_us.push_back(micros(now - st.issued));
     if (rep.code == errc::none)
       ops.ok++;
     const auto& fl = flows_[f];

@@ -66,6 +66,9 @@ struct engine_options {
   /// as stalled and is reconnected; 0: never.
   int stall_ms = 0;
   uint64_t seed = 1;
+  /// Latency samples of successful answers only (the demo's "how long an
+  /// open took"); else of every final answer, errors included (the bench).
+  bool latency_ok_only = false;
   bool progress = true;
   std::string phase = "run";  ///< for the progress lines
   /// Prints the progress lines; empty: print_progress_line.
@@ -79,7 +82,8 @@ struct op_stats {
   uint64_t retries = 0;
   uint64_t gave_up = 0;   ///< still retryable after retries_max
   std::array<uint64_t, error_slots> errors{};  ///< every error answer
-  /// Request issued → final answer, µs (retries and queueing included).
+  /// Request issued → final answer, µs (retries and queueing included);
+  /// see engine_options::latency_ok_only.
   std::vector<int64_t> latency_us;
 };
 

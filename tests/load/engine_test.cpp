@@ -416,6 +416,19 @@ CAF_TEST(a storm runs every flow and the audit passes) {
   CAF_CHECK(fx.audit(r).empty());
 }
 
+CAF_TEST(latency counts every final answer or only the successful ones) {
+  storm_fixture all{1, 2, 12};
+  auto r = run_flows(all.tgt, all.book, all.flows, all.opts);
+  const auto& opens = ops_of(r, op_kind::open);
+  // Some opens found the shares gone: their answers count by default.
+  CAF_REQUIRE_GREATER(opens.answered, opens.ok);
+  CAF_CHECK_EQUAL(opens.latency_us.size(), opens.answered);
+  storm_fixture ok_only{1, 2, 12};
+  ok_only.opts.latency_ok_only = true;
+  auto q = run_flows(ok_only.tgt, ok_only.book, ok_only.flows, ok_only.opts);
+  CAF_CHECK_EQUAL(ops_of(q, op_kind::open).latency_us.size(), 2u);
+}
+
 CAF_TEST(a closed loop keeps at most users flows in flight) {
   storm_fixture fx{1, 5, 40};
   fx.opts.users = 3;
