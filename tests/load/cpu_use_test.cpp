@@ -2,12 +2,13 @@
 
 #include "caf/test/unit_test.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <thread>
+#include <ctime>
 
 #include "load/cpu_use.hpp"
 
@@ -16,18 +17,35 @@ using namespace hb::bench;
 
 namespace {
 
-// A child that burns about `burn` of CPU, then sleeps until killed.
-pid_t spawn_burner(std::chrono::milliseconds burn) {
+// A child that burns `burn` of its own CPU time (not wall time: on a busy
+// machine it may get only a share of a core), then writes one byte to
+// `ready_fd` and sleeps until killed.
+pid_t spawn_burner(std::chrono::milliseconds burn, int ready_fd) {
   pid_t pid = fork();
   if (pid == 0) {
-    auto until = std::chrono::steady_clock::now() + burn;
+    auto cpu_ms = [] {
+      timespec ts{};
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+      return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    };
     volatile uint64_t x = 0;
-    while (std::chrono::steady_clock::now() < until)
+    while (cpu_ms() < burn.count())
       x = x + 1;
+    char done = 1;
+    if (write(ready_fd, &done, 1) != 1)
+      _exit(1);
     pause();
     _exit(0);
   }
   return pid;
+}
+
+// Waits up to `timeout` for the burner's byte; false on a time-out.
+bool wait_ready(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  char done = 0;
+  return poll(&p, 1, static_cast<int>(timeout.count())) == 1
+         && read(fd, &done, 1) == 1;
 }
 
 void stop(pid_t pid) {
@@ -48,9 +66,16 @@ CAF_TEST(a process counts what it used between the samples and a process gone si
 }
 
 CAF_TEST(the tree of a process holds its children with their CPU) {
-  auto child = spawn_burner(std::chrono::milliseconds(300));
+  int fds[2];
+  CAF_REQUIRE_EQUAL(pipe(fds), 0);
+  auto child = spawn_burner(std::chrono::milliseconds(300), fds[1]);
   CAF_REQUIRE(child > 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto ready = wait_ready(fds[0], std::chrono::seconds(60));
+  close(fds[0]);
+  close(fds[1]);
+  if (!ready)
+    stop(child);
+  CAF_REQUIRE(ready);
   auto tree = tree_cpu(getpid());
   double child_s = -1;
   bool self_seen = false;
@@ -63,8 +88,8 @@ CAF_TEST(the tree of a process holds its children with their CPU) {
   auto own = tree_cpu(child);
   stop(child);
   CAF_CHECK(self_seen);
-  // The 300 ms of busy loop, give or take the scheduler of a shared machine.
-  CAF_CHECK_GREATER(child_s, 0.1);
+  // The child burnt 300 ms of CPU before it said so; /proc counts in ticks.
+  CAF_CHECK_GREATER_OR_EQUAL(child_s, 0.28);
   CAF_CHECK_EQUAL(own.size(), 1u);
 }
 
