@@ -15,7 +15,7 @@
 
 #include "runtime/errors.hpp"
 #include "runtime/failpoints.hpp"
-#include "runtime/planted_bugs.hpp"  // no-op unless a simulator variant plants a bug
+#include "runtime/bugs.hpp"
 #include "domain/split.hpp"
 
 namespace hb {
@@ -477,7 +477,11 @@ void dispatch(envelope_pointer self) {
   sync_gauge(st);
   auto on_ok = [=](caf::ok_atom) { on_committed(self); };
   auto on_err = [=](caf::error& err) {
-    HB_PLANTED_COMMIT_FAILED(self, err, on_committed);
+    if (bugs::on(bug::reply_on_failed_write)
+        && to_failure(err).code == errc::unavailable) {
+      on_committed(self);
+      return;
+    }
     stop_after_write_failure(self, err, "commit_opens");
   };
   // Urgent: the answer jumps the grabs and opens queued in this mailbox, so
@@ -882,11 +886,14 @@ envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
   st.cfg = std::move(cfg);
   auto on_snapshot = [=](envelope_snapshot& snap) { on_activated(self, snap); };
   auto on_error = [=](caf::error& err) { on_activation_failed(self, err); };
-  if (st.cfg.activator && planted::activation_bumps)
+  if (bugs::on(bug::skip_epoch_bump))
+    self->request(st.store, store_timeout, db_load_atom::value, id)
+      .then(on_snapshot, on_error);
+  else if (st.cfg.activator)
     self->request(st.cfg.activator, store_timeout, db_activate_atom::value, id)
       .then(on_snapshot, on_error);
   else
-    self->request(st.store, store_timeout, planted::activate_atom::value, id)
+    self->request(st.store, store_timeout, db_activate_atom::value, id)
       .then(on_snapshot, on_error);
   return loading(self);
 }

@@ -22,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "runtime/bugs.hpp"
 #include "sim/sim_runner.hpp"
 
 namespace hb::sim {
@@ -263,7 +264,7 @@ child spawn_child(const std::string& exe, const std::vector<std::string>& args,
 int sweep(const std::string& exe, const std::string& shown_exe,
           const std::vector<std::string>& args, uint64_t from, uint64_t to,
           unsigned jobs, bool stop_on_failure, bool expect_failure,
-          unsigned seed_timeout_s, const char* planted) {
+          unsigned seed_timeout_s, const std::string& bug_name) {
   auto begin = steady::now();
   std::string extra;
   for (auto& a : args)
@@ -339,7 +340,8 @@ int sweep(const std::string& exe, const std::string& shown_exe,
   std::printf("hongbao-sim%s%s: %" PRIu64 " seeds of %" PRIu64 "..%" PRIu64
               " in %.1f s (%.1f seeds/s, %u jobs): %" PRIu64 " passed, %" PRIu64
               " failed\n",
-              *planted ? " with planted bug " : "", planted, done, from, to,
+              bug_name.empty() ? "" : " with bug ", bug_name.c_str(), done,
+              from, to,
               secs, secs > 0 ? static_cast<double>(done) / secs : 0.0, jobs,
               done - failed, failed);
   std::printf("  faults fired (total, in how many seeds):");
@@ -360,11 +362,11 @@ int sweep(const std::string& exe, const std::string& shown_exe,
   if (expect_failure) {
     if (failed > 0) {
       std::printf("expected a failure and got one: seed %" PRIu64
-                  " catches the planted bug\n",
+                  " catches the bug\n",
                   first_failed);
       return 0;
     }
-    std::printf("expected a failure, but every seed passed: the planted bug "
+    std::printf("expected a failure, but every seed passed: the bug "
                 "went unnoticed\n");
     return 1;
   }
@@ -400,7 +402,7 @@ std::vector<std::string> passthrough(int argc, char** argv) {
 
 } // namespace
 
-int cli_main(int argc, char** argv, const char* planted) {
+int cli_main(int argc, char** argv) {
   CLI::App app{"hongbao-sim: deterministic simulation of a hongbao node -- the "
                "production actors on CAF's test coordinator with a simulated "
                "store, clock and clients, faults drawn from the seed "
@@ -415,6 +417,8 @@ int cli_main(int argc, char** argv, const char* planted) {
   bool list = false;
   unsigned seed_timeout_s = 300;
   std::vector<std::string> off;
+  std::string bug_name;
+  bool list_bugs = false;
   app.add_option("--seed", seed, "run one seed and print its trace hash");
   app.add_option("--seeds", seeds, "sweep the seeds A..B (inclusive)");
   app.add_option("--jobs,-j", jobs, "parallel processes of a sweep")
@@ -422,7 +426,11 @@ int cli_main(int argc, char** argv, const char* planted) {
   app.add_flag("--stop-on-failure", stop_on_failure,
                "start no more seeds after the first failure");
   app.add_flag("--expect-failure", expect_failure,
-               "succeed only if some seed fails (planted-bug tests)");
+               "succeed only if some seed fails (the tests of each bug)");
+  app.add_option("--plant", bug_name,
+                 "switch a known bug on, to prove the simulation catches it "
+                 "(see --list-bugs)");
+  app.add_flag("--list-bugs", list_bugs, "list the bugs --plant knows and exit");
   app.add_option("--seed-timeout", seed_timeout_s,
                  "kill a seed's process after this many seconds")
     ->capture_default_str();
@@ -455,6 +463,22 @@ int cli_main(int argc, char** argv, const char* planted) {
                "one machine-readable result line (used by sweeps)");
   CLI11_PARSE(app, argc, argv);
 
+  if (list_bugs) {
+    for (size_t i = 0; i < bug_count; ++i)
+      std::printf("%s\n", bugs::to_string(static_cast<bug>(i)));
+    return 0;
+  }
+  if (!bug_name.empty()) {
+    bug b;
+    if (!bugs::parse(bug_name, b)) {
+      std::fprintf(stderr, "hongbao-sim: unknown bug '%s' (see --list-bugs)\n",
+                   bug_name.c_str());
+      return 2;
+    }
+    // Before any actor exists: the switches are read, never written, by
+    // the node's threads.
+    bugs::plant(b);
+  }
   if (list) {
     for (size_t i = 0; i < fault_count; ++i)
       std::printf("%s\n", to_string(static_cast<fault>(i)));
@@ -479,8 +503,8 @@ int cli_main(int argc, char** argv, const char* planted) {
   for (auto& a : args)
     extra += " " + a;
   std::string shown = argv[0];
-  if (*planted && !summary_line)
-    std::printf("planted bug: %s\n", planted);
+  if (!bug_name.empty() && !summary_line)
+    std::printf("bug switched on: %s\n", bug_name.c_str());
   if (!seeds.empty()) {
     uint64_t from = 0;
     uint64_t to = 0;
@@ -490,7 +514,7 @@ int cli_main(int argc, char** argv, const char* planted) {
     }
     return sweep(self_path(argv[0]), shown, args, from, to,
                  std::max(1u, jobs), stop_on_failure, expect_failure,
-                 seed_timeout_s, planted);
+                 seed_timeout_s, bug_name);
   }
   if (app.count("--seed") == 0) {
     std::fprintf(stderr, "hongbao-sim: give --seed N or --seeds A..B "

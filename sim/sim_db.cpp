@@ -6,7 +6,7 @@
 #include <set>
 
 #include "domain/envelope_id.hpp"
-#include "sim/planted.hpp"
+#include "runtime/bugs.hpp"
 
 namespace hb::sim {
 
@@ -267,7 +267,7 @@ outcome<done> sim_db::confirm_payment(const payment& p, const caller& who) {
   if (it == envelopes.end())
     return fail(errc::not_found, not_found_message(p.envelope_id));
   auto& env = it->second;
-  bool epoch_ok = env.epoch == p.epoch || planted::store_ignores_epoch;
+  bool epoch_ok = env.epoch == p.epoch || bugs::on(bug::store_stale_epoch);
   if (epoch_ok && env.status == envelope_status::created) {
     if (payments.count(p.payment_txn) > 0)
       return fail(errc::payment_mismatch,
@@ -323,7 +323,7 @@ sim_db::confirm_payments(const std::vector<payment>& ps,
     if (p.from_wallet || p.payment_txn.empty() || it == envelopes.end()
         || !ids.insert(p.envelope_id).second)
       continue;
-    bool epoch_ok = it->second.epoch == p.epoch || planted::store_ignores_epoch;
+    bool epoch_ok = it->second.epoch == p.epoch || bugs::on(bug::store_stale_epoch);
     if (!epoch_ok || it->second.status != envelope_status::created)
       continue;
     if (payments.count(p.payment_txn) > 0 || !txns.insert(p.payment_txn).second)
@@ -358,7 +358,7 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
   for (auto& o : b.opens)
     batch_sum += o.amount_fen;
   auto n = static_cast<int32_t>(b.opens.size());
-  bool epoch_ok = env.epoch == b.epoch || planted::store_ignores_epoch;
+  bool epoch_ok = env.epoch == b.epoch || bugs::on(bug::store_stale_epoch);
   bool applies = epoch_ok && env.status == envelope_status::paid
                  && env.remaining_fen == b.remaining_fen + batch_sum
                  && env.remaining_count == b.remaining_count + n;
@@ -446,7 +446,7 @@ outcome<int64_t> sim_db::refund(int64_t id, int64_t epoch, const caller& who) {
   if (it == envelopes.end())
     return fail(errc::not_found, not_found_message(id));
   auto& env = it->second;
-  bool epoch_ok = env.epoch == epoch || planted::store_ignores_epoch;
+  bool epoch_ok = env.epoch == epoch || bugs::on(bug::store_stale_epoch);
   if (epoch_ok && env.status == envelope_status::paid) {
     auto key = "refund:" + std::to_string(id);
     if (ledger_keys.count(key) > 0)
@@ -538,7 +538,7 @@ outcome<relay_batch_result> sim_db::relay_batch(int32_t limit) {
   });
   for (auto& x : items) {
     auto key = "credit:" + std::to_string(x.envelope_id) + ":" + x.user;
-    if (planted::relay_marks_after_credit)
+    if (bugs::on(bug::relay_credit_before_mark))
       key += "#" + std::to_string(next_ledger_id_);  // no idempotency
     if (post(key, "credit", escrow_of(x.envelope_id), wallet_account(x.user),
              x.amount_fen, x.envelope_id, x.user)) {
@@ -554,9 +554,9 @@ outcome<relay_batch_result> sim_db::relay_batch(int32_t limit) {
                                      o->rec.opened_at_ms, env.group,
                                      env.sender});
   }
-  // The planted bug marks in a second step (mark_relayed), which a fault
+  // The bug relay_credit_before_mark marks in a second step (mark_relayed), which a fault
   // can lose: the opens stay committed and are credited again.
-  if (!planted::relay_marks_after_credit)
+  if (!bugs::on(bug::relay_credit_before_mark))
     mark_taken(t);
   return out;
 }

@@ -162,8 +162,8 @@ public:
   /// delivered. `rows` counts every item taken.
   outcome<relay_batch_result> relay_batch(int32_t limit);
   /// Marks what relay_batch(limit) would take now: outbox rows delivered,
-  /// their opens and the committed opens transferred. Only the planted relay
-  /// bug marks in this separate step.
+  /// their opens and the committed opens transferred. Only the relay bug of
+  /// runtime/bugs.hpp marks in this separate step.
   void mark_relayed(int32_t limit);
   /// The relay's backlog (view relay_backlog): undelivered outbox rows and
   /// committed opens, and the age of the oldest.

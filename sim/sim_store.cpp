@@ -10,7 +10,7 @@
 
 #include "runtime/errors.hpp"
 #include "domain/envelope_id.hpp"
-#include "sim/planted.hpp"
+#include "runtime/bugs.hpp"
 
 namespace hb::sim {
 
@@ -384,8 +384,8 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
     },
     [=, &db](db_relay_atom, int32_t limit) -> caf::result<relay_batch_result> {
       auto plan = make_plan(self, no_segment, true);
-      if (planted::relay_marks_after_credit) {
-        // The planted bug: the credits commit on their own; marking what
+      if (bugs::on(bug::relay_credit_before_mark)) {
+        // The bug relay_credit_before_mark: the credits commit on their own; marking what
         // the batch took (opens transferred, outbox rows delivered) is a
         // second transaction, lost whenever the call fails.
         bool faulted = !plan.apply || plan.error || !plan.reply;
