@@ -20,9 +20,7 @@ using expiry_sweeper_actor = caf::typed_actor<
   // Refunds started and completed so far.
   caf::replies_to<stats_atom>::with<int64_t, int64_t>>;
 
-struct expiry_sweeper_settings {
-  uint32_t interval_ms = 1000;  ///< pause between sweeps that found little
-  int32_t batch_max = 100;      ///< envelopes refunded concurrently
+struct expiry_sweeper_settings : expiry_config {
   std::function<int64_t()> now_ms;
 };
 

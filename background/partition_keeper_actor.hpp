@@ -15,10 +15,7 @@ namespace hb {
 /// cold schema), where detail and history queries still find them.
 using partition_keeper_actor = caf::typed_actor<caf::reacts_to<tick_atom>>;
 
-struct partition_keeper_settings {
-  uint32_t interval_s = 3600;
-  int32_t ahead_days = 3;   ///< partitions created for today + this many days
-  int32_t hot_days = 31;    ///< days kept hot
+struct partition_keeper_settings : partitions_config {
   std::function<int64_t()> now_ms;
 };
 

@@ -20,10 +20,7 @@ using reconciler_actor = caf::typed_actor<
   // On demand: reconcile envelopes created since the given Unix ms (0: all).
   caf::replies_to<reconcile_atom, int64_t>::with<reconcile_report>>;
 
-struct reconciler_settings {
-  uint32_t interval_s = 300;  ///< periodic run; 0 = only on demand
-  /// How far back the periodic run looks (the global checks see everything).
-  uint32_t window_s = 2 * 24 * 3600;
+struct reconciler_settings : reconcile_config {
   std::function<int64_t()> now_ms;
 };
 

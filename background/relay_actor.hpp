@@ -30,13 +30,7 @@ using relay_actor = caf::typed_actor<
   // Counters plus the current lag (asks the store).
   caf::replies_to<stats_atom>::with<relay_stats>>;
 
-struct relay_settings {
-  int32_t batch_max = 100;
-  uint32_t poll_ms = 200;         ///< pause after a batch that was not full
-  uint32_t backoff_max_ms = 5000; ///< cap of the exponential backoff
-  uint32_t lag_log_ms = 5000;     ///< log the lag this often while behind
-  uint32_t yield_ms = 20;         ///< pause while opens are busy
-  uint32_t defer_max_ms = 1000;   ///< longest run of pauses; 0: never yield
+struct relay_settings : relay_config {
   /// Node-wide counters; may be null.
   std::shared_ptr<node_metrics> metrics;
 };

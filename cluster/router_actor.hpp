@@ -33,13 +33,8 @@ using router_actor = envelope_requests::extend<
   // Operators: block or unblock a segment by hand.
   caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
 
-struct router_settings {
+struct router_settings : router_config {
   envelope_limits limits;
-  /// Creates being stored at once; more get a BUSY reply.
-  uint32_t creates_inflight_max = 2000;
-  /// A create whose segment failed is retried with a fresh id (in another
-  /// segment) this many times, invisibly to the client.
-  uint32_t create_attempts_max = 3;
   // For stats and segment control; any may be null (tests).
   std::string node_name;
   std::shared_ptr<node_metrics> metrics;

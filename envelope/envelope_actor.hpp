@@ -7,6 +7,8 @@
 
 #include "caf/typed_actor.hpp"
 
+#include "config/services.hpp"
+#include "domain/limits.hpp"
 #include "store/activation_batcher.hpp"
 #include "store/commit_batcher.hpp"
 #include "runtime/messages.hpp"
@@ -63,12 +65,10 @@ using envelope_actor = envelope_requests::extend<
 using passivation_sink = caf::typed_actor<
   caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>>;
 
-struct envelope_settings {
-  int64_t share_max_fen = 20000;
-  int64_t expiry_ms = 24LL * 3600 * 1000;
-  uint32_t queue_max = 2000;   ///< opens waiting for the next write
-  uint32_t batch_max = 2000;   ///< opens per write
-  uint32_t idle_ms = 30000;    ///< report idle after this long without work
+struct envelope_settings : envelope_config {
+  /// From the node's envelope limits ([limits]).
+  int64_t share_max_fen = envelope_limits{}.share_max_fen;
+  int64_t expiry_ms = envelope_limits{}.expiry_ms;
   /// Wall clock in Unix milliseconds; a seam for tests and the simulation.
   std::function<int64_t()> now_ms;
   /// Seed of the share generator; 0 draws one from std::random_device.

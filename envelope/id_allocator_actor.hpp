@@ -20,10 +20,7 @@ using id_allocator_actor = caf::typed_actor<
   // From segment health: the segments now blocked (ids skip them).
   caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
-struct id_allocator_settings {
-  std::vector<int32_t> segments;  ///< segments this node allocates in
-  int64_t lease_block = 1000;     ///< sequence numbers per lease
-  uint32_t waiting_max = 10000;   ///< requests waiting for a lease
+struct id_allocator_settings : ids_config {
   std::function<int64_t()> now_ms;
 };
 

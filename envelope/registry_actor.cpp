@@ -57,7 +57,7 @@ bool keeps(const registry_state& st, int64_t quiet_ms) {
   auto live = st.live.size();
   if (live >= st.cfg.live_max)
     return false;
-  auto room = st.cfg.keep_live;
+  auto room = keep_live_of(st.cfg);
   if (live <= room)
     return true;
   if (room == 0)

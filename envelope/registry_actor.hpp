@@ -24,20 +24,7 @@ using registry_actor = envelope_requests::extend<
   // Shutdown: stops every live envelope actor, then the registry.
   caf::reacts_to<stop_atom>>;
 
-struct registry_settings {
-  uint32_t live_max = 100000;
-  /// Idle healthy actors stay live while at most this many are: an
-  /// activation costs a transaction (epoch bump and reload), a live idle
-  /// envelope only memory. Above it, the long idle go first: an actor
-  /// idle for two idle periods or more passivates, a newly idle one only
-  /// once the node is half-way from keep_live to live_max. 0: always.
-  uint32_t keep_live = 0;
-  /// At the cap, actors quiet for this long (nothing in flight) are asked
-  /// to report idle at once, at most once per cap_check_ms, so that a node
-  /// full of recently active envelopes makes room for new ones in
-  /// milliseconds instead of answering BUSY for an idle period.
-  uint32_t cap_quiet_ms = 1000;
-  uint32_t cap_check_ms = 1000;
+struct registry_settings : registry_config {
   envelope_settings envelope;
 };
 

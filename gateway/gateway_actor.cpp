@@ -129,10 +129,14 @@ constexpr const char* overdue_message
   = "timed out inside the node; the outcome is unknown, retry the same "
     "request (opens are idempotent)";
 
+std::chrono::milliseconds request_timeout(const gateway_settings& cfg) {
+  return std::chrono::milliseconds{cfg.request_timeout_ms};
+}
+
 // How often a connection with calls in flight looks for overdue ones: a
 // tenth of the timeout, within [10 ms, 500 ms].
 std::chrono::milliseconds sweep_interval(const gateway_settings& cfg) {
-  return std::clamp(cfg.request_timeout / 10, std::chrono::milliseconds{10},
+  return std::clamp(request_timeout(cfg) / 10, std::chrono::milliseconds{10},
                     std::chrono::milliseconds{500});
 }
 
@@ -244,7 +248,7 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
     send_error(self, rid, problem.code, std::move(problem.message));
     return;
   }
-  auto timeout = st.shared->cfg.request_timeout;
+  auto timeout = request_timeout(st.shared->cfg);
   auto it = st.direct.find(id);
   caf::actor target;
   if (it != st.direct.end()) {
@@ -294,7 +298,7 @@ template <class Reply, class... Ts>
 void call_router(connection_broker* self, uint64_t rid, request_kind kind,
                  Ts&&... xs) {
   call_router_within<Reply>(self, rid, kind,
-                            self->state.shared->cfg.request_timeout,
+                            request_timeout(self->state.shared->cfg),
                             int64_t{0}, std::forward<Ts>(xs)...);
 }
 

@@ -9,6 +9,8 @@
 #include "caf/actor.hpp"
 #include "caf/expected.hpp"
 
+#include "config/services.hpp"
+#include "domain/limits.hpp"
 #include "runtime/metrics.hpp"
 #include "cluster/router_actor.hpp"
 
@@ -18,17 +20,11 @@ namespace hb {
 /// the framed Protobuf protocol of docs/protocol.md. Every connection gets
 /// its own forked broker; requests go to the router, responses return in
 /// whatever order they complete (pipelining).
-struct gateway_settings {
-  std::string host = "127.0.0.1";
-  uint16_t port = 7700;  ///< 0 picks a free port
-  std::string auth_token;
+struct gateway_settings : gateway_config {
   std::string node_name;
-  uint32_t frame_size_max = 64 * 1024;
-  /// Longest user id (bytes), checked here for requests that skip the router.
-  size_t text_size_max = 256;
-  uint32_t connection_inflight_max = 1024;
-  uint32_t node_inflight_max = 50000;
-  std::chrono::milliseconds request_timeout{10000};
+  /// Longest user id (bytes), checked here for requests that skip the router
+  /// (the node's envelope limits).
+  size_t text_size_max = envelope_limits{}.text_size_max;
   /// Node-wide counters (answers per request kind and result); may be null.
   std::shared_ptr<node_metrics> metrics;
 };

@@ -21,10 +21,7 @@ using activation_sink = caf::typed_actor<
 /// not bump (unknown, archived) and every id of a batch that failed is
 /// activated alone, so that each gets its own answer; an id already waiting
 /// or in the batch being built waits for the next one (one bump, one owner).
-struct activation_batcher_settings {
-  uint32_t inflight_max = 2;  ///< transactions in flight (< the pool size)
-  uint32_t batch_max = 64;    ///< envelopes per transaction
-};
+struct activation_batcher_settings : batcher_config {};
 
 activation_sink spawn_activation_batcher(caf::actor_system& sys,
                                          store_actor store,

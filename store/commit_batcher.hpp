@@ -20,10 +20,7 @@ using commit_sink = caf::typed_actor<
 /// batches of other envelopes wait here and go out together as one
 /// transaction (one WAL flush) when a slot frees up. Each batch keeps its
 /// own epoch guard and its own answer.
-struct commit_batcher_settings {
-  uint32_t inflight_max = 4;   ///< transactions in flight (≤ the pool size)
-  uint32_t batch_max = 256;    ///< envelope batches per transaction
-  uint32_t queue_max = 100000; ///< waiting batches before BUSY
+struct commit_batcher_settings : commit_batcher_config {
   std::shared_ptr<node_metrics> metrics;
 };
 

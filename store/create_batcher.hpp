@@ -24,10 +24,7 @@ using create_sink = caf::typed_actor<
 /// fault) is stored alone, so that each gets its own answer and each
 /// segment its own health report; a second create with the key of one in
 /// the batch being built waits for the next one.
-struct create_batcher_settings {
-  uint32_t inflight_max = 2;  ///< transactions in flight (< the pool size)
-  uint32_t batch_max = 64;    ///< envelopes per transaction
-};
+struct create_batcher_settings : batcher_config {};
 
 create_sink spawn_create_batcher(caf::actor_system& sys, store_actor store,
                                  const create_batcher_settings& cfg);

@@ -25,10 +25,7 @@ using payment_sink
 /// owner) and every payment of a batch that failed is confirmed alone, so
 /// that each gets its own answer; a second payment for an envelope already
 /// in the batch being built waits for the next one.
-struct pay_batcher_settings {
-  uint32_t inflight_max = 2;  ///< transactions in flight (< the pool size)
-  uint32_t batch_max = 64;    ///< payments per transaction
-};
+struct pay_batcher_settings : batcher_config {};
 
 payment_sink spawn_pay_batcher(caf::actor_system& sys, store_actor store,
                                const pay_batcher_settings& cfg);

@@ -6,6 +6,7 @@
 
 #include "caf/typed_actor.hpp"
 
+#include "config/services.hpp"
 #include "runtime/messages.hpp"
 #include "runtime/metrics.hpp"
 
@@ -89,15 +90,7 @@ using segment_admin = caf::typed_actor<
 using blocked_sink
   = caf::typed_actor<caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
-struct store_settings {
-  std::string database_url;
-  uint32_t pool_size = 4;
-  /// A worker whose connection is down retries connecting after this long,
-  /// doubling up to the cap while it keeps failing; requests in between fail
-  /// fast with errc::unavailable.
-  uint32_t reconnect_interval_ms = 100;
-  /// Cap of the exponential backoff between connection attempts.
-  uint32_t reconnect_interval_max_ms = 5000;
+struct store_settings : store_config {
   /// Receives per-segment results; may be null.
   segment_report_sink health;
   /// Node-wide counters (store latency); may be null.

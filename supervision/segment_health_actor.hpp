@@ -29,10 +29,7 @@ using segment_health_actor = caf::typed_actor<
   caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>,
   caf::reacts_to<tick_atom>>;
 
-struct segment_health_settings {
-  uint32_t window_ms = 10000;      ///< sliding window of the fault count
-  uint32_t fault_threshold = 5;    ///< faults in the window that block
-  uint32_t probe_interval_ms = 1000;
+struct segment_health_settings : segments_config {
   std::function<int64_t()> now_ms;
 };
 

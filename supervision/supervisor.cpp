@@ -63,7 +63,7 @@ void escalate(supervisor_pointer self, const std::string& child,
   auto& st = self->state;
   actors_log().critical("supervisor_escalation child={} restarts={} "
                         "window_ms={} reason={}",
-                        child, st.restarts.size(), st.cfg.window.count(),
+                        child, st.restarts.size(), st.cfg.window_ms,
                         to_failure(reason).message);
   st.stopping = true;
   for (auto i = st.children.rbegin(); i != st.children.rend(); ++i)
@@ -72,7 +72,7 @@ void escalate(supervisor_pointer self, const std::string& child,
                         "child " + child + " failed more than "
                           + std::to_string(st.cfg.restarts_max)
                           + " times within "
-                          + std::to_string(st.cfg.window.count()) + " ms"));
+                          + std::to_string(st.cfg.window_ms) + " ms"));
 }
 
 void on_down(supervisor_pointer self, caf::down_msg& msg) {
@@ -89,7 +89,8 @@ void on_down(supervisor_pointer self, caf::down_msg& msg) {
   st.children[index].handle = nullptr;
   auto now = self->clock().now();
   st.restarts.push_back(now);
-  while (!st.restarts.empty() && now - st.restarts.front() > st.cfg.window)
+  auto window = std::chrono::milliseconds{st.cfg.window_ms};
+  while (!st.restarts.empty() && now - st.restarts.front() > window)
     st.restarts.pop_front();
   if (st.restarts.size() > st.cfg.restarts_max) {
     escalate(self, name, msg.reason);

@@ -10,6 +10,7 @@
 #include "caf/expected.hpp"
 #include "caf/typed_actor.hpp"
 
+#include "config/services.hpp"
 #include "runtime/messages.hpp"
 
 namespace hb {
@@ -26,13 +27,10 @@ struct child_spec {
   std::vector<std::string> depends_on;
 };
 
-/// Restart intensity: more than `restarts_max` restarts within `window`
+/// Restart intensity: more than `restarts_max` restarts within `window_ms`
 /// escalate -- the supervisor stops everything and exits with an error, and
 /// whoever supervises the node (systemd, the operator) takes over.
-struct supervisor_settings {
-  uint32_t restarts_max = 5;
-  std::chrono::milliseconds window{30000};
-};
+struct supervisor_settings : supervisor_config {};
 
 /// Reported by the supervisor.
 struct supervisor_stats {

@@ -73,7 +73,7 @@ struct fixture {
     gs.port = 0;
     gs.auth_token = "tok";
     gs.node_name = "gw-test";
-    gs.request_timeout = std::chrono::milliseconds{300};
+    gs.request_timeout_ms = 300;
     gs.metrics = metrics;
     auto h = spawn_gateway(sys, caf::actor_cast<router_actor>(router), gs);
     if (!h)

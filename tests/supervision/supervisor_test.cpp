@@ -85,7 +85,7 @@ struct supervisor_fixture : actor_fixture {
                          std::vector<child_spec> children) {
     supervisor_settings cfg;
     cfg.restarts_max = restarts_max;
-    cfg.window = window;
+    cfg.window_ms = static_cast<uint32_t>(window.count());
     auto sup = spawn_supervisor(sys, std::move(children), cfg);
     CAF_REQUIRE(sup);
     run();

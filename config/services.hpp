@@ -1,0 +1,182 @@
+#pragma once
+
+// The tunables of each service of a node, one plain struct per service with
+// its defaults written here and nowhere else (Seastar's `struct config` per
+// service). node_config composes them; an actor's `*_settings` derives from
+// its service's struct and adds only runtime handles (actor handles, the
+// metrics, the clock), so that the wiring copies whole structs.
+//
+// A field with a TOML key is documented in config/node.example.toml; a field
+// without one is a limit the node does not expose (yet), but the simulator
+// and the tests set it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hb {
+
+/// envelope.keep_live when the file does not set it: half of live_max.
+constexpr uint32_t keep_live_default = UINT32_MAX;
+
+/// [node]: who the node is and how its scheduler threads wait.
+struct node_basics_config {
+  std::string name = "node-1";
+  std::string zone = "zone-a";
+  /// How long an idle scheduler thread keeps looking for work every 50 µs
+  /// before it sleeps until work arrives (CAF's moderate polling; CAF's own
+  /// default is 25 000). 0: it sleeps at once.
+  uint32_t idle_poll_us = 0;
+};
+
+/// [gateway]: the client TCP broker.
+struct gateway_config {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7700;  ///< 0 picks a free port
+  std::string auth_token;  ///< required in the file, no default
+  uint32_t frame_size_max = 64 * 1024;
+  uint32_t connection_inflight_max = 1024;  ///< pipelined requests per connection
+  uint32_t node_inflight_max = 50000;       ///< requests in flight on the node
+  /// A request the router does not answer within this long gets an error.
+  uint32_t request_timeout_ms = 10000;
+};
+
+/// One store actor: a pool of connections, each on its own thread.
+struct store_config {
+  std::string database_url;  ///< any libpq connection string
+  uint32_t pool_size = 16;
+  /// A worker whose connection is down retries connecting after this long,
+  /// doubling up to the cap while it keeps failing; requests in between fail
+  /// fast with errc::unavailable.
+  uint32_t reconnect_interval_ms = 100;
+  /// Cap of the exponential backoff between connection attempts.
+  uint32_t reconnect_interval_max_ms = 5000;
+};
+
+/// The commit batcher: open batches of many envelopes in one transaction.
+struct commit_batcher_config {
+  uint32_t inflight_max = 4;    ///< transactions in flight (≤ the pool size)
+  uint32_t batch_max = 256;     ///< envelope batches per transaction
+  uint32_t queue_max = 100000;  ///< waiting batches before BUSY
+};
+
+/// The activation, payment and create batchers (each its own instance).
+struct batcher_config {
+  uint32_t inflight_max = 2;  ///< transactions in flight (< the pool size)
+  uint32_t batch_max = 64;    ///< requests per transaction
+};
+
+/// [database]: the stores and the batchers in front of the hot path's.
+struct database_config {
+  store_config store;  ///< the hot path's store (url, pool_size)
+  /// Connections of the background store (relay, sweeper, reconciler,
+  /// partitions, segment health): a long relay batch or reconciliation
+  /// never holds up an open.
+  uint32_t background_pool_size = 2;
+  commit_batcher_config commits;  ///< commits_in_flight
+  batcher_config batches;         ///< batches_in_flight, batch_max
+};
+
+/// [envelope], the envelope actor's part.
+struct envelope_config {
+  uint32_t queue_max = 2000;  ///< opens waiting for the next write; BUSY beyond
+  uint32_t batch_max = 2000;  ///< opens per group-commit write
+  uint32_t idle_ms = 30000;   ///< report idle after this long without work
+};
+
+/// [envelope], the registry's part: how many envelope actors live.
+struct registry_config {
+  uint32_t live_max = 100000;  ///< live envelope actors per node; BUSY beyond
+  /// Idle healthy actors stay live while at most this many are: an
+  /// activation costs a transaction (epoch bump and reload), a live idle
+  /// envelope only memory. Above it, the long idle go first: an actor
+  /// idle for two idle periods or more passivates, a newly idle one only
+  /// once the node is half-way from keep_live to live_max. 0: always.
+  /// keep_live_default stands for half of live_max.
+  uint32_t keep_live = keep_live_default;
+  /// At the cap, actors quiet for this long (nothing in flight) are asked
+  /// to report idle at once, at most once per cap_check_ms, so that a node
+  /// full of recently active envelopes makes room for new ones in
+  /// milliseconds instead of answering BUSY for an idle period.
+  uint32_t cap_quiet_ms = 1000;
+  uint32_t cap_check_ms = 1000;
+};
+
+/// keep_live with its default resolved against live_max.
+inline uint32_t keep_live_of(const registry_config& cfg) {
+  return cfg.keep_live == keep_live_default ? cfg.live_max / 2 : cfg.keep_live;
+}
+
+/// The router: creates in flight and their retries.
+struct router_config {
+  /// Creates being stored at once; more get a BUSY reply.
+  uint32_t creates_inflight_max = 2000;
+  /// A create whose segment failed is retried with a fresh id (in another
+  /// segment) this many times, invisibly to the client.
+  uint32_t create_attempts_max = 3;
+};
+
+/// [relay]: the outbox relay that credits wallets.
+struct relay_config {
+  int32_t batch_max = 100;         ///< outbox rows per relay transaction
+  uint32_t poll_ms = 200;          ///< pause after a batch that was not full
+  uint32_t backoff_max_ms = 5000;  ///< cap of the exponential backoff
+  uint32_t lag_log_ms = 5000;      ///< log the lag this often while behind
+  uint32_t yield_ms = 20;          ///< pause while opens are busy
+  uint32_t defer_max_ms = 1000;    ///< longest run of pauses; 0: never yield
+};
+
+/// [expiry]: the sweeper that refunds expired envelopes.
+struct expiry_config {
+  uint32_t interval_ms = 1000;  ///< pause between sweeps that found little
+  int32_t batch_max = 100;      ///< envelopes refunded concurrently
+};
+
+/// [reconcile]: periodic reconciliation (对账).
+struct reconcile_config {
+  uint32_t interval_s = 300;  ///< periodic run; 0 = only on demand
+  /// How far back the periodic run looks (the global checks see everything).
+  uint32_t window_s = 2 * 24 * 3600;
+};
+
+/// [partitions]: the keeper of day partitions.
+struct partitions_config {
+  uint32_t interval_s = 3600;  ///< how often the keeper runs
+  int32_t ahead_days = 3;      ///< partitions created for today + this many days
+  int32_t hot_days = 31;       ///< days kept hot before moving cold
+};
+
+/// [segments]: segment health, which blocks failing segments.
+struct segments_config {
+  uint32_t window_ms = 10000;        ///< sliding window of the fault count
+  uint32_t fault_threshold = 5;      ///< faults in the window that block
+  uint32_t probe_interval_ms = 1000; ///< probes of blocked segments
+};
+
+/// [supervisor]: the restart intensity of the node supervisor.
+struct supervisor_config {
+  uint32_t restarts_max = 5;   ///< restarts within the window ...
+  uint32_t window_ms = 30000;  ///< ... before escalating (the file says window_s)
+};
+
+/// The segments 0..15, where a node allocates ids unless told otherwise.
+inline std::vector<int32_t> default_id_segments() {
+  std::vector<int32_t> out;
+  for (int32_t i = 0; i < 16; ++i)
+    out.push_back(i);
+  return out;
+}
+
+/// [ids]: the envelope id allocator.
+struct ids_config {
+  std::vector<int32_t> segments = default_id_segments();
+  int64_t lease_block = 1000;    ///< sequence numbers per lease
+  uint32_t waiting_max = 10000;  ///< requests waiting for a lease
+};
+
+/// [log]
+struct log_config {
+  std::string level = "info";
+};
+
+} // namespace hb
