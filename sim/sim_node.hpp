@@ -1,16 +1,17 @@
 #pragma once
 
-// One hongbao node made of the production actors, wired the way
-// node/wiring.cpp wires them -- under the node supervisor, with segment
-// health -- minus the gateway (the simulated clients talk to the router
-// directly), on top of the simulated stores and clock.
+// One hongbao node, booted by start_node() of node/ as hongbao-node boots
+// it -- under the node supervisor, with segment health -- with the
+// simulation's environment: no gateway (the simulated clients talk to the
+// router directly), the simulated stores and clock, seeds drawn from the
+// world, and small limits (sim_node_config).
 //
-// The two stores (the hot path's and the background one, as in wiring.cpp)
-// are simulation actors: they stand for the database and its connection
-// pools, so they survive a node crash, and calls the crashed node sent them
-// may still commit afterwards. A crash kills every other actor -- the
-// supervisor, its children and every envelope actor -- and the memory is
-// lost; a restart starts a new supervisor.
+// The two stores (the hot path's and the background one) are simulation
+// actors: they stand for the database and its connection pools, so they
+// survive a node crash, and calls the crashed node sent them may still
+// commit afterwards. A crash kills every other actor -- the supervisor, its
+// children and every envelope actor -- and the memory is lost; a restart
+// starts a new supervisor.
 
 #include <cstdint>
 #include <memory>
@@ -19,41 +20,19 @@
 
 #include "caf/fwd.hpp"
 
-#include "store/commit_batcher.hpp"
-#include "background/expiry_sweeper_actor.hpp"
-#include "envelope/id_allocator_actor.hpp"
-#include "runtime/metrics.hpp"
-#include "background/partition_keeper_actor.hpp"
-#include "background/reconciler_actor.hpp"
-#include "envelope/registry_actor.hpp"
-#include "background/relay_actor.hpp"
-#include "cluster/router_actor.hpp"
-#include "store/store_actor.hpp"
-#include "supervision/segment_health_actor.hpp"
-#include "supervision/supervisor.hpp"
+#include "config/node_config.hpp"
+#include "node/node.hpp"
 #include "sim/sim_world.hpp"
 
 namespace hb::sim {
 
+/// The node's config in the simulation: small limits everywhere, so that a
+/// short run reaches them (leases run out, queues fill, batches split,
+/// actors passivate and come back).
+node_config sim_node_config(const world& w);
+
 /// The segments the simulated node allocates ids in.
 const std::vector<int32_t>& node_segments();
-
-/// The current handles of the node's subsystems (wiring.cpp's node_context).
-struct sim_node_context {
-  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
-  segment_health_actor health;
-  commit_sink committer;
-  activation_sink activator;
-  payment_sink payer;
-  create_sink creator;
-  id_allocator_actor ids;
-  registry_actor registry;
-  relay_actor relay;
-  reconciler_actor reconciler;
-  partition_keeper_actor keeper;
-  router_actor router;
-  expiry_sweeper_actor sweeper;
-};
 
 class sim_node {
 public:
@@ -88,22 +67,25 @@ public:
   bool escalated();
 
   int generation() const { return generation_; }
-  router_actor router() const { return ctx_ ? ctx_->router : router_actor{}; }
+  router_actor router() const {
+    return node_.ctx ? node_.ctx->router : router_actor{};
+  }
 
   /// The envelope limits the router enforces (the workload respects them).
   envelope_limits limits() const;
 
 private:
-  std::vector<child_spec> children();
+  node_env environment();
 
   caf::actor_system& sys_;
   world& w_;
+  node_config cfg_;
   store_actor store_;
   store_actor background_;
   bool started_ = false;
   int generation_ = 0;
-  std::shared_ptr<sim_node_context> ctx_;
-  supervisor_actor supervisor_;
+  node_handle node_;
+  segment_health_actor health_;
 };
 
 } // namespace hb::sim

@@ -13,21 +13,11 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 
-#include "runtime/errors.hpp"
-#include "background/expiry_sweeper_actor.hpp"
-#include "gateway/gateway_actor.hpp"
-#include "runtime/log.hpp"
-#include "envelope/id_allocator_actor.hpp"
-#include "runtime/messages.hpp"
-#include "background/partition_keeper_actor.hpp"
-#include "background/reconciler_actor.hpp"
-#include "envelope/registry_actor.hpp"
-#include "background/relay_actor.hpp"
-#include "cluster/router_actor.hpp"
-#include "store/store_actor.hpp"
 #include "config/node_config.hpp"
+#include "node/node.hpp"
 #include "persistence/pg_store.hpp"
-#include "node/wiring.hpp"
+#include "runtime/log.hpp"
+#include "runtime/messages.hpp"
 
 namespace {
 
@@ -39,7 +29,7 @@ bool migrate(const node_config& cfg, int wait_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   auto delay = std::chrono::milliseconds(100);
   for (;;) {
-    auto db = persistence::pg_store::connect(cfg.database_url);
+    auto db = persistence::pg_store::connect(cfg.database.store.database_url);
     if (db) {
       auto applied = (*db)->migrate();
       if (!applied) {
@@ -51,7 +41,7 @@ bool migrate(const node_config& cfg, int wait_s) {
       // the partition keeper maintains them from here on.
       auto now = system_now_ms();
       auto parts = (*db)->ensure_partitions(
-        day_offset(now, -1), day_offset(now, cfg.partitions_ahead_days));
+        day_offset(now, -1), day_offset(now, cfg.partitions.ahead_days));
       if (!parts) {
         std::fprintf(stderr, "hongbao-node: cannot create partitions: %s\n",
                      parts.error().message.c_str());
@@ -109,7 +99,7 @@ void print_summary(const node_config& cfg, const node_metrics& m) {
   std::printf("hongbao-node %s stopped: %llu opens committed in %llu writes "
               "(%.1f opens per write, largest %llu), %llu activations, "
               "%llu failed writes\n",
-              cfg.node_name.c_str(), static_cast<unsigned long long>(opens),
+              cfg.node.name.c_str(), static_cast<unsigned long long>(opens),
               static_cast<unsigned long long>(batches),
               batches > 0 ? static_cast<double>(opens) / batches : 0.0,
               static_cast<unsigned long long>(m.open_batch_max.load()),
@@ -119,7 +109,7 @@ void print_summary(const node_config& cfg, const node_metrics& m) {
   std::printf("hongbao-node %s relay: %llu credits in %llu batches "
               "(%.0f credits/s while busy), %llu redeliveries found "
               "credited, %llu refunds\n",
-              cfg.node_name.c_str(),
+              cfg.node.name.c_str(),
               static_cast<unsigned long long>(m.relay_credited.load()),
               static_cast<unsigned long long>(m.relay_batches.load()),
               busy_ms > 0 ? 1000.0 * m.relay_credited.load() / busy_ms : 0.0,
@@ -149,11 +139,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
-    std::printf("config ok: node %s, %zu segments\n", cfg->node_name.c_str(),
-                cfg->segments.size());
+    std::printf("config ok: node %s, %zu segments\n", cfg->node.name.c_str(),
+                cfg->ids.segments.size());
     return 0;
   }
-  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  spdlog::set_level(spdlog::level::from_str(cfg->log.level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
 
   // Block the shutdown signals before any thread starts, so that they all
@@ -182,33 +172,30 @@ int main(int argc, char** argv) {
   // two cores that polling cost an idle node ~12 % of a core and a lightly
   // loaded one about a quarter of its CPU (docs/performance.md).
   sys_cfg.set("work-stealing.moderate-poll-attempts",
-              static_cast<size_t>(cfg->idle_poll_us / 50));
+              static_cast<size_t>(cfg->node.idle_poll_us / 50));
   caf::actor_system sys{sys_cfg};
 
-  auto ctx = std::make_shared<node_context>();
-  supervisor_settings sup_cfg;
-  sup_cfg.restarts_max = cfg->restarts_max;
-  sup_cfg.window = std::chrono::milliseconds(cfg->restart_window_s * 1000LL);
-  auto sup = spawn_supervisor(sys, node_children(sys, *cfg, ctx), sup_cfg);
-  if (!sup) {
+  auto node = start_node(sys, *cfg, production_env());
+  if (!node) {
     std::fprintf(stderr, "hongbao-node: cannot start: %s\n",
-                 sys.render(sup.error()).c_str());
+                 sys.render(node.error()).c_str());
     return 1;
   }
+  auto& ctx = node->ctx;
   std::printf("hongbao-node %s (zone %s) listening on %s:%u\n",
-              cfg->node_name.c_str(), cfg->zone.c_str(),
-              cfg->listen_host.c_str(), ctx->gateway.port);
+              cfg->node.name.c_str(), cfg->node.zone.c_str(),
+              cfg->gateway.host.c_str(), ctx->gateway.port);
   std::fflush(stdout);
   named_logger("node").info("node_started name={} zone={} port={}",
-                            cfg->node_name, cfg->zone, ctx->gateway.port);
+                            cfg->node.name, cfg->node.zone, ctx->gateway.port);
 
   // Runs until the supervisor ends: normally after a signal, with an error
   // when a subsystem failed beyond its restart intensity.
   caf::error reason;
   {
-    signal_waiter signals{*sup};
+    signal_waiter signals{node->supervisor};
     caf::scoped_actor self{sys};
-    self->monitor(*sup);
+    self->monitor(node->supervisor);
     self->receive([&](caf::down_msg& msg) { reason = msg.reason; });
   }
   print_summary(*cfg, *ctx->metrics);
