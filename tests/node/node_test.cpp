@@ -38,6 +38,7 @@ struct node_fixture : actor_fixture {
   std::vector<segment_health_actor> healths;  // health hook calls
   std::vector<caf::actor_addr> downs;         // of watched actors, in order
   caf::actor watcher;
+  std::vector<supervisor_actor> supervisors;  // of every node booted
 
   node_fixture() {
     cfg.database.store.database_url = "fake";
@@ -57,6 +58,12 @@ struct node_fixture : actor_fixture {
   }
 
   ~node_fixture() override {
+    // Stop the node while only messages run: the base fixture's teardown
+    // fires every timer, and the periodic ones of a running node (relay,
+    // sweeper, reconciler) would re-arm forever.
+    for (auto& sup : supervisors)
+      anon_send(sup, stop_atom::value);
+    run();
     anon_send_exit(watcher, caf::exit_reason::user_shutdown);
     run();
   }
@@ -83,18 +90,21 @@ struct node_fixture : actor_fixture {
   node_handle boot(bool stores_outlive_node) {
     auto node = start_node(sys, cfg, environment(stores_outlive_node));
     CAF_REQUIRE(node);
+    supervisors.push_back(node->supervisor);
     run();
     return *node;
   }
 
   // The supervisor's current handle of a child.
   caf::actor child(const node_handle& node, const std::string& name) {
+    auto h = self->request(node.supervisor, caf::infinite, get_atom::value,
+                           name);
+    run();
     caf::actor out;
-    self->request(node.supervisor, caf::infinite, get_atom::value, name)
-      .receive([&](caf::actor& a) { out = a; },
-               [&](caf::error& err) {
-                 CAF_FAIL("no child " << name << ": " << sys.render(err));
-               });
+    h.receive([&](caf::actor& a) { out = std::move(a); },
+              [&](caf::error& err) {
+                CAF_FAIL("no child " << name << ": " << sys.render(err));
+              });
     return out;
   }
 
