@@ -1,30 +1,20 @@
 #include "domain/split.hpp"
 
 #include <algorithm>
-#include <cassert>
-#include <cstdio>
-#include <cstdlib>
+
+#include "domain/assert.hpp"
 
 namespace hb {
 
-namespace {
-
-// Invariant checks on the money path stay on in release builds.
-void require(bool cond, const char* what) {
-  if (!cond) {
-    std::fprintf(stderr, "hongbao: broken money invariant: %s\n", what);
-    std::abort();
-  }
-}
-
-} // namespace
-
 int64_t random_share(int64_t remaining_fen, int32_t remaining_count,
                      int64_t share_max_fen, std::mt19937_64& rng) {
-  require(remaining_count >= 1, "random_share needs a share left");
-  require(remaining_fen >= remaining_count, "remaining below 1 fen per share");
-  require(remaining_fen <= remaining_count * share_max_fen,
-          "remaining above share_max per share");
+  HB_ASSERT(remaining_count >= 1, "random_share needs a share left");
+  HB_ASSERT(remaining_fen >= remaining_count,
+            "remaining {} fen below 1 fen for each of {} shares", remaining_fen,
+            remaining_count);
+  HB_ASSERT(remaining_fen <= remaining_count * share_max_fen,
+            "remaining {} fen above {} shares of at most {} fen",
+            remaining_fen, remaining_count, share_max_fen);
   if (remaining_count == 1)
     return remaining_fen;
   int64_t hi = (2 * remaining_fen) / remaining_count - 1;
@@ -36,13 +26,14 @@ int64_t random_share(int64_t remaining_fen, int32_t remaining_count,
     hi = lo;
   std::uniform_int_distribution<int64_t> dist(lo, hi);
   int64_t share = dist(rng);
-  require(share >= 1 && share <= remaining_fen - later, "share out of range");
+  HB_ASSERT(share >= 1 && share <= remaining_fen - later,
+            "share {} fen outside [1, {}]", share, remaining_fen - later);
   return share;
 }
 
 int64_t equal_share(int64_t total_fen, int32_t count, int32_t position) {
-  require(count >= 1 && position >= 0 && position < count,
-          "equal_share position out of range");
+  HB_ASSERT(count >= 1 && position >= 0 && position < count,
+            "equal_share position {} of {} shares", position, count);
   int64_t base = total_fen / count;
   int64_t extra = total_fen % count;
   return base + (position < extra ? 1 : 0);
@@ -50,7 +41,8 @@ int64_t equal_share(int64_t total_fen, int32_t count, int32_t position) {
 
 int64_t next_share(const envelope& env, int64_t share_max_fen,
                    std::mt19937_64& rng) {
-  require(env.remaining_count >= 1, "next_share on an exhausted envelope");
+  HB_ASSERT(env.remaining_count >= 1,
+            "envelope {}: next_share without a share left", env.id);
   if (env.kind == envelope_kind::equal)
     return equal_share(env.total_fen, env.count,
                        env.count - env.remaining_count);
