@@ -3,7 +3,6 @@
 #include "caf/test/unit_test.hpp"
 
 #include "domain/envelope.hpp"
-#include "domain/envelope_id.hpp"
 #include "domain/limits.hpp"
 #include "domain/money.hpp"
 
@@ -19,23 +18,6 @@ CAF_TEST(the state machine allows only the designed transitions) {
   CAF_CHECK(!transition_allowed(s::exhausted, s::refunded));
   CAF_CHECK(!transition_allowed(s::refunded, s::paid));
   CAF_CHECK(!transition_allowed(s::paid, s::created));
-}
-
-CAF_TEST(envelope ids carry day sequence and segment) {
-  auto id = make_envelope_id(20261126, 42, 217);
-  CAF_CHECK_EQUAL(id, 2026112600000042217);
-  CAF_CHECK_EQUAL(segment_of(id), 217);
-  envelope_id_parts p;
-  CAF_REQUIRE(parse_envelope_id(id, p));
-  CAF_CHECK_EQUAL(p.day, 20261126);
-  CAF_CHECK_EQUAL(p.sequence, 42);
-  CAF_CHECK_EQUAL(p.segment, 217);
-  CAF_CHECK_EQUAL(make_envelope_id(20261126, 0, 1), 0);
-  CAF_CHECK_EQUAL(make_envelope_id(20261126, 1, 1000), 0);
-  CAF_CHECK_EQUAL(make_envelope_id(20261126, sequence_max, 1), 0);
-  CAF_CHECK(!parse_envelope_id(12345, p));
-  CAF_CHECK(!parse_envelope_id(-1, p));
-  CAF_CHECK_EQUAL(utc_day_of(1764115200000), 20251126);  // 2025-11-26T00:00Z
 }
 
 CAF_TEST(limits reject bad creates with clear errors) {
