@@ -13,7 +13,8 @@ bool valid_day(int32_t day) {
   int32_t y = day / 10000;
   int32_t m = (day / 100) % 100;
   int32_t d = day % 100;
-  return y >= 2000 && y <= 9999 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
+  // Up to the year 9222: a day of 9223 times 10^11 overflows int64_t.
+  return y >= 2000 && y <= 9222 && m >= 1 && m <= 12 && d >= 1 && d <= 31;
 }
 
 } // namespace

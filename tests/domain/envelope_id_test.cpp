@@ -35,7 +35,7 @@ CAF_TEST(ids of one day sort by sequence and days sort before sequences) {
 }
 
 CAF_TEST(formatting and parsing round-trip at the edges of each part) {
-  for (int32_t day : {20000101, 20261126, 21001231})
+  for (int32_t day : {20000101, 20261126, 92221231})
     for (int64_t seq : {int64_t{1}, int64_t{4711}, sequence_max - 1})
       for (int32_t seg : {0, 217, segment_count - 1}) {
         auto id = make_envelope_id(day, seq, seg);
@@ -58,6 +58,9 @@ CAF_TEST(a part out of range makes no id) {
   CAF_CHECK_EQUAL(make_envelope_id(20261326, 1, 1), 0);  // month 13
   CAF_CHECK_EQUAL(make_envelope_id(20261100, 1, 1), 0);  // day 0
   CAF_CHECK_EQUAL(make_envelope_id(20261132, 1, 1), 0);  // day 32
+  // A year whose id would not fit in 63 bits.
+  CAF_CHECK_EQUAL(make_envelope_id(99991231, 1, 1), 0);
+  CAF_CHECK_NOT_EQUAL(make_envelope_id(92221231, sequence_max - 1, 999), 0);
 }
 
 CAF_TEST(parsing refuses what is not a well formed id and keeps the output) {
