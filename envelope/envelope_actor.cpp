@@ -1,7 +1,6 @@
 #include "envelope/envelope_actor.hpp"
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <random>
@@ -16,7 +15,9 @@
 #include "runtime/errors.hpp"
 #include "runtime/failpoints.hpp"
 #include "runtime/bugs.hpp"
-#include "domain/split.hpp"
+#include "domain/assert.hpp"
+#include "domain/envelope_phase.hpp"
+#include "domain/open_plan.hpp"
 
 namespace hb {
 
@@ -43,24 +44,32 @@ struct envelope_state {
   std::vector<open_record> opens;                  // by seq
   std::unordered_map<std::string, size_t> opened;  // user -> index in opens
 
+  // -- lifecycle ----------------------------------------------------------------
+  // Changed only through enter(), which asserts the domain's transition rule.
+  envelope_phase phase = envelope_phase::loading;
+  // A stop (passivation or shutdown) waits for the write in flight. Not a
+  // phase of its own: it can arrive during each write phase (paying,
+  // writing, refunding) and must not forget which write is in flight; it
+  // takes effect (phase stopped) as soon as none is.
+  bool stop_requested = false;
+
   // -- work in progress -------------------------------------------------------
   std::deque<std::string> queue;  // users waiting for the next write
   std::unordered_map<std::string, std::vector<open_promise>> waiters;
   std::unordered_map<std::string, int64_t> deadlines;  // of queued users
-  bool writing = false;
   open_batch inflight;            // the write in flight, if writing
   caf::actor_clock::time_point write_started;  // when it went out
-  std::string paying_txn;         // non-empty while a payment write is in flight
+  std::string paying_txn;         // the txn of the payment while paying
   std::vector<pay_promise> pay_waiters;
-  bool refunding = false;         // the refund write is in flight
   std::vector<refund_promise> refund_waiters;
-  bool archived = false;          // loaded from cold storage: read-only
-  bool stopping = false;          // stop after the write in flight
   int64_t gauge_reported = 0;     // this actor's share of queued_opens
 
   // -- passivation -------------------------------------------------------------
   uint64_t handled = 0;  // requests taken from the registry
   caf::actor_clock::time_point last_active;
+  // Timers, not lifecycle: whether one is scheduled is independent of the
+  // phase (an idle check runs in every phase, and CAF 0.17 cannot cancel a
+  // timer, so these only keep one of each in the clock at a time).
   bool tick_pending = false;  // an idle check is scheduled
   bool expiry_armed = false;  // the expiry timer is scheduled
   caf::error failure;    // set when activation failed
@@ -70,52 +79,45 @@ struct envelope_state {
 
 using envelope_pointer = envelope_actor::stateful_pointer<envelope_state>;
 
-// A broken money invariant is a bug: crash loudly, in release builds too.
-[[noreturn]] void invariant_broken(const envelope_state& st, const char* where,
-                                   const std::string& problem) {
+// Moves the actor to its next phase; any move the domain's lifecycle does
+// not allow is a bug.
+void enter(envelope_state& st, envelope_phase to) {
+  HB_ASSERT(phase_transition_allowed(st.phase, to),
+            "envelope {}: phase {} -> {} is not allowed", st.id,
+            to_string(st.phase), to_string(to));
+  st.phase = to;
+}
+
+// A broken money invariant also goes to the node log (flushed) before
+// HB_ASSERT aborts: the log is where an operator looks first.
+void log_if_broken(const envelope_state& st, const char* where,
+                   const std::string& problem) {
+  if (problem.empty())
+    return;
   actors_log().critical("invariant_broken envelope={} where={} problem={}",
                         st.id, where, problem);
   actors_log().flush();
-  std::fprintf(stderr, "hongbao: envelope %lld: %s (%s)\n",
-               static_cast<long long>(st.id), problem.c_str(), where);
-  std::abort();
 }
 
 // The full check, O(opens): on activation, where the state comes from the
-// database.
+// database, around the payment and after the refund, which come once per
+// envelope.
 void require_invariants(const envelope_state& st, const char* where) {
   auto problem = check_invariants(st.env, st.opens);
-  if (!problem.empty())
-    invariant_broken(st, where, problem);
+  log_if_broken(st, where, problem);
+  HB_ASSERT(problem.empty(), "envelope {}: {} ({})", st.id, problem, where);
 }
 
-// The check after each state change, O(batch): given that the invariants
-// held before, they hold after exactly when these do. A full check per
-// batch would make a hot envelope quadratic in its opens.
+// The check around each batch, O(batch): before it is written and after it
+// is committed. Given that the invariants held before, they hold after
+// exactly when this passes; a full check per batch would make a hot
+// envelope quadratic in its opens.
 void require_batch_invariants(const envelope_state& st,
                               const envelope& before, const open_batch& b,
                               const char* where) {
-  int64_t sum = 0;
-  for (size_t i = 0; i < b.opens.size(); ++i) {
-    auto& o = b.opens[i];
-    if (o.amount_fen < 1)
-      invariant_broken(st, where, "share below 1 fen for user " + o.user);
-    if (o.seq != before.count - before.remaining_count + 1
-                   + static_cast<int32_t>(i))
-      invariant_broken(st, where, "seq out of order for user " + o.user);
-    sum += o.amount_fen;
-  }
-  auto& env = st.env;
-  if (before.remaining_fen - sum != env.remaining_fen
-      || before.remaining_count - static_cast<int32_t>(b.opens.size())
-           != env.remaining_count)
-    invariant_broken(st, where, "the batch does not add up to the new remainder");
-  if (env.remaining_fen < 0 || env.remaining_count < 0)
-    invariant_broken(st, where, "negative remaining amount or count");
-  if (env.remaining_count == 0 && env.remaining_fen != 0)
-    invariant_broken(st, where, "no shares left but money remains");
-  if (env.remaining_count > 0 && env.remaining_fen < env.remaining_count)
-    invariant_broken(st, where, "remaining money cannot give every share 1 fen");
+  auto problem = batch_change_problem(before, b);
+  log_if_broken(st, where, problem);
+  HB_ASSERT(problem.empty(), "envelope {}: {} ({})", st.id, problem, where);
 }
 
 // Brings this actor's share of the node's queued-opens gauge up to date.
@@ -163,7 +165,7 @@ void touch(envelope_pointer self) {
 
 // Why a new open cannot be taken, or none.
 caf::error open_refusal(const envelope_state& st) {
-  if (st.stopping)
+  if (st.stop_requested)
     return make_error(errc::unavailable,
                       "the envelope is moving or the node is shutting down; "
                       "retry");
@@ -173,6 +175,11 @@ caf::error open_refusal(const envelope_state& st) {
     return make_error(errc::expired, "the envelope has expired");
   if (st.env.remaining_count - reserved(st) <= 0)
     return make_error(errc::exhausted, "all shares are taken (手慢了)");
+  // Cold storage holds days long past any expiry, so the checks above
+  // refuse every open of an archived envelope; this one keeps a read-only
+  // copy from ever writing.
+  if (st.phase == envelope_phase::archived)
+    return make_error(errc::expired, "the envelope is archived (read-only)");
   if (st.queue.size() >= st.cfg.queue_max)
     return make_error(errc::busy, "this envelope is busy; retry shortly");
   return {};
@@ -215,8 +222,9 @@ caf::error expired_error() {
 // A stop that waited for a write in flight completes once nothing is.
 bool finish_stop(envelope_pointer self) {
   auto& st = self->state;
-  if (!st.stopping || st.writing || st.refunding || !st.paying_txn.empty())
+  if (!st.stop_requested || write_in_flight(st.phase))
     return false;
+  enter(st, envelope_phase::stopped);
   self->quit();
   return true;
 }
@@ -240,6 +248,7 @@ void stop_after_write_failure(envelope_pointer self, const caf::error& err,
                                 + "); retry the same request");
   fail_all_waiters(self, reply);
   sync_gauge(self->state, true);
+  enter(self->state, envelope_phase::stopped);
   self->quit(reply);
 }
 
@@ -255,24 +264,28 @@ void deliver_open(envelope_state& st, const open_record& rec) {
   st.waiters.erase(it);
 }
 
+// Whether the refund is due, whether or not a write is in flight.
 bool due_for_refund(const envelope_state& st) {
-  return st.env.status == envelope_status::paid && !st.archived
-         && is_expired(st);
+  return st.env.status == envelope_status::paid
+         && st.phase != envelope_phase::archived && is_expired(st);
 }
 
 void on_refunded(envelope_pointer self, int64_t amount) {
   auto& st = self->state;
-  st.refunding = false;
-  if (amount != st.env.remaining_fen) {
-    actors_log().critical("refund_mismatch envelope={} refunded={} "
-                          "remaining={}",
-                          st.id, amount, st.env.remaining_fen);
-    std::abort();
-  }
+  // The database refunds the remainder it holds; another amount means this
+  // copy and the database disagree about the money.
+  if (amount != st.env.remaining_fen)
+    log_if_broken(st, "on refund", "refunded " + std::to_string(amount)
+                                     + " fen, remaining "
+                                     + std::to_string(st.env.remaining_fen));
+  HB_ASSERT(amount == st.env.remaining_fen,
+            "envelope {}: refunded {} fen but {} fen remain", st.id, amount,
+            st.env.remaining_fen);
   st.env.status = envelope_status::refunded;
   st.env.refunded_fen = amount;
   st.env.remaining_fen = 0;
-  // The refund took exactly the remainder (checked above): the sum holds.
+  require_invariants(st, "after refund");
+  enter(st, envelope_phase::refunded);
   if (st.cfg.metrics)
     st.cfg.metrics->refunds.fetch_add(1, std::memory_order_relaxed);
   actors_log().info("envelope_refunded envelope={} refunded_fen={} "
@@ -294,22 +307,24 @@ void maybe_refund(envelope_pointer self) {
   if (!due_for_refund(st)) {
     // Nothing is due (any more): e.g. the batch in flight took the last
     // share. Whoever asked for a refund hears so now, not after a timeout.
-    if (!st.refunding) {
+    if (st.phase != envelope_phase::refunding) {
       for (auto& rp : st.refund_waiters)
         rp.deliver(st.env.refunded_fen);
       st.refund_waiters.clear();
     }
     return;
   }
-  if (st.refunding || st.writing)
+  if (write_in_flight(st.phase))
     return;
   fail_queued(st, expired_error());
-  st.refunding = true;
+  // No full check here: right after a commit the batch's opens may not be
+  // filed yet (the next write goes out first, see on_committed), and the
+  // envelope was checked by that commit; the full check follows the refund.
+  enter(st, envelope_phase::refunding);
   self->request(st.store, store_timeout, db_refund_atom::value, st.id,
                 st.env.epoch)
     .then([=](int64_t amount) { on_refunded(self, amount); },
           [=](caf::error& err) {
-            self->state.refunding = false;
             stop_after_write_failure(self, err, "refund");
           });
 }
@@ -322,7 +337,7 @@ void maybe_refund(envelope_pointer self) {
 // passivated actor has no timer; the durable sweeper takes over.
 bool expiry_ahead(const envelope_state& st) {
   return !st.expiry_armed && st.env.status == envelope_status::paid
-         && st.env.expires_at_ms > 0 && !st.archived;
+         && st.env.expires_at_ms > 0 && st.phase != envelope_phase::archived;
 }
 
 void arm_expiry(envelope_pointer self) {
@@ -341,8 +356,7 @@ void dispatch(envelope_pointer self);
 
 // Whether anything is in flight or waiting: such an actor is not idle.
 bool has_work(const envelope_state& st) {
-  return st.writing || !st.queue.empty() || !st.paying_txn.empty()
-         || st.refunding;
+  return write_in_flight(st.phase) || !st.queue.empty();
 }
 
 // Tells the registry this actor has been quiet for `quiet` and may stop.
@@ -378,8 +392,8 @@ void on_committed(envelope_pointer self) {
   // envelope's writes follow each other without that time in between).
   auto committed = std::move(b.opens);
   st.inflight = open_batch{};
-  st.writing = false;
-  if (!st.stopping)
+  enter(st, resting_phase(st.env.status));
+  if (!st.stop_requested)
     dispatch(self);
   auto first = st.opens.size();
   for (auto& rec : committed) {
@@ -387,7 +401,10 @@ void on_committed(envelope_pointer self) {
     st.opens.push_back(std::move(rec));
   }
   if (st.opened.size() != st.opens.size())
-    invariant_broken(st, "after commit", "a user opened twice");
+    log_if_broken(st, "after commit", "a user opened twice");
+  HB_ASSERT(st.opened.size() == st.opens.size(),
+            "envelope {}: a user opened twice ({} users, {} opens)", st.id,
+            st.opened.size(), st.opens.size());
   for (auto i = first; i < st.opens.size(); ++i)
     deliver_open(st, st.opens[i]);
   sync_gauge(st);
@@ -404,39 +421,28 @@ void on_committed(envelope_pointer self) {
 // period after store_timeout.
 bool commit_overdue(envelope_pointer self) {
   auto& st = self->state;
-  return st.writing && st.cfg.committer
+  return st.phase == envelope_phase::writing && st.cfg.committer
          && self->clock().now() - st.write_started > store_timeout;
 }
 
-// Decides the shares of the next batch and sends it as one write.
-void dispatch(envelope_pointer self) {
-  auto& st = self->state;
-  if (st.writing || st.refunding || st.queue.empty())
-    return;
-  if (is_expired(st)) {
-    // Opens queued behind the last batch lost the race against expiry.
-    fail_queued(st, expired_error());
-    maybe_refund(self);
-    return;
-  }
-  envelope next = st.env;
-  open_batch b;
-  b.envelope_id = st.id;
-  b.epoch = st.env.epoch;
-  auto now = st.cfg.now_ms();
-  while (!st.queue.empty() && b.opens.size() < st.cfg.batch_max
-         && next.remaining_count > 0) {
-    open_record rec;
-    rec.user = std::move(st.queue.front());
+// Takes the users of the next batch off the queue: at most batch_max and
+// at most the shares left. A user whose client deadline has passed is
+// answered DEADLINE_EXCEEDED and not taken.
+std::vector<std::string> take_batch_users(envelope_state& st, int64_t now) {
+  std::vector<std::string> users;
+  auto take_max = std::min<int64_t>(st.cfg.batch_max,
+                                    std::max(0, st.env.remaining_count));
+  while (!st.queue.empty() && static_cast<int64_t>(users.size()) < take_max) {
+    auto user = std::move(st.queue.front());
     st.queue.pop_front();
     int64_t deadline = 0;
-    if (auto dl = st.deadlines.find(rec.user); dl != st.deadlines.end()) {
+    if (auto dl = st.deadlines.find(user); dl != st.deadlines.end()) {
       deadline = dl->second;
       st.deadlines.erase(dl);
     }
     if (deadline != 0 && now >= deadline) {
       // Nobody waits for this answer any more: drop it, do not execute it.
-      auto it = st.waiters.find(rec.user);
+      auto it = st.waiters.find(user);
       for (auto& rp : it->second)
         rp.deliver(make_error(errc::deadline_exceeded,
                               "the client's deadline passed while the open "
@@ -446,34 +452,57 @@ void dispatch(envelope_pointer self) {
         st.cfg.metrics->deadline_drops.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    rec.amount_fen = next_share(next, st.cfg.share_max_fen, st.rng);
-    rec.seq = next.count - next.remaining_count + 1;
-    rec.opened_at_ms = now;
-    next.remaining_fen -= rec.amount_fen;
-    next.remaining_count -= 1;
-    b.opens.push_back(std::move(rec));
+    users.push_back(std::move(user));
   }
+  return users;
+}
+
+// Answers every queued user with 手慢了: no share is left for them.
+void fail_queued_exhausted(envelope_state& st) {
+  for (auto& user : st.queue) {
+    auto it = st.waiters.find(user);
+    for (auto& rp : it->second)
+      rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
+    st.waiters.erase(it);
+  }
+  st.queue.clear();
+  st.deadlines.clear();
+}
+
+// Decides the shares of the next batch (the domain's plan) and sends it as
+// one write.
+void dispatch(envelope_pointer self) {
+  auto& st = self->state;
+  if (write_in_flight(st.phase) || st.queue.empty())
+    return;
+  if (is_expired(st)) {
+    // Opens queued behind the last batch lost the race against expiry.
+    fail_queued(st, expired_error());
+    maybe_refund(self);
+    return;
+  }
+  auto now = st.cfg.now_ms();
+  auto users = take_batch_users(st, now);
+  auto plan = plan_open_batch(
+    st.env, std::move(users),
+    [&st](const std::string& user) { return st.opened.count(user) > 0; },
+    money{st.cfg.share_max_fen}, now, st.rng);
+  // An open is queued only when the user has no share and is not queued
+  // yet, and no more users are taken than shares are left.
+  HB_ASSERT(plan.repeats.empty() && plan.unserved.empty(),
+            "envelope {}: a queued user holds a share or got none ({} "
+            "repeats, {} unserved)",
+            st.id, plan.repeats.size(), plan.unserved.size());
+  auto& b = plan.batch;
   // Users the reservation rule let in but who find no share left (only
   // possible if limits changed underneath) hear 手慢了 now.
-  if (next.remaining_count == 0)
-    for (auto& user : st.queue) {
-      auto it = st.waiters.find(user);
-      for (auto& rp : it->second)
-        rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
-      st.waiters.erase(it);
-    }
-  if (next.remaining_count == 0) {
-    st.queue.clear();
-    st.deadlines.clear();
-  }
+  if (b.remaining_count == 0)
+    fail_queued_exhausted(st);
   if (b.opens.empty())
     return;
-  b.remaining_fen = next.remaining_fen;
-  b.remaining_count = next.remaining_count;
-  b.status = next.remaining_count == 0 ? envelope_status::exhausted
-                                       : envelope_status::paid;
+  require_batch_invariants(st, st.env, b, "before commit");
   st.inflight = b;
-  st.writing = true;
+  enter(st, envelope_phase::writing);
   sync_gauge(st);
   auto on_ok = [=](caf::ok_atom) { on_committed(self); };
   auto on_err = [=](caf::error& err) {
@@ -581,7 +610,7 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
   auto& st = self->state;
   if (txn.empty())
     return make_error(errc::invalid_argument, "payment_txn must not be empty");
-  if (st.archived)
+  if (st.phase == envelope_phase::archived)
     return make_error(errc::invalid_argument,
                       "the envelope is archived and can no longer be paid");
   if (st.env.status != envelope_status::created) {
@@ -590,7 +619,7 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
     return make_error(errc::payment_mismatch,
                       "the envelope was paid with another payment txn");
   }
-  if (!st.paying_txn.empty()) {
+  if (st.phase == envelope_phase::paying) {
     if (st.paying_txn != txn)
       return make_error(errc::busy, "another payment is being recorded; retry");
     auto rp = self->make_response_promise<envelope>();
@@ -604,6 +633,8 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
   p.paid_at_ms = st.cfg.now_ms();
   p.expires_at_ms = p.paid_at_ms + st.cfg.expiry_ms;
   p.from_wallet = from_wallet;
+  require_invariants(st, "before payment");
+  enter(st, envelope_phase::paying);
   st.paying_txn = txn;
   auto rp = self->make_response_promise<envelope>();
   st.pay_waiters.push_back(rp);
@@ -618,6 +649,8 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
         st.env.paid_at_ms = p.paid_at_ms;
         st.env.expires_at_ms = p.expires_at_ms;
         st.paying_txn.clear();
+        require_invariants(st, "after payment");
+        enter(st, envelope_phase::paid);
         actors_log().info("envelope_paid envelope={} total_fen={} count={}", st.id,
                      st.env.total_fen, st.env.count);
         for (auto& w : st.pay_waiters)
@@ -635,6 +668,7 @@ caf::result<envelope> handle_pay(envelope_pointer self, std::string& txn,
             || f.code == errc::insufficient_funds
             || f.code == errc::invalid_argument) {
           // The database refused the txn and changed nothing.
+          enter(st, envelope_phase::unpaid);
           for (auto& w : st.pay_waiters)
             w.deliver(err);
           st.pay_waiters.clear();
@@ -705,7 +739,7 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       fail_queued(st, make_error(errc::unavailable,
                                  "the envelope is moving or the node is "
                                  "shutting down; retry"));
-      st.stopping = true;
+      st.stop_requested = true;
       finish_stop(self);
     },
     [=](tick_atom) {
@@ -779,7 +813,10 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](get_atom, int64_t) -> caf::result<envelope_detail> { return fail(); },
     [=](refund_atom, int64_t) -> caf::result<int64_t> { return fail(); },
     [=](expire_atom) {},
-    [=](stop_atom) { self->quit(); },
+    [=](stop_atom) {
+      enter(self->state, envelope_phase::stopped);
+      self->quit();
+    },
     [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
     [=](idle_check_atom, int64_t) {
       auto& st = self->state;
@@ -830,9 +867,9 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
 
 void on_activated(envelope_pointer self, envelope_snapshot& snap) {
   auto& st = self->state;
+  enter(st, loaded_phase(snap));
   st.env = std::move(snap.env);
   st.opens = std::move(snap.opens);
-  st.archived = snap.archived;
   for (size_t i = 0; i < st.opens.size(); ++i)
     st.opened.emplace(st.opens[i].user, i);
   require_invariants(st, "on activation");
@@ -858,6 +895,7 @@ void on_activation_failed(envelope_pointer self, caf::error& err) {
     st.failure = make_error(errc::unavailable,
                             "cannot load the envelope (" + f.message
                               + "); retry");
+  enter(st, envelope_phase::failed);
   self->become(failed(self));
   auto wait = f.code == errc::not_found
                 ? std::chrono::milliseconds(st.cfg.idle_ms)
