@@ -1,7 +1,7 @@
 #pragma once
 
-// Private to persistence/: the libpq plumbing shared by pg_store.cpp,
-// pg_ledger.cpp and pg_partitions.cpp. Nothing outside this folder includes it.
+// Private to persistence/: the libpq plumbing shared by the pg_*.cpp files
+// of pg_store (one per concern). Nothing outside this folder includes it.
 
 #include <libpq-fe.h>
 

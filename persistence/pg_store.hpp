@@ -49,6 +49,8 @@ struct create_result {
 /// primary message (never parameter values). Nothing is logged here.
 class pg_store {
 public:
+  // -- Connection and schema (pg_connection.cpp) ---------------------------
+
   /// Opens a connection (connect_timeout 5 s unless `url` sets one; client
   /// encoding UTF8). Does not apply migrations. A malformed `url` ->
   /// errc::invalid_argument; a server that cannot be reached or refuses the
@@ -66,6 +68,15 @@ public:
 
   /// The highest applied migration version (0 on an empty database).
   outcome<int> schema_version();
+
+  /// Runs trusted SQL, possibly several statements, without parameters and
+  /// discards any rows (tests and tools). Never pass user data in `sql`.
+  outcome<done> exec(const std::string& sql);
+
+  /// Whether the connection is currently usable.
+  bool connected() const;
+
+  // -- An envelope's row (pg_envelopes.cpp) --------------------------------
 
   /// Inserts a new envelope (status CREATED), or, when (sender,
   /// idempotency_key) exists already, returns the stored one with
@@ -112,32 +123,7 @@ public:
   /// touching the epoch.
   outcome<envelope_snapshot> load(int64_t envelope_id);
 
-  /// CREATED -> PAID guarded by the epoch, in one transaction: records the
-  /// payment txn (payments row), paid and expiry times, posts 'pay:<id>'
-  /// moving the total from the external account (or, with from_wallet, the
-  /// sender's wallet) into the segment's escrow, writes the sender's 'sent'
-  /// record and an outbox row of kind 'paid' (the group notification).
-  /// Nothing changes unless the envelope is CREATED under `p.epoch`.
-  /// Already paid with the same txn -> done (idempotent). errc::stale_epoch
-  /// if the epoch is not current (checked first), errc::payment_mismatch if
-  /// paid with another txn or the txn paid another envelope, errc::not_found,
-  /// errc::invalid_argument for an empty txn, errc::insufficient_funds
-  /// ("wallet of U holds X fen, needs Y") when the wallet holds less than
-  /// the total (nothing changed: the envelope stays CREATED and may still be
-  /// paid), errc::expired for an unpaid envelope already in cold storage.
-  /// paid_at_ms 0 means now; expires_at_ms 0 means never.
-  outcome<done> confirm_payment(const payment& p);
-
-  /// Many payments in one transaction, for a burst of them (the pay
-  /// batcher): every external payment (not from_wallet, txn not empty) whose
-  /// envelope is CREATED under its epoch is confirmed as confirm_payment
-  /// does, with one update of each account it moves (locked in id order)
-  /// and one commit for the lot; returns the ids it confirmed. Any other
-  /// item, and a repeated envelope id after its first, is left unchanged:
-  /// the caller confirms it alone, which answers or explains it. Any failure
-  /// (e.g. a txn already used for another envelope) changes nothing.
-  outcome<std::vector<int64_t>> confirm_payments(
-    const std::vector<payment>& ps);
+  // -- Group commit of opens (pg_commits.cpp) ------------------------------
 
   /// One group-commit transaction: checks the epoch and updates remaining
   /// amount/count/status, inserts every open and queues them for the relay
@@ -173,13 +159,34 @@ public:
   /// prepares as before).
   bool warm_up(int32_t day);
 
-  /// Leases `block` sequence numbers of a segment for a day; returns the first
-  /// of them. Leases never overlap, across processes too. Sequences of a
-  /// (segment, day) start at 1. block < 1 -> errc::internal. The caller
-  /// checks the end of the block against sequence_max.
-  outcome<int64_t> lease_sequence(int32_t segment, int32_t day, int64_t block);
+  // -- Payment and refund (pg_payments.cpp) --------------------------------
 
-  // -- The money after the open (wallets, relay, refunds, reconciliation) ---
+  /// CREATED -> PAID guarded by the epoch, in one transaction: records the
+  /// payment txn (payments row), paid and expiry times, posts 'pay:<id>'
+  /// moving the total from the external account (or, with from_wallet, the
+  /// sender's wallet) into the segment's escrow, writes the sender's 'sent'
+  /// record and an outbox row of kind 'paid' (the group notification).
+  /// Nothing changes unless the envelope is CREATED under `p.epoch`.
+  /// Already paid with the same txn -> done (idempotent). errc::stale_epoch
+  /// if the epoch is not current (checked first), errc::payment_mismatch if
+  /// paid with another txn or the txn paid another envelope, errc::not_found,
+  /// errc::invalid_argument for an empty txn, errc::insufficient_funds
+  /// ("wallet of U holds X fen, needs Y") when the wallet holds less than
+  /// the total (nothing changed: the envelope stays CREATED and may still be
+  /// paid), errc::expired for an unpaid envelope already in cold storage.
+  /// paid_at_ms 0 means now; expires_at_ms 0 means never.
+  outcome<done> confirm_payment(const payment& p);
+
+  /// Many payments in one transaction, for a burst of them (the pay
+  /// batcher): every external payment (not from_wallet, txn not empty) whose
+  /// envelope is CREATED under its epoch is confirmed as confirm_payment
+  /// does, with one update of each account it moves (locked in id order)
+  /// and one commit for the lot; returns the ids it confirmed. Any other
+  /// item, and a repeated envelope id after its first, is left unchanged:
+  /// the caller confirms it alone, which answers or explains it. Any failure
+  /// (e.g. a txn already used for another envelope) changes nothing.
+  outcome<std::vector<int64_t>> confirm_payments(
+    const std::vector<payment>& ps);
 
   /// PAID -> REFUNDED, guarded by the epoch, in one transaction: the
   /// remainder moves to refunded_fen (remaining_fen becomes 0) and a ledger
@@ -190,6 +197,8 @@ public:
   /// of a refund that committed returns the refunded amount again and posts
   /// nothing. Whether the envelope is due is the caller's decision.
   outcome<int64_t> refund(int64_t envelope_id, int64_t epoch);
+
+  // -- Relay, balances and deposits (pg_ledger.cpp) ------------------------
 
   /// One relay batch, one transaction: takes up to `limit` items (FOR
   /// UPDATE SKIP LOCKED): undelivered outbox rows first (oldest first), then
@@ -214,14 +223,17 @@ public:
   };
   outcome<outbox_lag_info> outbox_lag();
 
-  /// Ids of PAID envelopes whose expiry is at or before `now_ms`, in
-  /// (expiry, id) order, at most `limit` (< 1 -> errc::invalid_argument).
-  /// With `after_id` the list starts after that envelope in this order (a
-  /// page after the last one); an id that is not found starts it at the
-  /// oldest.
-  outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms,
-                                                  int32_t limit,
-                                                  int64_t after_id = 0);
+  /// A wallet's balance (0 for a user without an account).
+  outcome<balance_info> balance(const std::string& user);
+
+  /// Credits a wallet from the external account, idempotent on `key`
+  /// (tests, demos and operator top-ups). The key used before with another
+  /// user or amount -> errc::conflict; an empty user or key, or an amount
+  /// below 1 fen -> errc::invalid_argument.
+  outcome<done> deposit(const std::string& user, int64_t amount_fen,
+                        const std::string& key);
+
+  // -- History (pg_history.cpp) --------------------------------------------
 
   /// A page of a user's sent or received history, newest first by (at_ms,
   /// envelope id), hot and cold. The cursor is opaque to callers (it is
@@ -229,8 +241,7 @@ public:
   /// for a malformed cursor or a limit outside 1..1000.
   outcome<history_page> history(const history_query& q);
 
-  /// A wallet's balance (0 for a user without an account).
-  outcome<balance_info> balance(const std::string& user);
+  // -- Reconciliation (pg_reconcile.cpp) -----------------------------------
 
   /// Reconciliation (对账) over envelopes created since `since_ms` (0: all)
   /// plus the global ledger checks, all read in one consistent snapshot.
@@ -247,6 +258,27 @@ public:
   outcome<reconcile_report> reconcile(int64_t since_ms, int64_t now_ms,
                                       bool repair);
 
+  // -- Segments: leases and health (pg_segments.cpp) -----------------------
+
+  /// Leases `block` sequence numbers of a segment for a day; returns the first
+  /// of them. Leases never overlap, across processes too. Sequences of a
+  /// (segment, day) start at 1. block < 1 -> errc::internal. The caller
+  /// checks the end of the block against sequence_max.
+  outcome<int64_t> lease_sequence(int32_t segment, int32_t day, int64_t block);
+
+  /// Every segment recorded as blocked.
+  outcome<std::vector<segment_state>> blocked_segments();
+
+  /// Records a segment's state durably (upsert).
+  outcome<done> set_segment_state(const segment_state& s);
+
+  /// Exercises a segment's storage the way real traffic does -- an insert
+  /// and, if the segment has rows, an update of one -- inside a transaction
+  /// that is always rolled back. Fails like the real statements would.
+  outcome<done> probe_segment(int32_t segment, int32_t day);
+
+  // -- Maintenance: partitions and expiry (pg_maintenance.cpp) -------------
+
   /// Creates the day partitions (envelopes, opens, user_records) for every
   /// day in [from_day, to_day] (yyyymmdd) that has none yet, hot or cold.
   /// Returns how many tables were created. Safe to run from several nodes
@@ -262,32 +294,14 @@ public:
   /// e.g. daily with cutoff = today - 31).
   outcome<int> detach_cold(int32_t cutoff_day);
 
-  /// Credits a wallet from the external account, idempotent on `key`
-  /// (tests, demos and operator top-ups). The key used before with another
-  /// user or amount -> errc::conflict; an empty user or key, or an amount
-  /// below 1 fen -> errc::invalid_argument.
-  outcome<done> deposit(const std::string& user, int64_t amount_fen,
-                        const std::string& key);
-
-  // -- Segment health ----------------------------------------------------------
-
-  /// Every segment recorded as blocked.
-  outcome<std::vector<segment_state>> blocked_segments();
-
-  /// Records a segment's state durably (upsert).
-  outcome<done> set_segment_state(const segment_state& s);
-
-  /// Exercises a segment's storage the way real traffic does -- an insert
-  /// and, if the segment has rows, an update of one -- inside a transaction
-  /// that is always rolled back. Fails like the real statements would.
-  outcome<done> probe_segment(int32_t segment, int32_t day);
-
-  /// Runs trusted SQL, possibly several statements, without parameters and
-  /// discards any rows (tests and tools). Never pass user data in `sql`.
-  outcome<done> exec(const std::string& sql);
-
-  /// Whether the connection is currently usable.
-  bool connected() const;
+  /// Ids of PAID envelopes whose expiry is at or before `now_ms`, in
+  /// (expiry, id) order, at most `limit` (< 1 -> errc::invalid_argument).
+  /// With `after_id` the list starts after that envelope in this order (a
+  /// page after the last one); an id that is not found starts it at the
+  /// oldest.
+  outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms,
+                                                  int32_t limit,
+                                                  int64_t after_id = 0);
 
 private:
   explicit pg_store(pg_conn* conn, std::string url);

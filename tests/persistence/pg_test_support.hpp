@@ -23,6 +23,21 @@
 
 namespace hb::persistence::test_support {
 
+// -- Values shared by the suites ---------------------------------------------
+
+/// The day (yyyymmdd) of the envelopes made by the fixtures that do not
+/// count days from today.
+constexpr int32_t test_day = 20261126;
+
+constexpr int64_t day_ms = 86400000;
+
+/// (user, amount_fen) of each open of a batch.
+using shares = std::vector<std::pair<std::string, int64_t>>;
+
+inline std::string str(int64_t x) {
+  return std::to_string(x);
+}
+
 // -- Helpers around libpq, used to check the store from the outside ---------
 
 inline std::string base_url() {

@@ -1,10 +1,9 @@
-// pg_store: hot and cold day partitions of envelopes, opens and user_records.
-// The DDL itself lives in the SQL functions hb_ensure_partitions and
-// hb_detach_day (migrations.cpp); this file validates and drives them.
+// pg_store: the id segments: sequence leases, the durable record of
+// blocked segments and the probe that exercises a segment's storage.
 #include "persistence/pg_store.hpp"
 
-#include <ctime>
 #include <string>
+#include <vector>
 
 #include "persistence/pg_detail.hpp"
 
@@ -12,83 +11,29 @@ namespace hb::persistence {
 
 using namespace detail;
 
-namespace {
+// -- Sequence leases -------------------------------------------------------------
 
-/// Whether `day` (yyyymmdd) is a real calendar day from 2000 on.
-bool calendar_day(int32_t day, std::time_t& out) {
-  std::tm tm{};
-  tm.tm_year = day / 10000 - 1900;
-  tm.tm_mon = (day / 100) % 100 - 1;
-  tm.tm_mday = day % 100;
-  if (tm.tm_year < 100 || tm.tm_year > 9999 - 1900 || tm.tm_mon < 0
-      || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31)
-    return false;
-  auto copy = tm;
-  out = timegm(&copy);
-  // timegm normalises Feb 30 into March: a real day survives unchanged.
-  return copy.tm_mday == tm.tm_mday && copy.tm_mon == tm.tm_mon;
-}
-
-/// Guards against a typo creating thousands of tables.
-constexpr int64_t ensure_days_max = 1000;
-
-} // namespace
-
-outcome<int> pg_store::ensure_partitions(int32_t from_day, int32_t to_day) {
-  std::time_t from = 0;
-  std::time_t to = 0;
-  if (!calendar_day(from_day, from) || !calendar_day(to_day, to))
-    return failure{errc::invalid_argument,
-                   "ensure_partitions: days must be yyyymmdd calendar days"};
-  if (from > to || (to - from) / 86400 >= ensure_days_max)
-    return failure{errc::invalid_argument,
-                   "ensure_partitions: from_day must not be after to_day, and "
-                   "the range at most "
-                     + std::to_string(ensure_days_max) + " days"};
+outcome<int64_t> pg_store::lease_sequence(int32_t segment, int32_t day,
+                                          int64_t block) {
+  if (block < 1)
+    return failure{errc::internal, "lease_sequence: block must be >= 1"};
   if (!ensure_connected())
     return unreachable(conn_);
-  auto r = run(conn_, "ensure_partitions", "SELECT hb_ensure_partitions($1, $2)",
-               params{}.add(from_day).add(to_day));
+  // The upsert takes the row lock, so concurrent leases queue up and each
+  // gets its own range.
+  static constexpr const char* sql =
+    "INSERT INTO segment_leases AS l (segment, day, next_seq)"
+    " VALUES ($1, $2, 1 + $3::bigint)"
+    " ON CONFLICT (segment, day) DO UPDATE SET next_seq = l.next_seq + $3::bigint"
+    " RETURNING l.next_seq - $3::bigint";
+  auto r = run(conn_, "lease_sequence", sql,
+               params{}.add(int64_t{segment}).add(int64_t{day}).add(block));
   if (!r.ok())
     return r.error;
-  return static_cast<int>(r.i64(0, 0));
+  return r.i64(0, 0);
 }
-
-outcome<int> pg_store::detach_cold(int32_t cutoff_day) {
-  std::time_t cutoff = 0;
-  if (!calendar_day(cutoff_day, cutoff))
-    return failure{errc::invalid_argument,
-                   "detach_cold: cutoff_day must be a yyyymmdd calendar day"};
-  if (!ensure_connected())
-    return unreachable(conn_);
-  // The hot days before the cutoff, oldest first; each moves in a
-  // transaction of its own, so the hot tables are locked only briefly.
-  static constexpr const char* days_sql =
-    "SELECT substr(c.relname, 12)::int AS day"
-    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-    " WHERE i.inhparent = 'public.envelopes'::regclass"
-    " AND c.relname ~ '^envelopes_p[0-9]{8}$'"
-    " AND substr(c.relname, 12)::int < $1 ORDER BY 1";
-  auto days = run(conn_, "detach_cold", days_sql, params{}.add(cutoff_day));
-  if (!days.ok())
-    return days.error;
-  int moved = 0;
-  for (int row = 0; row < days.rows(); ++row) {
-    auto r = run(conn_, "detach_cold", "SELECT hb_detach_day($1)",
-                 params{}.add(days.i64(row, 0)));
-    if (!r.ok())
-      return r.error;
-    if (r.boolean(0, 0))
-      ++moved;
-  }
-  return moved;
-}
-
-} // namespace hb::persistence
 
 // -- Segment health --------------------------------------------------------------
-
-namespace hb::persistence {
 
 outcome<std::vector<segment_state>> pg_store::blocked_segments() {
   if (!ensure_connected())
