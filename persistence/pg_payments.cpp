@@ -206,7 +206,7 @@ outcome<int64_t> pg_store::refund(int64_t envelope_id, int64_t epoch) {
     "WITH upd AS ("
     " UPDATE envelopes SET status = 5, refunded_fen = remaining_fen,"
     "  remaining_fen = 0"
-    " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"  // by primary key (pg_store.cpp)
+    " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"  // by primary key (pg_commits.cpp)
     " RETURNING id, sender, refunded_fen),"
     " led AS ("
     " SELECT hb_post_once('refund:' || id, 'refund', hb_escrow_of(id),"
