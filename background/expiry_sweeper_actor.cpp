@@ -18,7 +18,7 @@ constexpr auto sweep_timeout = std::chrono::seconds(60);
 
 struct sweeper_state {
   expiry_sweeper_settings cfg;
-  store_actor store;
+  maintenance_store store;
   envelope_requests owner;
   bool sweeping = false;
   int64_t after_id = 0;  // the next sweep's page starts after it (0: oldest)
@@ -79,7 +79,7 @@ void refund_all(sweeper_pointer self, std::vector<int64_t>& ids) {
 }
 
 expiry_sweeper_actor::behavior_type
-sweeper_impl(sweeper_pointer self, store_actor store, envelope_requests owner,
+sweeper_impl(sweeper_pointer self, maintenance_store store, envelope_requests owner,
              expiry_sweeper_settings cfg) {
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
@@ -94,7 +94,8 @@ sweeper_impl(sweeper_pointer self, store_actor store, envelope_requests owner,
         return;
       st.sweeping = true;
       self->request(st.store, sweep_timeout, db_expired_atom::value,
-                    st.cfg.now_ms(), st.cfg.batch_max, st.after_id)
+                    expiry_query{st.cfg.now_ms(), st.cfg.batch_max,
+                                 st.after_id})
         .then([=](std::vector<int64_t>& ids) { refund_all(self, ids); },
               [=](caf::error& err) {
                 actors_log().warn("expiry_sweep_failed error={}",
@@ -111,7 +112,7 @@ sweeper_impl(sweeper_pointer self, store_actor store, envelope_requests owner,
 } // namespace
 
 expiry_sweeper_actor spawn_expiry_sweeper(caf::actor_system& sys,
-                                          store_actor store,
+                                          maintenance_store store,
                                           envelope_requests owner,
                                           const expiry_sweeper_settings& cfg) {
   return sys.spawn(sweeper_impl, std::move(store), std::move(owner), cfg);

@@ -26,7 +26,7 @@ struct expiry_sweeper_settings : expiry_config {
 
 /// `owner` receives (refund_atom, id) requests: the router in a node.
 expiry_sweeper_actor spawn_expiry_sweeper(caf::actor_system& sys,
-                                          store_actor store,
+                                          maintenance_store store,
                                           envelope_requests owner,
                                           const expiry_sweeper_settings& cfg);
 

@@ -20,7 +20,7 @@ constexpr int64_t day_ms = 24LL * 3600 * 1000;
 
 struct keeper_state {
   partition_keeper_settings cfg;
-  store_actor store;
+  maintenance_store store;
   static inline const char* name = "hb.partition_keeper";
 };
 
@@ -58,7 +58,7 @@ void keep(keeper_pointer self) {
 }
 
 partition_keeper_actor::behavior_type keeper_impl(keeper_pointer self,
-                                                  store_actor store,
+                                                  maintenance_store store,
                                                   partition_keeper_settings cfg) {
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
@@ -81,7 +81,7 @@ int32_t day_offset(int64_t unix_ms, int32_t delta) {
 }
 
 partition_keeper_actor
-spawn_partition_keeper(caf::actor_system& sys, store_actor store,
+spawn_partition_keeper(caf::actor_system& sys, maintenance_store store,
                        const partition_keeper_settings& cfg) {
   return sys.spawn(keeper_impl, std::move(store), cfg);
 }

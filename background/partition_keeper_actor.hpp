@@ -20,7 +20,7 @@ struct partition_keeper_settings : partitions_config {
 };
 
 partition_keeper_actor
-spawn_partition_keeper(caf::actor_system& sys, store_actor store,
+spawn_partition_keeper(caf::actor_system& sys, maintenance_store store,
                        const partition_keeper_settings& cfg);
 
 /// The yyyymmdd day `delta` days from the day of `unix_ms` (UTC).

@@ -27,7 +27,7 @@ struct pending_run {
 
 struct reconciler_state {
   reconciler_settings cfg;
-  store_actor store;
+  ledger_store store;
   bool running = false;
   std::deque<pending_run> queue;  // bounded by queue_max
   static inline const char* name = "hb.reconciler";
@@ -76,7 +76,7 @@ void run_next(reconciler_pointer self) {
   st.running = true;
   auto since_ms = st.queue.front().since_ms;
   self->request(st.store, reconcile_timeout, db_reconcile_atom::value,
-                since_ms, st.cfg.now_ms(), true)
+                reconcile_run{since_ms, st.cfg.now_ms(), true})
     .then(
       [=](reconcile_report& report) {
         auto& st = self->state;
@@ -102,7 +102,7 @@ void run_next(reconciler_pointer self) {
 }
 
 reconciler_actor::behavior_type reconciler_impl(reconciler_pointer self,
-                                                store_actor store,
+                                                ledger_store store,
                                                 reconciler_settings cfg) {
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
@@ -142,7 +142,7 @@ reconciler_actor::behavior_type reconciler_impl(reconciler_pointer self,
 
 } // namespace
 
-reconciler_actor spawn_reconciler(caf::actor_system& sys, store_actor store,
+reconciler_actor spawn_reconciler(caf::actor_system& sys, ledger_store store,
                                   const reconciler_settings& cfg) {
   return sys.spawn(reconciler_impl, std::move(store), cfg);
 }

@@ -24,7 +24,7 @@ struct reconciler_settings : reconcile_config {
   std::function<int64_t()> now_ms;
 };
 
-reconciler_actor spawn_reconciler(caf::actor_system& sys, store_actor store,
+reconciler_actor spawn_reconciler(caf::actor_system& sys, ledger_store store,
                                   const reconciler_settings& cfg);
 
 } // namespace hb

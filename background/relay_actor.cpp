@@ -18,7 +18,7 @@ constexpr auto relay_timeout = std::chrono::seconds(60);
 
 struct relay_state {
   relay_settings cfg;
-  store_actor store;
+  ledger_store store;
   relay_stats stats;
   bool running = false;     // a batch is in flight
   bool catching_up = false; // yielded for defer_max_ms: drain before yielding again
@@ -121,7 +121,7 @@ void on_failure(relay_pointer self, const caf::error& err) {
   schedule(self, st.backoff_ms);
 }
 
-relay_actor::behavior_type relay_impl(relay_pointer self, store_actor store,
+relay_actor::behavior_type relay_impl(relay_pointer self, ledger_store store,
                                       relay_settings cfg) {
   self->state.cfg = cfg;
   self->state.store = std::move(store);
@@ -160,7 +160,7 @@ relay_actor::behavior_type relay_impl(relay_pointer self, store_actor store,
 
 } // namespace
 
-relay_actor spawn_relay(caf::actor_system& sys, store_actor store,
+relay_actor spawn_relay(caf::actor_system& sys, ledger_store store,
                         const relay_settings& cfg) {
   return sys.spawn(relay_impl, std::move(store), cfg);
 }

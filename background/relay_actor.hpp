@@ -35,7 +35,7 @@ struct relay_settings : relay_config {
   std::shared_ptr<node_metrics> metrics;
 };
 
-relay_actor spawn_relay(caf::actor_system& sys, store_actor store,
+relay_actor spawn_relay(caf::actor_system& sys, ledger_store store,
                         const relay_settings& cfg);
 
 } // namespace hb

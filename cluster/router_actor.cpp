@@ -24,7 +24,7 @@ struct router_state {
   router_settings cfg;
   registry_actor registry;
   id_allocator_actor ids;
-  store_actor store;
+  router_store store;
   reconciler_actor reconciler;
   uint32_t creates_inflight = 0;
   std::unordered_set<int32_t> blocked;  // segments blocked by segment health
@@ -192,7 +192,7 @@ caf::error check_text(router_pointer self, const std::string& text,
 router_actor::behavior_type router_impl(router_pointer self,
                                         registry_actor registry,
                                         id_allocator_actor ids,
-                                        store_actor store,
+                                        router_store store,
                                         reconciler_actor reconciler,
                                         router_settings cfg) {
   auto& st = self->state;
@@ -242,12 +242,10 @@ router_actor::behavior_type router_impl(router_pointer self,
       return self->delegate(self->state.registry, a, id);
     },
     [=](stats_atom) { return collect_stats(self); },
-    [=](segment_atom a, int32_t segment, bool block,
-        std::string& reason) -> caf::result<segment_state> {
+    [=](segment_atom a, segment_request& req) -> caf::result<segment_state> {
       if (!self->state.cfg.health)
         return make_error(errc::unavailable, "no segment health on this node");
-      return self->delegate(self->state.cfg.health, a, segment, block,
-                            std::move(reason));
+      return self->delegate(self->state.cfg.health, a, std::move(req));
     },
     [=](blocked_atom, std::vector<int32_t>& segments) {
       self->state.blocked
@@ -277,7 +275,7 @@ router_actor::behavior_type router_impl(router_pointer self,
 } // namespace
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
-                          id_allocator_actor ids, store_actor store,
+                          id_allocator_actor ids, router_store store,
                           reconciler_actor reconciler,
                           const router_settings& cfg) {
   return sys.spawn(router_impl, std::move(registry), std::move(ids),

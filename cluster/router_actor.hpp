@@ -31,7 +31,11 @@ using router_actor = envelope_requests::extend<
   // Operators: a snapshot of the node.
   caf::replies_to<stats_atom>::with<node_stats>,
   // Operators: block or unblock a segment by hand.
-  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
+  caf::replies_to<segment_atom, segment_request>::with<segment_state>>;
+
+/// What the router asks of the store: creates (when no create batcher
+/// stands in between), and a user's history and balance.
+using router_store = envelope_store::extend_with<ledger_store>;
 
 struct router_settings : router_config {
   envelope_limits limits;
@@ -47,7 +51,7 @@ struct router_settings : router_config {
 };
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,
-                          id_allocator_actor ids, store_actor store,
+                          id_allocator_actor ids, router_store store,
                           reconciler_actor reconciler,
                           const router_settings& cfg);
 

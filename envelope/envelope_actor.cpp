@@ -35,7 +35,7 @@ constexpr auto store_timeout = std::chrono::seconds(30);
 struct envelope_state {
   int64_t id = 0;
   envelope_settings cfg;
-  store_actor store;
+  envelope_store store;
   passivation_sink registry;
   std::mt19937_64 rng;
 
@@ -362,10 +362,12 @@ bool has_work(const envelope_state& st) {
 // Tells the registry this actor has been quiet for `quiet` and may stop.
 void report_idle(envelope_pointer self, caf::timespan quiet) {
   auto& st = self->state;
-  self->send(st.registry, idle_atom::value, st.id, st.handled, true,
-             static_cast<int64_t>(
-               std::chrono::duration_cast<std::chrono::milliseconds>(quiet)
-                 .count()));
+  self->send(st.registry, idle_atom::value,
+             idle_report{st.id, st.handled, true,
+                         static_cast<int64_t>(
+                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                             quiet)
+                             .count())});
 }
 
 void on_committed(envelope_pointer self) {
@@ -820,14 +822,14 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
     [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
     [=](idle_check_atom, int64_t) {
       auto& st = self->state;
-      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
-                 int64_t{0});
+      self->send(st.registry, idle_atom::value,
+                 idle_report{st.id, st.handled, false, 0});
     },
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
-      self->send(st.registry, idle_atom::value, st.id, st.handled, false,
-                 int64_t{0});
+      self->send(st.registry, idle_atom::value,
+                 idle_report{st.id, st.handled, false, 0});
     },
   };
 }
@@ -905,7 +907,7 @@ void on_activation_failed(envelope_pointer self, caf::error& err) {
 }
 
 envelope_actor::behavior_type envelope_impl(envelope_pointer self, int64_t id,
-                                            store_actor store,
+                                            envelope_store store,
                                             passivation_sink registry,
                                             envelope_settings cfg) {
   auto& st = self->state;
@@ -952,7 +954,7 @@ int64_t system_now_ms() {
 }
 
 envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,
-                              store_actor store, passivation_sink registry,
+                              envelope_store store, passivation_sink registry,
                               const envelope_settings& cfg) {
   return sys.spawn(envelope_impl, envelope_id, std::move(store),
                    std::move(registry), cfg);

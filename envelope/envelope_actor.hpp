@@ -63,7 +63,7 @@ using envelope_actor = envelope_requests::extend<
 /// compares the count of requests it forwarded with the count the actor
 /// handled, so that no request can be in transit when the actor stops.
 using passivation_sink = caf::typed_actor<
-  caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>>;
+  caf::reacts_to<idle_atom, idle_report>>;
 
 struct envelope_settings : envelope_config {
   /// From the node's envelope limits ([limits]).
@@ -90,7 +90,7 @@ struct envelope_settings : envelope_config {
 int64_t system_now_ms();
 
 envelope_actor spawn_envelope(caf::actor_system& sys, int64_t envelope_id,
-                              store_actor store, passivation_sink registry,
+                              envelope_store store, passivation_sink registry,
                               const envelope_settings& cfg);
 
 } // namespace hb

@@ -30,7 +30,7 @@ struct block {
 
 struct allocator_state {
   id_allocator_settings cfg;
-  store_actor store;
+  segment_store store;
   std::vector<block> blocks;  // parallel to cfg.segments
   size_t cursor = 0;          // round-robin position
   std::deque<caf::typed_response_promise<int64_t>> waiting;
@@ -64,8 +64,8 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
   b.leasing = true;
   auto segment = self->state.cfg.segments[i];
   auto size = self->state.cfg.lease_block;
-  self->request(self->state.store, lease_timeout, db_lease_atom::value, segment,
-                today, size)
+  self->request(self->state.store, lease_timeout, db_lease_atom::value,
+                lease_request{segment, today, size})
     .then(
       [=](int64_t first) {
         auto& b = self->state.blocks[i];
@@ -120,7 +120,7 @@ void serve_waiting(allocator_pointer self) {
 }
 
 id_allocator_actor::behavior_type allocator_impl(allocator_pointer self,
-                                                 store_actor store,
+                                                 segment_store store,
                                                  id_allocator_settings cfg) {
   auto& st = self->state;
   if (!cfg.now_ms)
@@ -163,7 +163,7 @@ id_allocator_actor::behavior_type allocator_impl(allocator_pointer self,
 
 } // namespace
 
-id_allocator_actor spawn_id_allocator(caf::actor_system& sys, store_actor store,
+id_allocator_actor spawn_id_allocator(caf::actor_system& sys, segment_store store,
                                       const id_allocator_settings& cfg) {
   return sys.spawn(allocator_impl, std::move(store), cfg);
 }

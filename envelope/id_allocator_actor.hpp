@@ -24,7 +24,7 @@ struct id_allocator_settings : ids_config {
   std::function<int64_t()> now_ms;
 };
 
-id_allocator_actor spawn_id_allocator(caf::actor_system& sys, store_actor store,
+id_allocator_actor spawn_id_allocator(caf::actor_system& sys, segment_store store,
                                       const id_allocator_settings& cfg);
 
 } // namespace hb

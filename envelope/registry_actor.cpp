@@ -22,7 +22,7 @@ struct live_envelope {
 
 struct registry_state {
   registry_settings cfg;
-  store_actor store;
+  envelope_store store;
   std::unordered_map<int64_t, live_envelope> live;
   std::unordered_map<caf::actor_addr, int64_t> ids;  // for down messages
   bool cap_checked = false;  // asked for idle reports at the cap before
@@ -110,7 +110,7 @@ caf::result<Reply> forward(registry_pointer self, int64_t id, Ts&&... xs) {
 }
 
 registry_actor::behavior_type registry_impl(registry_pointer self,
-                                            store_actor store,
+                                            envelope_store store,
                                             registry_settings cfg) {
   self->state.cfg = std::move(cfg);
   self->state.store = std::move(store);
@@ -141,18 +141,18 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
     [=](refund_atom a, int64_t id) {
       return forward<int64_t>(self, id, a, id);
     },
-    [=](idle_atom, int64_t id, uint64_t handled, bool healthy,
-        int64_t quiet_ms) {
+    [=](idle_atom, const idle_report& r) {
       auto& st = self->state;
+      auto id = r.envelope_id;
       auto it = st.live.find(id);
       // Stop only when nothing forwarded is still on its way to the actor;
       // otherwise it reports idle again later.
-      if (it == st.live.end() || it->second.forwarded != handled)
+      if (it == st.live.end() || it->second.forwarded != r.handled)
         return;
       // While the node has room, a healthy envelope stays: the next grab
       // of it needs no activation (~0.35 ms of PostgreSQL each, measured
       // under load; a burst of them stalled the opens for seconds).
-      if (healthy && keeps(st, quiet_ms)) {
+      if (r.healthy && keeps(st, r.quiet_ms)) {
         self->send(it->second.handle, keep_atom::value);
         return;
       }
@@ -174,7 +174,7 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
 
 } // namespace
 
-registry_actor spawn_registry(caf::actor_system& sys, store_actor store,
+registry_actor spawn_registry(caf::actor_system& sys, envelope_store store,
                               const registry_settings& cfg) {
   return sys.spawn(registry_impl, std::move(store), cfg);
 }

@@ -18,7 +18,7 @@ using registry_actor = envelope_requests::extend<
   // argument's milliseconds); may stop if the registry forwarded exactly
   // this many requests to it. A healthy one (loaded, not failed) is kept
   // while the node has room (keep_live), see registry_settings.
-  caf::reacts_to<idle_atom, int64_t, uint64_t, bool, int64_t>,
+  caf::reacts_to<idle_atom, idle_report>,
   // How many envelope actors are live.
   caf::replies_to<stats_atom>::with<uint64_t>,
   // Shutdown: stops every live envelope actor, then the registry.
@@ -28,7 +28,7 @@ struct registry_settings : registry_config {
   envelope_settings envelope;
 };
 
-registry_actor spawn_registry(caf::actor_system& sys, store_actor store,
+registry_actor spawn_registry(caf::actor_system& sys, envelope_store store,
                               const registry_settings& cfg);
 
 } // namespace hb

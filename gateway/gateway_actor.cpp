@@ -382,7 +382,7 @@ struct dispatcher {
   }
   void operator()(segment_request& req) {
     call_router<segment_state>(self, rid, kind, segment_atom::value,
-                               req.segment, req.block, std::move(req.reason));
+                               std::move(req));
   }
 };
 

@@ -16,6 +16,84 @@
 #include "domain/requests.hpp"
 #include "domain/segment.hpp"
 
+namespace hb {
+
+// -- Named messages: a request of more than two plain fields is a struct ------
+
+/// Lease `block` sequence numbers of one id segment for one day (yyyymmdd).
+struct lease_request {
+  int32_t segment = 0;
+  int32_t day = 0;
+  int64_t block = 0;
+};
+
+/// A page of the PAID envelopes expired at `now_ms`: at most `limit` ids
+/// after the one with `after_id` in (expiry, id) order (0: from the oldest).
+struct expiry_query {
+  int64_t now_ms = 0;
+  int32_t limit = 0;
+  int64_t after_id = 0;
+};
+
+/// Reconcile the envelopes created since `since_ms` (0: all) as of `now_ms`,
+/// repairing lost credits if `repair`.
+struct reconcile_run {
+  int64_t since_ms = 0;
+  int64_t now_ms = 0;
+  bool repair = false;
+};
+
+/// Credit a wallet from the external account, idempotent on `key`.
+struct deposit_request {
+  std::string user;
+  int64_t amount_fen = 0;
+  std::string key;
+};
+
+/// An envelope actor tells the registry it has been quiet: `handled` counts
+/// the requests it served (the registry stops it only when that equals what
+/// it forwarded); an unhealthy actor (one whose load failed) stops anyway.
+struct idle_report {
+  int64_t envelope_id = 0;
+  uint64_t handled = 0;
+  bool healthy = true;
+  int64_t quiet_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_request& x) {
+  return f(x.segment, x.day, x.block);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, expiry_query& x) {
+  return f(x.now_ms, x.limit, x.after_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reconcile_run& x) {
+  return f(x.since_ms, x.now_ms, x.repair);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, deposit_request& x) {
+  return f(x.user, x.amount_fen, x.key);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, idle_report& x) {
+  return f(x.envelope_id, x.handled, x.healthy, x.quiet_ms);
+}
+
+// The operator's block / unblock of a segment (domain/requests.hpp) travels
+// from the gateway through the router to segment health as it is.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, segment_request& x) {
+  return f(x.segment, x.block, x.reason);
+}
+
+} // namespace hb
+
 CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
 
   CAF_ADD_TYPE_ID(hongbao, (hb::envelope))
@@ -44,6 +122,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::segment_state>))
   CAF_ADD_TYPE_ID(hongbao, (hb::metric))
   CAF_ADD_TYPE_ID(hongbao, (hb::node_stats))
+  CAF_ADD_TYPE_ID(hongbao, (hb::lease_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::expiry_query))
+  CAF_ADD_TYPE_ID(hongbao, (hb::reconcile_run))
+  CAF_ADD_TYPE_ID(hongbao, (hb::deposit_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::idle_report))
+  CAF_ADD_TYPE_ID(hongbao, (hb::segment_request))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -60,7 +144,7 @@ using history_atom = caf::atom_constant<caf::atom("history")>;
 using balance_atom = caf::atom_constant<caf::atom("balance")>;
 using reconcile_atom = caf::atom_constant<caf::atom("reconcile")>;
 
-// Store requests (store/store_actor.hpp).
+// Store requests (store/store_actor.hpp: one interface per concern).
 using db_create_atom = caf::atom_constant<caf::atom("db_create")>;
 using db_create_many_atom = caf::atom_constant<caf::atom("db_creates")>;
 using db_activate_atom = caf::atom_constant<caf::atom("db_activ")>;

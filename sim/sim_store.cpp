@@ -365,12 +365,11 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         },
         deliver_value<std::vector<int32_t>>());
     },
-    [=, &db](db_lease_atom, int32_t segment, int32_t day,
-             int64_t block) -> caf::result<int64_t> {
-      auto plan = make_plan(self, segment, true, segment_data);
+    [=, &db](db_lease_atom, const lease_request& r) -> caf::result<int64_t> {
+      auto plan = make_plan(self, r.segment, true, segment_data);
       return submit<caf::typed_response_promise<int64_t>>(
         self, plan,
-        [=, &db] { return db.lease_sequence(segment, day, block); },
+        [=, &db] { return db.lease_sequence(r.segment, r.day, r.block); },
         deliver_value<int64_t>());
     },
     [=, &db](db_refund_atom, int64_t id,
@@ -412,12 +411,12 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
           rp.deliver(lag.pending, lag.oldest_age_ms);
         });
     },
-    [=, &db](db_expired_atom, int64_t now_ms, int32_t limit,
-             int64_t after_id) -> caf::result<std::vector<int64_t>> {
+    [=, &db](db_expired_atom,
+             const expiry_query& q) -> caf::result<std::vector<int64_t>> {
       auto plan = make_plan(self, no_segment, false);
       return submit<caf::typed_response_promise<std::vector<int64_t>>>(
         self, plan,
-        [=, &db] { return db.expired_envelopes(now_ms, limit, after_id); },
+        [=, &db] { return db.expired_envelopes(q.now_ms, q.limit, q.after_id); },
         deliver_value<std::vector<int64_t>>());
     },
     [=, &db](db_history_atom, history_query& q) -> caf::result<history_page> {
@@ -432,11 +431,12 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         self, plan, [=, &db] { return db.balance(user); },
         deliver_value<balance_info>());
     },
-    [=, &db](db_reconcile_atom, int64_t since_ms, int64_t now_ms,
-             bool repair) -> caf::result<reconcile_report> {
-      auto plan = make_plan(self, no_segment, repair);
+    [=, &db](db_reconcile_atom,
+             const reconcile_run& r) -> caf::result<reconcile_report> {
+      auto plan = make_plan(self, no_segment, r.repair);
       return submit<caf::typed_response_promise<reconcile_report>>(
-        self, plan, [=, &db] { return db.reconcile(since_ms, now_ms, repair); },
+        self, plan,
+        [=, &db] { return db.reconcile(r.since_ms, r.now_ms, r.repair); },
         deliver_value<reconcile_report>());
     },
     [=](db_partitions_atom, int32_t, int32_t) -> caf::result<int> {
@@ -444,11 +444,12 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
       return 0;
     },
     [=](db_detach_atom, int32_t) -> caf::result<int> { return 0; },
-    [=, &db](db_deposit_atom, std::string& user, int64_t amount,
-             std::string& key) -> caf::result<caf::ok_atom> {
+    [=, &db](db_deposit_atom,
+             const deposit_request& d) -> caf::result<caf::ok_atom> {
       auto plan = make_plan(self, no_segment, true);
       return submit<caf::typed_response_promise<caf::ok_atom>>(
-        self, plan, [=, &db] { return db.deposit(user, amount, key); },
+        self, plan,
+        [=, &db] { return db.deposit(d.user, d.amount_fen, d.key); },
         deliver_ok());
     },
     [=, &db](db_segments_atom) -> caf::result<std::vector<segment_state>> {

@@ -28,7 +28,7 @@ struct pending_activation {
 };
 
 struct batcher_state {
-  store_actor store;
+  envelope_store store;
   batch_queue<pending_activation> waiting;
   static inline const char* name = "hb.activation_batcher";
 };
@@ -113,7 +113,7 @@ void flush(batcher_pointer self) {
 }
 
 activation_sink::behavior_type batcher_impl(batcher_pointer self,
-                                            store_actor store,
+                                            envelope_store store,
                                             activation_batcher_settings cfg) {
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
@@ -131,7 +131,7 @@ activation_sink::behavior_type batcher_impl(batcher_pointer self,
 } // namespace
 
 activation_sink spawn_activation_batcher(caf::actor_system& sys,
-                                         store_actor store,
+                                         envelope_store store,
                                          const activation_batcher_settings& cfg) {
   return sys.spawn(batcher_impl, std::move(store), cfg);
 }

@@ -24,7 +24,7 @@ using activation_sink = caf::typed_actor<
 struct activation_batcher_settings : batcher_config {};
 
 activation_sink spawn_activation_batcher(caf::actor_system& sys,
-                                         store_actor store,
+                                         envelope_store store,
                                          const activation_batcher_settings& cfg);
 
 } // namespace hb

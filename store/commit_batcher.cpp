@@ -21,7 +21,7 @@ struct pending_commit {
 
 struct batcher_state {
   commit_batcher_settings cfg;
-  store_actor store;
+  envelope_store store;
   std::deque<pending_commit> queue;
   uint32_t inflight = 0;
   static inline const char* name = "hb.commit_batcher";
@@ -71,7 +71,7 @@ void flush(batcher_pointer self) {
   }
 }
 
-commit_sink::behavior_type batcher_impl(batcher_pointer self, store_actor store,
+commit_sink::behavior_type batcher_impl(batcher_pointer self, envelope_store store,
                                         commit_batcher_settings cfg) {
   self->state.cfg = std::move(cfg);
   self->state.store = std::move(store);
@@ -90,7 +90,7 @@ commit_sink::behavior_type batcher_impl(batcher_pointer self, store_actor store,
 
 } // namespace
 
-commit_sink spawn_commit_batcher(caf::actor_system& sys, store_actor store,
+commit_sink spawn_commit_batcher(caf::actor_system& sys, envelope_store store,
                                  const commit_batcher_settings& cfg) {
   return sys.spawn(batcher_impl, std::move(store), cfg);
 }

@@ -24,7 +24,7 @@ struct commit_batcher_settings : commit_batcher_config {
   std::shared_ptr<node_metrics> metrics;
 };
 
-commit_sink spawn_commit_batcher(caf::actor_system& sys, store_actor store,
+commit_sink spawn_commit_batcher(caf::actor_system& sys, envelope_store store,
                                  const commit_batcher_settings& cfg);
 
 } // namespace hb

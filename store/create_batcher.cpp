@@ -29,7 +29,7 @@ struct pending_create {
 };
 
 struct batcher_state {
-  store_actor store;
+  envelope_store store;
   batch_queue<pending_create> waiting;
   static inline const char* name = "hb.create_batcher";
 };
@@ -116,7 +116,7 @@ void flush(batcher_pointer self) {
 }
 
 create_sink::behavior_type batcher_impl(batcher_pointer self,
-                                        store_actor store,
+                                        envelope_store store,
                                         create_batcher_settings cfg) {
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
@@ -133,7 +133,7 @@ create_sink::behavior_type batcher_impl(batcher_pointer self,
 
 } // namespace
 
-create_sink spawn_create_batcher(caf::actor_system& sys, store_actor store,
+create_sink spawn_create_batcher(caf::actor_system& sys, envelope_store store,
                                  const create_batcher_settings& cfg) {
   return sys.spawn(batcher_impl, std::move(store), cfg);
 }

@@ -26,7 +26,7 @@ using create_sink = caf::typed_actor<
 /// the batch being built waits for the next one.
 struct create_batcher_settings : batcher_config {};
 
-create_sink spawn_create_batcher(caf::actor_system& sys, store_actor store,
+create_sink spawn_create_batcher(caf::actor_system& sys, envelope_store store,
                                  const create_batcher_settings& cfg);
 
 } // namespace hb

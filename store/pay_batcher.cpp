@@ -28,7 +28,7 @@ struct pending_payment {
 };
 
 struct batcher_state {
-  store_actor store;
+  envelope_store store;
   batch_queue<pending_payment> waiting;
   static inline const char* name = "hb.pay_batcher";
 };
@@ -109,7 +109,7 @@ void flush(batcher_pointer self) {
 }
 
 payment_sink::behavior_type batcher_impl(batcher_pointer self,
-                                         store_actor store,
+                                         envelope_store store,
                                          pay_batcher_settings cfg) {
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
@@ -126,7 +126,7 @@ payment_sink::behavior_type batcher_impl(batcher_pointer self,
 
 } // namespace
 
-payment_sink spawn_pay_batcher(caf::actor_system& sys, store_actor store,
+payment_sink spawn_pay_batcher(caf::actor_system& sys, envelope_store store,
                                const pay_batcher_settings& cfg) {
   return sys.spawn(batcher_impl, std::move(store), cfg);
 }

@@ -27,7 +27,7 @@ using payment_sink
 /// in the batch being built waits for the next one.
 struct pay_batcher_settings : batcher_config {};
 
-payment_sink spawn_pay_batcher(caf::actor_system& sys, store_actor store,
+payment_sink spawn_pay_batcher(caf::actor_system& sys, envelope_store store,
                                const pay_batcher_settings& cfg);
 
 } // namespace hb

@@ -10,8 +10,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "runtime/log.hpp"
-
 #include "runtime/errors.hpp"
 #include "runtime/log.hpp"
 #include "domain/envelope_id.hpp"
@@ -260,11 +258,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
           return codes;
         });
     },
-    [=](db_lease_atom, int32_t segment, int32_t day,
-        int64_t block) -> caf::result<int64_t> {
+    [=](db_lease_atom, const lease_request& r) -> caf::result<int64_t> {
       return with_db<int64_t>(self, [&](pg_store& db) {
-        return lift(
-          reported(self, segment, db.lease_sequence(segment, day, block)));
+        return lift(reported(self, r.segment,
+                             db.lease_sequence(r.segment, r.day, r.block)));
       });
     },
     [=](db_refund_atom, int64_t id, int64_t epoch) -> caf::result<int64_t> {
@@ -286,10 +283,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
           return {res->pending, res->oldest_age_ms};
         });
     },
-    [=](db_expired_atom, int64_t now_ms, int32_t limit,
-        int64_t after_id) -> caf::result<std::vector<int64_t>> {
+    [=](db_expired_atom,
+        const expiry_query& q) -> caf::result<std::vector<int64_t>> {
       return with_db<std::vector<int64_t>>(self, [&](pg_store& db) {
-        return lift(db.expired_envelopes(now_ms, limit, after_id));
+        return lift(db.expired_envelopes(q.now_ms, q.limit, q.after_id));
       });
     },
     [=](db_history_atom, history_query& q) -> caf::result<history_page> {
@@ -302,10 +299,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
         return lift(db.balance(user));
       });
     },
-    [=](db_reconcile_atom, int64_t since_ms, int64_t now_ms,
-        bool repair) -> caf::result<reconcile_report> {
+    [=](db_reconcile_atom,
+        const reconcile_run& r) -> caf::result<reconcile_report> {
       return with_db<reconcile_report>(self, [&](pg_store& db) {
-        return lift(db.reconcile(since_ms, now_ms, repair));
+        return lift(db.reconcile(r.since_ms, r.now_ms, r.repair));
       });
     },
     [=](db_partitions_atom, int32_t from, int32_t to) -> caf::result<int> {
@@ -335,10 +332,10 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
         return lift_done(db.probe_segment(segment, day));
       });
     },
-    [=](db_deposit_atom, std::string& user, int64_t amount,
-        std::string& key) -> caf::result<caf::ok_atom> {
+    [=](db_deposit_atom,
+        const deposit_request& d) -> caf::result<caf::ok_atom> {
       return with_db<caf::ok_atom>(self, [&](pg_store& db) {
-        return lift_done(db.deposit(user, amount, key));
+        return lift_done(db.deposit(d.user, d.amount_fen, d.key));
       });
     },
   };

@@ -12,12 +12,19 @@
 
 namespace hb {
 
-/// The store: the database seen as an actor. Every request is answered with
-/// a value or an hb error (errc::unavailable, errc::stale_epoch, ...). The
-/// production implementation is a pool of detached workers that each own one
-/// PostgreSQL connection, so no query ever blocks a CAF scheduler thread.
-/// Tests and the simulation provide other implementations of this interface.
-using store_actor = caf::typed_actor<
+// The store: the database seen as an actor. Every request is answered with
+// a value or an hb error (errc::unavailable, errc::stale_epoch, ...). The
+// production implementation is a pool of detached workers that each own one
+// PostgreSQL connection, so no query ever blocks a CAF scheduler thread.
+// Tests and the simulation provide other implementations.
+//
+// One interface per concern: each client holds only the part it uses (the
+// relay a ledger_store, the id allocator a segment_store), so what an actor
+// may ask of the database shows in its type. A store implements their union,
+// store_actor, which converts to each part.
+
+/// The envelopes' own rows: created, activated, paid, opened, refunded.
+using envelope_store = caf::typed_actor<
   // Insert an envelope, idempotent on (sender, idempotency_key). The bool
   // says whether this call created it.
   caf::replies_to<db_create_atom, envelope>::with<envelope, bool>,
@@ -44,34 +51,49 @@ using store_actor = caf::typed_actor<
   // The writes of many envelopes in one transaction; one errc per batch
   // (0: committed), each batch guarded by its own epoch.
   caf::replies_to<db_commit_many_atom, std::vector<open_batch>>::with<std::vector<int32_t>>,
-  // Lease `block` sequence numbers of (segment, day); replies the first.
-  caf::replies_to<db_lease_atom, int32_t, int32_t, int64_t>::with<int64_t>,
-  // PAID -> REFUNDED guarded by the epoch; replies the refunded amount.
-  caf::replies_to<db_refund_atom, int64_t, int64_t>::with<int64_t>,
+  // PAID -> REFUNDED guarded by the epoch (envelope id, epoch); replies the
+  // refunded amount.
+  caf::replies_to<db_refund_atom, int64_t, int64_t>::with<int64_t>>;
+
+/// The money after the open: the relay's outbox, wallets, history and the
+/// reconciliation.
+using ledger_store = caf::typed_actor<
   // One outbox relay batch of at most this many rows.
   caf::replies_to<db_relay_atom, int32_t>::with<relay_batch_result>,
   // Outbox lag: pending rows and the oldest one's age in ms.
   caf::replies_to<db_lag_atom>::with<int64_t, int64_t>,
-  // PAID envelopes expired at (now_ms), at most this many, after the one
-  // with this id in (expiry, id) order (0: from the oldest).
-  caf::replies_to<db_expired_atom, int64_t, int32_t,
-                  int64_t>::with<std::vector<int64_t>>,
+  // A page of a user's sent or received history.
   caf::replies_to<db_history_atom, history_query>::with<history_page>,
+  // A wallet's balance.
   caf::replies_to<db_balance_atom, std::string>::with<balance_info>,
-  // Reconcile since (ms) at now (ms), repairing lost credits if true.
-  caf::replies_to<db_reconcile_atom, int64_t, int64_t, bool>::with<reconcile_report>,
-  // Create day partitions [from, to] (yyyymmdd); replies how many tables.
-  caf::replies_to<db_partitions_atom, int32_t, int32_t>::with<int>,
-  // Move days before the cutoff (yyyymmdd) to cold storage; replies days.
-  caf::replies_to<db_detach_atom, int32_t>::with<int>,
-  // Credit a wallet from the external account (user, amount, key).
-  caf::replies_to<db_deposit_atom, std::string, int64_t, std::string>::with<caf::ok_atom>,
+  // Credit a wallet from the external account.
+  caf::replies_to<db_deposit_atom, deposit_request>::with<caf::ok_atom>,
+  // Reconcile a window, repairing lost credits if asked.
+  caf::replies_to<db_reconcile_atom, reconcile_run>::with<reconcile_report>>;
+
+/// The id segments: sequence leases and the segments' durable health.
+using segment_store = caf::typed_actor<
+  // Lease a block of sequence numbers; replies the first.
+  caf::replies_to<db_lease_atom, lease_request>::with<int64_t>,
   // Segments recorded as blocked.
   caf::replies_to<db_segments_atom>::with<std::vector<segment_state>>,
   // Record a segment's state durably.
   caf::replies_to<db_segment_set_atom, segment_state>::with<caf::ok_atom>,
   // Exercise a segment's storage (segment, day yyyymmdd); rolled back.
   caf::replies_to<db_probe_atom, int32_t, int32_t>::with<caf::ok_atom>>;
+
+/// Housekeeping of the storage: day partitions, cold storage, expiry.
+using maintenance_store = caf::typed_actor<
+  // Create day partitions [from, to] (yyyymmdd); replies how many tables.
+  caf::replies_to<db_partitions_atom, int32_t, int32_t>::with<int>,
+  // Move days before the cutoff (yyyymmdd) to cold storage; replies days.
+  caf::replies_to<db_detach_atom, int32_t>::with<int>,
+  // A page of the PAID envelopes past their expiry.
+  caf::replies_to<db_expired_atom, expiry_query>::with<std::vector<int64_t>>>;
+
+/// Every concern: what a store implements.
+using store_actor = envelope_store::extend_with<ledger_store, segment_store,
+                                                maintenance_store>;
 
 /// Where store workers report, per segment, whether each call that touched
 /// the segment's data succeeded or hit a database fault (true). Connection
@@ -83,7 +105,7 @@ using segment_report_sink
 /// block (true) / unblock (false) with a reason.
 using segment_admin = caf::typed_actor<
   caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
-  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>>;
+  caf::replies_to<segment_atom, segment_request>::with<segment_state>>;
 
 /// Who wants to know which segments are blocked (the id allocator, the
 /// router): gets the full list now and on every change.

@@ -30,7 +30,7 @@ struct segment_info {
 
 struct health_state {
   segment_health_settings cfg;
-  store_actor store;
+  segment_store store;
   std::map<int32_t, segment_info> segments;
   std::vector<blocked_sink> subscribers;
   static inline const char* name = "hb.segment_health";
@@ -119,7 +119,7 @@ void probe(health_pointer self) {
 }
 
 segment_health_actor::behavior_type health_impl(health_pointer self,
-                                                store_actor store,
+                                                segment_store store,
                                                 segment_health_settings cfg) {
   if (!cfg.now_ms)
     cfg.now_ms = system_now_ms;
@@ -159,14 +159,13 @@ segment_health_actor::behavior_type health_impl(health_pointer self,
           out.push_back(kv.second.state);
       return out;
     },
-    [=](segment_atom, int32_t segment, bool block,
-        std::string& reason) -> caf::result<segment_state> {
-      if (segment < 0 || segment >= segment_count)
+    [=](segment_atom, segment_request& req) -> caf::result<segment_state> {
+      if (req.segment < 0 || req.segment >= segment_count)
         return make_error(errc::invalid_argument,
                           "segment must be in [0, 999]");
-      set_state(self, segment, block, block,
-                reason.empty() ? std::string{"operator"} : reason);
-      return self->state.segments[segment].state;
+      set_state(self, req.segment, req.block, req.block,
+                req.reason.empty() ? std::string{"operator"} : req.reason);
+      return self->state.segments[req.segment].state;
     },
     [=](tick_atom) {
       probe(self);
@@ -180,7 +179,7 @@ segment_health_actor::behavior_type health_impl(health_pointer self,
 } // namespace
 
 segment_health_actor spawn_segment_health(caf::actor_system& sys,
-                                          store_actor store,
+                                          segment_store store,
                                           const segment_health_settings& cfg) {
   return sys.spawn(health_impl, std::move(store), cfg);
 }

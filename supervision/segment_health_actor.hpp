@@ -26,7 +26,7 @@ using segment_health_actor = caf::typed_actor<
   // All segments that are blocked, with mode and reason.
   caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
   // Manual block (true) or unblock (false) with a reason.
-  caf::replies_to<segment_atom, int32_t, bool, std::string>::with<segment_state>,
+  caf::replies_to<segment_atom, segment_request>::with<segment_state>,
   caf::reacts_to<tick_atom>>;
 
 struct segment_health_settings : segments_config {
@@ -34,7 +34,7 @@ struct segment_health_settings : segments_config {
 };
 
 segment_health_actor spawn_segment_health(caf::actor_system& sys,
-                                          store_actor store,
+                                          segment_store store,
                                           const segment_health_settings& cfg);
 
 } // namespace hb

@@ -61,7 +61,8 @@ struct registry_fixture : actor_fixture {
 
   // An idle report as the actor of `id` sends it after that one open.
   void report_idle(int64_t id, int64_t quiet_ms) {
-    self->send(registry, idle_atom::value, id, uint64_t{1}, true, quiet_ms);
+    self->send(registry, idle_atom::value,
+               idle_report{id, uint64_t{1}, true, quiet_ms});
     run();
   }
 

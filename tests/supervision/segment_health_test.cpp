@@ -86,8 +86,8 @@ struct health_fixture : actor_fixture {
 
   outcome<segment_state> manual(int32_t segment, bool block,
                                 std::string reason) {
-    auto h = self->request(health, caf::infinite, segment_atom::value, segment,
-                           block, std::move(reason));
+    auto h = self->request(health, caf::infinite, segment_atom::value,
+                           segment_request{segment, block, std::move(reason)});
     run();
     return take<segment_state>(h);
   }

@@ -38,8 +38,8 @@ struct actor_fixture : test_coordinator_fixture<test_config> {
     store = caf::actor_cast<store_actor>(fake);
     sink = sys.spawn([this]() -> passivation_sink::behavior_type {
       return {
-        [this](idle_atom, int64_t id, uint64_t handled, bool, int64_t) {
-          idle_reports.emplace_back(id, handled);
+        [this](idle_atom, const idle_report& r) {
+          idle_reports.emplace_back(r.envelope_id, r.handled);
         },
       };
     });

@@ -35,9 +35,31 @@ struct held_commit {
   caf::typed_response_promise<caf::ok_atom> promise;
 };
 
+// A held db_commit_many: the batches of many envelopes and the one answer.
+struct held_commit_many {
+  std::vector<open_batch> batches;
+  caf::typed_response_promise<std::vector<int32_t>> promise;
+};
+
+caf::result<caf::ok_atom> finish_commit(fake_db& db, const open_batch& b);
+
+// One errc per batch (0: committed), as pg_store::commit_many answers.
+std::vector<int32_t> finish_commit_many(fake_db& db,
+                                        const std::vector<open_batch>& batches) {
+  std::vector<int32_t> codes;
+  for (auto& b : batches) {
+    auto res = finish_commit(db, b);
+    codes.push_back(res.flag == caf::rt_value
+                      ? 0
+                      : static_cast<int32_t>(to_failure(res.err).code));
+  }
+  return codes;
+}
+
 struct fake_state {
   std::shared_ptr<fake_db> db;
   std::deque<held_commit> held;
+  std::deque<held_commit_many> held_many;
   static inline const char* name = "hb.fake_store";
 };
 
@@ -221,25 +243,29 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
         std::vector<open_batch>& batches) -> caf::result<std::vector<int32_t>> {
       if (auto err = down())
         return err;
-      std::vector<int32_t> codes;
-      for (auto& b : batches) {
-        self->state.db->batch_sizes.push_back(b.opens.size());
-        auto res = finish_commit(*self->state.db, b);
-        codes.push_back(res.flag == caf::rt_value
-                          ? 0
-                          : static_cast<int32_t>(to_failure(res.err).code));
+      auto& db = *self->state.db;
+      db.commit_groups.push_back(batches.size());
+      if (db.fail_next_commit_many) {
+        db.fail_next_commit_many = false;
+        return make_error(errc::unavailable, "injected commit failure");
       }
-      return codes;
+      for (auto& b : batches)
+        db.batch_sizes.push_back(b.opens.size());
+      if (!db.hold_commits)
+        return finish_commit_many(db, batches);
+      auto rp = self->make_response_promise<std::vector<int32_t>>();
+      self->state.held_many.push_back(
+        held_commit_many{std::move(batches), rp});
+      return rp;
     },
-    [=](db_lease_atom, int32_t segment, int32_t day,
-        int64_t block) -> caf::result<int64_t> {
+    [=](db_lease_atom, const lease_request& r) -> caf::result<int64_t> {
       if (auto err = down())
         return err;
-      auto& next = self->state.db->leases[{segment, day}];
+      auto& next = self->state.db->leases[{r.segment, r.day}];
       if (next == 0)
         next = 1;
       auto first = next;
-      next += block;
+      next += r.block;
       return first;
     },
     [=](db_refund_atom, int64_t id, int64_t epoch) -> caf::result<int64_t> {
@@ -268,16 +294,16 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
       return {int64_t{0}, int64_t{0}};
     },
-    [=](db_expired_atom, int64_t now_ms, int32_t limit,
-        int64_t after_id) -> caf::result<std::vector<int64_t>> {
+    [=](db_expired_atom,
+        const expiry_query& q) -> caf::result<std::vector<int64_t>> {
       // In id order (the test envelopes share one expiry); after_id starts
       // the page after that id.
       std::vector<int64_t> out;
       for (auto& kv : self->state.db->envelopes)
         if (kv.second.status == envelope_status::paid
-            && kv.second.expires_at_ms > 0 && kv.second.expires_at_ms <= now_ms
-            && kv.first > after_id
-            && static_cast<int32_t>(out.size()) < limit)
+            && kv.second.expires_at_ms > 0
+            && kv.second.expires_at_ms <= q.now_ms && kv.first > q.after_id
+            && static_cast<int32_t>(out.size()) < q.limit)
           out.push_back(kv.first);
       return out;
     },
@@ -287,14 +313,12 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     [=](db_balance_atom, std::string& user) -> caf::result<balance_info> {
       return balance_info{user, 0};
     },
-    [=](db_reconcile_atom, int64_t, int64_t,
-        bool) -> caf::result<reconcile_report> {
+    [=](db_reconcile_atom, const reconcile_run&) -> caf::result<reconcile_report> {
       return reconcile_report{};
     },
     [=](db_partitions_atom, int32_t, int32_t) -> caf::result<int> { return 0; },
     [=](db_detach_atom, int32_t) -> caf::result<int> { return 0; },
-    [=](db_deposit_atom, std::string&, int64_t,
-        std::string&) -> caf::result<caf::ok_atom> {
+    [=](db_deposit_atom, const deposit_request&) -> caf::result<caf::ok_atom> {
       return caf::ok_atom::value;
     },
     [=](db_segments_atom) -> caf::result<std::vector<segment_state>> {
@@ -324,6 +348,11 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
           h.promise.deliver(caf::ok_atom::value);
         else
           h.promise.deliver(res.err);
+      }
+      while (!st.held_many.empty()) {
+        auto h = std::move(st.held_many.front());
+        st.held_many.pop_front();
+        h.promise.deliver(finish_commit_many(*st.db, h.batches));
       }
     },
   };

@@ -23,6 +23,8 @@ struct fake_db {
   std::map<int64_t, std::vector<open_record>> opens;
   std::map<std::pair<int32_t, int32_t>, int64_t> leases;
   std::vector<size_t> batch_sizes;  // every commit attempt, in order
+  std::vector<size_t> commit_groups;  // envelope batches of each db_commit_many
+  bool fail_next_commit_many = false; // the whole statement fails
   int commits_applied = 0;
   int activations = 0;                    // envelopes activated, alone or not
   std::vector<size_t> activation_batches; // ids of each db_activate_many
@@ -52,7 +54,7 @@ struct fake_db {
 };
 
 /// The fake store actor: answers like the real one, except that held commits
-/// wait for a `release` message.
+/// (alone or many) wait for a `release` message.
 using fake_store_actor
   = store_actor::extend<caf::reacts_to<release_atom>>;
 
