@@ -1,7 +1,7 @@
 #pragma once
 
 // The baseline SQL and Lua scripts of bench/baseline/, compiled into
-// hongbao-bench (by apps/bench/CMakeLists.txt) so that the binary runs from
+// hongbao-bench (by bench/CMakeLists.txt) so that the binary runs from
 // anywhere; the files stay the place to read and change them.
 
 namespace hb::bench::embedded {

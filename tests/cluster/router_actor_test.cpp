@@ -324,8 +324,8 @@ CAF_TEST(stats combine the registry and the relay and say what is missing) {
 }
 
 CAF_TEST(segments cannot be blocked by hand without segment health) {
-  auto r = call<segment_state>(segment_atom::value, int32_t{101}, true,
-                               std::string{"maintenance"});
+  auto r = call<segment_state>(segment_atom::value,
+                               segment_request{101, true, "maintenance"});
   CAF_REQUIRE(!r.ok());
   CAF_CHECK_EQUAL(r.error().code, errc::unavailable);
 }

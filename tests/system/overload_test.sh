@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/fault_lib.sh"
 
 QUEUE_MAX=20
 POOL_SIZE=2
-BACKGROUND_POOL=2   # node/wiring.cpp: relay, reconciler, sweeper, probes
+BACKGROUND_POOL=2   # node/node.cpp: relay, reconciler, sweeper, probes
 CONNECTIONS=8
 PER_CONNECTION=50
 BURST=$(( CONNECTIONS * PER_CONNECTION ))
