@@ -33,9 +33,10 @@ struct reconciler_fixture : actor_fixture {
   reconciler_fixture() {
     store_stub = sys.spawn([this](caf::event_based_actor* stub) -> caf::behavior {
       return {
-        [this, stub](db_reconcile_atom, int64_t since_ms, int64_t now_ms,
-                     bool repair) -> caf::result<reconcile_report> {
-          runs.push_back(store_run{since_ms, now_ms, repair});
+        [this, stub](db_reconcile_atom,
+                     const reconcile_run& run) -> caf::result<reconcile_report> {
+          auto since_ms = run.since_ms;
+          runs.push_back(store_run{run.since_ms, run.now_ms, run.repair});
           if (fail)
             return make_error(errc::unavailable, "database down");
           if (hold) {
