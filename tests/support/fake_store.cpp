@@ -316,8 +316,28 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     [=](db_reconcile_atom, const reconcile_run&) -> caf::result<reconcile_report> {
       return reconcile_report{};
     },
-    [=](db_partitions_atom, int32_t, int32_t) -> caf::result<int> { return 0; },
-    [=](db_detach_atom, int32_t) -> caf::result<int> { return 0; },
+    [=](db_partitions_atom, int32_t from, int32_t to) -> caf::result<int> {
+      auto& db = *self->state.db;
+      db.partition_requests.emplace_back(from, to);
+      if (auto err = down())
+        return err;
+      if (db.fail_next_partitions) {
+        db.fail_next_partitions = false;
+        return make_error(errc::unavailable, "injected partitions failure");
+      }
+      return db.partitions_created;
+    },
+    [=](db_detach_atom, int32_t cutoff) -> caf::result<int> {
+      auto& db = *self->state.db;
+      db.detach_cutoffs.push_back(cutoff);
+      if (auto err = down())
+        return err;
+      if (db.fail_next_detach) {
+        db.fail_next_detach = false;
+        return make_error(errc::unavailable, "injected detach failure");
+      }
+      return db.days_detached;
+    },
     [=](db_deposit_atom, const deposit_request&) -> caf::result<caf::ok_atom> {
       return caf::ok_atom::value;
     },

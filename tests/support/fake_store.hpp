@@ -45,6 +45,12 @@ struct fake_db {
   bool hold_commits = false;
   bool fail_next_commit = false;
   bool fail_everything = false;
+  std::vector<std::pair<int32_t, int32_t>> partition_requests; // [from, to]
+  std::vector<int32_t> detach_cutoffs;    // each db_detach, in order
+  int partitions_created = 0;             // db_partitions replies this
+  int days_detached = 0;                  // db_detach replies this
+  bool fail_next_partitions = false;
+  bool fail_next_detach = false;
 
   /// Adds a PAID (or CREATED) envelope and returns it.
   envelope& add(int64_t id, int64_t total_fen, int32_t count,
