@@ -1,4 +1,4 @@
-#define CAF_SUITE supervision.segment_health
+#define CAF_SUITE supervision.segment_health_actor
 
 // Segment health against the fake store: the sliding fault window, durable
 // blocking (the fake store's segment_states), the subscribers' blocked
