@@ -9,10 +9,6 @@ using namespace hb::test;
 
 namespace {
 
-int64_t id_of(int k) {
-  return nth_envelope_id(k);
-}
-
 struct batcher_fixture : actor_fixture {
   activation_sink batcher;
 
@@ -36,10 +32,10 @@ CAF_TEST_FIXTURE_SCOPE(activation_batcher_tests, batcher_fixture)
 CAF_TEST(activations waiting behind one in flight go out as one batch) {
   start(1, 3);
   for (int k = 1; k <= 5; ++k)
-    db->add(id_of(k), 1000, 10);
+    db->add(nth_envelope_id(k), 1000, 10);
   std::vector<decltype(activate(0))> asked;
   for (int k = 1; k <= 5; ++k)
-    asked.push_back(activate(id_of(k)));
+    asked.push_back(activate(nth_envelope_id(k)));
   run();
   // The first goes alone at once; the next three wait for it and go as one
   // transaction; the last waits for that one and goes alone.
@@ -48,7 +44,7 @@ CAF_TEST(activations waiting behind one in flight go out as one batch) {
   for (int k = 1; k <= 5; ++k) {
     auto snap = take<envelope_snapshot>(asked[k - 1]);
     CAF_REQUIRE(snap.ok());
-    CAF_CHECK_EQUAL(snap->env.id, id_of(k));
+    CAF_CHECK_EQUAL(snap->env.id, nth_envelope_id(k));
     CAF_CHECK_EQUAL(snap->env.epoch, 1);
   }
 }
@@ -56,11 +52,11 @@ CAF_TEST(activations waiting behind one in flight go out as one batch) {
 CAF_TEST(an id twice waits for the next batch so that each gets its own bump) {
   start(1, 4);
   for (int k = 1; k <= 3; ++k)
-    db->add(id_of(k), 1000, 10);
-  auto first = activate(id_of(1));
-  auto a1 = activate(id_of(2));
-  auto b = activate(id_of(3));
-  auto a2 = activate(id_of(2));
+    db->add(nth_envelope_id(k), 1000, 10);
+  auto first = activate(nth_envelope_id(1));
+  auto a1 = activate(nth_envelope_id(2));
+  auto b = activate(nth_envelope_id(3));
+  auto a2 = activate(nth_envelope_id(2));
   run();
   CAF_CHECK_EQUAL(db->activation_batches, std::vector<size_t>{2});
   CAF_CHECK(take<envelope_snapshot>(first).ok());
@@ -70,34 +66,35 @@ CAF_TEST(an id twice waits for the next batch so that each gets its own bump) {
   CAF_REQUIRE(x.ok() && y.ok());
   CAF_CHECK_EQUAL(x->env.epoch, 1);
   CAF_CHECK_EQUAL(y->env.epoch, 2);
-  CAF_CHECK_EQUAL(db->envelopes.at(id_of(2)).epoch, 2);
+  CAF_CHECK_EQUAL(db->envelopes.at(nth_envelope_id(2)).epoch, 2);
 }
 
 CAF_TEST(what a batch left out or lost is activated alone with its own answer) {
   start(1, 8);
   for (int k = 1; k <= 4; ++k)
-    db->add(id_of(k), 1000, 10);
-  db->not_hot.insert(id_of(3));  // e.g. archived: the batch leaves it out
-  auto first = activate(id_of(1));
-  auto two = activate(id_of(2));
-  auto three = activate(id_of(3));
-  auto missing = activate(id_of(9));  // nobody created it
+    db->add(nth_envelope_id(k), 1000, 10);
+  // E.g. archived: the batch leaves it out.
+  db->not_hot.insert(nth_envelope_id(3));
+  auto first = activate(nth_envelope_id(1));
+  auto two = activate(nth_envelope_id(2));
+  auto three = activate(nth_envelope_id(3));
+  auto missing = activate(nth_envelope_id(9));  // nobody created it
   run();
   CAF_CHECK_EQUAL(db->activation_batches, std::vector<size_t>{3});
   CAF_CHECK(take<envelope_snapshot>(first).ok());
   CAF_CHECK(take<envelope_snapshot>(two).ok());
   auto alone = take<envelope_snapshot>(three);
   CAF_REQUIRE(alone.ok());
-  CAF_CHECK_EQUAL(alone->env.id, id_of(3));
+  CAF_CHECK_EQUAL(alone->env.id, nth_envelope_id(3));
   CAF_CHECK_EQUAL(alone->env.epoch, 1);
   auto none = take<envelope_snapshot>(missing);
   CAF_REQUIRE(!none.ok());
   CAF_CHECK(none.error().code == errc::not_found);
   // A batch that fails: every envelope of it is activated alone.
   db->fail_next_activate_many = true;
-  auto hold = activate(id_of(4));
-  auto p = activate(id_of(1));
-  auto q = activate(id_of(2));
+  auto hold = activate(nth_envelope_id(4));
+  auto p = activate(nth_envelope_id(1));
+  auto q = activate(nth_envelope_id(2));
   run();
   CAF_CHECK_EQUAL(db->activation_batches, (std::vector<size_t>{3, 2}));
   CAF_CHECK(!db->fail_next_activate_many);  // the failure really happened

@@ -9,10 +9,6 @@ using namespace hb::test;
 
 namespace {
 
-int64_t id_of(int k) {
-  return nth_envelope_id(k);
-}
-
 struct batcher_fixture : actor_fixture {
   commit_sink batcher;
 
@@ -28,13 +24,13 @@ struct batcher_fixture : actor_fixture {
 
   /// A PAID envelope of 1000 fen in 10 shares, epoch 0.
   void add_paid(int k) {
-    db->add(id_of(k), 1000, 10);
+    db->add(nth_envelope_id(k), 1000, 10);
   }
 
   /// The first open of envelope k (100 fen to one user), under `epoch`.
   auto commit(int k, int64_t epoch = 0) {
     open_batch b;
-    b.envelope_id = id_of(k);
+    b.envelope_id = nth_envelope_id(k);
     b.epoch = epoch;
     b.opens.push_back(open_record{"user-" + std::to_string(k), 100, 1, 1000});
     b.remaining_fen = 900;
@@ -43,7 +39,7 @@ struct batcher_fixture : actor_fixture {
   }
 
   size_t opens_of(int k) {
-    auto it = db->opens.find(id_of(k));
+    auto it = db->opens.find(nth_envelope_id(k));
     return it == db->opens.end() ? 0 : it->second.size();
   }
 };

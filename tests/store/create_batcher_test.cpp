@@ -9,10 +9,6 @@ using namespace hb::test;
 
 namespace {
 
-int64_t id_of(int k) {
-  return nth_envelope_id(k);
-}
-
 struct batcher_fixture : actor_fixture {
   create_sink batcher;
 
@@ -27,7 +23,7 @@ struct batcher_fixture : actor_fixture {
   /// A create of envelope k with key `key` (default: "key-k").
   auto create(int k, const std::string& key = "") {
     envelope env;
-    env.id = id_of(k);
+    env.id = nth_envelope_id(k);
     env.sender = "alice";
     env.group = "g";
     env.idempotency_key = key.empty() ? "key-" + std::to_string(k) : key;
@@ -63,7 +59,8 @@ CAF_TEST(creates waiting behind one in flight go out as one batch) {
   CAF_CHECK_EQUAL(db->create_batches, std::vector<size_t>{3});
   CAF_CHECK_EQUAL(db->creates_alone, 2);
   for (int k = 1; k <= 5; ++k)
-    CAF_CHECK_EQUAL(answer(asked[k - 1]), std::make_pair(id_of(k), true));
+    CAF_CHECK_EQUAL(answer(asked[k - 1]),
+                    std::make_pair(nth_envelope_id(k), true));
   CAF_CHECK_EQUAL(db->envelopes.size(), 5u);
 }
 
@@ -80,13 +77,13 @@ CAF_TEST(a key seen before or twice is answered alone with the stored envelope) 
   // twin alone.
   CAF_CHECK_EQUAL(db->create_batches, std::vector<size_t>{3});
   CAF_CHECK_EQUAL(db->creates_alone, 3);
-  CAF_CHECK_EQUAL(answer(first), std::make_pair(id_of(1), true));
-  CAF_CHECK_EQUAL(answer(a), std::make_pair(id_of(2), true));
-  CAF_CHECK_EQUAL(answer(b), std::make_pair(id_of(5), true));
-  CAF_CHECK_EQUAL(answer(retry), std::make_pair(id_of(1), false));
-  CAF_CHECK_EQUAL(answer(twin), std::make_pair(id_of(2), false));
-  CAF_CHECK_EQUAL(db->envelopes.count(id_of(3)), 0u);
-  CAF_CHECK_EQUAL(db->envelopes.count(id_of(4)), 0u);
+  CAF_CHECK_EQUAL(answer(first), std::make_pair(nth_envelope_id(1), true));
+  CAF_CHECK_EQUAL(answer(a), std::make_pair(nth_envelope_id(2), true));
+  CAF_CHECK_EQUAL(answer(b), std::make_pair(nth_envelope_id(5), true));
+  CAF_CHECK_EQUAL(answer(retry), std::make_pair(nth_envelope_id(1), false));
+  CAF_CHECK_EQUAL(answer(twin), std::make_pair(nth_envelope_id(2), false));
+  CAF_CHECK_EQUAL(db->envelopes.count(nth_envelope_id(3)), 0u);
+  CAF_CHECK_EQUAL(db->envelopes.count(nth_envelope_id(4)), 0u);
 }
 
 CAF_TEST(every create of a failed batch is stored alone with its own answer) {
@@ -99,9 +96,9 @@ CAF_TEST(every create of a failed batch is stored alone with its own answer) {
   CAF_CHECK_EQUAL(db->create_batches, std::vector<size_t>{2});
   CAF_CHECK(!db->fail_next_create_many);  // the failure really happened
   CAF_CHECK_EQUAL(db->creates_alone, 3);
-  CAF_CHECK_EQUAL(answer(hold), std::make_pair(id_of(1), true));
-  CAF_CHECK_EQUAL(answer(p), std::make_pair(id_of(2), true));
-  CAF_CHECK_EQUAL(answer(q), std::make_pair(id_of(3), true));
+  CAF_CHECK_EQUAL(answer(hold), std::make_pair(nth_envelope_id(1), true));
+  CAF_CHECK_EQUAL(answer(p), std::make_pair(nth_envelope_id(2), true));
+  CAF_CHECK_EQUAL(answer(q), std::make_pair(nth_envelope_id(3), true));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

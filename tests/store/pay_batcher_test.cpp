@@ -9,10 +9,6 @@ using namespace hb::test;
 
 namespace {
 
-int64_t id_of(int k) {
-  return nth_envelope_id(k);
-}
-
 struct batcher_fixture : actor_fixture {
   payment_sink batcher;
 
@@ -25,19 +21,20 @@ struct batcher_fixture : actor_fixture {
   }
 
   void add_created(int k) {
-    db->add(id_of(k), 1000, 10, envelope_kind::random,
+    db->add(nth_envelope_id(k), 1000, 10, envelope_kind::random,
             envelope_status::created);
   }
 
   auto pay(int k, const std::string& txn = "", bool from_wallet = false,
            int64_t epoch = 0) {
-    payment p{id_of(k), epoch, txn.empty() ? "txn-" + std::to_string(k) : txn,
-              1000, 2000, from_wallet};
+    payment p{nth_envelope_id(k), epoch,
+              txn.empty() ? "txn-" + std::to_string(k) : txn, 1000, 2000,
+              from_wallet};
     return self->request(batcher, caf::infinite, db_pay_atom::value, p);
   }
 
   bool paid(int k) {
-    return db->envelopes.at(id_of(k)).status == envelope_status::paid;
+    return db->envelopes.at(nth_envelope_id(k)).status == envelope_status::paid;
   }
 };
 
@@ -60,7 +57,7 @@ CAF_TEST(payments waiting behind one in flight go out as one batch) {
   for (int k = 1; k <= 5; ++k) {
     CAF_CHECK(take<caf::ok_atom>(asked[k - 1]).ok());
     CAF_CHECK(paid(k));
-    CAF_CHECK_EQUAL(db->envelopes.at(id_of(k)).payment_txn,
+    CAF_CHECK_EQUAL(db->envelopes.at(nth_envelope_id(k)).payment_txn,
                     "txn-" + std::to_string(k));
   }
 }
@@ -87,7 +84,7 @@ CAF_TEST(a wallet payment goes alone and an envelope twice waits its turn) {
   auto refused = take<caf::ok_atom>(b);
   CAF_REQUIRE(!refused.ok());
   CAF_CHECK(refused.error().code == errc::payment_mismatch);
-  CAF_CHECK_EQUAL(db->envelopes.at(id_of(1)).payment_txn, "txn-1");
+  CAF_CHECK_EQUAL(db->envelopes.at(nth_envelope_id(1)).payment_txn, "txn-1");
 }
 
 CAF_TEST(what a batch left out or lost is paid alone with its own answer) {
