@@ -13,6 +13,7 @@ namespace hb {
 /// file read into its struct.
 struct node_config {
   node_basics_config node;       // [node]
+  cluster_config cluster;        // [cluster], [[cluster.sets]]
   gateway_config gateway;        // [gateway]
   database_config database;      // [database]
   envelope_limits limits;        // [limits]

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "domain/cluster.hpp"
+
 namespace hb {
 
 /// envelope.keep_live when the file does not set it: half of live_max.
@@ -27,6 +29,32 @@ struct node_basics_config {
   /// before it sleeps until work arrives (CAF's moderate polling; CAF's own
   /// default is 25 000). 0: it sleeps at once.
   uint32_t idle_poll_us = 0;
+};
+
+/// [cluster] and [[cluster.sets]]: the node's place in a cluster of SETs
+/// over three zones (docs/cluster.md). Absent: a node on its own, with
+/// [database].url and [ids].segments as before.
+struct cluster_config {
+  bool enabled = false;          ///< the file has a [cluster] section
+  std::string set;               ///< this node's SET (a name in `sets`)
+  std::string peer_host = "127.0.0.1";  ///< where node links (BASP) listen
+  uint16_t peer_port = 0;        ///< required in a cluster
+  std::vector<std::string> seeds;  ///< "host:port" of peers to dial first
+  std::vector<std::string> zones;  ///< exactly three, in order
+  std::vector<set_config> sets;    ///< segment ranges -> SET -> database
+  uint32_t lease_ms = 3000;      ///< a node lease lasts this long (database clock)
+  uint32_t renew_ms = 500;       ///< renewed this often
+  /// A node fences itself this long before its lease would end, measured
+  /// from when it sent the last successful renewal (its monotonic clock).
+  uint32_t lease_margin_ms = 500;
+  /// After joining, a node waits this long before taking segments, so that
+  /// the nodes of a starting cluster all count when segments are placed.
+  uint32_t settle_ms = 3000;
+  uint32_t sync_ms = 1000;       ///< other SETs' owners pulled this often
+  uint32_t forward_timeout_ms = 2000;  ///< deadline of a forwarded request
+  uint32_t forward_inflight_max = 20000;  ///< forwarded requests at once
+  uint32_t heartbeat_ms = 500;   ///< node link heartbeats
+  uint32_t link_timeout_ms = 3000;  ///< a silent link is closed after this
 };
 
 /// [gateway]: the client TCP broker.

@@ -23,6 +23,7 @@ const char* to_string(errc x) {
     case errc::insufficient_funds: return "insufficient_funds";
     case errc::segment_unavailable: return "segment_unavailable";
     case errc::deadline_exceeded: return "deadline_exceeded";
+    case errc::not_owner: return "not_owner";
   }
   return "unknown";
 }
@@ -31,7 +32,8 @@ bool retryable(errc x) {
   // A stale epoch is retryable for the client: the next attempt reaches the
   // current owner of the envelope.
   return x == errc::busy || x == errc::unavailable || x == errc::stale_epoch
-         || x == errc::segment_unavailable || x == errc::deadline_exceeded;
+         || x == errc::segment_unavailable || x == errc::deadline_exceeded
+         || x == errc::not_owner;
 }
 
 } // namespace hb

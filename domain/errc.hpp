@@ -29,6 +29,7 @@ enum class errc : uint8_t {
   insufficient_funds = 16,  ///< The wallet holds less than the amount.
   segment_unavailable = 17, ///< The envelope's segment is blocked; retry later.
   deadline_exceeded = 18,   ///< The client's deadline passed before execution.
+  not_owner = 19,           ///< This node does not (or no longer) own the segment; retry.
 };
 
 /// Returns the stable snake_case name of `x`, e.g. "exhausted".

@@ -9,6 +9,7 @@
 #include "domain/errc.hpp"
 #include "domain/ledger.hpp"
 #include "domain/limits.hpp"
+#include "domain/cluster.hpp"
 #include "domain/segment.hpp"
 
 namespace hb {
@@ -124,11 +125,26 @@ struct metric {
   int64_t value = 0;
 };
 
-/// A snapshot of a node: metrics sorted by name, and every blocked segment.
+/// A node's view of its cluster (empty when it runs on its own).
+struct cluster_info {
+  bool enabled = false;
+  std::string set;
+  std::string zone;
+  int64_t incarnation = 0;
+  bool fenced = false;  ///< the node could not renew its lease in time
+  std::vector<std::string> zones;
+  /// Every SET as last seen: its own from its database, the others from
+  /// their nodes.
+  std::vector<set_view> sets;
+};
+
+/// A snapshot of a node: metrics sorted by name, every blocked segment and
+/// the cluster as the node sees it.
 struct node_stats {
   std::string node_name;
   std::vector<metric> metrics;
   std::vector<segment_state> segments;
+  cluster_info cluster;
 };
 
 using response_body
@@ -147,8 +163,13 @@ typename Inspector::result_type inspect(Inspector& f, metric& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_info& x) {
+  return f(x.enabled, x.set, x.zone, x.incarnation, x.fenced, x.zones, x.sets);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_stats& x) {
-  return f(x.node_name, x.metrics, x.segments);
+  return f(x.node_name, x.metrics, x.segments, x.cluster);
 }
 
 template <class Inspector>

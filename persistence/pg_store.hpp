@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/cluster.hpp"
 #include "domain/envelope.hpp"
 #include "domain/errc.hpp"
 #include "domain/ledger.hpp"
@@ -303,12 +304,33 @@ public:
                                                   int32_t limit,
                                                   int64_t after_id = 0);
 
+  // -- Cluster membership (pg_cluster.cpp) ---------------------------------
+
+  /// Who this connection writes for; null (the default): a node without a
+  /// cluster, whose writes check no owner rows.
+  void set_identity(std::shared_ptr<node_identity> who) { identity_ = std::move(who); }
+
+  /// The SET this database belongs to (empty: not a cluster database yet).
+  outcome<std::string> cluster_set();
+
+  /// Joins the SET (see join_request); errc::conflict if the database
+  /// belongs to another SET.
+  outcome<set_view> join(const join_request& req);
+
+  /// Renews the lease and reads the view in one transaction; errc::not_owner
+  /// if the lease row has another incarnation or has expired.
+  outcome<set_view> renew(const renew_request& req);
+
+  /// Compare-and-set takes of segments; the rows taken.
+  outcome<std::vector<segment_owner>> take(const take_request& req);
+
 private:
   explicit pg_store(pg_conn* conn, std::string url);
   bool ensure_connected();
 
   pg_conn* conn_;
   std::string url_;
+  std::shared_ptr<node_identity> identity_;
 };
 
 } // namespace hb::persistence

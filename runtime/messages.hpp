@@ -10,6 +10,7 @@
 
 #include "caf/all.hpp"
 
+#include "domain/cluster.hpp"
 #include "domain/envelope.hpp"
 #include "domain/ledger.hpp"
 #include "domain/limits.hpp"
@@ -128,6 +129,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::deposit_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::idle_report))
   CAF_ADD_TYPE_ID(hongbao, (hb::segment_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::node_lease))
+  CAF_ADD_TYPE_ID(hongbao, (hb::segment_owner))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::segment_owner>))
+  CAF_ADD_TYPE_ID(hongbao, (hb::set_view))
+  CAF_ADD_TYPE_ID(hongbao, (hb::join_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::renew_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::take_request))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -168,6 +176,9 @@ using db_deposit_atom = caf::atom_constant<caf::atom("db_depos")>;
 using db_segments_atom = caf::atom_constant<caf::atom("db_segs")>;
 using db_segment_set_atom = caf::atom_constant<caf::atom("db_segset")>;
 using db_probe_atom = caf::atom_constant<caf::atom("db_probe")>;
+using db_join_atom = caf::atom_constant<caf::atom("db_join")>;
+using db_renew_atom = caf::atom_constant<caf::atom("db_renew")>;
+using db_take_atom = caf::atom_constant<caf::atom("db_take")>;
 
 // Segment health.
 using seg_report_atom = caf::atom_constant<caf::atom("seg_report")>;

@@ -465,6 +465,16 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         self, plan, [=, &db] { return db.set_segment_state(s); },
         deliver_ok());
     },
+    [=](db_join_atom, const join_request&) -> caf::result<set_view> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_renew_atom, const renew_request&) -> caf::result<set_view> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_take_atom, const take_request&)
+      -> caf::result<std::vector<segment_owner>> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
     [=](db_probe_atom, int32_t segment,
         int32_t) -> caf::result<caf::ok_atom> {
       // A probe fails exactly like the segment's real statements would.

@@ -81,6 +81,7 @@ pg_store* connection(worker_actor self) {
       return nullptr;
     }
     st.db = std::move(*res);
+    st.db->set_identity(st.cfg.identity);
   } else if (!st.db->exec("SELECT 1")) {  // reconnects inside
     back_off(self);
     return nullptr;
@@ -337,6 +338,19 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
       return with_db<caf::ok_atom>(self, [&](pg_store& db) {
         return lift_done(db.deposit(d.user, d.amount_fen, d.key));
       });
+    },
+    [=](db_join_atom, const join_request& req) -> caf::result<set_view> {
+      return with_db<set_view>(self,
+                               [&](pg_store& db) { return lift(db.join(req)); });
+    },
+    [=](db_renew_atom, const renew_request& req) -> caf::result<set_view> {
+      return with_db<set_view>(self,
+                               [&](pg_store& db) { return lift(db.renew(req)); });
+    },
+    [=](db_take_atom,
+        const take_request& req) -> caf::result<std::vector<segment_owner>> {
+      return with_db<std::vector<segment_owner>>(
+        self, [&](pg_store& db) { return lift(db.take(req)); });
     },
   };
 }

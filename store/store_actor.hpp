@@ -91,9 +91,22 @@ using maintenance_store = caf::typed_actor<
   // A page of the PAID envelopes past their expiry.
   caf::replies_to<db_expired_atom, expiry_query>::with<std::vector<int64_t>>>;
 
+/// The SET's membership: node leases and segment owners, on the database
+/// clock (see domain/cluster.hpp and runtime/messages.hpp).
+using cluster_store = caf::typed_actor<
+  // Join the SET with a new incarnation; the SET's view after the join.
+  // errc::conflict if the database belongs to another SET.
+  caf::replies_to<db_join_atom, join_request>::with<set_view>,
+  // Renew the lease and read the SET's view in the same transaction.
+  // errc::not_owner if the lease was replaced or has expired.
+  caf::replies_to<db_renew_atom, renew_request>::with<set_view>,
+  // Compare-and-set takes; the owner rows as taken (owner_epoch + 1).
+  caf::replies_to<db_take_atom, take_request>::with<std::vector<segment_owner>>>;
+
 /// Every concern: what a store implements.
 using store_actor = envelope_store::extend_with<ledger_store, segment_store,
-                                                maintenance_store>;
+                                                maintenance_store,
+                                                cluster_store>;
 
 /// Where store workers report, per segment, whether each call that touched
 /// the segment's data succeeded or hit a database fault (true). Connection
@@ -113,6 +126,9 @@ using blocked_sink
   = caf::typed_actor<caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
 struct store_settings : store_config {
+  /// The cluster node this store writes for; null: a node without a
+  /// cluster (no owner rows, no owner checks).
+  std::shared_ptr<node_identity> identity;
   /// Receives per-segment results; may be null.
   segment_report_sink health;
   /// Node-wide counters (store latency); may be null.

@@ -352,6 +352,16 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
       self->state.db->segment_states[s.segment] = s;
       return caf::ok_atom::value;
     },
+    [=](db_join_atom, const join_request&) -> caf::result<set_view> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_renew_atom, const renew_request&) -> caf::result<set_view> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_take_atom, const take_request&)
+      -> caf::result<std::vector<segment_owner>> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
     [=](db_probe_atom, int32_t segment, int32_t) -> caf::result<caf::ok_atom> {
       ++self->state.db->probes;
       if (self->state.db->failing_segments.count(segment) > 0)

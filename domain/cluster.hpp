@@ -1,0 +1,181 @@
+#pragma once
+
+// The cluster as data: SETs (id segments + their own database), node leases
+// and segment owners as read from a SET's database, and the placement rule
+// that says which node should own a segment. Pure: no CAF, no database.
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/segment.hpp"
+
+namespace hb {
+
+/// Id segments are the last three decimal digits of an envelope id.
+constexpr int32_t segment_count = 1000;
+
+/// The segments [first, last] (both included).
+struct segment_range {
+  int32_t first = 0;
+  int32_t last = 0;
+};
+
+/// A SET: a group of id segments, its own PostgreSQL database and the nodes
+/// that serve it. Segment -> SET is static.
+struct set_config {
+  std::string name;
+  std::vector<segment_range> segments;
+  std::string database_url;
+};
+
+/// The segments of a SET, ascending.
+std::vector<int32_t> segments_of(const set_config& set);
+
+/// The index in `sets` of the SET that holds `segment`; -1 if none does.
+int set_index_of(const std::vector<set_config>& sets, int32_t segment);
+
+/// One row of a SET's node leases. `expires_at_ms` is on the database clock.
+struct node_lease {
+  std::string node;
+  int64_t incarnation = 0;
+  std::string zone;
+  std::string set;
+  std::string peer_host;
+  int32_t peer_port = 0;
+  std::string gateway_host;
+  int32_t gateway_port = 0;
+  int64_t expires_at_ms = 0;
+};
+
+/// One row of a SET's segment owners: who serves the segment, since which
+/// compare-and-set (`owner_epoch`, +1 on every change). `owner` is empty
+/// while nobody has taken the segment yet.
+struct segment_owner {
+  int32_t segment = 0;
+  std::string owner;
+  int64_t owner_incarnation = 0;
+  int64_t owner_epoch = 0;
+};
+
+/// A SET as its database saw it in one transaction.
+struct set_view {
+  std::string set;
+  int64_t db_now_ms = 0;               ///< the database clock at the read
+  std::vector<node_lease> nodes;       ///< every node that ever joined
+  std::vector<segment_owner> owners;   ///< every segment of the SET
+  std::vector<segment_state> blocked;  ///< segments blocked in segment_states
+};
+
+/// Whether the lease is current at the view's database time.
+bool lease_alive(const set_view& view, const node_lease& lease);
+
+/// The lease of `node` in the view; null if it never joined.
+const node_lease* find_lease(const set_view& view, const std::string& node);
+
+/// Whether the segment's owner (by name and incarnation) holds a current
+/// lease. An unowned segment has no live owner.
+bool owner_alive(const set_view& view, const segment_owner& owner);
+
+/// The preferred zone order of a segment: its primary zone is
+/// zones[segment % zones.size()], then the next ones in order, so that each
+/// zone is primary for about a third of every SET.
+std::vector<std::string> zone_order(int32_t segment,
+                                    const std::vector<std::string>& zones);
+
+/// Which live node of the view should own `segment`: the first zone in the
+/// segment's order that has live nodes, and within that zone one node picked
+/// by the segment (so that a zone's segments spread over its nodes). Nodes
+/// in `exclude` count as dead. Empty if no node of the SET is live.
+std::optional<std::string>
+preferred_owner(const set_view& view, int32_t segment,
+                const std::vector<std::string>& zones);
+
+/// What `me` should take now: every segment of the view whose owner is not
+/// alive and whose preferred live owner is `me`. The rows are as read: a
+/// take is a compare-and-set on their owner_epoch.
+std::vector<segment_owner> segments_to_take(const set_view& view,
+                                            const std::string& me,
+                                            const std::vector<std::string>& zones);
+
+/// The segments `me` (at `incarnation`) owns in the view.
+std::vector<int32_t> owned_segments(const set_view& view, const std::string& me,
+                                    int64_t incarnation);
+
+/// A node joins its SET: its lease row is written with a new incarnation
+/// (replacing an older one of the same name) and expires `lease_ms` after the
+/// database's now(); the SET's owner rows are created if missing. Refused
+/// if the database belongs to another SET.
+struct join_request {
+  node_lease me;  ///< expires_at_ms is ignored
+  int32_t lease_ms = 0;
+  std::vector<int32_t> segments;  ///< every segment of the SET
+};
+
+/// A node renews its lease (by name and incarnation) for `lease_ms` after
+/// the database's now(). Refused (errc::not_owner) if the row has another
+/// incarnation or has expired: the node must fence itself and rejoin.
+struct renew_request {
+  std::string node;
+  int64_t incarnation = 0;
+  int32_t lease_ms = 0;
+};
+
+/// A node takes segments by compare-and-set: each row as the node read it
+/// (owner_epoch); a segment is taken only if its owner_epoch is unchanged,
+/// its owner's lease is not current and the taker's own lease is.
+struct take_request {
+  std::string node;
+  int64_t incarnation = 0;
+  std::vector<segment_owner> expected;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_request& x) {
+  return f(x.me, x.lease_ms, x.segments);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, renew_request& x) {
+  return f(x.node, x.incarnation, x.lease_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, take_request& x) {
+  return f(x.node, x.incarnation, x.expected);
+}
+
+/// Who writes (shared by a node's store workers): a cluster node's name and current incarnation (0 until it
+/// has joined, and again while it is fenced). Activations and creates check
+/// in the same statement that this node owns the segment at this
+/// incarnation; opens, payments and refunds check that the segment's
+/// owner_epoch is still the one the envelope was activated under.
+struct node_identity {
+  std::string node;
+  std::atomic<int64_t> incarnation{0};
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, segment_range& x) {
+  return f(x.first, x.last);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_lease& x) {
+  return f(x.node, x.incarnation, x.zone, x.set, x.peer_host, x.peer_port,
+           x.gateway_host, x.gateway_port, x.expires_at_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, segment_owner& x) {
+  return f(x.segment, x.owner, x.owner_incarnation, x.owner_epoch);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, set_view& x) {
+  return f(x.set, x.db_now_ms, x.nodes, x.owners, x.blocked);
+}
+
+} // namespace hb
