@@ -10,12 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "domain/envelope_id.hpp"
 #include "domain/segment.hpp"
 
 namespace hb {
-
-/// Id segments are the last three decimal digits of an envelope id.
-constexpr int32_t segment_count = 1000;
 
 /// The segments [first, last] (both included).
 struct segment_range {
