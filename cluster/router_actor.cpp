@@ -29,6 +29,9 @@ struct router_state {
   uint32_t creates_inflight = 0;
   std::unordered_set<int32_t> blocked;  // segments blocked by segment health
   uint64_t create_retries = 0;
+  route_table routes;              // in a cluster: where segments are served
+  uint32_t forwards_inflight = 0;
+  size_t next_creator = 0;
   static inline const char* name = "hb.router";
 };
 
@@ -53,6 +56,135 @@ envelope new_envelope(const create_request& req, int64_t id, int64_t now_ms) {
 
 using create_promise = caf::typed_response_promise<envelope>;
 
+// An error that names the owner's client gateway as a hint, when known.
+caf::error with_hint(errc code, std::string message, const std::string& hint) {
+  if (!hint.empty())
+    message += " [owner gateway " + hint + "]";
+  return make_error(code, std::move(message));
+}
+
+bool in_cluster(const router_state& st) {
+  return static_cast<bool>(st.cfg.membership);
+}
+
+void refresh_route(router_pointer self, int32_t segment) {
+  if (auto& m = self->state.cfg.membership)
+    self->send(m, refresh_atom::value, segment);
+}
+
+// Sends a request to another node's router within the forward deadline and
+// answers `rp` with what comes back; a request that got no answer (the
+// link died, the node is gone or slow) becomes a retryable UNAVAILABLE.
+template <class Reply, class... Ts>
+void forward_to(router_pointer self, const caf::actor& target,
+                std::string owner, int32_t segment,
+                caf::typed_response_promise<Reply> rp, Ts&&... xs) {
+  auto& st = self->state;
+  ++st.forwards_inflight;
+  auto& m = st.cfg.metrics;
+  if (m)
+    m->cluster_forwarded.fetch_add(1, std::memory_order_relaxed);
+  auto start = std::chrono::steady_clock::now();
+  self->request(target, std::chrono::milliseconds(st.cfg.forward_timeout_ms),
+                std::forward<Ts>(xs)...)
+    .then(
+      [=](Reply& reply) mutable {
+        --self->state.forwards_inflight;
+        if (auto& m = self->state.cfg.metrics)
+          m->forward_latency_us.record(static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - start)
+              .count()));
+        rp.deliver(std::move(reply));
+      },
+      [=](caf::error& err) mutable {
+        --self->state.forwards_inflight;
+        if (err.category() == errc_category) {
+          if (to_failure(err).code == errc::not_owner && segment >= 0)
+            refresh_route(self, segment);
+          rp.deliver(err);
+          return;
+        }
+        if (auto& m = self->state.cfg.metrics)
+          m->cluster_forward_failures.fetch_add(1, std::memory_order_relaxed);
+        if (segment >= 0)
+          refresh_route(self, segment);
+        rp.deliver(make_error(errc::unavailable,
+                              "node " + owner + " did not answer in time ("
+                                + to_string(err) + "); retry"));
+      });
+}
+
+// Whether the current request came over a node link (a forwarded one).
+bool from_peer(router_pointer self) {
+  auto& sender = self->current_sender();
+  return sender && sender->node() != self->node();
+}
+
+// Where an envelope request goes: here (null error, local = true), to the
+// owner's router (local = false, target set), or nowhere for now (error).
+struct route_choice {
+  caf::error err;
+  bool local = true;
+  caf::actor target;
+  std::string owner;
+};
+
+route_choice choose_route(router_pointer self, int64_t id) {
+  auto& st = self->state;
+  route_choice out;
+  if (!in_cluster(st))
+    return out;
+  auto segment = segment_of(id);
+  if (st.routes.segments.size() != static_cast<size_t>(segment_count)) {
+    out.err = make_error(errc::unavailable,
+                         "this node has not joined its cluster yet; retry");
+    return out;
+  }
+  auto& r = st.routes.segments[static_cast<size_t>(segment)];
+  if (r.local)
+    return out;
+  out.local = false;
+  out.owner = r.owner;
+  if (from_peer(self)) {
+    // Forwarded here by a node whose route is stale: never forward again.
+    if (auto& m = st.cfg.metrics)
+      m->cluster_not_owner.fetch_add(1, std::memory_order_relaxed);
+    refresh_route(self, segment);
+    out.err = with_hint(errc::not_owner,
+                         "node " + st.cfg.node_name + " does not own segment "
+                           + std::to_string(segment)
+                           + (r.owner.empty() ? std::string{}
+                                              : "; its owner is " + r.owner),
+                         r.gateway);
+    return out;
+  }
+  if (st.routes.fenced && (r.owner.empty() || r.owner == st.cfg.node_name)) {
+    out.err = make_error(errc::unavailable,
+                         "node " + st.cfg.node_name
+                           + " is fenced (it lost its lease) and rejoining; "
+                             "retry");
+    return out;
+  }
+  if (!r.router) {
+    refresh_route(self, segment);
+    out.err = with_hint(errc::unavailable,
+                         "segment " + std::to_string(segment)
+                           + " has no reachable owner right now"
+                           + (r.owner.empty() ? std::string{}
+                                              : " (last owner " + r.owner + ")")
+                           + "; retry",
+                         r.gateway);
+    return out;
+  }
+  if (st.forwards_inflight >= st.cfg.forward_inflight_max) {
+    out.err = make_error(errc::busy, "too many forwarded requests; retry");
+    return out;
+  }
+  out.target = r.router;
+  return out;
+}
+
 // One attempt: a fresh id, then the insert. A database fault in the id's
 // segment (errc::unavailable) is retried with the next id, which the
 // allocator takes from another segment -- the client never sees it.
@@ -60,7 +192,7 @@ void attempt_create(router_pointer self, create_request req,
                     create_promise rp, uint32_t attempt) {
   auto retry_or_fail = [=](caf::error& err) mutable {
     auto f = to_failure(err);
-    if (f.code == errc::unavailable
+    if ((f.code == errc::unavailable || f.code == errc::not_owner)
         && attempt + 1 < self->state.cfg.create_attempts_max) {
       ++self->state.create_retries;
       actors_log().info("create_retried attempt={} error={}", attempt + 1,
@@ -95,6 +227,13 @@ void attempt_create(router_pointer self, create_request req,
       retry_or_fail);
 }
 
+bool owns_any(const router_state& st) {
+  for (auto& r : st.routes.segments)
+    if (r.local)
+      return true;
+  return false;
+}
+
 caf::result<envelope> handle_create(router_pointer self, create_request& req) {
   auto& st = self->state;
   auto problem = validate(req, st.cfg.limits);
@@ -102,6 +241,22 @@ caf::result<envelope> handle_create(router_pointer self, create_request& req) {
     return make_error(problem);
   if (st.creates_inflight >= st.cfg.creates_inflight_max)
     return make_error(errc::busy, "too many creates in flight; retry");
+  if (in_cluster(st) && !from_peer(self) && !owns_any(st)) {
+    // This node owns no segment (it joined late or lost them): a node that
+    // owns some stores the envelope.
+    if (st.routes.creators.empty())
+      return make_error(errc::unavailable,
+                        "no node of the cluster can take a create right now; "
+                        "retry");
+    if (st.forwards_inflight >= st.cfg.forward_inflight_max)
+      return make_error(errc::busy, "too many forwarded requests; retry");
+    auto target = st.routes.creators[st.next_creator++
+                                     % st.routes.creators.size()];
+    auto rp = self->make_response_promise<envelope>();
+    forward_to<envelope>(self, target, "(creator)", -1, rp,
+                         create_atom::value, std::move(req));
+    return rp;
+  }
   ++st.creates_inflight;
   auto rp = self->make_response_promise<envelope>();
   attempt_create(self, std::move(req), rp, 0);
@@ -132,8 +287,10 @@ caf::result<node_stats> collect_stats(router_pointer self) {
                                 static_cast<int64_t>(self->state.create_retries)});
   out->metrics.push_back(metric{"segments.blocked",
                                 static_cast<int64_t>(self->state.blocked.size())});
+  out->metrics.push_back(metric{"cluster.forwards_inflight",
+                                static_cast<int64_t>(self->state.forwards_inflight)});
   auto rp = self->make_response_promise<node_stats>();
-  auto left = std::make_shared<int>(3);
+  auto left = std::make_shared<int>(4);
   auto done = [=]() mutable {
     if (--*left > 0)
       return;
@@ -176,6 +333,35 @@ caf::result<node_stats> collect_stats(router_pointer self) {
         [=](caf::error&) mutable { missing("segment_health"); });
   else
     done();
+  if (cfg.membership)
+    self->request(cfg.membership, timeout, stats_atom::value)
+      .then(
+        [=](cluster_info& info) mutable {
+          out->cluster = std::move(info);
+          done();
+        },
+        [=](caf::error&) mutable { missing("membership"); });
+  else
+    done();
+  return rp;
+}
+
+// An envelope request: to the local registry, or forwarded to the owner.
+template <class Reply, class Atom, class... Ts>
+caf::result<Reply> route_envelope(router_pointer self, Atom atom, int64_t id,
+                                  Ts&&... xs) {
+  auto choice = choose_route(self, id);
+  if (choice.err)
+    return std::move(choice.err);
+  if (choice.local) {
+    if (auto err = check_segment(self, id))
+      return err;
+    return self->delegate(self->state.registry, atom, id,
+                          std::forward<Ts>(xs)...);
+  }
+  auto rp = self->make_response_promise<Reply>();
+  forward_to<Reply>(self, choice.target, choice.owner, segment_of(id), rp,
+                    atom, id, std::forward<Ts>(xs)...);
   return rp;
 }
 
@@ -209,37 +395,30 @@ router_actor::behavior_type router_impl(router_pointer self,
         std::string& user) -> caf::result<grab_result> {
       if (auto err = check_text(self, user, "user"))
         return err;
-      if (auto err = check_segment(self, id))
-        return err;
-      return self->delegate(self->state.registry, a, id, std::move(user));
+      return route_envelope<grab_result>(self, a, id, std::move(user));
     },
     [=](open_atom a, int64_t id, std::string& user,
         int64_t deadline_ms) -> caf::result<open_result> {
       if (auto err = check_text(self, user, "user"))
         return err;
-      if (auto err = check_segment(self, id))
-        return err;
-      return self->delegate(self->state.registry, a, id, std::move(user),
-                            deadline_ms);
+      return route_envelope<open_result>(self, a, id, std::move(user),
+                                         deadline_ms);
     },
     [=](pay_atom a, int64_t id, std::string& txn,
         bool from_wallet) -> caf::result<envelope> {
       if (auto err = check_text(self, txn, "payment_txn"))
         return err;
-      if (auto err = check_segment(self, id))
-        return err;
-      return self->delegate(self->state.registry, a, id, std::move(txn),
-                            from_wallet);
+      return route_envelope<envelope>(self, a, id, std::move(txn),
+                                      from_wallet);
     },
     [=](get_atom a, int64_t id) -> caf::result<envelope_detail> {
-      if (auto err = check_segment(self, id))
-        return err;
-      return self->delegate(self->state.registry, a, id);
+      return route_envelope<envelope_detail>(self, a, id);
     },
     [=](refund_atom a, int64_t id) -> caf::result<int64_t> {
-      if (auto err = check_segment(self, id))
-        return err;
-      return self->delegate(self->state.registry, a, id);
+      return route_envelope<int64_t>(self, a, id);
+    },
+    [=](route_atom, route_table& routes) {
+      self->state.routes = std::move(routes);
     },
     [=](stats_atom) { return collect_stats(self); },
     [=](segment_atom a, segment_request& req) -> caf::result<segment_state> {

@@ -7,6 +7,7 @@
 #include "envelope/id_allocator_actor.hpp"
 #include "background/reconciler_actor.hpp"
 #include "envelope/registry_actor.hpp"
+#include "cluster/membership_actor.hpp"
 #include "background/relay_actor.hpp"
 #include "store/store_actor.hpp"
 #include "domain/limits.hpp"
@@ -14,9 +15,14 @@
 namespace hb {
 
 /// The entry point for every client request. Envelope requests go by id ->
-/// segment -> owning registry (on a single node: the local one) with
-/// `delegate`, so the reply skips the router. Creates are validated, get an
-/// id from the allocator and are stored.
+/// segment -> owner: to the local registry with `delegate` (the reply skips
+/// the router) when this node serves the segment, else in a cluster to the
+/// owner's router as a request with the forward deadline (a request lost
+/// with a node link is never answered in CAF 0.17). A request forwarded to
+/// a node that does not own the segment is answered NOT_OWNER, never
+/// forwarded again. Creates are validated, get an id from the allocator
+/// (in a cluster: in a segment this node owns; a node that owns none
+/// forwards the create) and are stored.
 using router_actor = envelope_requests::extend<
   // 包: wrap a new envelope; idempotent on (sender, idempotency_key).
   caf::replies_to<create_atom, create_request>::with<envelope>,
@@ -31,7 +37,9 @@ using router_actor = envelope_requests::extend<
   // Operators: a snapshot of the node.
   caf::replies_to<stats_atom>::with<node_stats>,
   // Operators: block or unblock a segment by hand.
-  caf::replies_to<segment_atom, segment_request>::with<segment_state>>;
+  caf::replies_to<segment_atom, segment_request>::with<segment_state>,
+  // In a cluster, from the membership: where each segment is served.
+  caf::reacts_to<route_atom, route_table>>;
 
 /// What the router asks of the store: creates (when no create batcher
 /// stands in between), and a user's history and balance.
@@ -48,6 +56,11 @@ struct router_settings : router_config {
   /// Where new envelopes are stored (batched with other creates); null: the
   /// store.
   create_sink creator;
+  /// In a cluster: the membership (stats, stale routes) and the forwarding
+  /// limits. Null: a node on its own, which serves every segment.
+  membership_actor membership;
+  uint32_t forward_timeout_ms = 2000;
+  uint32_t forward_inflight_max = 20000;
 };
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,

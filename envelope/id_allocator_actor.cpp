@@ -35,6 +35,7 @@ struct allocator_state {
   size_t cursor = 0;          // round-robin position
   std::deque<caf::typed_response_promise<int64_t>> waiting;
   std::vector<bool> blocked;  // parallel to cfg.segments
+  std::vector<int32_t> blocked_list;  // as segment health last said
   static inline const char* name = "hb.id_allocator";
 };
 
@@ -56,6 +57,43 @@ int64_t take_id(allocator_state& st, int32_t today) {
 
 void serve_waiting(allocator_pointer self);
 
+int index_of(const allocator_state& st, int32_t segment) {
+  auto& segs = st.cfg.segments;
+  auto it = std::find(segs.begin(), segs.end(), segment);
+  return it == segs.end() ? -1 : static_cast<int>(it - segs.begin());
+}
+
+void mark_blocked(allocator_state& st) {
+  for (size_t i = 0; i < st.cfg.segments.size(); ++i)
+    st.blocked[i] = std::find(st.blocked_list.begin(), st.blocked_list.end(),
+                              st.cfg.segments[i])
+                    != st.blocked_list.end();
+}
+
+// The node's segments changed (a cluster node took or lost some): keep the
+// leased blocks of those it keeps.
+void set_segments(allocator_pointer self, std::vector<int32_t> segments) {
+  auto& st = self->state;
+  if (segments == st.cfg.segments)
+    return;
+  std::vector<block> blocks(segments.size());
+  for (size_t i = 0; i < segments.size(); ++i)
+    if (auto old = index_of(st, segments[i]); old >= 0)
+      blocks[i] = st.blocks[static_cast<size_t>(old)];
+  st.cfg.segments = std::move(segments);
+  st.blocks = std::move(blocks);
+  st.blocked.assign(st.cfg.segments.size(), false);
+  st.cursor = 0;
+  mark_blocked(st);
+  if (st.cfg.segments.empty()) {
+    for (auto& rp : st.waiting)
+      rp.deliver(make_error(errc::not_owner, "this node owns no id segment"));
+    st.waiting.clear();
+    return;
+  }
+  serve_waiting(self);
+}
+
 // Leases a new block for segment index `i` unless a lease is under way.
 void lease(allocator_pointer self, size_t i, int32_t today) {
   auto& b = self->state.blocks[i];
@@ -68,7 +106,10 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
                 lease_request{segment, today, size})
     .then(
       [=](int64_t first) {
-        auto& b = self->state.blocks[i];
+        auto idx = index_of(self->state, segment);
+        if (idx < 0)
+          return;  // no longer this node's segment
+        auto& b = self->state.blocks[static_cast<size_t>(idx)];
         b.leasing = false;
         if (first + size > sequence_max) {
           actors_log().error("segment_day_full segment={} day={}", segment, today);
@@ -80,7 +121,8 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
         serve_waiting(self);
       },
       [=](caf::error& err) {
-        self->state.blocks[i].leasing = false;
+        if (auto idx = index_of(self->state, segment); idx >= 0)
+          self->state.blocks[static_cast<size_t>(idx)].leasing = false;
         auto f = to_failure(err);
         actors_log().warn("id_lease_failed segment={} error={}", segment, f.message);
         // Waiters would wait forever otherwise: fail them, they retry.
@@ -96,6 +138,8 @@ void lease(allocator_pointer self, size_t i, int32_t today) {
 void top_up(allocator_pointer self, int32_t today) {
   auto& st = self->state;
   auto n = st.cfg.segments.size();
+  if (n == 0)
+    return;
   for (size_t k = 0; k < n && st.blocked[st.cursor]; ++k)
     st.cursor = (st.cursor + 1) % n;
   if (st.blocked[st.cursor])
@@ -132,15 +176,19 @@ id_allocator_actor::behavior_type allocator_impl(allocator_pointer self,
   return {
     [=](blocked_atom, std::vector<int32_t>& segments) {
       auto& st = self->state;
-      for (size_t i = 0; i < st.cfg.segments.size(); ++i)
-        st.blocked[i] = std::find(segments.begin(), segments.end(),
-                                  st.cfg.segments[i])
-                        != segments.end();
-      serve_waiting(self);
+      st.blocked_list = std::move(segments);
+      mark_blocked(st);
+      if (!st.cfg.segments.empty())
+        serve_waiting(self);
+    },
+    [=](owned_atom, std::vector<int32_t>& segments) {
+      set_segments(self, std::move(segments));
     },
     [=](next_id_atom) -> caf::result<int64_t> {
       auto& st = self->state;
       auto today = utc_day_of(st.cfg.now_ms());
+      if (st.cfg.segments.empty())
+        return make_error(errc::not_owner, "this node owns no id segment");
       if (st.waiting.empty()) {
         if (auto id = take_id(st, today)) {
           top_up(self, today);

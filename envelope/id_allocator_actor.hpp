@@ -18,7 +18,10 @@ using id_allocator_actor = caf::typed_actor<
   // The next envelope id.
   caf::replies_to<next_id_atom>::with<int64_t>,
   // From segment health: the segments now blocked (ids skip them).
-  caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
+  caf::reacts_to<blocked_atom, std::vector<int32_t>>,
+  // In a cluster, from the membership: the segments this node owns now,
+  // which replace the configured ones (none: next_id answers NOT_OWNER).
+  caf::reacts_to<owned_atom, std::vector<int32_t>>>;
 
 struct id_allocator_settings : ids_config {
   std::function<int64_t()> now_ms;

@@ -162,6 +162,14 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
       actors_log().debug("envelope_passivated envelope={}", id);
     },
     [=](stats_atom) -> uint64_t { return self->state.live.size(); },
+    [=](fence_atom) {
+      auto n = self->state.live.size();
+      for (auto& kv : self->state.live)
+        self->send(kv.second.handle, stop_atom::value);
+      self->state.live.clear();
+      self->state.ids.clear();
+      actors_log().warn("envelopes_fenced stopped={}", n);
+    },
     [=](stop_atom) {
       for (auto& kv : self->state.live)
         self->send(kv.second.handle, stop_atom::value);

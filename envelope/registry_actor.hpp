@@ -22,7 +22,10 @@ using registry_actor = envelope_requests::extend<
   // How many envelope actors are live.
   caf::replies_to<stats_atom>::with<uint64_t>,
   // Shutdown: stops every live envelope actor, then the registry.
-  caf::reacts_to<stop_atom>>;
+  caf::reacts_to<stop_atom>,
+  // The node lost its lease (cluster): stops every live envelope actor and
+  // keeps running; later requests activate afresh under the new ownership.
+  caf::reacts_to<fence_atom>>;
 
 struct registry_settings : registry_config {
   envelope_settings envelope;

@@ -199,7 +199,11 @@ constexpr size_t direct_max = 1024;
 // the envelope actor itself: remember it for the next requests.
 void learn_direct(connection_broker* self, int64_t id) {
   const auto& sender = self->current_sender();
-  if (!sender)
+  // A forwarded request is answered by the router itself (the envelope
+  // lives on another node): nothing to learn.
+  if (!sender
+      || sender == caf::actor_cast<caf::strong_actor_ptr>(
+                     self->state.shared->router))
     return;
   auto& direct = self->state.direct;
   if (direct.size() >= direct_max && direct.count(id) == 0)

@@ -56,6 +56,11 @@ node_env production_env() {
                       const store_settings& sc) -> caf::expected<store_actor> {
     return spawn_pg_store(sys, sc);
   };
+  env.peers.publish = [](const caf::actor& whom, const std::string& host,
+                         uint16_t port) -> caf::expected<uint16_t> {
+    return whom.home_system().middleman().publish(whom, port, host.c_str(),
+                                                  true);
+  };
   return env;
 }
 
@@ -92,6 +97,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     auto sc = settings_of<store_settings>(cfg.database.store);
     sc.health = caf::actor_cast<segment_report_sink>(ctx->health);
     sc.metrics = ctx->metrics;
+    sc.identity = ctx->identity;
     return started(ctx->store, env->make_store(*sysp, store_role::hot, sc));
   }, store_stop, {"segment_health"}});
 
@@ -148,6 +154,42 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
   }, stop_with,
      {"store", "commit_batcher", "activation_batcher", "pay_batcher"}});
 
+  if (cfg.cluster.enabled) {
+    // The lease has a connection of its own: a renewal never waits behind
+    // opens or background work.
+    out.push_back({"membership_store", [=] {
+      auto sc = settings_of<store_settings>(cfg.database.store);
+      sc.pool_size = 1;
+      return started(ctx->members_store,
+                     env->make_store(*sysp, store_role::membership, sc));
+    }, store_stop, {}});
+
+    out.push_back({"membership", [=]() -> caf::expected<caf::actor> {
+      auto mc = settings_of<membership_settings>(cfg.cluster);
+      mc.node = cfg.node.name;
+      mc.zone = cfg.node.zone;
+      if (cfg.gateway.port != 0)
+        mc.gateway = cfg.gateway.host + ":" + std::to_string(cfg.gateway.port);
+      mc.identity = ctx->identity;
+      mc.registry = ctx->registry;
+      mc.ids = ctx->ids;
+      mc.health = caf::actor_cast<segment_sync_sink>(ctx->health);
+      mc.metrics = ctx->metrics;
+      auto m = spawn_membership(*sysp, ctx->members_store, mc);
+      if (env->peers.publish) {
+        auto port = env->peers.publish(caf::actor_cast<caf::actor>(m),
+                                       cfg.cluster.peer_host,
+                                       cfg.cluster.peer_port);
+        if (!port) {
+          caf::anon_send_exit(m, caf::exit_reason::user_shutdown);
+          return std::move(port.error());
+        }
+      }
+      return started(ctx->membership, std::move(m));
+    }, nullptr, {"membership_store", "registry", "id_allocator",
+                 "segment_health"}});
+  }
+
   out.push_back({"relay", [=] {
     auto rc = settings_of<relay_settings>(cfg.relay);
     rc.metrics = ctx->metrics;
@@ -177,14 +219,28 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     rc.health = caf::actor_cast<segment_admin>(ctx->health);
     rc.now_ms = env->now_ms;
     rc.creator = ctx->creator;
+    if (cfg.cluster.enabled) {
+      rc.membership = ctx->membership;
+      rc.forward_timeout_ms = cfg.cluster.forward_timeout_ms;
+      rc.forward_inflight_max = cfg.cluster.forward_inflight_max;
+    }
     auto res = started(ctx->router,
                        spawn_router(*sysp, ctx->registry, ctx->ids, ctx->store,
                                     ctx->reconciler, rc));
     caf::anon_send(ctx->health, subscribe_atom::value,
                    caf::actor_cast<blocked_sink>(ctx->router));
+    if (ctx->membership)
+      caf::anon_send(ctx->membership, subscribe_atom::value,
+                     caf::actor_cast<caf::actor>(ctx->router));
     return res;
-  }, nullptr, {"registry", "id_allocator", "store", "reconciler",
-               "segment_health", "relay", "create_batcher"}});
+  }, nullptr, cfg.cluster.enabled
+                ? std::vector<std::string>{"registry", "id_allocator", "store",
+                                           "reconciler", "segment_health",
+                                           "relay", "create_batcher",
+                                           "membership"}
+                : std::vector<std::string>{"registry", "id_allocator", "store",
+                                           "reconciler", "segment_health",
+                                           "relay", "create_batcher"}});
 
   out.push_back({"expiry_sweeper", [=] {
     auto sc = settings_of<expiry_sweeper_settings>(cfg.expiry);
@@ -219,6 +275,10 @@ caf::expected<node_handle> start_node(caf::actor_system& sys,
                                       const node_config& cfg, node_env env) {
   node_handle node;
   node.ctx = std::make_shared<node_context>();
+  if (cfg.cluster.enabled) {
+    node.ctx->identity = std::make_shared<node_identity>();
+    node.ctx->identity->node = cfg.node.name;
+  }
   auto shared_env = std::make_shared<const node_env>(std::move(env));
   auto sc = settings_of<supervisor_settings>(cfg.supervisor);
   auto sup = spawn_supervisor(sys, node_children(sys, cfg, shared_env, node.ctx),

@@ -16,6 +16,7 @@
 #include "background/partition_keeper_actor.hpp"
 #include "background/reconciler_actor.hpp"
 #include "background/relay_actor.hpp"
+#include "cluster/membership_actor.hpp"
 #include "cluster/router_actor.hpp"
 #include "config/node_config.hpp"
 #include "envelope/id_allocator_actor.hpp"
@@ -34,6 +35,10 @@ namespace hb {
 /// handle.
 struct node_context {
   std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
+  /// In a cluster: who the hot store writes for (name, incarnation).
+  std::shared_ptr<node_identity> identity;
+  store_actor members_store;  // in a cluster: leases and owners only
+  membership_actor membership;
   store_actor background;  // relay, sweeper, reconciler, partitions, health
   segment_health_actor health;
   store_actor store;       // the hot path: opens, creates, activations
@@ -55,11 +60,16 @@ struct node_context {
 enum class store_role {
   background,  ///< relay, sweeper, reconciler, partitions, segment health
   hot,         ///< opens, creates, activations, payments
+  membership,  ///< a cluster node's lease and segment owners (one connection)
 };
 
-/// The network to peer nodes. Empty until the cluster joins nodes; it is
-/// here so that the environment is where the network will come from.
-struct node_peers {};
+/// The network to peer nodes (a cluster node only): how the membership is
+/// published on the node's peer port. Null: not published (the simulation).
+struct node_peers {
+  std::function<caf::expected<uint16_t>(const caf::actor&, const std::string&,
+                                        uint16_t)>
+    publish;
+};
 
 /// What differs between the program and the simulator.
 struct node_env {

@@ -61,6 +61,49 @@ struct idle_report {
   int64_t quiet_ms = 0;
 };
 
+/// Where one segment's envelopes are served, as the node's membership last
+/// learnt it (the router's table).
+struct segment_route {
+  std::string owner;        ///< node name; empty while unknown
+  int64_t owner_epoch = 0;  ///< only ever replaced by a higher one
+  bool local = false;       ///< this node serves it now
+  caf::actor router;        ///< the owner's router, when remote and linked
+  std::string gateway;      ///< the owner's client gateway "host:port"
+};
+
+/// The router's view of the cluster: a route per segment, whether this
+/// node is fenced, and where to send creates when it owns no segment.
+struct route_table {
+  bool fenced = false;
+  std::vector<segment_route> segments;  ///< by segment, segment_count long
+  std::vector<caf::actor> creators;     ///< routers of nodes that own segments
+};
+
+/// What two nodes tell each other when a link comes up.
+struct peer_hello {
+  std::string node;
+  std::string set;
+  std::string zone;
+  int64_t incarnation = 0;
+  caf::actor router;
+  std::string gateway;  ///< "host:port" of its client gateway
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, segment_route& x) {
+  return f(x.owner, x.owner_epoch, x.local, x.router, x.gateway);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, route_table& x) {
+  return f(x.fenced, x.segments, x.creators);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_hello& x) {
+  return f(x.node, x.set, x.zone, x.incarnation, x.router, x.gateway);
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease_request& x) {
   return f(x.segment, x.day, x.block);
@@ -136,6 +179,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::join_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::renew_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::take_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::route_table))
+  CAF_ADD_TYPE_ID(hongbao, (hb::peer_hello))
+  CAF_ADD_TYPE_ID(hongbao, (hb::cluster_info))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -200,6 +246,23 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+// -- Cluster ------------------------------------------------------------------
+/// Segment health: the blocks recorded in the SET's database by any node.
+using segment_sync_atom = caf::atom_constant<caf::atom("seg_sync")>;
+/// The segments this node owns now (id allocator, segment health).
+using owned_atom = caf::atom_constant<caf::atom("owned")>;
+/// The registry stops every envelope actor: the node lost its lease.
+using fence_atom = caf::atom_constant<caf::atom("fence")>;
+/// The router's new route table.
+using route_atom = caf::atom_constant<caf::atom("route")>;
+/// Two nodes introduce themselves over a new link.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// A node's latest view of its SET (asked by nodes of other SETs).
+using view_atom = caf::atom_constant<caf::atom("view")>;
+/// The membership's timer for links and the other SETs' views.
+using sync_atom = caf::atom_constant<caf::atom("sync")>;
+/// The router saw a stale route (NOT_OWNER, a dead owner): look again.
+using refresh_atom = caf::atom_constant<caf::atom("refresh")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 
 /// Registers all hongbao message types with an actor system config.

@@ -48,6 +48,15 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   auto add = [&](std::string name, uint64_t v) {
     out.emplace_back(std::move(name), static_cast<int64_t>(v));
   };
+  add("cluster.joins", cluster_joins.load());
+  add("cluster.fences", cluster_fences.load());
+  add("cluster.segments_taken", cluster_takes.load());
+  add("cluster.forwarded", cluster_forwarded.load());
+  add("cluster.forward_failures", cluster_forward_failures.load());
+  add("cluster.forward_us_p50", forward_latency_us.percentile(50));
+  add("cluster.forward_us_p99", forward_latency_us.percentile(99));
+  add("cluster.not_owner", cluster_not_owner.load());
+  add("cluster.owner_refusals", owner_refusals.load());
   add("envelopes.activations", activations.load());
   add("envelopes.queued_opens", std::max<int64_t>(0, queued_opens.load()));
   add("gateway.direct", direct_requests.load());

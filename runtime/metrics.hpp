@@ -63,6 +63,14 @@ struct node_metrics {
   std::atomic<uint64_t> direct_requests{0};   ///< grabs/opens sent straight to an envelope actor
   std::atomic<uint64_t> direct_fallbacks{0};  ///< ... whose actor had gone (asked the router)
   std::atomic<uint64_t> gateway_timeouts{0};  ///< requests answered UNAVAILABLE at their due time
+  std::atomic<uint64_t> cluster_joins{0};     ///< joins (a new incarnation each)
+  std::atomic<uint64_t> cluster_fences{0};    ///< times the node fenced itself
+  std::atomic<uint64_t> cluster_takes{0};     ///< segments taken by compare-and-set
+  std::atomic<uint64_t> cluster_forwarded{0}; ///< requests forwarded to an owner
+  std::atomic<uint64_t> cluster_forward_failures{0};  ///< ... not answered by it
+  std::atomic<uint64_t> cluster_not_owner{0}; ///< forwarded here, owned elsewhere
+  std::atomic<uint64_t> owner_refusals{0};    ///< writes the database refused: not the owner
+  log2_histogram forward_latency_us;          ///< forwarded requests, round trip
   log2_histogram batch_sizes;                 ///< opens per write
   log2_histogram store_latency_us;            ///< every store call
 

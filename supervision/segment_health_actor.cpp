@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 
 #include "caf/all.hpp"
 
@@ -26,6 +27,7 @@ struct segment_info {
   uint64_t faults_total = 0;
   segment_state state;
   bool probing = false;
+  clock_type::time_point changed_at;  // last change made on this node
 };
 
 struct health_state {
@@ -33,6 +35,8 @@ struct health_state {
   segment_store store;
   std::map<int32_t, segment_info> segments;
   std::vector<blocked_sink> subscribers;
+  bool owned_known = false;  // in a cluster: probe only what this node owns
+  std::set<int32_t> owned;
   static inline const char* name = "hb.segment_health";
 };
 
@@ -58,6 +62,7 @@ void set_state(health_pointer self, int32_t segment, bool blocked,
   auto& info = self->state.segments[segment];
   info.state = segment_state{segment, blocked, manual, std::move(reason)};
   info.faults.clear();
+  info.changed_at = self->clock().now();
   if (blocked)
     actors_log().warn("segment_blocked segment={} mode={} reason={}", segment,
                       manual ? "manual" : "auto", info.state.reason);
@@ -100,6 +105,8 @@ void probe(health_pointer self) {
     auto& info = kv.second;
     if (!info.state.blocked || info.state.manual || info.probing)
       continue;
+    if (st.owned_known && st.owned.count(kv.first) == 0)
+      continue;  // its owner probes it
     info.probing = true;
     auto segment = kv.first;
     self->request(st.store, store_timeout, db_probe_atom::value, segment, day)
@@ -116,6 +123,49 @@ void probe(health_pointer self) {
                              segment, to_failure(err).message);
         });
   }
+}
+
+// Adopts the blocks that the SET's database records (set by any node of
+// the SET) and lifts the ones it no longer records, except for segments
+// this node changed itself moments ago (its own write may not be in the
+// view yet).
+void sync_from_database(health_pointer self,
+                        const std::vector<segment_state>& recorded) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto recent = [&](const segment_info& info) {
+    return now - info.changed_at < std::chrono::seconds(3);
+  };
+  std::map<int32_t, const segment_state*> in_db;
+  for (auto& s : recorded)
+    if (s.blocked)
+      in_db[s.segment] = &s;
+  bool changed = false;
+  for (auto& kv : in_db) {
+    auto& info = st.segments[kv.first];
+    if (recent(info) || (info.state.blocked
+                         && info.state.manual == kv.second->manual))
+      continue;
+    info.state = *kv.second;
+    info.faults.clear();
+    changed = true;
+    actors_log().warn("segment_blocked segment={} mode={} reason={} "
+                      "(recorded by another node)",
+                      kv.first, info.state.manual ? "manual" : "auto",
+                      info.state.reason);
+  }
+  for (auto& kv : st.segments) {
+    auto& info = kv.second;
+    if (!info.state.blocked || in_db.count(kv.first) > 0 || recent(info))
+      continue;
+    info.state = segment_state{kv.first, false, false,
+                               "unblocked by another node"};
+    changed = true;
+    actors_log().info("segment_unblocked segment={} reason=unblocked by "
+                      "another node", kv.first);
+  }
+  if (changed)
+    announce(self);
 }
 
 segment_health_actor::behavior_type health_impl(health_pointer self,
@@ -166,6 +216,13 @@ segment_health_actor::behavior_type health_impl(health_pointer self,
       set_state(self, req.segment, req.block, req.block,
                 req.reason.empty() ? std::string{"operator"} : req.reason);
       return self->state.segments[req.segment].state;
+    },
+    [=](segment_sync_atom, std::vector<segment_state>& recorded) {
+      sync_from_database(self, recorded);
+    },
+    [=](owned_atom, std::vector<int32_t>& owned) {
+      self->state.owned_known = true;
+      self->state.owned = std::set<int32_t>(owned.begin(), owned.end());
     },
     [=](tick_atom) {
       probe(self);

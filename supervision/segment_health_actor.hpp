@@ -18,7 +18,9 @@ namespace hb {
 /// its envelopes with a fast, retryable SEGMENT_UNAVAILABLE). Probes exercise
 /// a blocked segment's storage periodically and unblock it once it works.
 /// Operators block and unblock by hand; a manual block is never lifted by a
-/// probe.
+/// probe. In a cluster, blocks recorded in the SET's database by any node
+/// are adopted (and lifted) when the membership passes them on, and only
+/// the node that owns a segment probes it.
 using segment_health_actor = caf::typed_actor<
   caf::reacts_to<seg_report_atom, int32_t, bool>,
   // Subscribers get (blocked_atom, blocked segments) now and on every change.
@@ -27,7 +29,7 @@ using segment_health_actor = caf::typed_actor<
   caf::replies_to<segment_atom>::with<std::vector<segment_state>>,
   // Manual block (true) or unblock (false) with a reason.
   caf::replies_to<segment_atom, segment_request>::with<segment_state>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>>::extend_with<segment_sync_sink>;
 
 struct segment_health_settings : segments_config {
   std::function<int64_t()> now_ms;

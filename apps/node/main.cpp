@@ -173,6 +173,14 @@ int main(int argc, char** argv) {
   // loaded one about a quarter of its CPU (docs/performance.md).
   sys_cfg.set("work-stealing.moderate-poll-attempts",
               static_cast<size_t>(cfg->node.idle_poll_us / 50));
+  if (cfg->cluster.enabled) {
+    // Node links: heartbeats so that a silent peer is noticed, and a link
+    // quiet past the timeout is closed (CAF's defaults are off).
+    sys_cfg.set("middleman.heartbeat-interval",
+                caf::timespan{std::chrono::milliseconds(cfg->cluster.heartbeat_ms)});
+    sys_cfg.set("middleman.connection-timeout",
+                caf::timespan{std::chrono::milliseconds(cfg->cluster.link_timeout_ms)});
+  }
   caf::actor_system sys{sys_cfg};
 
   auto node = start_node(sys, *cfg, production_env());
@@ -185,6 +193,10 @@ int main(int argc, char** argv) {
   std::printf("hongbao-node %s (zone %s) listening on %s:%u\n",
               cfg->node.name.c_str(), cfg->node.zone.c_str(),
               cfg->gateway.host.c_str(), ctx->gateway.port);
+  if (cfg->cluster.enabled)
+    std::printf("hongbao-node %s: SET %s, node links on %s:%u\n",
+                cfg->node.name.c_str(), cfg->cluster.set.c_str(),
+                cfg->cluster.peer_host.c_str(), cfg->cluster.peer_port);
   std::fflush(stdout);
   named_logger("node").info("node_started name={} zone={} port={}",
                             cfg->node.name, cfg->node.zone, ctx->gateway.port);

@@ -1,0 +1,592 @@
+#include "cluster/membership_actor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "caf/all.hpp"
+#include "caf/io/middleman.hpp"
+#include "caf/io/middleman_actor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/errors.hpp"
+#include "runtime/log.hpp"
+
+namespace hb {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto link_timeout = std::chrono::seconds(2);
+
+struct peer_link {
+  peer_hello hello;
+  caf::actor membership;
+};
+
+struct membership_state {
+  membership_settings cfg;
+  cluster_store store;
+  caf::actor router;
+  caf::io::middleman_actor mm;
+  std::vector<int32_t> my_segments;  // every segment of this node's SET
+  std::string my_address;            // "peer_host:peer_port"
+  // The lease.
+  int64_t incarnation = 0;  // of the current join; 0: not joined
+  bool joined = false;
+  bool lease_call = false;  // a join or renewal is in flight
+  bool taking = false;
+  bool wrong_database = false;
+  steady::time_point joined_at;
+  steady::time_point deadline;  // fence when passed without renewal
+  set_view own;                 // this node's SET, from its database
+  std::vector<int32_t> owned;   // segments this node owns now
+  // Other SETs by name, merged: an owner row only ever moves to a higher
+  // owner_epoch.
+  std::map<std::string, set_view> others;
+  // Links to peers, by node name; the addresses being dialled.
+  std::map<std::string, peer_link> peers;
+  std::map<caf::actor_addr, std::string> peer_by_addr;
+  std::set<std::string> dialling;
+  std::map<std::string, std::string> node_by_address;  // dialled ones
+  std::set<std::string> refresh_sets;  // SETs to ask again at once
+  route_table last_routes;
+  bool routes_sent = false;
+  static inline const char* name = "hb.membership";
+};
+
+using membership_pointer = membership_actor::stateful_pointer<membership_state>;
+
+std::string address_of(const std::string& host, int32_t port) {
+  return host + ":" + std::to_string(port);
+}
+
+bool split_address(const std::string& addr, std::string& host, uint16_t& port) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos)
+    return false;
+  host = addr.substr(0, colon);
+  try {
+    auto p = std::stoi(addr.substr(colon + 1));
+    if (p <= 0 || p > 65535)
+      return false;
+    port = static_cast<uint16_t>(p);
+  } catch (...) {
+    return false;
+  }
+  return !host.empty();
+}
+
+// A fresh incarnation: microseconds of the wall clock, always above the
+// last one of this process.
+int64_t new_incarnation(int64_t last) {
+  auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+  return std::max<int64_t>(now, last + 1);
+}
+
+peer_hello my_hello(const membership_state& st) {
+  peer_hello h;
+  h.node = st.cfg.node;
+  h.set = st.cfg.set;
+  h.zone = st.cfg.zone;
+  h.incarnation = st.incarnation;
+  h.router = st.router;
+  h.gateway = st.cfg.gateway;
+  return h;
+}
+
+bool same_routes(const route_table& a, const route_table& b) {
+  if (a.fenced != b.fenced || a.segments.size() != b.segments.size()
+      || a.creators.size() != b.creators.size())
+    return false;
+  for (size_t i = 0; i < a.segments.size(); ++i) {
+    auto& x = a.segments[i];
+    auto& y = b.segments[i];
+    if (x.owner != y.owner || x.owner_epoch != y.owner_epoch
+        || x.local != y.local || x.router != y.router || x.gateway != y.gateway)
+      return false;
+  }
+  for (size_t i = 0; i < a.creators.size(); ++i)
+    if (a.creators[i] != b.creators[i])
+      return false;
+  return true;
+}
+
+// The route of every segment from the views and the links, sent to the
+// router when it changed.
+void publish_routes(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.router)
+    return;
+  route_table t;
+  t.fenced = !st.joined;
+  t.segments.resize(static_cast<size_t>(segment_count));
+  std::set<std::string> owners_with_segments;
+  auto add_view = [&](const set_view& view) {
+    for (auto& row : view.owners) {
+      if (row.segment < 0 || row.segment >= segment_count)
+        continue;
+      auto& r = t.segments[static_cast<size_t>(row.segment)];
+      r.owner = row.owner;
+      r.owner_epoch = row.owner_epoch;
+      if (row.owner.empty())
+        continue;
+      if (auto* lease = find_lease(view, row.owner))
+        if (lease->gateway_port != 0)
+          r.gateway = address_of(lease->gateway_host, lease->gateway_port);
+      if (row.owner == st.cfg.node) {
+        r.local = st.joined && row.owner_incarnation == st.incarnation;
+        if (r.local)
+          owners_with_segments.insert(row.owner);
+        continue;
+      }
+      auto it = st.peers.find(row.owner);
+      if (it != st.peers.end() && it->second.hello.router) {
+        r.router = it->second.hello.router;
+        owners_with_segments.insert(row.owner);
+      }
+    }
+  };
+  add_view(st.own);
+  for (auto& kv : st.others)
+    add_view(kv.second);
+  for (auto& name : owners_with_segments) {
+    if (name == st.cfg.node)
+      continue;
+    auto it = st.peers.find(name);
+    if (it != st.peers.end())
+      t.creators.push_back(it->second.hello.router);
+  }
+  if (st.routes_sent && same_routes(t, st.last_routes))
+    return;
+  st.last_routes = t;
+  st.routes_sent = true;
+  caf::anon_send(st.router, route_atom::value, std::move(t));
+}
+
+void tell_owned(membership_pointer self, std::vector<int32_t> owned) {
+  auto& st = self->state;
+  if (owned == st.owned)
+    return;
+  actors_log().info("segments_owned node={} count={}", st.cfg.node,
+                    owned.size());
+  st.owned = owned;
+  if (st.cfg.ids)
+    self->send(st.cfg.ids, owned_atom::value, owned);
+  if (st.cfg.health)
+    self->send(st.cfg.health, owned_atom::value, std::move(owned));
+}
+
+// The node can no longer prove its lease: it stops serving before anyone
+// else may take its segments, and joins again with a new incarnation.
+void fence(membership_pointer self, const std::string& reason) {
+  auto& st = self->state;
+  if (!st.joined)
+    return;
+  actors_log().error("node_fenced node={} incarnation={} reason={}",
+                     st.cfg.node, st.incarnation, reason);
+  st.joined = false;
+  if (st.cfg.identity)
+    st.cfg.identity->incarnation.store(0);
+  if (st.cfg.metrics)
+    st.cfg.metrics->cluster_fences.fetch_add(1, std::memory_order_relaxed);
+  if (st.cfg.registry)
+    self->send(st.cfg.registry, fence_atom::value);
+  tell_owned(self, {});
+  publish_routes(self);
+}
+
+void dial(membership_pointer self, const std::string& addr) {
+  auto& st = self->state;
+  if (addr == st.my_address || st.dialling.count(addr) > 0)
+    return;
+  if (auto it = st.node_by_address.find(addr);
+      it != st.node_by_address.end() && st.peers.count(it->second) > 0)
+    return;  // linked already
+  std::string host;
+  uint16_t port = 0;
+  if (!split_address(addr, host, port))
+    return;
+  st.dialling.insert(addr);
+  self->request(st.mm, link_timeout, caf::connect_atom::value, host, port)
+    .then(
+      [=](caf::node_id&, caf::strong_actor_ptr& ptr,
+          std::set<std::string>&) {
+        if (!ptr) {
+          self->state.dialling.erase(addr);
+          return;
+        }
+        auto peer = caf::actor_cast<caf::actor>(ptr);
+        self->request(peer, link_timeout, hello_atom::value,
+                      my_hello(self->state))
+          .then(
+            [=](peer_hello& h) {
+              self->state.dialling.erase(addr);
+              if (h.node == self->state.cfg.node)
+                return;
+              auto& st = self->state;
+              st.node_by_address[addr] = h.node;
+              auto& link = st.peers[h.node];
+              bool fresh = link.membership != peer;
+              link.hello = std::move(h);
+              link.membership = peer;
+              st.peer_by_addr[peer.address()] = link.hello.node;
+              if (fresh) {
+                self->monitor(peer);
+                actors_log().info("peer_linked node={} peer={} set={} zone={}",
+                                  st.cfg.node, link.hello.node, link.hello.set,
+                                  link.hello.zone);
+              }
+              publish_routes(self);
+            },
+            [=](caf::error&) { self->state.dialling.erase(addr); });
+      },
+      [=](caf::error& err) {
+        self->state.dialling.erase(addr);
+        actors_log().debug("peer_dial_failed address={} error={}", addr,
+                           to_string(err));
+      });
+}
+
+bool linked_to(const membership_state& st, const std::string& node) {
+  return st.peers.count(node) > 0;
+}
+
+// Dials every node whose lease is current and that is not linked yet.
+void dial_known(membership_pointer self) {
+  auto& st = self->state;
+  for (auto& seed : st.cfg.seeds)
+    dial(self, seed);
+  auto from_view = [&](const set_view& view) {
+    for (auto& n : view.nodes)
+      if (n.node != st.cfg.node && lease_alive(view, n)
+          && !linked_to(st, n.node) && n.peer_port != 0)
+        dial(self, address_of(n.peer_host, n.peer_port));
+  };
+  from_view(st.own);
+  for (auto& kv : st.others)
+    from_view(kv.second);
+}
+
+void take(membership_pointer self, std::vector<segment_owner> rows);
+
+// A new view of this node's SET from its database.
+void on_own_view(membership_pointer self, set_view view) {
+  auto& st = self->state;
+  st.own = std::move(view);
+  if (st.cfg.health)
+    self->send(st.cfg.health, segment_sync_atom::value, st.own.blocked);
+  tell_owned(self, owned_segments(st.own, st.cfg.node, st.incarnation));
+  publish_routes(self);
+  if (!st.joined || st.taking
+      || steady::now() - st.joined_at < milliseconds(st.cfg.settle_ms))
+    return;
+  auto todo = segments_to_take(st.own, st.cfg.node, st.cfg.zones);
+  if (!todo.empty())
+    take(self, std::move(todo));
+}
+
+void take(membership_pointer self, std::vector<segment_owner> rows) {
+  auto& st = self->state;
+  st.taking = true;
+  auto n = rows.size();
+  take_request req{st.cfg.node, st.incarnation, std::move(rows)};
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_take_atom::value,
+                std::move(req))
+    .then(
+      [=](std::vector<segment_owner>& taken) {
+        auto& st = self->state;
+        st.taking = false;
+        if (taken.empty())
+          return;
+        std::map<std::string, int> from;
+        for (auto& t : taken)
+          for (auto& row : st.own.owners)
+            if (row.segment == t.segment) {
+              ++from[row.owner.empty() ? std::string{"nobody"} : row.owner];
+              row = t;
+            }
+        std::string froms;
+        for (auto& kv : from)
+          froms += (froms.empty() ? "" : ",") + kv.first + "="
+                   + std::to_string(kv.second);
+        actors_log().warn("segments_taken node={} count={} of={} from={}",
+                          st.cfg.node, taken.size(), n, froms);
+        if (st.cfg.metrics)
+          st.cfg.metrics->cluster_takes.fetch_add(taken.size(),
+                                                  std::memory_order_relaxed);
+        tell_owned(self, owned_segments(st.own, st.cfg.node, st.incarnation));
+        publish_routes(self);
+      },
+      [=](caf::error& err) {
+        self->state.taking = false;
+        actors_log().warn("segments_take_failed node={} error={}",
+                          self->state.cfg.node, to_failure(err).message);
+      });
+}
+
+void join(membership_pointer self) {
+  auto& st = self->state;
+  auto inc = new_incarnation(st.incarnation);
+  join_request req;
+  req.me.node = st.cfg.node;
+  req.me.incarnation = inc;
+  req.me.zone = st.cfg.zone;
+  req.me.set = st.cfg.set;
+  req.me.peer_host = st.cfg.peer_host;
+  req.me.peer_port = st.cfg.peer_port;
+  std::string gw_host;
+  uint16_t gw_port = 0;
+  if (split_address(st.cfg.gateway, gw_host, gw_port)) {
+    req.me.gateway_host = gw_host;
+    req.me.gateway_port = gw_port;
+  }
+  req.lease_ms = static_cast<int32_t>(st.cfg.lease_ms);
+  req.segments = st.my_segments;
+  auto sent = steady::now();
+  st.lease_call = true;
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_join_atom::value,
+                std::move(req))
+    .then(
+      [=](set_view& view) {
+        auto& st = self->state;
+        st.lease_call = false;
+        st.incarnation = inc;
+        st.joined = true;
+        st.joined_at = sent;
+        st.deadline = sent + milliseconds(st.cfg.lease_ms)
+                      - milliseconds(st.cfg.lease_margin_ms);
+        if (st.cfg.identity)
+          st.cfg.identity->incarnation.store(inc);
+        if (st.cfg.metrics)
+          st.cfg.metrics->cluster_joins.fetch_add(1, std::memory_order_relaxed);
+        actors_log().warn("node_joined node={} set={} zone={} incarnation={}",
+                          st.cfg.node, st.cfg.set, st.cfg.zone, inc);
+        on_own_view(self, std::move(view));
+        dial_known(self);
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.lease_call = false;
+        auto f = to_failure(err);
+        if (f.code == errc::conflict && !st.wrong_database) {
+          st.wrong_database = true;
+          actors_log().critical("node_refused node={} error={}", st.cfg.node,
+                                f.message);
+          if (st.cfg.wrong_database)
+            st.cfg.wrong_database(f.message);
+          return;
+        }
+        actors_log().warn("join_failed node={} error={}", st.cfg.node,
+                          f.message);
+      });
+}
+
+void renew(membership_pointer self) {
+  auto& st = self->state;
+  auto sent = steady::now();
+  auto inc = st.incarnation;
+  st.lease_call = true;
+  renew_request req{st.cfg.node, inc,
+                    static_cast<int32_t>(st.cfg.lease_ms)};
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_renew_atom::value,
+                std::move(req))
+    .then(
+      [=](set_view& view) {
+        auto& st = self->state;
+        st.lease_call = false;
+        if (!st.joined || st.incarnation != inc)
+          return;  // fenced meanwhile: that incarnation is over
+        st.deadline = sent + milliseconds(st.cfg.lease_ms)
+                      - milliseconds(st.cfg.lease_margin_ms);
+        on_own_view(self, std::move(view));
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.lease_call = false;
+        auto f = to_failure(err);
+        if (f.code == errc::not_owner && st.joined && st.incarnation == inc) {
+          fence(self, f.message);
+          return;
+        }
+        actors_log().warn("lease_renewal_failed node={} error={}", st.cfg.node,
+                          f.message);
+      });
+}
+
+void on_tick(membership_pointer self) {
+  auto& st = self->state;
+  if (st.wrong_database)
+    return;
+  if (st.joined && steady::now() > st.deadline)
+    fence(self, "the lease could not be renewed in time");
+  if (!st.lease_call) {
+    if (st.joined)
+      renew(self);
+    else
+      join(self);
+  }
+  self->delayed_send(self, milliseconds(st.cfg.renew_ms), tick_atom::value);
+}
+
+// Merges another SET's view: the nodes as they are now, each owner row
+// only if its owner_epoch is higher than the one known.
+void merge_other(membership_state& st, set_view view) {
+  auto& known = st.others[view.set];
+  if (known.set.empty()) {
+    known = std::move(view);
+    return;
+  }
+  known.db_now_ms = view.db_now_ms;
+  known.nodes = std::move(view.nodes);
+  known.blocked = std::move(view.blocked);
+  std::map<int32_t, size_t> index;
+  for (size_t i = 0; i < known.owners.size(); ++i)
+    index[known.owners[i].segment] = i;
+  for (auto& row : view.owners) {
+    auto it = index.find(row.segment);
+    if (it == index.end())
+      known.owners.push_back(row);
+    else if (row.owner_epoch > known.owners[it->second].owner_epoch)
+      known.owners[it->second] = row;
+  }
+}
+
+// Asks one linked node of each other SET for its SET's view.
+void sync_others(membership_pointer self, bool only_refresh) {
+  auto& st = self->state;
+  std::set<std::string> asked;
+  for (auto& kv : st.peers) {
+    auto& h = kv.second.hello;
+    if (h.set == st.cfg.set || asked.count(h.set) > 0)
+      continue;
+    if (only_refresh && st.refresh_sets.count(h.set) == 0)
+      continue;
+    asked.insert(h.set);
+    self->request(kv.second.membership, link_timeout, view_atom::value)
+      .then(
+        [=](set_view& view) {
+          if (view.set.empty() || view.set == self->state.cfg.set)
+            return;
+          merge_other(self->state, std::move(view));
+          publish_routes(self);
+        },
+        [](caf::error&) {});
+  }
+  for (auto& s : asked)
+    st.refresh_sets.erase(s);
+}
+
+cluster_info info_of(const membership_state& st) {
+  cluster_info out;
+  out.enabled = true;
+  out.set = st.cfg.set;
+  out.zone = st.cfg.zone;
+  out.incarnation = st.incarnation;
+  out.fenced = !st.joined;
+  out.zones = st.cfg.zones;
+  out.sets.push_back(st.own);
+  if (out.sets.back().set.empty())
+    out.sets.back().set = st.cfg.set;
+  for (auto& kv : st.others)
+    out.sets.push_back(kv.second);
+  return out;
+}
+
+membership_actor::behavior_type membership_impl(membership_pointer self,
+                                                cluster_store store,
+                                                membership_settings cfg) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.store = std::move(store);
+  st.mm = self->system().middleman().actor_handle();
+  st.my_address = address_of(st.cfg.peer_host, st.cfg.peer_port);
+  for (auto& set : st.cfg.sets)
+    if (set.name == st.cfg.set)
+      st.my_segments = segments_of(set);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto it = st.peer_by_addr.find(msg.source);
+    if (it == st.peer_by_addr.end())
+      return;
+    auto name = it->second;
+    st.peer_by_addr.erase(it);
+    auto p = st.peers.find(name);
+    if (p != st.peers.end()
+        && p->second.membership.address() == msg.source) {
+      actors_log().warn("peer_lost node={} peer={} reason={}", st.cfg.node,
+                        name, to_string(msg.reason));
+      st.peers.erase(p);
+      publish_routes(self);
+    }
+  });
+  self->send(self, tick_atom::value);
+  self->delayed_send(self, milliseconds(st.cfg.sync_ms), sync_atom::value);
+  return {
+    [=](hello_atom, peer_hello& h) -> peer_hello {
+      auto& st = self->state;
+      auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+      if (sender && h.node != st.cfg.node) {
+        auto& link = st.peers[h.node];
+        bool fresh = link.membership != sender;
+        link.hello = std::move(h);
+        link.membership = sender;
+        st.peer_by_addr[sender.address()] = link.hello.node;
+        if (fresh) {
+          self->monitor(sender);
+          actors_log().info("peer_linked node={} peer={} set={} zone={}",
+                            st.cfg.node, link.hello.node, link.hello.set,
+                            link.hello.zone);
+        }
+        publish_routes(self);
+      }
+      return my_hello(st);
+    },
+    [=](view_atom) -> caf::result<set_view> {
+      auto& st = self->state;
+      if (st.own.set.empty())
+        return make_error(errc::unavailable, "this node has not read its SET yet");
+      return st.own;
+    },
+    [=](refresh_atom, int32_t segment) {
+      auto& st = self->state;
+      auto idx = set_index_of(st.cfg.sets, segment);
+      if (idx < 0)
+        return;
+      auto& name = st.cfg.sets[static_cast<size_t>(idx)].name;
+      if (name == st.cfg.set)
+        return;  // own SET: the next renewal (renew_ms) reads it again
+      if (st.refresh_sets.insert(name).second)
+        sync_others(self, true);
+    },
+    [=](subscribe_atom, caf::actor& router) {
+      auto& st = self->state;
+      st.router = std::move(router);
+      st.routes_sent = false;
+      publish_routes(self);
+    },
+    [=](stats_atom) { return info_of(self->state); },
+    [=](tick_atom) { on_tick(self); },
+    [=](sync_atom) {
+      dial_known(self);
+      sync_others(self, false);
+      self->delayed_send(self, milliseconds(self->state.cfg.sync_ms),
+                         sync_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+membership_actor spawn_membership(caf::actor_system& sys, cluster_store store,
+                                  const membership_settings& cfg) {
+  return sys.spawn(membership_impl, std::move(store), cfg);
+}
+
+} // namespace hb

@@ -1,0 +1,138 @@
+#define CAF_SUITE domain.cluster
+
+#include "caf/test/unit_test.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "domain/cluster.hpp"
+
+using namespace hb;
+
+namespace {
+
+const std::vector<std::string> zones{"zone-a", "zone-b", "zone-c"};
+
+node_lease lease(std::string node, std::string zone, int64_t expires,
+                 int64_t incarnation = 1) {
+  node_lease out;
+  out.node = std::move(node);
+  out.zone = std::move(zone);
+  out.set = "set-1";
+  out.incarnation = incarnation;
+  out.expires_at_ms = expires;
+  return out;
+}
+
+// A SET of segments 0..n-1, nobody owning any, at database time 1000.
+set_view empty_view(int32_t n) {
+  set_view v;
+  v.set = "set-1";
+  v.db_now_ms = 1000;
+  for (int32_t s = 0; s < n; ++s)
+    v.owners.push_back(segment_owner{s, "", 0, 0});
+  return v;
+}
+
+// Gives every segment to its preferred owner, as the nodes would.
+void place_all(set_view& v) {
+  for (auto& row : v.owners) {
+    auto want = preferred_owner(v, row.segment, zones);
+    if (!want)
+      continue;
+    row.owner = *want;
+    row.owner_incarnation = find_lease(v, *want)->incarnation;
+    row.owner_epoch += 1;
+  }
+}
+
+} // namespace
+
+CAF_TEST(segment ranges and the SET of a segment) {
+  set_config a{"set-1", {{0, 2}, {10, 10}}, "db-a"};
+  set_config b{"set-2", {{3, 9}, {11, 999}}, "db-b"};
+  CAF_CHECK_EQUAL(segments_of(a), (std::vector<int32_t>{0, 1, 2, 10}));
+  std::vector<set_config> sets{a, b};
+  CAF_CHECK_EQUAL(set_index_of(sets, 0), 0);
+  CAF_CHECK_EQUAL(set_index_of(sets, 10), 0);
+  CAF_CHECK_EQUAL(set_index_of(sets, 3), 1);
+  CAF_CHECK_EQUAL(set_index_of(sets, 999), 1);
+  CAF_CHECK_EQUAL(set_index_of(sets, 1000), -1);
+}
+
+CAF_TEST(zone order starts at segment mod three) {
+  CAF_CHECK_EQUAL(zone_order(0, zones),
+                  (std::vector<std::string>{"zone-a", "zone-b", "zone-c"}));
+  CAF_CHECK_EQUAL(zone_order(4, zones),
+                  (std::vector<std::string>{"zone-b", "zone-c", "zone-a"}));
+  CAF_CHECK_EQUAL(zone_order(500, zones),
+                  (std::vector<std::string>{"zone-c", "zone-a", "zone-b"}));
+}
+
+CAF_TEST(each zone serves a third and a lost zone splits over the others) {
+  auto v = empty_view(500);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("b1", "zone-b", 5000),
+             lease("c1", "zone-c", 5000)};
+  place_all(v);
+  std::map<std::string, int> count;
+  for (auto& row : v.owners)
+    ++count[row.owner];
+  CAF_CHECK_EQUAL(count["a1"], 167);
+  CAF_CHECK_EQUAL(count["b1"], 167);
+  CAF_CHECK_EQUAL(count["c1"], 166);
+  // zone-b is lost: its lease runs out.
+  v.nodes[1].expires_at_ms = 900;
+  auto a_takes = segments_to_take(v, "a1", zones);
+  auto c_takes = segments_to_take(v, "c1", zones);
+  CAF_CHECK(segments_to_take(v, "b1", zones).empty());  // not live
+  CAF_CHECK_EQUAL(a_takes.size() + c_takes.size(), 167u);
+  // The next zone in each segment's order takes it: b's segments (s % 3 ==
+  // 1) go to zone-c, their second choice.
+  CAF_CHECK(a_takes.empty());
+  CAF_CHECK_EQUAL(c_takes.size(), 167u);
+  for (auto& row : c_takes) {
+    CAF_CHECK_EQUAL(row.segment % 3, 1);
+    CAF_CHECK_EQUAL(row.owner, "b1");  // as read: the CAS compares its epoch
+  }
+}
+
+CAF_TEST(nodes of one zone split that zone's segments) {
+  auto v = empty_view(300);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("a2", "zone-a", 5000),
+             lease("b1", "zone-b", 5000), lease("c1", "zone-c", 5000)};
+  place_all(v);
+  std::map<std::string, int> count;
+  for (auto& row : v.owners)
+    ++count[row.owner];
+  CAF_CHECK_EQUAL(count["a1"], 50);
+  CAF_CHECK_EQUAL(count["a2"], 50);
+  CAF_CHECK_EQUAL(count["b1"], 100);
+}
+
+CAF_TEST(a live owner keeps its segments and a replaced incarnation does not) {
+  auto v = empty_view(6);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("b1", "zone-b", 5000),
+             lease("c1", "zone-c", 5000)};
+  place_all(v);
+  for (auto& n : {"a1", "b1", "c1"})
+    CAF_CHECK(segments_to_take(v, n, zones).empty());
+  CAF_CHECK_EQUAL(owned_segments(v, "a1", 1), (std::vector<int32_t>{0, 3}));
+  // a1 restarts with a new incarnation: its old ownerships are dead, and it
+  // is still the preferred owner, so it takes them back; nobody else does.
+  v.nodes[0].incarnation = 2;
+  CAF_CHECK(owned_segments(v, "a1", 2).empty());
+  auto again = segments_to_take(v, "a1", zones);
+  CAF_REQUIRE_EQUAL(again.size(), 2u);
+  CAF_CHECK_EQUAL(again[0].segment, 0);
+  CAF_CHECK(segments_to_take(v, "b1", zones).empty());
+}
+
+CAF_TEST(a node whose own lease ran out takes nothing) {
+  auto v = empty_view(3);
+  v.nodes = {lease("a1", "zone-a", 900)};
+  CAF_CHECK(segments_to_take(v, "a1", zones).empty());
+  CAF_CHECK(!preferred_owner(v, 0, zones));
+  v.nodes[0].expires_at_ms = 1001;
+  CAF_CHECK_EQUAL(segments_to_take(v, "a1", zones).size(), 3u);
+}
