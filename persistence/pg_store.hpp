@@ -305,23 +305,45 @@ public:
                                                   int64_t after_id = 0);
 
   // -- Cluster membership (pg_cluster.cpp) ---------------------------------
+  //
+  // Every time is the database's clock (now(): the transaction's start).
+  // A set_view is read in one statement (one snapshot): the SET's name, the
+  // database's now() in ms, every node lease (by node name), every segment
+  // owner (by segment) and the blocked segments of segment_states. A
+  // database older than migration 6 -> errc::internal saying so.
 
   /// Who this connection writes for; null (the default): a node without a
-  /// cluster, whose writes check no owner rows.
+  /// cluster, whose writes check no owner rows (the statements of a single
+  /// node, unchanged). The incarnation is read at every call.
   void set_identity(std::shared_ptr<node_identity> who) { identity_ = std::move(who); }
 
   /// The SET this database belongs to (empty: not a cluster database yet).
   outcome<std::string> cluster_set();
 
-  /// Joins the SET (see join_request); errc::conflict if the database
-  /// belongs to another SET.
+  /// Joins the SET, in one transaction: names the database's SET
+  /// (cluster_identity) if nobody has, else errc::conflict naming both SETs
+  /// when it is another; writes the node's lease row (expiring lease_ms after
+  /// now()) with req.me.incarnation, replacing an older incarnation, renewing
+  /// the same one (a retry), and refusing an older one (errc::conflict: a
+  /// newer incarnation joined since); creates the owner rows of req.segments
+  /// that are missing (owner NULL, owner_epoch 0); returns the view. A
+  /// missing node name or SET, an incarnation <= 0, lease_ms <= 0 or a
+  /// segment outside 0..999 -> errc::invalid_argument.
   outcome<set_view> join(const join_request& req);
 
-  /// Renews the lease and reads the view in one transaction; errc::not_owner
-  /// if the lease row has another incarnation or has expired.
+  /// Renews the lease for lease_ms after now() and reads the view, in one
+  /// transaction, only while the row has the same incarnation and has not
+  /// expired; else errc::not_owner saying whether it was replaced (by which
+  /// incarnation), has expired (how long ago) or never joined: the node
+  /// must fence itself and rejoin. lease_ms <= 0 -> errc::invalid_argument.
   outcome<set_view> renew(const renew_request& req);
 
-  /// Compare-and-set takes of segments; the rows taken.
+  /// Compare-and-set takes, one statement: each expected row's segment is
+  /// taken (owner, owner_incarnation := the taker; owner_epoch + 1; taken_at
+  /// now()) only if its owner_epoch is still the expected one, its current
+  /// owner has no current lease at the owner's incarnation, and the taker's
+  /// own lease (at req.incarnation) is current. Returns the rows taken, as
+  /// they are now, by segment; the others are left unchanged.
   outcome<std::vector<segment_owner>> take(const take_request& req);
 
 private:
