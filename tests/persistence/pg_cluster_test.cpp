@@ -170,6 +170,19 @@ bool contains(const std::string& text, const std::string& piece) {
   return text.find(piece) != std::string::npos;
 }
 
+/// Whether the store's own session has a statement prepared that contains
+/// every one of `pieces`.
+bool prepared(pg_store& store, const std::vector<std::string>& pieces) {
+  std::string cond;
+  for (auto& p : pieces)
+    cond += " AND strpos(statement, '" + p + "') > 0";
+  return store
+    .exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements"
+          " WHERE true" + cond + ") THEN RAISE EXCEPTION 'not prepared';"
+          " END IF; END $$")
+    .ok();
+}
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(pg_cluster_tests, cluster_fixture)
@@ -398,6 +411,198 @@ CAF_TEST(of two racing takers exactly one wins each segment) {
   CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT count(*) FROM segment_owners"
                                          " WHERE owner_epoch = 1"),
                   10);
+}
+
+// -- Fencing twice ---------------------------------------------------------------
+
+// The key property of the cluster: A owns segment 7 and has envelopes there
+// activated, paid and ready to write; A's lease expires and B takes the
+// segment. B has activated none of them, so their epochs are still A's, yet
+// every write of A is refused (not_owner) and changes nothing, because the
+// segment's owner_epoch is no longer the one A activated them under.
+CAF_TEST(a deposed owner cannot write although the new owner activated nothing) {
+  auto setup = store_for(nullptr);
+  value_of(setup->join(join_of("a1", 1, short_lease_ms)));
+  value_of(setup->join(join_of("b1", 1, long_lease_ms)));
+  auto a1 = identity("a1", 1);
+  auto b1 = identity("b1", 1);
+  auto a = store_for(a1);
+  auto b = store_for(b1);
+  auto taken = take_now(*a, *a1, 7);
+  take_now(*a, *a1, 8);  // A keeps this one
+  CAF_REQUIRE_EQUAL(taken.owner_epoch, 1);
+  auto x = paid_envelope(*a, 7, 1000, 4);     // to open
+  auto w = paid_envelope(*a, 7, 500, 2);      // to open in a group commit
+  auto y = paid_envelope(*a, 7, 900, 3);      // to refund
+  auto z = activated_envelope(*a, 7, 300, 3);  // to pay
+  auto k = paid_envelope(*a, 8, 600, 2);      // still A's segment
+  CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT owner_epoch FROM envelopes"
+                                         " WHERE id = $1", {str(x.id)}),
+                  1);
+  // A's commit is ready; then A's lease runs out and B takes segment 7.
+  auto commit = batch_of(x, {{"ann", 100, 1, 1764158402000}});
+  wait_expired("a1");
+  segment_owner seen;
+  seen.segment = 7;
+  seen.owner_epoch = 1;
+  CAF_REQUIRE_EQUAL(value_of(b->take(take_request{"b1", 1, {seen}})).size(), 1u);
+  auto before_x = state_of(x.id);
+  auto before_w = state_of(w.id);
+  auto before_y = state_of(y.id);
+  auto before_z = state_of(z.id);
+  // An open.
+  auto refused = a->commit_opens(commit);
+  CAF_CHECK_EQUAL(code_of(refused), "not_owner");
+  CAF_MESSAGE("commit refused with: " << message_of(refused));
+  CAF_CHECK_EQUAL(state_of(x.id), before_x);
+  CAF_CHECK_EQUAL(count_where("credits_owed", "$1 = ANY(envelope_ids)", x.id), 0);
+  // A group commit: the deposed envelopes refused, A's own segment not.
+  auto many = value_of(a->commit_many(
+    {commit, batch_of(w, {{"bob", 100, 1, 1764158402000}}),
+     batch_of(k, {{"cat", 100, 1, 1764158402000}})}));
+  CAF_REQUIRE_EQUAL(many.size(), 3u);
+  CAF_CHECK_EQUAL(to_string(many[0].code), "not_owner");
+  CAF_CHECK_EQUAL(to_string(many[1].code), "not_owner");
+  CAF_CHECK_EQUAL(to_string(many[2].code), "none");
+  CAF_CHECK_EQUAL(state_of(x.id), before_x);
+  CAF_CHECK_EQUAL(state_of(w.id), before_w);
+  CAF_CHECK_EQUAL(count_where("opens", "envelope_id = $1", k.id), 1);
+  // A payment, alone and in a burst.
+  payment pay{z.id, z.epoch, "txn-z", 1764158401000, 1764244801000};
+  auto unpaid = a->confirm_payment(pay);
+  CAF_CHECK_EQUAL(code_of(unpaid), "not_owner");
+  CAF_MESSAGE("payment refused with: " << message_of(unpaid));
+  CAF_CHECK(value_of(a->confirm_payments({pay})).empty());
+  CAF_CHECK_EQUAL(state_of(z.id), before_z);
+  CAF_CHECK_EQUAL(count_where("payments", "envelope_id = $1", z.id), 0);
+  CAF_CHECK_EQUAL(count_where("ledger_entries", "envelope_id = $1", z.id), 0);
+  // A refund.
+  auto kept = a->refund(y.id, y.epoch);
+  CAF_CHECK_EQUAL(code_of(kept), "not_owner");
+  CAF_CHECK_EQUAL(state_of(y.id), before_y);
+  CAF_CHECK_EQUAL(count_where("ledger_entries",
+                              "envelope_id = $1 AND kind = 'refund'", y.id),
+                  0);
+  // A create, alone and in a burst, and an activation.
+  auto fresh = make_envelope(7, 100, 1);
+  CAF_CHECK_EQUAL(code_of(a->create_envelope(fresh)), "not_owner");
+  CAF_CHECK(value_of(a->create_envelopes({make_envelope(7, 100, 1)})).empty());
+  CAF_CHECK_EQUAL(count_where("envelopes", "segment = $1", 7), 4);
+  CAF_CHECK_EQUAL(count_where("envelope_keys", "envelope_id % 1000 = $1", 7), 4);
+  CAF_CHECK_EQUAL(code_of(a->activate(x.id)), "not_owner");
+  CAF_CHECK(value_of(a->activate_many({x.id})).empty());
+  CAF_CHECK_EQUAL(state_of(x.id), before_x);
+  // The new owner activates and writes as usual.
+  auto bx = value_of(b->activate(x.id)).env;
+  CAF_CHECK_EQUAL(bx.epoch, x.epoch + 1);
+  CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT owner_epoch FROM envelopes"
+                                         " WHERE id = $1", {str(x.id)}),
+                  2);
+  CAF_CHECK_EQUAL(code_of(b->commit_opens(batch_of(bx, {{"dan", 100, 1,
+                                                          1764158403000}}))),
+                  "ok");
+  auto by = value_of(b->activate(y.id)).env;
+  CAF_CHECK_EQUAL(value_of(b->refund(y.id, by.epoch)), 900);
+  auto bz = value_of(b->activate(z.id)).env;
+  pay.epoch = bz.epoch;
+  CAF_CHECK_EQUAL(code_of(b->confirm_payment(pay)), "ok");
+  CAF_CHECK_EQUAL(code_of(b->create_envelope(fresh)), "ok");
+  // Once B has activated the envelope, A's epoch is stale too, and that is
+  // what A hears; still nothing of A's is written.
+  CAF_CHECK_EQUAL(code_of(a->commit_opens(commit)), "stale_epoch");
+  CAF_CHECK_EQUAL(count_where("opens", "envelope_id = $1 AND user_id = 'ann'",
+                              x.id),
+                  0);
+}
+
+CAF_TEST(a node that does not own a segment can neither create nor activate there) {
+  auto setup = store_for(nullptr);
+  value_of(setup->join(join_of("a1", 1, long_lease_ms)));
+  value_of(setup->join(join_of("b1", 1, long_lease_ms)));
+  auto a1 = identity("a1", 1);
+  auto b1 = identity("b1", 1);
+  auto a = store_for(a1);
+  auto b = store_for(b1);
+  take_now(*a, *a1, 2);
+  auto x = activated_envelope(*a, 2, 1000, 4);
+  auto before = state_of(x.id);
+  // Owned by another node.
+  auto refused = b->activate(x.id);
+  CAF_CHECK_EQUAL(code_of(refused), "not_owner");
+  CAF_MESSAGE("activation refused with: " << message_of(refused));
+  CAF_CHECK(contains(message_of(refused), "owned by a1"));
+  CAF_CHECK(value_of(b->activate_many({x.id})).empty());
+  CAF_CHECK_EQUAL(state_of(x.id), before);
+  auto env = make_envelope(2, 100, 1);
+  CAF_CHECK_EQUAL(code_of(b->create_envelope(env)), "not_owner");
+  CAF_CHECK(value_of(b->create_envelopes({env})).empty());
+  CAF_CHECK_EQUAL(count_where("envelope_keys", "envelope_id = $1", env.id), 0);
+  // Owned by nobody yet, or by an envelope id nobody made.
+  CAF_CHECK_EQUAL(code_of(a->create_envelope(make_envelope(3, 100, 1))),
+                  "not_owner");
+  CAF_CHECK_EQUAL(code_of(a->activate(make_envelope_id(test_day, 999, 3))),
+                  "not_owner");
+  // A fenced node (incarnation 0) owns nothing.
+  a1->incarnation = 0;
+  CAF_CHECK_EQUAL(code_of(a->activate(x.id)), "not_owner");
+  CAF_CHECK_EQUAL(code_of(a->create_envelope(make_envelope(2, 100, 1))),
+                  "not_owner");
+  a1->incarnation = 1;
+  // The owner: a create retried under another id returns the stored one,
+  // and an unknown envelope is not found.
+  auto created = value_of(a->create_envelope(env));
+  CAF_CHECK(created.created);
+  auto retry = env;
+  retry.id = make_envelope_id(test_day, 998, 2);
+  auto again = value_of(a->create_envelope(retry));
+  CAF_CHECK(!again.created);
+  CAF_CHECK_EQUAL(again.env.id, env.id);
+  CAF_CHECK_EQUAL(code_of(a->activate(make_envelope_id(test_day, 997, 2))),
+                  "not_found");
+  CAF_CHECK_EQUAL(value_of(a->activate_many({x.id, env.id})).size(), 2u);
+}
+
+CAF_TEST(without an identity no write checks the owner rows) {
+  // A database of a node without a cluster: no SET, no owner rows.
+  auto store = store_for(nullptr);
+  auto x = paid_envelope(*store, 7, 1000, 4);
+  CAF_CHECK_EQUAL(value_of(store->cluster_set()), "");
+  CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT owner_epoch FROM envelopes"
+                                         " WHERE id = $1", {str(x.id)}),
+                  0);
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(
+                    batch_of(x, {{"ann", 100, 1, 1764158402000}}))),
+                  "ok");
+  x.remaining_fen -= 100;
+  x.remaining_count -= 1;
+  auto w = paid_envelope(*store, 8, 500, 2);
+  auto many = value_of(store->commit_many(
+    {batch_of(x, {{"bob", 100, 1, 1764158402000}}),
+     batch_of(w, {{"cat", 100, 1, 1764158402000}})}));
+  CAF_CHECK_EQUAL(to_string(many[0].code), "none");
+  CAF_CHECK_EQUAL(to_string(many[1].code), "none");
+  CAF_CHECK_EQUAL(value_of(store->refund(x.id, x.epoch)), 800);
+  CAF_CHECK_EQUAL(count_where("opens", "envelope_id = $1", x.id), 2);
+  // A stale epoch is still refused as before.
+  auto stale = batch_of(w, {{"dan", 100, 1, 1764158402000}});
+  value_of(store->activate(w.id));
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(stale)), "stale_epoch");
+}
+
+CAF_TEST(a cluster node warms up the fenced commit statements) {
+  auto day = "envelopes_p" + str(test_day);
+  auto plain = store_for(nullptr);
+  CAF_REQUIRE_EQUAL(code_of(plain->ensure_partitions(test_day, test_day)), "ok");
+  CAF_REQUIRE(plain->warm_up(test_day));
+  CAF_CHECK(prepared(*plain, {"UPDATE " + day + " SET"}));
+  CAF_CHECK(prepared(*plain, {"UPDATE " + day + " v"}));
+  CAF_CHECK(!prepared(*plain, {"segment_owners"}));
+  auto fenced = store_for(identity("a1", 1));
+  CAF_REQUIRE(fenced->warm_up(test_day));
+  CAF_CHECK(prepared(*fenced, {"UPDATE " + day + " SET", "segment_owners so",
+                               "so.segment = " + day + ".segment"}));
+  CAF_CHECK(prepared(*fenced, {"UPDATE " + day + " v", "segment_owners so",
+                               "so.segment = v.segment"}));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
