@@ -888,12 +888,72 @@ BEGIN
 END $$;
 )sql";
 
+// The cluster (see DESIGN.md, "Cluster"): each SET has a database of its
+// own, which says whose it is (cluster_identity: one row, the SET's name;
+// a node of another SET is refused), who serves it (node_leases: one row
+// per node name, its current incarnation and a lease that expires on this
+// database's clock) and who owns each of its segments (segment_owners: the
+// owner's name and incarnation and owner_epoch, +1 on every compare-and-set
+// take). An envelope remembers the owner_epoch it was created or last
+// activated under; opens, payments and refunds apply only while the
+// segment's owner_epoch is still that one (0: written without a cluster,
+// never checked), so a deposed owner's late write is refused even for an
+// envelope its successor has not activated. The column is added to both
+// partitioned parents (every day partition, hot or cold, gets it; new day
+// partitions copy it with LIKE), and envelopes_all, whose column list was
+// fixed when it was created, is made again to show it.
+constexpr const char* v6_cluster = R"sql(
+CREATE TABLE cluster_identity (
+  only_row BOOLEAN PRIMARY KEY DEFAULT true
+    CONSTRAINT cluster_identity_one_row CHECK (only_row),
+  set_name TEXT NOT NULL CONSTRAINT cluster_identity_set_named CHECK (set_name <> ''),
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE node_leases (
+  node TEXT PRIMARY KEY CONSTRAINT node_leases_node_named CHECK (node <> ''),
+  incarnation BIGINT NOT NULL CONSTRAINT node_leases_incarnation_positive
+    CHECK (incarnation > 0),
+  zone TEXT NOT NULL,
+  set_name TEXT NOT NULL,
+  peer_host TEXT NOT NULL,
+  peer_port INT NOT NULL,
+  gateway_host TEXT NOT NULL,
+  gateway_port INT NOT NULL,
+  lease_expires_at TIMESTAMPTZ NOT NULL,
+  -- When this incarnation joined.
+  joined_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- owner NULL: nobody has taken the segment yet (owner_epoch 0).
+CREATE TABLE segment_owners (
+  segment INT PRIMARY KEY
+    CONSTRAINT segment_owners_segment_range CHECK (segment >= 0 AND segment < 1000),
+  owner TEXT,
+  owner_incarnation BIGINT NOT NULL DEFAULT 0,
+  owner_epoch BIGINT NOT NULL DEFAULT 0
+    CONSTRAINT segment_owners_epoch_not_negative CHECK (owner_epoch >= 0),
+  taken_at TIMESTAMPTZ
+);
+
+-- A constant default: no table rewrite, every existing row reads 0.
+ALTER TABLE public.envelopes ADD COLUMN owner_epoch BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE cold.envelopes ADD COLUMN owner_epoch BIGINT NOT NULL DEFAULT 0;
+
+DROP VIEW envelopes_all;
+CREATE VIEW envelopes_all AS
+  SELECT *, false AS archived FROM public.envelopes
+  UNION ALL
+  SELECT *, true AS archived FROM cold.envelopes;
+)sql";
+
 const std::vector<migration> migrations = {
   {1, "initial_schema", v1_initial_schema},
   {2, "segment_states", v2_segment_states},
   {3, "opens_as_outbox", v3_opens_as_outbox},
   {4, "seqs_from_the_commit", v4_seqs_from_the_commit},
   {5, "credits_owed", v5_credits_owed},
+  {6, "cluster", v6_cluster},
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {

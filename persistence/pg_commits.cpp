@@ -35,9 +35,11 @@ outcome<bool> stored_opens_match(PGconn* conn, const open_batch& batch) {
   return r.i64(0, 0) == static_cast<int64_t>(batch.opens.size());
 }
 
-outcome<done> explain_refused(PGconn* conn, const open_batch& batch) {
-  // Nothing changed; find out why. The batch may have committed already
-  // (a retry after a lost reply), which counts as success.
+/// Why a batch wrote nothing: a batch that committed already (a retry after
+/// a lost reply) is success; then, in a cluster, a deposed owner
+/// (errc::not_owner); then a stale epoch or an envelope no longer PAID.
+outcome<done> explain_refused(PGconn* conn, const open_batch& batch,
+                              bool clustered) {
   auto r = run(conn, "commit_opens",
                "SELECT epoch, status, remaining_fen, remaining_count "
                "FROM envelopes_all WHERE id = $1",
@@ -47,21 +49,26 @@ outcome<done> explain_refused(PGconn* conn, const open_batch& batch) {
   if (r.rows() == 0)
     return failure{errc::not_found, not_found_message(batch.envelope_id)};
   auto epoch = r.i64(0, 0);
-  if (epoch != batch.epoch)
-    return failure{errc::stale_epoch, "epoch " + std::to_string(batch.epoch)
-                                        + " is stale (current "
-                                        + std::to_string(epoch) + ")"};
   auto status = r.i64(0, 1);
   bool state_matches = status == static_cast<int>(batch.status)
                        && r.i64(0, 2) == batch.remaining_fen
                        && r.i64(0, 3) == batch.remaining_count;
-  if (state_matches && !batch.opens.empty()) {
+  if (epoch == batch.epoch && state_matches && !batch.opens.empty()) {
     auto stored = stored_opens_match(conn, batch);
     if (!stored)
       return stored.error();
     if (*stored)
       return done{};
   }
+  if (clustered) {
+    auto why = deposed(conn, "commit_opens", batch.envelope_id);
+    if (why.code != errc::none)
+      return why;
+  }
+  if (epoch != batch.epoch)
+    return failure{errc::stale_epoch, "epoch " + std::to_string(batch.epoch)
+                                        + " is stale (current "
+                                        + std::to_string(epoch) + ")"};
   if (status != static_cast<int>(envelope_status::paid))
     return failure{errc::stale_epoch,
                    std::string("envelope is no longer paid (status ")
@@ -93,8 +100,10 @@ const char* day_statement(const char* tmpl, int32_t day) {
     std::string text = tmpl;
     for (auto table : {"envelopes", "opens"}) {
       auto marker = std::string{"@"} + table;
-      auto at = text.find(marker);
-      text.replace(at, marker.size(), table + suffix);
+      auto name = table + suffix;
+      for (auto at = text.find(marker); at != std::string::npos;
+           at = text.find(marker, at + name.size()))
+        text.replace(at, marker.size(), name);
     }
     it->second = std::move(text);
   }
@@ -133,42 +142,52 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
 // "@envelopes" and "@opens" name the day's partitions (day_statement).
 // Each also queues the opens it inserted for the relay (HB_OWED_FROM_INS),
 // so that a refused batch queues nothing.
-constexpr const char* commit_opens_sql =
-    "WITH upd AS ("
-    " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5"
-    " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"
-    "  AND remaining_fen = $6 AND remaining_count = $7"
-    " RETURNING id, count - $7 AS base),"
-    " ins AS ("
-    " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT upd.id, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
-    " FROM upd, unnest($8::text[], $9::bigint[], $10::bigint[])"
-    "  WITH ORDINALITY AS x(u, a, t, i)"
-    " RETURNING envelope_id, user_id),"
-    HB_OWED_FROM_INS
-    "SELECT count(*) FROM upd";
+// Each comes in two versions: without a cluster, and in a cluster with the
+// owner_epoch fence (HB_OWNER_EPOCH_CURRENT), which adds no parameter.
+#define HB_COMMIT_OPENS_SQL(guard)                                             \
+  "WITH upd AS ("                                                              \
+  " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5" \
+  " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"                           \
+  "  AND remaining_fen = $6 AND remaining_count = $7" guard                    \
+  " RETURNING id, count - $7 AS base),"                                        \
+  " ins AS ("                                                                  \
+  " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"     \
+  " SELECT upd.id, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"       \
+  " FROM upd, unnest($8::text[], $9::bigint[], $10::bigint[])"                 \
+  "  WITH ORDINALITY AS x(u, a, t, i)"                                         \
+  " RETURNING envelope_id, user_id),"                                          \
+  HB_OWED_FROM_INS                                                             \
+  "SELECT count(*) FROM upd"
 
-constexpr const char* commit_many_sql =
-    "WITH b AS ("
-    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"
-    "  $5::smallint[], $6::bigint[], $7::int[], $8::int[])"
-    "  AS b(id, epoch, rf, rc, st, before_fen, before_count, first)),"
-    " upd AS ("
-    " UPDATE @envelopes v SET remaining_fen = b.rf, remaining_count = b.rc,"
-    "  status = b.st"
-    " FROM b"
-    " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status + 0 = 2"
-    "  AND v.remaining_fen = b.before_fen AND v.remaining_count = b.before_count"
-    " RETURNING v.id, v.count - b.before_count - b.first AS base),"
-    " ins AS ("
-    " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"
-    " SELECT x.e, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"
-    " FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::bigint[])"
-    "  WITH ORDINALITY AS x(e, u, a, t, i)"
-    " JOIN upd ON upd.id = x.e"
-    " RETURNING envelope_id, user_id),"
-    HB_OWED_FROM_INS
-    "SELECT id FROM upd";
+#define HB_COMMIT_MANY_SQL(guard)                                              \
+  "WITH b AS ("                                                                \
+  " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[],"  \
+  "  $5::smallint[], $6::bigint[], $7::int[], $8::int[])"                      \
+  "  AS b(id, epoch, rf, rc, st, before_fen, before_count, first)),"           \
+  " upd AS ("                                                                  \
+  " UPDATE @envelopes v SET remaining_fen = b.rf, remaining_count = b.rc,"     \
+  "  status = b.st"                                                            \
+  " FROM b"                                                                    \
+  " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status + 0 = 2"              \
+  "  AND v.remaining_fen = b.before_fen AND v.remaining_count = b.before_count" \
+  guard                                                                        \
+  " RETURNING v.id, v.count - b.before_count - b.first AS base),"              \
+  " ins AS ("                                                                  \
+  " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"     \
+  " SELECT x.e, x.u, x.a, upd.base + x.i, to_timestamp(x.t / 1000.0)"          \
+  " FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::bigint[])"      \
+  "  WITH ORDINALITY AS x(e, u, a, t, i)"                                      \
+  " JOIN upd ON upd.id = x.e"                                                  \
+  " RETURNING envelope_id, user_id),"                                          \
+  HB_OWED_FROM_INS                                                             \
+  "SELECT id FROM upd"
+
+constexpr const char* commit_opens_sql = HB_COMMIT_OPENS_SQL("");
+constexpr const char* owned_commit_opens_sql =
+  HB_COMMIT_OPENS_SQL(HB_OWNER_EPOCH_CURRENT("@envelopes"));
+constexpr const char* commit_many_sql = HB_COMMIT_MANY_SQL("");
+constexpr const char* owned_commit_many_sql =
+  HB_COMMIT_MANY_SQL(HB_OWNER_EPOCH_CURRENT("v"));
 
 /// What a batch's envelope must hold before it, the guard of both commit
 /// statements: the batch's result plus its shares, summed from the same
@@ -211,7 +230,7 @@ before_batch before_of(const open_batch& b) {
 /// so the seqs of an envelope's batches follow each other without gaps or
 /// repeats; a unique index on (envelope, seq) checked what this statement
 /// now guarantees, at ~0.65 µs of every open's insert.
-reply run_commit(PGconn* conn, const open_batch& batch) {
+reply run_commit(PGconn* conn, const open_batch& batch, bool clustered) {
   auto before = before_of(batch);
   params p;
   p.add(batch.envelope_id).add(batch.epoch).add(batch.remaining_fen);
@@ -221,7 +240,9 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
   p.add(user_array(batch.opens));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.amount_fen; }));
   p.add(open_field_array(batch.opens, [](auto& o) { return o.opened_at_ms; }));
-  return run_on_their_day(conn, "commit_opens", commit_opens_sql, {&batch}, p);
+  return run_on_their_day(conn, "commit_opens",
+                          clustered ? owned_commit_opens_sql : commit_opens_sql,
+                          {&batch}, p);
 }
 
 /// The batches of many envelopes as one statement (one plan, one round
@@ -237,7 +258,8 @@ reply run_commit(PGconn* conn, const open_batch& batch) {
 /// guessed per unnest) joined them by nested loop: every envelope against
 /// every envelope's sums, 32 640 rows thrown away for 256 envelopes, most
 /// of the statement's time.
-reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches) {
+reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batches,
+                      bool clustered) {
   std::vector<int64_t> ids, epochs, rf, rc, st, before_fen, before_count;
   std::vector<int64_t> first, e, a, t;
   std::vector<std::string> users;
@@ -265,7 +287,9 @@ reply run_commit_many(PGconn* conn, const std::vector<const open_batch*>& batche
   p.add(number_array(first));
   p.add(number_array(e)).add(text_array(users)).add(number_array(a));
   p.add(number_array(t));
-  return run_on_their_day(conn, "commit_many", commit_many_sql, batches, p);
+  return run_on_their_day(conn, "commit_many",
+                          clustered ? owned_commit_many_sql : commit_many_sql,
+                          batches, p);
 }
 
 } // namespace
@@ -277,12 +301,13 @@ outcome<done> pg_store::commit_opens(const open_batch& batch) {
   if (!ensure_connected())
     return unreachable(conn_);
   // One statement, one round trip, one transaction.
-  auto r = run_commit(conn_, batch);
+  bool clustered = identity_ != nullptr;
+  auto r = run_commit(conn_, batch, clustered);
   if (!r.ok())
     return r.error;
   if (r.i64(0, 0) == 1)
     return done{};
-  return explain_refused(conn_, batch);
+  return explain_refused(conn_, batch, clustered);
 }
 
 bool pg_store::warm_up(int32_t day) {
@@ -299,10 +324,14 @@ bool pg_store::warm_up(int32_t day) {
   params many;
   for (int i = 0; i < 12; ++i)
     many.add("{}");
-  return run_prepared(conn_, "commit_opens",
-                      day_statement(commit_opens_sql, day), one).ok()
-         && run_prepared(conn_, "commit_many",
-                         day_statement(commit_many_sql, day), many).ok();
+  bool clustered = identity_ != nullptr;
+  auto one_sql = clustered ? owned_commit_opens_sql : commit_opens_sql;
+  auto many_sql = clustered ? owned_commit_many_sql : commit_many_sql;
+  return run_prepared(conn_, "commit_opens", day_statement(one_sql, day), one)
+           .ok()
+         && run_prepared(conn_, "commit_many", day_statement(many_sql, day),
+                         many)
+              .ok();
 }
 
 outcome<std::vector<failure>>
@@ -343,7 +372,7 @@ pg_store::commit_many(const std::vector<open_batch>& batches) {
   }
   if (good.empty())
     return out;
-  auto r = run_commit_many(conn_, good);
+  auto r = run_commit_many(conn_, good, identity_ != nullptr);
   if (r.ok()) {
     // Committed. A batch whose update did not match wrote nothing; find
     // out why (it may have been committed by an earlier try).
@@ -353,7 +382,7 @@ pg_store::commit_many(const std::vector<open_batch>& batches) {
     for (size_t k = 0; k < good.size(); ++k) {
       if (updated.count(good[k]->envelope_id) > 0)
         continue;
-      auto why = explain_refused(conn_, *good[k]);
+      auto why = explain_refused(conn_, *good[k], identity_ != nullptr);
       out[where[k]] = why ? failure{errc::none, {}} : why.error();
     }
     return out;

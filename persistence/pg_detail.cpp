@@ -367,6 +367,54 @@ outcome<envelope_snapshot> read_snapshot(PGconn* conn, const char* what,
   return snap;
 }
 
+failure owner_check(PGconn* conn, const char* what, int32_t segment,
+                    const node_identity& me) {
+  auto incarnation = me.incarnation.load();
+  auto r = run(conn, what,
+               "SELECT COALESCE(owner, ''), owner_incarnation, owner_epoch"
+               " FROM segment_owners WHERE segment = $1",
+               params{}.add(segment));
+  if (!r.ok())
+    return r.error;
+  auto seg = "segment " + std::to_string(segment);
+  auto me_text = me.node + " (incarnation " + std::to_string(incarnation) + ")";
+  if (r.rows() == 0)
+    return failure{errc::not_owner, seg + " has no owner row in this SET's "
+                                          "database; not owned by " + me_text};
+  auto owner = r.text(0, 0);
+  if (owner == me.node && r.i64(0, 1) == incarnation)
+    return failure{errc::none, {}};
+  if (owner.empty())
+    return failure{errc::not_owner, seg + " has no owner yet; not owned by "
+                                      + me_text};
+  return failure{errc::not_owner,
+                 seg + " is owned by " + owner + " (incarnation " + r.text(0, 1)
+                   + ", owner_epoch " + r.text(0, 2) + "), not by " + me_text};
+}
+
+failure deposed(PGconn* conn, const char* what, int64_t envelope_id) {
+  auto r = run(conn, what,
+               "SELECT e.owner_epoch, e.segment, so.owner_epoch,"
+               " COALESCE(so.owner, '')"
+               " FROM envelopes e"
+               " LEFT JOIN segment_owners so ON so.segment = e.segment"
+               " WHERE e.id = $1",
+               params{}.add(envelope_id));
+  if (!r.ok())
+    return r.error;
+  if (r.rows() == 0 || r.i64(0, 0) == 0
+      || (!r.null(0, 2) && r.i64(0, 2) == r.i64(0, 0)))
+    return failure{errc::none, {}};
+  auto now = r.null(0, 2) ? std::string{"no owner row"}
+                          : "owner_epoch " + r.text(0, 2) + " (owner "
+                              + r.text(0, 3) + ")";
+  return failure{errc::not_owner,
+                 "envelope " + std::to_string(envelope_id)
+                   + " was activated under owner_epoch " + r.text(0, 0)
+                   + " of segment " + r.text(0, 1) + ", which is now at "
+                   + now + ": its writer no longer owns the segment"};
+}
+
 std::string not_found_message(int64_t envelope_id) {
   return "no envelope with id " + std::to_string(envelope_id);
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/cluster.hpp"
 #include "domain/envelope.hpp"
 #include "domain/errc.hpp"
 
@@ -174,6 +175,31 @@ constexpr int envelope_column_count = 17;
   " SELECT array_agg(envelope_id), array_agg(user_id)"                         \
   " FROM (SELECT envelope_id, user_id, row_number() OVER () - 1 AS n"          \
   "  FROM ins) o GROUP BY n / 64) "
+
+// -- Cluster fences ------------------------------------------------------------
+
+/// The second fence of the writes to a PAID or CREATED envelope of a node in
+/// a cluster (commits, payments, refunds), ANDed to the statement's guard on
+/// the envelope row `t` (its table name or alias): the segment's owner_epoch
+/// is still the one the envelope was created or activated under, so that a
+/// deposed owner's write is refused even for an envelope its successor has
+/// not activated. An envelope written without a cluster has owner_epoch 0
+/// and is not checked. One probe of segment_owners' primary key per row.
+#define HB_OWNER_EPOCH_CURRENT(t)                                              \
+  " AND (" t ".owner_epoch = 0 OR EXISTS (SELECT 1 FROM segment_owners so"     \
+  " WHERE so.segment = " t ".segment AND so.owner_epoch = " t ".owner_epoch))"
+
+/// errc::none when `me` (at its current incarnation) owns `segment` now;
+/// errc::not_owner saying who does; the error of a failed read.
+failure owner_check(PGconn* conn, const char* what, int32_t segment,
+                    const node_identity& me);
+
+/// errc::not_owner when the hot envelope was created or activated under an
+/// owner_epoch that its segment has moved on from (its owner was deposed
+/// since); errc::none when it was not, or the envelope is not hot (an
+/// archived one is never activated again, and refuses writes anyway); the
+/// error of a failed read.
+failure deposed(PGconn* conn, const char* what, int64_t envelope_id);
 
 /// Reads HB_ENVELOPE_COLUMNS from `row`.
 outcome<envelope> read_envelope(const reply& r, int row);

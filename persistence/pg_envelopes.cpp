@@ -65,7 +65,7 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
   // One statement: the key and the envelope commit together. Status,
   // remaining amount/count, payment and epoch of a new envelope follow from
   // the rest; the caller's values for them are not used.
-  static constexpr const char* insert_sql =
+  static constexpr const char* plain_sql =
     "WITH k AS ("
     " INSERT INTO envelope_keys (sender, idempotency_key, envelope_id)"
     " VALUES ($3, $6, $1) ON CONFLICT (sender, idempotency_key) DO NOTHING"
@@ -76,11 +76,33 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
     "SELECT $1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $8, $9,"
     " COALESCE(to_timestamp(NULLIF($10::bigint, 0) / 1000.0), now()) FROM k "
     "RETURNING " HB_ENVELOPE_COLUMNS;
+  // In a cluster, only while this node owns the segment at its incarnation
+  // (else nothing, not even the key, is written), and the envelope keeps
+  // the owner_epoch it was created under: its payment and opens apply only
+  // while the segment has not changed hands since.
+  static constexpr const char* owned_sql =
+    "WITH so AS ("
+    " SELECT owner_epoch FROM segment_owners"
+    " WHERE segment = $2 AND owner = $11 AND owner_incarnation = $12),"
+    " k AS ("
+    " INSERT INTO envelope_keys (sender, idempotency_key, envelope_id)"
+    " SELECT $3, $6, $1 FROM so ON CONFLICT (sender, idempotency_key) DO NOTHING"
+    " RETURNING envelope_id) "
+    "INSERT INTO envelopes AS e (id, segment, sender, group_id, greeting,"
+    " idempotency_key, kind, status, total_fen, count, remaining_fen,"
+    " remaining_count, created_at, owner_epoch) "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $8, $9,"
+    " COALESCE(to_timestamp(NULLIF($10::bigint, 0) / 1000.0), now()),"
+    " so.owner_epoch FROM k, so "
+    "RETURNING " HB_ENVELOPE_COLUMNS;
+  auto insert_sql = identity_ ? owned_sql : plain_sql;
   params p;
   p.add(env.id).add(int64_t{segment_of(env.id)}).add(env.sender).add(env.group);
   p.add(env.greeting).add(env.idempotency_key);
   p.add(int64_t{static_cast<int>(env.kind)}).add(env.total_fen);
   p.add(int64_t{env.count}).add(env.created_at_ms);
+  if (identity_)
+    p.add(identity_->node).add(identity_->incarnation.load());
   auto r = run_prepared(conn_, "create_envelope", insert_sql, p);
   if (!r.ok() && no_partition(r)) {
     // The first envelope of a day nobody prepared: create it, try once more.
@@ -104,6 +126,14 @@ outcome<create_result> pg_store::create_envelope(const envelope& env) {
     if (!stored)
       return stored.error();
     return create_result{std::move(*stored), true};
+  }
+  if (identity_) {
+    // Not this node's segment (the router creates it under an id elsewhere),
+    // or the key was seen before.
+    auto owner = owner_check(conn_, "create_envelope", segment_of(env.id),
+                             *identity_);
+    if (owner.code != errc::none)
+      return owner;
   }
   return existing_envelope(conn_, env);
 }
@@ -134,7 +164,7 @@ pg_store::create_envelopes(const std::vector<envelope>& envs) {
   // One statement, as create_envelope's: each key and its envelope commit
   // together. A key seen before (or twice here) inserts nothing for its
   // envelope; the caller creates that one alone, which finds the stored one.
-  static constexpr const char* sql =
+  static constexpr const char* plain_sql =
     "WITH r AS ("
     " SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],"
     "  $5::text[], $6::text[], $7::smallint[], $8::bigint[], $9::int[],"
@@ -153,12 +183,39 @@ pg_store::create_envelopes(const std::vector<envelope>& envs) {
     " COALESCE(to_timestamp(NULLIF(r.created_ms, 0) / 1000.0), now())"
     " FROM r JOIN k ON k.envelope_id = r.id "
     "RETURNING " HB_ENVELOPE_COLUMNS;
+  // In a cluster, as create_envelope's: an envelope of a segment this node
+  // does not own at its incarnation is left out (alone, it is refused).
+  static constexpr const char* owned_sql =
+    "WITH r AS ("
+    " SELECT r.*, so.owner_epoch FROM unnest($1::bigint[], $2::int[],"
+    "  $3::text[], $4::text[], $5::text[], $6::text[], $7::smallint[],"
+    "  $8::bigint[], $9::int[], $10::bigint[]) AS r(id, segment, sender,"
+    "  group_id, greeting, key, kind, total_fen, count, created_ms)"
+    " JOIN segment_owners so ON so.segment = r.segment AND so.owner = $11"
+    "  AND so.owner_incarnation = $12),"
+    " k AS ("
+    " INSERT INTO envelope_keys (sender, idempotency_key, envelope_id)"
+    " SELECT sender, key, id FROM r ORDER BY sender, key"
+    " ON CONFLICT (sender, idempotency_key) DO NOTHING"
+    " RETURNING envelope_id) "
+    "INSERT INTO envelopes AS e (id, segment, sender, group_id, greeting,"
+    " idempotency_key, kind, status, total_fen, count, remaining_fen,"
+    " remaining_count, created_at, owner_epoch) "
+    "SELECT r.id, r.segment, r.sender, r.group_id, r.greeting, r.key, r.kind,"
+    " 1, r.total_fen, r.count, r.total_fen, r.count,"
+    " COALESCE(to_timestamp(NULLIF(r.created_ms, 0) / 1000.0), now()),"
+    " r.owner_epoch"
+    " FROM r JOIN k ON k.envelope_id = r.id "
+    "RETURNING " HB_ENVELOPE_COLUMNS;
   params p;
   p.add(number_array(ids)).add(number_array(segments)).add(text_array(senders));
   p.add(text_array(groups)).add(text_array(greetings)).add(text_array(keys));
   p.add(number_array(kinds)).add(number_array(totals)).add(number_array(counts));
   p.add(number_array(created));
-  auto r = run_prepared(conn_, "create_envelopes", sql, p);
+  if (identity_)
+    p.add(identity_->node).add(identity_->incarnation.load());
+  auto r = run_prepared(conn_, "create_envelopes",
+                        identity_ ? owned_sql : plain_sql, p);
   if (!r.ok())
     return r.error;
   for (int row = 0; row < r.rows(); ++row) {
@@ -173,6 +230,25 @@ pg_store::create_envelopes(const std::vector<envelope>& envs) {
 outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
   if (!ensure_connected())
     return unreachable(conn_);
+  // In a cluster the bump also checks, in the same statement, that this
+  // node owns the envelope's segment at its incarnation, and records the
+  // segment's owner_epoch in the envelope: its writes apply only while the
+  // segment stays at that owner_epoch.
+  auto bump = [&](int64_t id) {
+    if (!identity_)
+      return run_prepared(conn_, "activate",
+                          "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
+                          params{}.add(id));
+    static constexpr const char* owned_sql =
+      "UPDATE envelopes e SET epoch = e.epoch + 1, owner_epoch = so.owner_epoch"
+      " FROM segment_owners so"
+      " WHERE e.id = $1 AND so.segment = $2 AND so.owner = $3"
+      "  AND so.owner_incarnation = $4";
+    return run_prepared(conn_, "activate", owned_sql,
+                        params{}.add(id).add(int64_t{segment_of(id)})
+                          .add(identity_->node)
+                          .add(identity_->incarnation.load()));
+  };
   // Twice at most: an envelope created between the bump and the read below
   // is activated properly on the second round.
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -182,12 +258,17 @@ outcome<envelope_snapshot> pg_store::activate(int64_t envelope_id) {
     auto r = tx.begin();
     if (!r.ok())
       return r.error;
-    r = run_prepared(conn_, "activate",
-                     "UPDATE envelopes SET epoch = epoch + 1 WHERE id = $1",
-                     params{}.add(envelope_id));
+    r = bump(envelope_id);
     if (!r.ok())
       return r.error;
     bool bumped = r.affected() == 1;
+    if (!bumped && identity_) {
+      // Not bumped: not this node's segment, or not hot, or not there.
+      auto owner = owner_check(conn_, "activate", segment_of(envelope_id),
+                               *identity_);
+      if (owner.code != errc::none)
+        return owner;
+    }
     auto snap = read_snapshot(conn_, "activate", envelope_id);
     if (!snap)
       return snap.error();
@@ -220,6 +301,16 @@ pg_store::activate_many(const std::vector<int64_t>& ids) {
     " ORDER BY id FOR UPDATE) "
     "UPDATE envelopes e SET epoch = e.epoch + 1 FROM l WHERE e.id = l.id "
     "RETURNING e.id";
+  // In a cluster, as activate's: only the envelopes of segments this node
+  // owns at its incarnation, each taking its segment's owner_epoch.
+  static constexpr const char* owned_bump_sql =
+    "WITH l AS (SELECT e.id, so.owner_epoch FROM envelopes e"
+    " JOIN segment_owners so ON so.segment = e.segment AND so.owner = $2"
+    "  AND so.owner_incarnation = $3"
+    " WHERE e.id = ANY($1::bigint[]) ORDER BY e.id FOR UPDATE OF e) "
+    "UPDATE envelopes e SET epoch = e.epoch + 1, owner_epoch = l.owner_epoch"
+    " FROM l WHERE e.id = l.id "
+    "RETURNING e.id";
   static constexpr const char* envelopes_sql =
     "SELECT " HB_ENVELOPE_COLUMNS " FROM envelopes e"
     " WHERE e.id = ANY($1::bigint[]) ORDER BY e.id";
@@ -231,8 +322,11 @@ pg_store::activate_many(const std::vector<int64_t>& ids) {
   auto r = tx.begin();
   if (!r.ok())
     return r.error;
-  r = run_prepared(conn_, "activate_many", bump_sql,
-                   params{}.add(number_array(ids)));
+  auto bump_params = params{}.add(number_array(ids));
+  if (identity_)
+    bump_params.add(identity_->node).add(identity_->incarnation.load());
+  r = run_prepared(conn_, "activate_many",
+                   identity_ ? owned_bump_sql : bump_sql, bump_params);
   if (!r.ok())
     return r.error;
   std::vector<int64_t> bumped;

@@ -29,7 +29,10 @@ struct create_result {
 ///
 /// Error mapping: connection loss or a server that is down -> errc::unavailable
 /// (the next call reconnects); a fencing epoch that is no longer current ->
-/// errc::stale_epoch with nothing changed; anything unexpected -> errc::internal.
+/// errc::stale_epoch with nothing changed; in a cluster (set_identity), a
+/// write by a node that does not own the segment, or whose envelope was
+/// activated under an owner_epoch the segment has moved on from ->
+/// errc::not_owner with nothing changed; anything unexpected -> errc::internal.
 ///
 /// In detail, every call first reconnects once (PQreset) if the connection
 /// is broken. errc::unavailable: no connection, connection lost (SQLSTATE
@@ -89,6 +92,10 @@ public:
   /// The first envelope of a day without partitions creates them (see
   /// ensure_partitions) and retries once; a day already moved to cold
   /// storage takes no new envelopes -> errc::internal.
+  /// In a cluster the insert happens only while this node owns the id's
+  /// segment at its incarnation (same statement), and the envelope stores
+  /// the segment's owner_epoch; otherwise nothing is written (not the key
+  /// either) -> errc::not_owner, before any idempotency answer.
   outcome<create_result> create_envelope(const envelope& env);
 
   /// Many creates in one statement, for a burst of them (the create
@@ -98,6 +105,8 @@ public:
   /// so is one with an id <= 0: the caller creates it alone, which finds the
   /// stored one or explains. Any failure changes nothing, e.g. the first
   /// envelope of a day whose partitions nobody made (alone, that is done).
+  /// In a cluster, an envelope of a segment this node does not own is left
+  /// out too (alone: errc::not_owner).
   outcome<std::vector<envelope>> create_envelopes(
     const std::vector<envelope>& envs);
 
@@ -106,6 +115,10 @@ public:
   /// Waits for an in-flight write of the previous owner and includes it.
   /// An envelope in cold storage is returned with archived = true and its
   /// epoch untouched: it is read-only (every write to it is refused).
+  /// In a cluster the bump happens only while this node owns the segment at
+  /// its incarnation (same statement) and stores the segment's owner_epoch
+  /// in the envelope; a node that does not own it -> errc::not_owner
+  /// (checked before not_found and archived).
   outcome<envelope_snapshot> activate(int64_t envelope_id);
 
   /// Activation of many envelopes in one transaction (a burst of grabs on
@@ -116,7 +129,8 @@ public:
   /// left out, and the caller activates it alone, which says why. The ids
   /// must be distinct: one bump serves one new owner. One plan per
   /// statement and one commit for the lot, instead of four round trips and
-  /// a commit each.
+  /// a commit each. In a cluster, only the envelopes of segments this node
+  /// owns are bumped (the others are left out), as activate does.
   outcome<std::vector<envelope_snapshot>> activate_many(
     const std::vector<int64_t>& ids);
 
@@ -140,6 +154,11 @@ public:
   /// stored state, a user or seq twice in the batch, a user who opened
   /// before, a status other than PAID/EXHAUSTED, or a CHECK violation
   /// (e.g. remaining below 0, EXHAUSTED with shares left, PAID with none).
+  /// In a cluster the update also requires that the segment is still at the
+  /// owner_epoch the envelope was created or activated under (one probe of
+  /// segment_owners' primary key; an envelope with owner_epoch 0 is not
+  /// checked); otherwise errc::not_owner (after the replay check, before
+  /// stale_epoch), even when nobody has activated the envelope since.
   outcome<done> commit_opens(const open_batch& batch);
 
   /// Group commit across envelopes: the batches of many envelopes in one
@@ -147,7 +166,8 @@ public:
   /// epoch guard and outcome: the result has one failure per batch
   /// (errc::none for committed). If the transaction itself fails, every
   /// batch fails with that error (outcome unknown: errc::unavailable); a
-  /// statement error in one batch makes the others retry one by one.
+  /// statement error in one batch makes the others retry one by one. In a
+  /// cluster each batch is fenced as commit_opens fences it.
   outcome<std::vector<failure>> commit_many(const std::vector<open_batch>& batches);
 
   /// Prepares the commit statements of day `day` (yyyymmdd) on this
@@ -175,7 +195,8 @@ public:
   /// ("wallet of U holds X fen, needs Y") when the wallet holds less than
   /// the total (nothing changed: the envelope stays CREATED and may still be
   /// paid), errc::expired for an unpaid envelope already in cold storage.
-  /// paid_at_ms 0 means now; expires_at_ms 0 means never.
+  /// paid_at_ms 0 means now; expires_at_ms 0 means never. In a cluster,
+  /// fenced as commit_opens is: errc::not_owner after the repeat check.
   outcome<done> confirm_payment(const payment& p);
 
   /// Many payments in one transaction, for a burst of them (the pay
@@ -185,7 +206,8 @@ public:
   /// and one commit for the lot; returns the ids it confirmed. Any other
   /// item, and a repeated envelope id after its first, is left unchanged:
   /// the caller confirms it alone, which answers or explains it. Any failure
-  /// (e.g. a txn already used for another envelope) changes nothing.
+  /// (e.g. a txn already used for another envelope) changes nothing. In a
+  /// cluster, a payment fenced off as confirm_payment's is left unchanged.
   outcome<std::vector<int64_t>> confirm_payments(
     const std::vector<payment>& ps);
 
@@ -196,7 +218,9 @@ public:
   /// is not current or the envelope is not PAID (nothing changed), checked
   /// in that order; errc::not_found. A retry under the same (current) epoch
   /// of a refund that committed returns the refunded amount again and posts
-  /// nothing. Whether the envelope is due is the caller's decision.
+  /// nothing. Whether the envelope is due is the caller's decision. In a
+  /// cluster, fenced as commit_opens is: errc::not_owner after the retry
+  /// check.
   outcome<int64_t> refund(int64_t envelope_id, int64_t epoch);
 
   // -- Relay, balances and deposits (pg_ledger.cpp) ------------------------
@@ -305,23 +329,45 @@ public:
                                                   int64_t after_id = 0);
 
   // -- Cluster membership (pg_cluster.cpp) ---------------------------------
+  //
+  // Every time is the database's clock (now(): the transaction's start).
+  // A set_view is read in one statement (one snapshot): the SET's name, the
+  // database's now() in ms, every node lease (by node name), every segment
+  // owner (by segment) and the blocked segments of segment_states. A
+  // database older than migration 6 -> errc::internal saying so.
 
   /// Who this connection writes for; null (the default): a node without a
-  /// cluster, whose writes check no owner rows.
+  /// cluster, whose writes check no owner rows (the statements of a single
+  /// node, unchanged). The incarnation is read at every call.
   void set_identity(std::shared_ptr<node_identity> who) { identity_ = std::move(who); }
 
   /// The SET this database belongs to (empty: not a cluster database yet).
   outcome<std::string> cluster_set();
 
-  /// Joins the SET (see join_request); errc::conflict if the database
-  /// belongs to another SET.
+  /// Joins the SET, in one transaction: names the database's SET
+  /// (cluster_identity) if nobody has, else errc::conflict naming both SETs
+  /// when it is another; writes the node's lease row (expiring lease_ms after
+  /// now()) with req.me.incarnation, replacing an older incarnation, renewing
+  /// the same one (a retry), and refusing an older one (errc::conflict: a
+  /// newer incarnation joined since); creates the owner rows of req.segments
+  /// that are missing (owner NULL, owner_epoch 0); returns the view. A
+  /// missing node name or SET, an incarnation <= 0, lease_ms <= 0 or a
+  /// segment outside 0..999 -> errc::invalid_argument.
   outcome<set_view> join(const join_request& req);
 
-  /// Renews the lease and reads the view in one transaction; errc::not_owner
-  /// if the lease row has another incarnation or has expired.
+  /// Renews the lease for lease_ms after now() and reads the view, in one
+  /// transaction, only while the row has the same incarnation and has not
+  /// expired; else errc::not_owner saying whether it was replaced (by which
+  /// incarnation), has expired (how long ago) or never joined: the node
+  /// must fence itself and rejoin. lease_ms <= 0 -> errc::invalid_argument.
   outcome<set_view> renew(const renew_request& req);
 
-  /// Compare-and-set takes of segments; the rows taken.
+  /// Compare-and-set takes, one statement: each expected row's segment is
+  /// taken (owner, owner_incarnation := the taker; owner_epoch + 1; taken_at
+  /// now()) only if its owner_epoch is still the expected one, its current
+  /// owner has no current lease at the owner's incarnation, and the taker's
+  /// own lease (at req.incarnation) is current. Returns the rows taken, as
+  /// they are now, by segment; the others are left unchanged.
   outcome<std::vector<segment_owner>> take(const take_request& req);
 
 private:

@@ -30,6 +30,32 @@ using namespace hb;
 using namespace hb::persistence;
 using namespace hb::persistence::test_support;
 
+namespace {
+
+/// A scratch database at schema version `version`, migrated the way
+/// migrate() does it.
+void migrate_to(PGconn* conn, int version) {
+  script(conn, "CREATE TABLE schema_migrations (version INT PRIMARY KEY,"
+               " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL"
+               " DEFAULT now())");
+  for (auto& m : all_migrations()) {
+    if (m.version > version)
+      continue;
+    script(conn, std::string{"BEGIN;"} + m.sql + ";COMMIT");
+    query(conn, "INSERT INTO schema_migrations VALUES ($1, $2)",
+          {std::to_string(m.version), m.name});
+  }
+}
+
+/// How many migrations come after `version`.
+int migrations_after(int version) {
+  return static_cast<int>(std::count_if(
+    all_migrations().begin(), all_migrations().end(),
+    [version](const migration& m) { return m.version > version; }));
+}
+
+} // namespace
+
 CAF_TEST(migrations apply from an empty database exactly once) {
   scratch_db empty{"_m"};
   auto store = connect_or_fail(empty.url());
@@ -49,7 +75,8 @@ CAF_TEST(migrations apply from an empty database exactly once) {
         "cold.user_records", "envelopes_all", "opens_all", "user_records_all",
         "envelope_keys", "payments", "outbox", "relay_backlog", "accounts",
         "ledger_entries",
-        "segment_leases", "schema_migrations"})
+        "segment_leases", "schema_migrations", "cluster_identity",
+        "node_leases", "segment_owners"})
     CAF_CHECK_EQUAL(query(empty.verify(),
                           "SELECT to_regclass($1) IS NOT NULL", {table}),
                     "t");
@@ -63,16 +90,7 @@ CAF_TEST(migrations apply from an empty database exactly once) {
 CAF_TEST(migration 5 queues the opens owed under version 4) {
   scratch_db old{"_v5"};
   auto conn = old.verify();
-  script(conn, "CREATE TABLE schema_migrations (version INT PRIMARY KEY,"
-               " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL"
-               " DEFAULT now())");
-  for (auto& m : all_migrations()) {
-    if (m.version > 4)
-      continue;
-    script(conn, std::string{"BEGIN;"} + m.sql + ";COMMIT");
-    query(conn, "INSERT INTO schema_migrations VALUES ($1, $2)",
-          {std::to_string(m.version), m.name});
-  }
+  migrate_to(conn, 4);
   auto day = utc_day_of(std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count());
@@ -91,8 +109,9 @@ CAF_TEST(migration 5 queues the opens owed under version 4) {
         {id});
   auto store = connect_or_fail(old.url());
   CAF_CHECK_EQUAL(value_of(store->schema_version()), 4);
-  CAF_REQUIRE_EQUAL(value_of(store->migrate()), 1);
-  CAF_CHECK_EQUAL(value_of(store->schema_version()), 5);
+  CAF_REQUIRE_EQUAL(value_of(store->migrate()), migrations_after(4));
+  CAF_CHECK_EQUAL(value_of(store->schema_version()),
+                  all_migrations().back().version);
   CAF_CHECK_EQUAL(query(conn, "SELECT string_agg(user_id, ',' ORDER BY user_id)"
                               " FROM relay_backlog WHERE envelope_id = $1",
                         {id}),
@@ -111,6 +130,69 @@ CAF_TEST(migration 5 queues the opens owed under version 4) {
                               " WHERE kind = 'credit'"),
                   "ben=200,cat=300");
   CAF_CHECK_EQUAL(query_int(conn, "SELECT count(*) FROM relay_backlog"), 0);
+}
+
+// Migration 6 adds envelopes.owner_epoch (0 for every envelope written so
+// far) wherever an envelope row can live: the hot and cold parents, every
+// day partition already there, hot or cold, the day partitions made later
+// (LIKE the parent) and the envelopes_all view; and a day partition that
+// was hot before it still moves cold (ATTACH wants the same columns).
+CAF_TEST(migration 6 gives every envelope an owner_epoch wherever it lives) {
+  scratch_db old{"_v6"};
+  auto conn = old.verify();
+  migrate_to(conn, 5);
+  query(conn, "SELECT hb_ensure_partitions(20250101, 20250103)");
+  auto insert = [&](const std::string& id, int status, int remaining_count,
+                    int remaining_fen) {
+    query(conn,
+          "INSERT INTO envelopes (id, segment, sender, group_id,"
+          " idempotency_key, kind, status, total_fen, count, remaining_fen,"
+          " remaining_count, created_at)"
+          " VALUES ($1::bigint, 7, 'sam', 'g', 'k' || $1, 1, $2, 1000, 4, $4,"
+          " $3, now())",
+          {id, std::to_string(status), std::to_string(remaining_count),
+           std::to_string(remaining_fen)});
+  };
+  auto cold_id = std::to_string(make_envelope_id(20250101, 1, 7));
+  auto hot_done_id = std::to_string(make_envelope_id(20250102, 1, 7));
+  auto hot_paid_id = std::to_string(make_envelope_id(20250103, 1, 7));
+  insert(cold_id, 3, 0, 0);
+  insert(hot_done_id, 3, 0, 0);
+  insert(hot_paid_id, 2, 4, 1000);
+  CAF_REQUIRE_EQUAL(query(conn, "SELECT hb_detach_day(20250101)"), "t");
+  auto store = connect_or_fail(old.url());
+  CAF_REQUIRE_EQUAL(value_of(store->migrate()), migrations_after(5));
+  CAF_CHECK_EQUAL(query(conn, "SELECT string_agg(id || ':' || owner_epoch"
+                              " || ':' || archived, ',' ORDER BY id)"
+                              " FROM envelopes_all"),
+                  cold_id + ":0:true," + hot_done_id + ":0:false,"
+                    + hot_paid_id + ":0:false");
+  for (auto table : {"public.envelopes", "cold.envelopes",
+                     "cold.envelopes_p20250101", "public.envelopes_p20250102",
+                     "public.envelopes_p20250103"})
+    CAF_CHECK_EQUAL(query(conn, "SELECT count(*) FROM pg_attribute"
+                                " WHERE attrelid = to_regclass($1)"
+                                " AND attname = 'owner_epoch'"
+                                " AND NOT attisdropped AND attnotnull",
+                          {table}),
+                    "1");
+  // A later day partition copies the column; an old hot day still moves.
+  query(conn, "SELECT hb_ensure_partitions(20250104, 20250104)");
+  CAF_CHECK_EQUAL(query(conn, "SELECT count(*) FROM pg_attribute"
+                              " WHERE attrelid = 'public.envelopes_p20250104'"
+                              "::regclass AND attname = 'owner_epoch'"),
+                  "1");
+  CAF_CHECK_EQUAL(value_of(store->detach_cold(20250103)), 1);
+  CAF_CHECK_EQUAL(query(conn, "SELECT archived FROM envelopes_all"
+                              " WHERE id = $1", {hot_done_id}),
+                  "t");
+  CAF_CHECK_EQUAL(query(conn, "SELECT owner_epoch FROM cold.envelopes"
+                              " WHERE id = $1", {hot_done_id}),
+                  "0");
+  // The cluster tables are there, empty: a database without a SET.
+  CAF_CHECK_EQUAL(value_of(store->cluster_set()), "");
+  CAF_CHECK_EQUAL(query(conn, "SELECT count(*) FROM node_leases"), "0");
+  CAF_CHECK_EQUAL(query(conn, "SELECT count(*) FROM segment_owners"), "0");
 }
 
 CAF_TEST(concurrent migrations serialise on the advisory lock) {
