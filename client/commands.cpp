@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/client.hpp"
+#include "domain/cluster_summary.hpp"
 #include "domain/envelope.hpp"
 #include "domain/envelope_id.hpp"
 #include "domain/ledger.hpp"
@@ -302,14 +303,18 @@ public:
   }
 
   /// A failure: the node's Error reply (exit 1), a usage error (exit 2) or a
-  /// transport failure (exit 3).
-  int failure(errc code, const std::string& message, int exit_code) {
+  /// transport failure (exit 3). `owner_hint`: where the owner of a
+  /// NOT_OWNER's segment is, when the node said so.
+  int failure(errc code, const std::string& message, int exit_code,
+              const std::string& owner_hint = {}) {
     if (json_) {
       json out{{"ok", false}};
       out.update(extra);
       out["error"] = json{{"code", to_string(code)},
                           {"message", message},
                           {"retryable", retryable(code)}};
+      if (!owner_hint.empty())
+        out["error"]["owner_hint"] = owner_hint;
       std::cout << out.dump() << std::endl;
     } else {
       std::cerr << "hongbao: " << message;
@@ -317,6 +322,8 @@ public:
         std::cerr << " [" << to_string(code) << "]";
       if (exit_code == exit_service_error && retryable(code))
         std::cerr << " (temporary: try again)";
+      if (!owner_hint.empty())
+        std::cerr << " (owner: " << owner_hint << ")";
       std::cerr << "\n";
       bool may_retry = exit_code == exit_transport
                        || (exit_code == exit_service_error && retryable(code));
@@ -375,7 +382,8 @@ std::optional<response_body> exchange(const global_options& opts,
     return std::nullopt;
   }
   if (auto* err = std::get_if<error_reply>(&resp->body)) {
-    exit_code = out.failure(err->code, err->message, exit_service_error);
+    exit_code = out.failure(err->code, err->message, exit_service_error,
+                            err->owner_hint);
     return std::nullopt;
   }
   return std::move(resp->body);
@@ -773,7 +781,204 @@ json segment_json(const segment_state& seg) {
               {"reason", seg.reason}};
 }
 
-std::string stats_text(const node_stats& st) {
+// -- The cluster view ------------------------------------------------------------
+
+/// Columns of text, padded by display width; `right` columns (numbers) are
+/// aligned right. Every row has as many cells as the header.
+std::string table_text(const std::vector<std::string>& header,
+                       const std::vector<std::vector<std::string>>& rows,
+                       const std::vector<bool>& right) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    width[c] = display_width(header[c]);
+    for (auto& row : rows)
+      width[c] = std::max(width[c], display_width(row[c]));
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out = " ";
+    for (size_t c = 0; c < cells.size(); ++c) {
+      auto pad = std::string(width[c] - display_width(cells[c]), ' ');
+      bool last = c + 1 == cells.size();
+      out += " ";
+      out += right[c] ? pad + cells[c] : cells[c] + (last ? "" : pad);
+      if (!last)
+        out += " ";
+    }
+    return out + "\n";
+  };
+  std::string text = line(header);
+  for (auto& row : rows)
+    text += line(row);
+  return text;
+}
+
+std::string address(const std::string& host, int32_t port) {
+  if (host.empty() && port == 0)
+    return "-";
+  return host + ":" + std::to_string(port);
+}
+
+/// "alive", "lease expired", "old incarnation" (the node restarted since it
+/// took the segments) or "not joined" for the owner of a group; "-" for the
+/// unowned segments.
+std::string owner_state(const set_view& view, const owner_group& g) {
+  if (g.owner.empty())
+    return "-";
+  auto* lease = find_lease(view, g.owner);
+  if (lease == nullptr)
+    return "not joined";
+  if (lease->incarnation != g.owner_incarnation)
+    return "old incarnation";
+  return lease_alive(view, *lease) ? "alive" : "lease expired";
+}
+
+/// "2500 ms", or "expired 1200 ms ago".
+std::string lease_left_text(int64_t left_ms) {
+  if (left_ms > 0)
+    return std::to_string(left_ms) + " ms";
+  return "expired " + std::to_string(-left_ms) + " ms ago";
+}
+
+/// Ranges shown in a table cell at most this wide: the placement spreads a
+/// zone's segments by segment % 3, so an owner's ranges are often every
+/// third segment, hundreds of them (--json lists them all).
+constexpr size_t ranges_width_max = 48;
+
+/// "0-1,3-4,6-7", or its start and how many ranges there are in all.
+std::string ranges_cell(const std::vector<int32_t>& segments) {
+  auto ranges = compact_ranges(segments);
+  auto text = ranges_text(ranges);
+  if (text.size() <= ranges_width_max)
+    return text;
+  auto cut = text.rfind(',', ranges_width_max);
+  return text.substr(0, cut) + ",... (" + std::to_string(ranges.size())
+         + " ranges)";
+}
+
+std::string cluster_nodes_text(const cluster_info& c) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto& view : c.sets)
+    for (auto& n : view.nodes)
+      rows.push_back({n.node, n.zone, view.set, std::to_string(n.incarnation),
+                      lease_alive(view, n) ? "alive" : "dead",
+                      lease_left_text(n.expires_at_ms - view.db_now_ms),
+                      address(n.peer_host, n.peer_port),
+                      address(n.gateway_host, n.gateway_port)});
+  if (rows.empty())
+    return "\nno node has joined yet\n";
+  return "\nnodes (" + std::to_string(rows.size()) + "):\n"
+         + table_text({"node", "zone", "SET", "incarnation", "state",
+                       "lease left", "peer", "gateway"},
+                      rows,
+                      {false, false, false, true, false, true, false, false});
+}
+
+std::string cluster_set_text(const set_view& view) {
+  auto groups = owner_groups(view);
+  size_t unowned = 0;
+  for (auto& g : groups)
+    if (g.owner.empty())
+      unowned += g.segments.size();
+  std::string text = "\nSET " + view.set + ": "
+                     + std::to_string(view.owners.size()) + " segments";
+  if (unowned > 0)
+    text += ", " + std::to_string(unowned) + " not taken yet";
+  if (!view.blocked.empty())
+    text += ", " + std::to_string(view.blocked.size()) + " blocked";
+  text += "\n";
+  if (!groups.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (auto& g : groups)
+      rows.push_back({g.owner.empty() ? "(none)" : g.owner,
+                      g.owner.empty() ? "-" : std::to_string(g.owner_incarnation),
+                      owner_state(view, g), std::to_string(g.segments.size()),
+                      g.owner.empty() ? "-" : std::to_string(g.owner_epoch_max),
+                      ranges_cell(g.segments)});
+    text += table_text({"owner", "incarnation", "state", "segments",
+                        "owner epoch", "ranges"},
+                       rows, {false, true, false, true, true, false});
+  }
+  for (auto& seg : view.blocked)
+    text += "  blocked: segment " + std::to_string(seg.segment) + " ("
+            + block_mode(seg) + (seg.reason.empty() ? "" : ": " + seg.reason)
+            + ")\n";
+  return text;
+}
+
+json cluster_json(const cluster_info& c) {
+  if (!c.enabled)
+    return json{{"enabled", false}};
+  auto sets = json::array();
+  for (auto& view : c.sets) {
+    auto nodes = json::array();
+    for (auto& n : view.nodes)
+      nodes.push_back(json{{"name", n.node},
+                           {"zone", n.zone},
+                           {"incarnation", n.incarnation},
+                           {"alive", lease_alive(view, n)},
+                           {"lease_left_ms", n.expires_at_ms - view.db_now_ms},
+                           {"peer", address(n.peer_host, n.peer_port)},
+                           {"gateway", address(n.gateway_host, n.gateway_port)}});
+    auto owners = json::array();
+    for (auto& g : owner_groups(view))
+      owners.push_back(json{{"owner", g.owner},
+                            {"owner_incarnation", g.owner_incarnation},
+                            {"state", owner_state(view, g)},
+                            {"segment_count", g.segments.size()},
+                            {"segments", segments_text(g.segments)},
+                            {"owner_epoch_max", g.owner_epoch_max}});
+    auto blocked = json::array();
+    for (auto& seg : view.blocked)
+      blocked.push_back(segment_json(seg));
+    sets.push_back(json{{"name", view.set},
+                        {"db_now_ms", view.db_now_ms},
+                        {"nodes", std::move(nodes)},
+                        {"owners", std::move(owners)},
+                        {"blocked", std::move(blocked)}});
+  }
+  return json{{"enabled", true},
+              {"set", c.set},
+              {"zone", c.zone},
+              {"incarnation", c.incarnation},
+              {"fenced", c.fenced},
+              {"zones", c.zones},
+              {"sets", std::move(sets)}};
+}
+
+std::string cluster_text(const cluster_info& c) {
+  if (!c.enabled)
+    return {};
+  std::string zones;
+  for (auto& z : c.zones)
+    zones += (zones.empty() ? "" : ", ") + z;
+  std::string text = "\ncluster: SET " + c.set + ", zone " + c.zone
+                     + ", incarnation " + std::to_string(c.incarnation)
+                     + (c.incarnation == 0 ? " (not joined yet)" : "")
+                     + "; zones " + zones + "\n";
+  if (c.fenced)
+    text += "  FENCED: the node could not renew its lease in time; it serves "
+            "nothing (answers UNAVAILABLE) until it has joined again\n";
+  text += cluster_nodes_text(c);
+  for (auto& view : c.sets)
+    text += cluster_set_text(view);
+  return text;
+}
+
+json stats_json_of(const node_stats& st) {
+  auto metrics = json::object();
+  for (auto& m : st.metrics)
+    metrics[m.name] = m.value;
+  auto segments = json::array();
+  for (auto& seg : st.segments)
+    segments.push_back(segment_json(seg));
+  return json{{"node", st.node_name},
+              {"metrics", std::move(metrics)},
+              {"segments", std::move(segments)},
+              {"cluster", cluster_json(st.cluster)}};
+}
+
+// The node's metrics and blocked segments, then its cluster.
+std::string local_stats_text(const node_stats& st) {
   std::string text = "node " + st.node_name + "\n";
   if (st.metrics.empty()) {
     text += "\n  no metrics\n";
@@ -828,6 +1033,14 @@ std::string stats_text(const node_stats& st) {
 
 } // namespace
 
+std::string stats_text(const node_stats& st) {
+  return local_stats_text(st) + cluster_text(st.cluster);
+}
+
+std::string stats_json(const node_stats& st) {
+  return stats_json_of(st).dump();
+}
+
 int cmd_stats(const global_options& opts) {
   reporter out{opts.json};
   int rc = exit_ok;
@@ -837,16 +1050,7 @@ int cmd_stats(const global_options& opts) {
   auto* st = expect<node_stats>(*body, out, rc);
   if (!st)
     return rc;
-  auto metrics = json::object();
-  for (auto& m : st->metrics)
-    metrics[m.name] = m.value;
-  auto segments = json::array();
-  for (auto& seg : st->segments)
-    segments.push_back(segment_json(seg));
-  return out.success(json{{"node", st->node_name},
-                          {"metrics", std::move(metrics)},
-                          {"segments", std::move(segments)}},
-                     stats_text(*st));
+  return out.success(stats_json_of(*st), stats_text(*st));
 }
 
 namespace {

@@ -42,6 +42,14 @@ int cmd_balance(const global_options& opts, balance_request req);
 /// `since_text`: Unix ms, an ISO date or time, or an age like 24h; empty: all.
 int cmd_reconcile(const global_options& opts, const std::string& since_text);
 int cmd_stats(const global_options& opts);
+/// What `hongbao stats` prints: the metrics, the blocked segments and, on a
+/// cluster node, its cluster (nodes with zone, SET, state and lease left;
+/// per SET the owners with their segment counts and ranges, and the
+/// blocked segments).
+std::string stats_text(const node_stats& st);
+/// The fields `hongbao stats --json` prints after "ok": node, metrics,
+/// segments and cluster ({"enabled": false} for a node on its own).
+std::string stats_json(const node_stats& st);
 int cmd_segment(const global_options& opts, segment_request req);
 
 /// Prints a usage error as the JSON failure object (for --json; the text

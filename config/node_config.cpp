@@ -1,10 +1,13 @@
 #include "config/node_config.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <toml++/toml.h>
 
+#include "domain/cluster_summary.hpp"
 #include "domain/envelope_id.hpp"
 
 namespace hb {
@@ -220,12 +223,368 @@ bool read_log(const toml::table& tbl, log_config& cfg, std::string& err) {
   return section_reader{tbl, "log", err}.str("level", cfg.level).ok();
 }
 
+// -- [cluster] -----------------------------------------------------------------
+
+// The [cluster] section is checked as a whole: every problem is reported,
+// one per line, so that an operator fixing a cluster's SET map sees all of
+// it at once instead of one mistake per run.
+using problem_list = std::vector<std::string>;
+
+// Reads keys of one table, each range-checked; a wrong key adds a problem
+// named `prefix` + key and the reader goes on with the next key.
+class table_reader {
+public:
+  table_reader(toml::node_view<const toml::node> tbl, std::string prefix,
+               problem_list& problems)
+    : tbl_(tbl), prefix_(std::move(prefix)), problems_(problems) {
+  }
+
+  template <class T>
+  table_reader& num(const char* key, T& out, int64_t lo, int64_t hi) {
+    auto node = tbl_[key];
+    if (!node)
+      return *this;
+    // Strictly integers: toml++ would read true as 1.
+    auto* i = node.as_integer();
+    auto v = i != nullptr ? std::optional<int64_t>{i->get()} : std::nullopt;
+    if (!v || *v < lo || *v > hi) {
+      problems_.push_back(prefix_ + key + " must be an integer in ["
+                          + std::to_string(lo) + ", " + std::to_string(hi)
+                          + "]");
+      return *this;
+    }
+    out = static_cast<T>(*v);
+    return *this;
+  }
+
+  table_reader& str(const char* key, std::string& out) {
+    auto node = tbl_[key];
+    if (!node)
+      return *this;
+    auto v = node.template value<std::string>();
+    if (!v) {
+      problems_.push_back(prefix_ + key + " must be a string");
+      return *this;
+    }
+    out = *v;
+    return *this;
+  }
+
+  table_reader& strings(const char* key, std::vector<std::string>& out) {
+    auto node = tbl_[key];
+    if (!node)
+      return *this;
+    auto* arr = node.as_array();
+    bool ok = arr != nullptr;
+    std::vector<std::string> result;
+    if (ok)
+      for (auto& el : *arr) {
+        auto v = el.value<std::string>();
+        if (!v) {
+          ok = false;
+          break;
+        }
+        result.push_back(*v);
+      }
+    if (!ok) {
+      problems_.push_back(prefix_ + key + " must be a list of strings");
+      return *this;
+    }
+    out = std::move(result);
+    return *this;
+  }
+
+  // Segment ranges: strings "a-b" or "n", or integers, all within 0..999.
+  table_reader& ranges(const char* key, std::vector<segment_range>& out) {
+    auto node = tbl_[key];
+    if (!node)
+      return *this;
+    auto* arr = node.as_array();
+    if (arr == nullptr) {
+      problems_.push_back(prefix_ + key
+                          + " must be a list of ranges like \"0-499\" or \"7\"");
+      return *this;
+    }
+    std::vector<segment_range> result;
+    for (auto& el : *arr) {
+      std::optional<segment_range> range;
+      std::string shown;
+      if (auto* i = el.as_integer()) {
+        shown = std::to_string(i->get());
+        if (i->get() >= 0 && i->get() < segment_count)
+          range = segment_range{static_cast<int32_t>(i->get()),
+                                static_cast<int32_t>(i->get())};
+      } else if (auto text = el.value<std::string>()) {
+        shown = "\"" + *text + "\"";
+        range = parse_segment_range(*text);
+      }
+      if (!range) {
+        problems_.push_back(prefix_ + key + ": "
+                            + (shown.empty() ? "an element" : shown)
+                            + " is not a range \"a-b\" or \"n\" with 0 <= a "
+                              "<= b <= 999");
+        return *this;
+      }
+      result.push_back(*range);
+    }
+    out = std::move(result);
+    return *this;
+  }
+
+private:
+  toml::node_view<const toml::node> tbl_;
+  std::string prefix_;
+  problem_list& problems_;
+};
+
+constexpr int64_t cluster_ms_max = 3600 * 1000;
+
+// "cluster.sets #2 (set-2)": how problems of one SET name it.
+std::string set_label(size_t index, const set_config& set) {
+  std::string label = "cluster.sets #" + std::to_string(index + 1);
+  if (!set.name.empty())
+    label += " (" + set.name + ")";
+  return label;
+}
+
+void read_cluster_sets(toml::node_view<const toml::node> sec,
+                       cluster_config& cfg, problem_list& problems) {
+  auto node = sec["sets"];
+  if (!node) {
+    problems.push_back("[[cluster.sets]] is required in a cluster: the SET "
+                       "map (name, segments, database_url of every SET)");
+    return;
+  }
+  auto* arr = node.as_array();
+  if (arr == nullptr || !arr->is_array_of_tables()) {
+    problems.push_back("cluster.sets must be written as [[cluster.sets]] "
+                       "tables");
+    return;
+  }
+  for (size_t i = 0; i < arr->size(); ++i) {
+    set_config set;
+    toml::node_view<const toml::node> tbl{arr->get(i)};
+    auto name_problems = problems.size();
+    table_reader{tbl, "cluster.sets #" + std::to_string(i + 1) + ".", problems}
+      .str("name", set.name);
+    table_reader{tbl, set_label(i, set) + ": ", problems}
+      .ranges("segments", set.segments)
+      .str("database_url", set.database_url);
+    if (problems.size() == name_problems) {
+      if (set.name.empty())
+        problems.push_back(set_label(i, set) + ": name is required");
+      if (set.segments.empty())
+        problems.push_back(set_label(i, set)
+                           + ": segments is required (ranges like \"0-499\")");
+      if (set.database_url.empty())
+        problems.push_back(set_label(i, set)
+                           + ": database_url is required (each SET has its "
+                             "own PostgreSQL database)");
+    }
+    cfg.sets.push_back(std::move(set));
+  }
+}
+
+// Reads [cluster] and [[cluster.sets]] key by key; a file without a
+// [cluster] section leaves the node on its own.
+void read_cluster(const toml::table& tbl, cluster_config& cfg,
+                  problem_list& problems) {
+  auto sec = tbl["cluster"];
+  if (!sec)
+    return;
+  if (!sec.is_table()) {
+    problems.push_back("cluster must be a table ([cluster])");
+    return;
+  }
+  cfg.enabled = true;
+  table_reader{sec, "cluster.", problems}
+    .str("set", cfg.set)
+    .str("peer_host", cfg.peer_host)
+    .num("peer_port", cfg.peer_port, 0, 65535)
+    .strings("seeds", cfg.seeds)
+    .strings("zones", cfg.zones)
+    .num("lease_ms", cfg.lease_ms, 1, cluster_ms_max)
+    .num("renew_ms", cfg.renew_ms, 1, cluster_ms_max)
+    .num("lease_margin_ms", cfg.lease_margin_ms, 1, cluster_ms_max)
+    .num("settle_ms", cfg.settle_ms, 1, cluster_ms_max)
+    .num("sync_ms", cfg.sync_ms, 1, cluster_ms_max)
+    .num("forward_timeout_ms", cfg.forward_timeout_ms, 1, cluster_ms_max)
+    .num("forward_inflight_max", cfg.forward_inflight_max, 1, 1 << 24)
+    .num("heartbeat_ms", cfg.heartbeat_ms, 1, cluster_ms_max)
+    .num("link_timeout_ms", cfg.link_timeout_ms, 1, cluster_ms_max);
+  read_cluster_sets(sec, cfg, problems);
+}
+
+// "host:port" with a non-empty host and a port in 1..65535 ("[::1]:7811"
+// for IPv6).
+bool valid_host_port(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    return false;
+  auto port = text.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  auto n = std::stoi(port);
+  if (n < 1 || n > 65535)
+    return false;
+  auto host = text.substr(0, colon);
+  if (host.front() == '[')
+    return host.size() > 2 && host.back() == ']';
+  return host.find(':') == std::string::npos;
+}
+
+std::string quoted_list(const std::vector<std::string>& xs) {
+  std::string out;
+  for (auto& x : xs)
+    out += (out.empty() ? "" : ", ") + x;
+  return out.empty() ? "none" : out;
+}
+
+void check_cluster_node(const node_config& cfg, problem_list& problems) {
+  auto& c = cfg.cluster;
+  if (cfg.node.name.empty())
+    problems.push_back("node.name is required in a cluster (unique among its "
+                       "nodes)");
+  if (c.peer_port == 0)
+    problems.push_back("cluster.peer_port is required (1..65535): node "
+                       "links listen there");
+  if (c.peer_host.empty())
+    problems.push_back("cluster.peer_host must not be empty");
+  for (size_t i = 0; i < c.seeds.size(); ++i)
+    if (!valid_host_port(c.seeds[i]))
+      problems.push_back("cluster.seeds: \"" + c.seeds[i]
+                         + "\" is not host:port");
+  auto zones = c.zones;
+  std::sort(zones.begin(), zones.end());
+  bool distinct = std::adjacent_find(zones.begin(), zones.end()) == zones.end();
+  bool named = std::find(zones.begin(), zones.end(), "") == zones.end();
+  if (zones.size() != 3 || !distinct || !named)
+    problems.push_back("cluster.zones must name exactly three distinct zones, "
+                       "got [" + quoted_list(c.zones) + "]");
+  else if (std::find(zones.begin(), zones.end(), cfg.node.zone) == zones.end())
+    problems.push_back("node.zone \"" + cfg.node.zone
+                       + "\" is not one of cluster.zones ("
+                       + quoted_list(c.zones) + ")");
+  if (c.lease_margin_ms >= c.lease_ms
+      || c.renew_ms >= c.lease_ms - c.lease_margin_ms)
+    problems.push_back(
+      "cluster.renew_ms (" + std::to_string(c.renew_ms)
+      + ") must be less than cluster.lease_ms - cluster.lease_margin_ms ("
+      + std::to_string(c.lease_ms) + " - " + std::to_string(c.lease_margin_ms)
+      + "): a node must renew before it fences itself");
+}
+
+// Lists at most this many ranges of segments in one problem.
+constexpr size_t ranges_shown_max = 12;
+
+// "segment 7 is", "segments 0-2,5 are", "segments 1,3,... and 488 more
+// ranges are".
+std::string segments_are(const std::vector<int32_t>& segments) {
+  if (segments.size() == 1)
+    return "segment " + std::to_string(segments[0]) + " is";
+  auto ranges = compact_ranges(segments);
+  if (ranges.size() <= ranges_shown_max)
+    return "segments " + ranges_text(ranges) + " are";
+  auto more = ranges.size() - ranges_shown_max;
+  ranges.resize(ranges_shown_max);
+  return "segments " + ranges_text(ranges) + " and " + std::to_string(more)
+         + " more ranges are";
+}
+
+void check_cluster_sets(const cluster_config& c, problem_list& problems) {
+  auto& sets = c.sets;
+  for (size_t i = 0; i < sets.size(); ++i)
+    for (size_t j = i + 1; j < sets.size(); ++j) {
+      if (!sets[i].name.empty() && sets[i].name == sets[j].name)
+        problems.push_back("cluster.sets: the name \"" + sets[i].name
+                           + "\" is used twice (#" + std::to_string(i + 1)
+                           + " and #" + std::to_string(j + 1) + ")");
+      if (!sets[i].database_url.empty()
+          && sets[i].database_url == sets[j].database_url)
+        problems.push_back("cluster.sets: " + set_label(i, sets[i]) + " and "
+                           + set_label(j, sets[j])
+                           + " have the same database_url (each SET has its "
+                             "own database)");
+    }
+  // Which SETs hold each segment: each segment must be in exactly one.
+  std::vector<std::vector<size_t>> holders(segment_count);
+  for (size_t i = 0; i < sets.size(); ++i)
+    for (auto s : segments_of(sets[i]))
+      holders[static_cast<size_t>(s)].push_back(i);
+  std::vector<int32_t> uncovered;
+  std::vector<std::vector<std::vector<int32_t>>> shared(
+    sets.size(), std::vector<std::vector<int32_t>>(sets.size()));
+  for (int32_t s = 0; s < segment_count; ++s) {
+    auto& h = holders[static_cast<size_t>(s)];
+    if (h.empty())
+      uncovered.push_back(s);
+    for (size_t a = 0; a < h.size(); ++a)
+      for (size_t b = a + 1; b < h.size(); ++b)
+        shared[h[a]][h[b]].push_back(s);
+  }
+  for (size_t i = 0; i < sets.size(); ++i)
+    for (size_t j = i + 1; j < sets.size(); ++j)
+      if (!shared[i][j].empty())
+        problems.push_back("cluster.sets: " + segments_are(shared[i][j])
+                           + " in both " + set_label(i, sets[i]) + " and "
+                           + set_label(j, sets[j])
+                           + " (each segment belongs to exactly one SET)");
+  if (!uncovered.empty() && !sets.empty())
+    problems.push_back("cluster.sets: " + segments_are(uncovered)
+                       + " in no SET (together the SETs must cover "
+                         "0-999)");
+}
+
+// What no single key of the cluster shows; on success the node's database
+// is its SET's.
+void check_cluster(const toml::table& tbl, node_config& cfg,
+                   problem_list& problems) {
+  auto& c = cfg.cluster;
+  check_cluster_node(cfg, problems);
+  check_cluster_sets(c, problems);
+  const set_config* mine = nullptr;
+  for (auto& set : c.sets)
+    if (set.name == c.set)
+      mine = &set;
+  if (c.set.empty())
+    problems.push_back("cluster.set is required: the name of this node's SET");
+  else if (mine == nullptr) {
+    std::vector<std::string> names;
+    for (auto& set : c.sets)
+      names.push_back(set.name);
+    problems.push_back("cluster.set \"" + c.set
+                       + "\" is not in the SET map (cluster.sets: "
+                       + quoted_list(names) + ")");
+  }
+  if (tbl["ids"]["segments"])
+    problems.push_back("ids.segments is not allowed in a cluster: a node "
+                       "allocates ids only in the segments it owns");
+  if (mine == nullptr)
+    return;
+  auto& url = cfg.database.store.database_url;
+  if (tbl["database"]["url"] && url != mine->database_url)
+    problems.push_back("database.url differs from the database_url of SET "
+                       + mine->name
+                       + "; in a cluster omit database.url (the SET map "
+                         "gives it) or make them equal");
+  else
+    url = mine->database_url;
+}
+
+std::string joined(const problem_list& problems) {
+  std::string out;
+  for (auto& p : problems)
+    out += (out.empty() ? "" : "\n") + p;
+  return out;
+}
+
 // What no single key shows: required keys and keys that bound each other.
 failure check_node_config(node_config& cfg) {
   if (cfg.gateway.auth_token.empty())
     return {errc::invalid_argument,
             "gateway.auth_token is required (clients authenticate with it)"};
-  if (cfg.database.store.database_url.empty())
+  // In a cluster the SET map gives the database (check_cluster).
+  if (!cfg.cluster.enabled && cfg.database.store.database_url.empty())
     return {errc::invalid_argument,
             "database.url is required (a libpq connection string)"};
   if (cfg.limits.share_min_fen > cfg.limits.share_max_fen)
@@ -267,12 +626,57 @@ outcome<node_config> parse_node_config(const std::string& text) {
             && read_supervisor(tbl, cfg.supervisor, err)
             && read_ids(tbl, cfg.ids, err)
             && read_log(tbl, cfg.log, err);
+  // The other sections stop at their first wrong key; the cluster's
+  // problems are all reported, after it.
+  problem_list problems;
   if (!ok)
-    return failure{errc::invalid_argument, err};
+    problems.push_back(err);
+  read_cluster(tbl, cfg.cluster, problems);
+  if (problems.empty() && cfg.cluster.enabled)
+    check_cluster(tbl, cfg, problems);
+  if (!problems.empty())
+    return failure{errc::invalid_argument, joined(problems)};
   auto bad = check_node_config(cfg);
   if (bad.code != errc::none)
     return bad;
   return cfg;
+}
+
+std::string redacted_database_url(const std::string& url) {
+  std::string out = url;
+  // URI: scheme://user:password@host...
+  auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    auto start = scheme + 3;
+    auto at = out.find('@', start);
+    auto colon = out.find(':', start);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      out.replace(colon + 1, at - colon - 1, "***");
+  }
+  // Key/value: password=value or password = 'quoted value', anywhere
+  // (a URI may carry it as a query parameter too).
+  for (size_t pos = out.find("password"); pos != std::string::npos;
+       pos = out.find("password", pos + 1)) {
+    auto eq = out.find_first_not_of(' ', pos + 8);
+    if (eq == std::string::npos || out[eq] != '=')
+      continue;
+    auto start = out.find_first_not_of(' ', eq + 1);
+    if (start == std::string::npos)
+      break;
+    size_t end = start;
+    if (out[start] == '\'') {
+      for (end = start + 1; end < out.size() && out[end] != '\''; ++end)
+        if (out[end] == '\\')
+          ++end;
+      end = std::min(end + 1, out.size());
+    } else {
+      end = out.find_first_of(" &", start);
+      if (end == std::string::npos)
+        end = out.size();
+    }
+    out.replace(start, end - start, "***");
+  }
+  return out;
 }
 
 outcome<node_config> load_node_config(const std::string& path) {
@@ -283,8 +687,14 @@ outcome<node_config> load_node_config(const std::string& path) {
   std::ostringstream buf;
   buf << in.rdbuf();
   auto res = parse_node_config(buf.str());
-  if (!res)
-    return failure{res.error().code, path + ": " + res.error().message};
+  if (!res) {
+    // One problem per line, each naming the file.
+    std::string message;
+    std::istringstream lines{res.error().message};
+    for (std::string line; std::getline(lines, line);)
+      message += (message.empty() ? "" : "\n") + path + ": " + line;
+    return failure{res.error().code, message};
+  }
   return res;
 }
 

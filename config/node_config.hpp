@@ -34,7 +34,14 @@ struct node_config {
 /// key and what is wrong.
 outcome<node_config> load_node_config(const std::string& path);
 
-/// Same, from TOML text (used by tests).
+/// Same, from TOML text (used by tests). Problems of the [cluster] part
+/// are all reported, one per line of the message; any other section stops
+/// at its first wrong key.
 outcome<node_config> parse_node_config(const std::string& toml_text);
+
+/// A database URL fit to print: the password of a libpq connection string
+/// ("password=...") or URI ("postgresql://user:secret@host") is replaced
+/// by "***".
+std::string redacted_database_url(const std::string& url);
 
 } // namespace hb

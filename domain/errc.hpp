@@ -38,10 +38,13 @@ const char* to_string(errc x);
 /// Returns whether a client may retry the same request unchanged.
 bool retryable(errc x);
 
-/// An operating error with a message for people.
+/// An operating error with a message for people. `hint` says where to go
+/// instead, for errc::not_owner: "host:port" of the owner's client gateway
+/// when the node knows it, else empty.
 struct failure {
   errc code = errc::internal;
   std::string message;
+  std::string hint = {};  // initialised so that {code, message} stays quiet
 };
 
 /// A minimal `expected`: either a value or a `failure`. The domain and

@@ -116,6 +116,10 @@ struct auth_ok {
 struct error_reply {
   errc code = errc::internal;
   std::string message;
+  /// NOT_OWNER: "host:port" of the owner's client gateway if known, else
+  /// empty (the proto's Error.owner_hint). Initialised so that
+  /// error_reply{code, message} stays quiet.
+  std::string owner_hint = {};
 };
 
 /// Create and ConfirmPayment answer with the envelope.

@@ -69,9 +69,11 @@ void send_frame(connection_broker* self, const client_response& resp) {
   self->flush(st.hdl);
 }
 
+// `owner_hint`: where the owner's gateway is, for a NOT_OWNER (empty: unknown).
 void send_error(connection_broker* self, uint64_t rid, errc code,
-                std::string message) {
-  send_frame(self, client_response{rid, error_reply{code, std::move(message)}});
+                std::string message, std::string owner_hint = {}) {
+  send_frame(self, client_response{rid, error_reply{code, std::move(message),
+                                                    std::move(owner_hint)}});
 }
 
 // Sends a last error and closes; unwritten data still goes out first.
@@ -116,7 +118,7 @@ void answer(connection_broker* self, uint64_t rid, request_kind kind,
 void answer_error(connection_broker* self, uint64_t rid, request_kind kind,
                   failure f) {
   count_answer(self, kind, f.code);
-  send_error(self, rid, f.code, std::move(f.message));
+  send_error(self, rid, f.code, std::move(f.message), std::move(f.hint));
   request_finished(self);
 }
 

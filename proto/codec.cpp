@@ -1,11 +1,15 @@
 #include "proto/codec.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <limits>
 #include <type_traits>
 
 #include <google/protobuf/stubs/logging.h>
+
+#include "domain/cluster_summary.hpp"
+#include "domain/envelope_id.hpp"
 
 // Generated into the build tree (proto/CMakeLists.txt); only this file sees it.
 #include "hongbao.pb.h"
@@ -439,6 +443,131 @@ outcome<segment_state> from_proto(const pb::SegmentState& x) {
   return segment_state{x.segment(), x.blocked(), x.manual(), x.reason()};
 }
 
+// -- The cluster view of Stats ----------------------------------------------------
+
+// A SET's owner rows go on the wire grouped per owner with their segments as
+// compact ranges: a SET of 500 segments and three nodes is three short
+// entries, not 500 rows.
+
+void to_proto(const set_view& v, pb::ClusterSet* out) {
+  out->set_name(printable_message(v.set));
+  out->set_db_now_ms(v.db_now_ms);
+  out->mutable_nodes()->Reserve(static_cast<int>(v.nodes.size()));
+  for (auto& n : v.nodes) {
+    auto* y = out->add_nodes();
+    y->set_name(printable_message(n.node));
+    y->set_incarnation(n.incarnation);
+    y->set_zone(printable_message(n.zone));
+    y->set_peer_host(printable_message(n.peer_host));
+    y->set_peer_port(n.peer_port);
+    y->set_gateway_host(printable_message(n.gateway_host));
+    y->set_gateway_port(n.gateway_port);
+    y->set_alive(lease_alive(v, n));
+    y->set_lease_left_ms(n.expires_at_ms - v.db_now_ms);
+  }
+  for (auto& g : owner_groups(v)) {
+    auto* y = out->add_owners();
+    y->set_owner(printable_message(g.owner));
+    y->set_owner_incarnation(g.owner_incarnation);
+    y->set_segments(segments_text(g.segments));
+    y->set_segment_count(static_cast<int32_t>(g.segments.size()));
+    y->set_owner_epoch_max(g.owner_epoch_max);
+  }
+  out->mutable_blocked()->Reserve(static_cast<int>(v.blocked.size()));
+  for (auto& seg : v.blocked)
+    to_proto(seg, out->add_blocked());
+}
+
+void to_proto(const cluster_info& x, pb::ClusterView* out) {
+  out->set_enabled(x.enabled);
+  out->set_set(printable_message(x.set));
+  out->set_zone(printable_message(x.zone));
+  out->set_incarnation(x.incarnation);
+  out->set_fenced(x.fenced);
+  for (auto& z : x.zones)
+    out->add_zones(printable_message(z));
+  out->mutable_sets()->Reserve(static_cast<int>(x.sets.size()));
+  for (auto& v : x.sets)
+    to_proto(v, out->add_sets());
+}
+
+// Each owner's segments come back as rows carrying the owner's highest
+// owner_epoch (the wire keeps no per-segment epoch), ordered by segment.
+outcome<set_view> from_proto(const pb::ClusterSet& x) {
+  set_view v;
+  v.set = x.name();
+  v.db_now_ms = x.db_now_ms();
+  v.nodes.reserve(x.nodes_size());
+  for (auto& y : x.nodes()) {
+    node_lease n;
+    n.node = y.name();
+    n.incarnation = y.incarnation();
+    n.zone = y.zone();
+    n.set = x.name();
+    n.peer_host = y.peer_host();
+    n.peer_port = y.peer_port();
+    n.gateway_host = y.gateway_host();
+    n.gateway_port = y.gateway_port();
+    if (__builtin_add_overflow(x.db_now_ms(), y.lease_left_ms(),
+                               &n.expires_at_ms))
+      return bad(errc::malformed, "ClusterNode.lease_left_ms out of range");
+    v.nodes.push_back(std::move(n));
+  }
+  for (auto& y : x.owners()) {
+    auto ranges = parse_ranges_text(y.segments());
+    if (!ranges)
+      return bad(errc::malformed, "SegmentOwners.segments is not a list of "
+                                  "ranges: \"" + y.segments() + "\"");
+    auto first = v.owners.size();
+    // A SET has at most segment_count segments; more is not a SET.
+    size_t count = 0;
+    for (auto& r : *ranges)
+      count += static_cast<size_t>(r.last - r.first + 1);
+    if (first + count > static_cast<size_t>(segment_count))
+      return bad(errc::malformed, "ClusterSet " + x.name()
+                                    + " names more than 1000 segments");
+    for (auto& r : *ranges)
+      for (auto s = r.first; s <= r.last; ++s)
+        v.owners.push_back(segment_owner{s, y.owner(), y.owner_incarnation(),
+                                         y.owner_epoch_max()});
+    if (v.owners.size() - first != static_cast<size_t>(y.segment_count()))
+      return bad(errc::malformed, "SegmentOwners.segment_count "
+                                    + std::to_string(y.segment_count())
+                                    + " does not match \"" + y.segments()
+                                    + "\"");
+  }
+  std::stable_sort(v.owners.begin(), v.owners.end(),
+                   [](const segment_owner& a, const segment_owner& b) {
+                     return a.segment < b.segment;
+                   });
+  v.blocked.reserve(x.blocked_size());
+  for (auto& y : x.blocked()) {
+    auto seg = from_proto(y);
+    if (!seg)
+      return seg.error();
+    v.blocked.push_back(std::move(*seg));
+  }
+  return v;
+}
+
+outcome<cluster_info> from_proto(const pb::ClusterView& x) {
+  cluster_info result;
+  result.enabled = x.enabled();
+  result.set = x.set();
+  result.zone = x.zone();
+  result.incarnation = x.incarnation();
+  result.fenced = x.fenced();
+  result.zones.assign(x.zones().begin(), x.zones().end());
+  result.sets.reserve(x.sets_size());
+  for (auto& y : x.sets()) {
+    auto v = from_proto(y);
+    if (!v)
+      return v.error();
+    result.sets.push_back(std::move(*v));
+  }
+  return result;
+}
+
 void to_proto(const node_stats& x, pb::StatsReport* out) {
   out->set_node_name(x.node_name);
   out->mutable_metrics()->Reserve(static_cast<int>(x.metrics.size()));
@@ -450,6 +579,9 @@ void to_proto(const node_stats& x, pb::StatsReport* out) {
   out->mutable_segments()->Reserve(static_cast<int>(x.segments.size()));
   for (auto& seg : x.segments)
     to_proto(seg, out->add_segments());
+  // A node on its own sends no cluster part: its reply is as before.
+  if (x.cluster.enabled)
+    to_proto(x.cluster, out->mutable_cluster());
 }
 
 outcome<node_stats> from_proto(const pb::StatsReport& x) {
@@ -465,6 +597,12 @@ outcome<node_stats> from_proto(const pb::StatsReport& x) {
       return seg.error();
     result.segments.push_back(std::move(*seg));
   }
+  if (x.has_cluster()) {
+    auto cluster = from_proto(x.cluster());
+    if (!cluster)
+      return cluster.error();
+    result.cluster = std::move(*cluster);
+  }
   return result;
 }
 
@@ -474,6 +612,7 @@ void to_proto(const response_body& body, pb::Response& out) {
     err->set_code(static_cast<pb::ErrorCode>(x->code));
     err->set_message(printable_message(x->message));
     err->set_retryable(retryable(x->code));
+    err->set_owner_hint(printable_message(x->owner_hint));
   } else if (auto* x = std::get_if<auth_ok>(&body)) {
     out.mutable_auth_ok()->set_node_name(x->node_name);
   } else if (auto* x = std::get_if<envelope>(&body)) {
@@ -514,7 +653,8 @@ outcome<response_body> from_proto(const pb::Response& msg) {
   switch (msg.body_case()) {
     case pb::Response::kError:
       return response_body{error_reply{errc_from_proto(msg.error().code()),
-                                       msg.error().message()}};
+                                       msg.error().message(),
+                                       msg.error().owner_hint()}};
     case pb::Response::kAuthOk:
       return response_body{auth_ok{msg.auth_ok().node_name()}};
     case pb::Response::kEnvelope: {

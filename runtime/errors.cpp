@@ -13,18 +13,29 @@ caf::error make_error(errc x, std::string message) {
                     caf::make_message(std::move(message))};
 }
 
+caf::error make_error(errc x, std::string message, std::string hint) {
+  if (hint.empty())
+    return make_error(x, std::move(message));
+  return caf::error{static_cast<uint8_t>(x), errc_category,
+                    caf::make_message(std::move(message), std::move(hint))};
+}
+
 caf::error make_error(const failure& f) {
-  return make_error(f.code, f.message);
+  return make_error(f.code, f.message, f.hint);
 }
 
 failure to_failure(const caf::error& err) {
   if (err.category() == errc_category) {
     failure f{static_cast<errc>(err.code()), {}};
     auto& ctx = err.context();
-    if (ctx.match_elements<std::string>())
+    if (ctx.match_elements<std::string>()) {
       f.message = ctx.get_as<std::string>(0);
-    else
+    } else if (ctx.match_elements<std::string, std::string>()) {
+      f.message = ctx.get_as<std::string>(0);
+      f.hint = ctx.get_as<std::string>(1);
+    } else {
       f.message = to_string(f.code);
+    }
     return f;
   }
   if (err.category() == caf::atom("system")) {

@@ -14,6 +14,12 @@ void add_hongbao_types(caf::actor_system_config& cfg) {
         out += " (";
         out += ctx.get_as<std::string>(0);
         out += ")";
+      } else if (ctx.match_elements<std::string, std::string>()) {
+        out += " (";
+        out += ctx.get_as<std::string>(0);
+        out += "; owner at ";
+        out += ctx.get_as<std::string>(1);
+        out += ")";
       }
       return out;
     });

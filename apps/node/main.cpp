@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include "caf/io/all.hpp"
 
 #include "config/node_config.hpp"
+#include "domain/cluster_summary.hpp"
 #include "node/node.hpp"
 #include "persistence/pg_store.hpp"
 #include "runtime/log.hpp"
@@ -118,6 +120,32 @@ void print_summary(const node_config& cfg, const node_metrics& m) {
   std::fflush(stdout);
 }
 
+// A config's problems, one per line (every problem of the [cluster] part).
+void print_problems(const std::string& message) {
+  std::istringstream lines{message};
+  for (std::string line; std::getline(lines, line);)
+    std::fprintf(stderr, "hongbao-node: %s\n", line.c_str());
+}
+
+// `--check`: one line saying what the node would be.
+void print_check_summary(const node_config& cfg) {
+  if (!cfg.cluster.enabled) {
+    std::printf("config ok: node %s, %zu segments\n", cfg.node.name.c_str(),
+                cfg.ids.segments.size());
+    return;
+  }
+  auto& c = cfg.cluster;
+  std::vector<int32_t> segments;
+  for (auto& set : c.sets)
+    if (set.name == c.set)
+      segments = segments_of(set);
+  std::printf("config ok: cluster node %s, zone %s, SET %s (segments %s: "
+              "%zu of 1000, %zu SETs in the map), database %s\n",
+              cfg.node.name.c_str(), cfg.node.zone.c_str(), c.set.c_str(),
+              segments_text(segments).c_str(), segments.size(), c.sets.size(),
+              redacted_database_url(cfg.database.store.database_url).c_str());
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -135,12 +163,11 @@ int main(int argc, char** argv) {
 
   auto cfg = load_node_config(config_path);
   if (!cfg) {
-    std::fprintf(stderr, "hongbao-node: %s\n", cfg.error().message.c_str());
+    print_problems(cfg.error().message);
     return 2;
   }
   if (check_only) {
-    std::printf("config ok: node %s, %zu segments\n", cfg->node.name.c_str(),
-                cfg->ids.segments.size());
+    print_check_summary(*cfg);
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(cfg->log.level));

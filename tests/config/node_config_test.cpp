@@ -2,6 +2,11 @@
 
 #include "caf/test/unit_test.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include "config/node_config.hpp"
 
 using namespace hb;
@@ -320,4 +325,491 @@ CAF_TEST(the example file shows the defaults of the service structs) {
   CAF_CHECK_EQUAL(a.ids.segments, b.ids.segments);
   CAF_CHECK_EQUAL(a.ids.lease_block, b.ids.lease_block);
   CAF_CHECK_EQUAL(a.log.level, b.log.level);
+}
+
+// -- [cluster] -------------------------------------------------------------------
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A node of set-1 in a cluster of two SETs; each test changes one part so
+// that a refusal can only come from that part's rule.
+const std::string cluster_node = R"(
+[node]
+name = "a1"
+zone = "zone-a"
+[gateway]
+auth_token = "t"
+)";
+
+const std::string cluster_section = R"(
+[cluster]
+set = "set-1"
+peer_host = "127.0.0.1"
+peer_port = 7811
+seeds = ["127.0.0.1:7811", "127.0.0.1:7821"]
+zones = ["zone-a", "zone-b", "zone-c"]
+)";
+
+const std::string two_sets = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-499"]
+database_url = "host=127.0.0.1 port=55441 dbname=hongbao"
+
+[[cluster.sets]]
+name = "set-2"
+segments = ["500-999"]
+database_url = "host=127.0.0.1 port=55442 dbname=hongbao"
+)";
+
+std::string cluster_file(const std::string& cluster = cluster_section,
+                         const std::string& sets = two_sets,
+                         const std::string& node = cluster_node) {
+  return node + cluster + sets;
+}
+
+// The cluster section with one line replaced (`key = ...` by `line`) or,
+// for an empty `line`, removed.
+std::string cluster_with(const std::string& key, const std::string& line,
+                         const std::string& base = cluster_section) {
+  std::string out;
+  std::istringstream in{base};
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind(key + " =", 0) == 0) {
+      if (!line.empty())
+        out += line + "\n";
+    } else {
+      out += l + "\n";
+    }
+  }
+  return out;
+}
+
+// Parses a file that must be refused and returns its message.
+std::string refusal(const std::string& text) {
+  auto res = parse_node_config(text);
+  if (res.ok()) {
+    CAF_FAIL("config was accepted:\n" << text);
+    return {};
+  }
+  CAF_CHECK_EQUAL(res.error().code, errc::invalid_argument);
+  return res.error().message;
+}
+
+} // namespace
+
+CAF_TEST(a file without a cluster section runs a node on its own) {
+  auto cfg = parse_node_config(required);
+  CAF_REQUIRE(cfg.ok());
+  CAF_CHECK(!cfg->cluster.enabled);
+  CAF_CHECK(cfg->cluster.sets.empty());
+  CAF_CHECK_EQUAL(cfg->database.store.database_url, "x");
+}
+
+CAF_TEST(a cluster node reads its place and the SET map) {
+  auto cfg = parse_node_config(cluster_file());
+  CAF_REQUIRE(cfg.ok());
+  auto& c = cfg->cluster;
+  CAF_CHECK(c.enabled);
+  CAF_CHECK_EQUAL(c.set, "set-1");
+  CAF_CHECK_EQUAL(c.peer_host, "127.0.0.1");
+  CAF_CHECK_EQUAL(c.peer_port, 7811);
+  CAF_CHECK_EQUAL(c.seeds,
+                  (std::vector<std::string>{"127.0.0.1:7811", "127.0.0.1:7821"}));
+  CAF_CHECK_EQUAL(c.zones,
+                  (std::vector<std::string>{"zone-a", "zone-b", "zone-c"}));
+  CAF_REQUIRE_EQUAL(c.sets.size(), 2u);
+  CAF_CHECK_EQUAL(c.sets[0].name, "set-1");
+  CAF_REQUIRE_EQUAL(c.sets[0].segments.size(), 1u);
+  CAF_CHECK_EQUAL(c.sets[0].segments[0].first, 0);
+  CAF_CHECK_EQUAL(c.sets[0].segments[0].last, 499);
+  CAF_CHECK_EQUAL(c.sets[1].name, "set-2");
+  CAF_CHECK_EQUAL(segments_of(c.sets[1]).size(), 500u);
+  CAF_CHECK_EQUAL(c.sets[1].database_url,
+                  "host=127.0.0.1 port=55442 dbname=hongbao");
+  // The node's database is its SET's: [database] url may be left out.
+  CAF_CHECK_EQUAL(cfg->database.store.database_url,
+                  "host=127.0.0.1 port=55441 dbname=hongbao");
+  // The timings keep their defaults.
+  cluster_config defaults;
+  CAF_CHECK_EQUAL(c.lease_ms, defaults.lease_ms);
+  CAF_CHECK_EQUAL(c.renew_ms, defaults.renew_ms);
+  CAF_CHECK_EQUAL(c.lease_margin_ms, defaults.lease_margin_ms);
+  CAF_CHECK_EQUAL(c.settle_ms, defaults.settle_ms);
+  CAF_CHECK_EQUAL(c.forward_inflight_max, defaults.forward_inflight_max);
+}
+
+CAF_TEST(every cluster timing is read) {
+  auto cfg = parse_node_config(cluster_file(cluster_section + R"(
+lease_ms = 4000
+renew_ms = 700
+lease_margin_ms = 600
+settle_ms = 100
+sync_ms = 200
+forward_timeout_ms = 300
+forward_inflight_max = 400
+heartbeat_ms = 250
+link_timeout_ms = 2000
+)"));
+  CAF_REQUIRE(cfg.ok());
+  auto& c = cfg->cluster;
+  CAF_CHECK_EQUAL(c.lease_ms, 4000u);
+  CAF_CHECK_EQUAL(c.renew_ms, 700u);
+  CAF_CHECK_EQUAL(c.lease_margin_ms, 600u);
+  CAF_CHECK_EQUAL(c.settle_ms, 100u);
+  CAF_CHECK_EQUAL(c.sync_ms, 200u);
+  CAF_CHECK_EQUAL(c.forward_timeout_ms, 300u);
+  CAF_CHECK_EQUAL(c.forward_inflight_max, 400u);
+  CAF_CHECK_EQUAL(c.heartbeat_ms, 250u);
+  CAF_CHECK_EQUAL(c.link_timeout_ms, 2000u);
+}
+
+CAF_TEST(segments of a SET are ranges or single segments) {
+  auto sets = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-9", "20", 21, "22-499"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-2"
+segments = ["10-19", "500-999"]
+database_url = "db2"
+)";
+  auto cfg = parse_node_config(cluster_file(cluster_section, sets));
+  CAF_REQUIRE(cfg.ok());
+  auto mine = segments_of(cfg->cluster.sets[0]);
+  CAF_CHECK_EQUAL(mine.size(), 490u);
+  CAF_CHECK_EQUAL(mine[10], 20);
+  for (auto bad : {"\"500-400\"", "1000", "\"0-1000\"", "-1", "\"x\"",
+                   "\"1-2-3\"", "true"}) {
+    auto text = std::string{"[[cluster.sets]]\nname = \"set-1\"\nsegments = ["}
+                + bad + "]\ndatabase_url = \"db1\"\n";
+    auto msg = refusal(cluster_file(cluster_section, text));
+    CAF_CHECK(contains(msg, "cluster.sets #1 (set-1): segments"));
+    CAF_CHECK(contains(msg, "is not a range"));
+  }
+  auto msg = refusal(cluster_file(
+    cluster_section, "[[cluster.sets]]\nname = \"set-1\"\nsegments = "
+                     "\"0-999\"\ndatabase_url = \"db1\"\n"));
+  CAF_CHECK(contains(msg, "cluster.sets #1 (set-1): segments must be a list"));
+}
+
+CAF_TEST(the SET of the node must be in the SET map) {
+  auto msg = refusal(cluster_file(cluster_with("set", "")));
+  CAF_CHECK(contains(msg, "cluster.set is required"));
+  msg = refusal(cluster_file(cluster_with("set", "set = \"set-9\"")));
+  CAF_CHECK(contains(msg, "cluster.set \"set-9\" is not in the SET map"));
+  CAF_CHECK(contains(msg, "set-1, set-2"));
+  msg = refusal(cluster_file(cluster_section, ""));
+  CAF_CHECK(contains(msg, "[[cluster.sets]] is required"));
+  msg = refusal(cluster_file(cluster_section, "[cluster.sets]\nname = \"x\"\n"));
+  CAF_CHECK(contains(msg, "cluster.sets must be written as [[cluster.sets]]"));
+}
+
+CAF_TEST(SETs must not overlap and must cover every segment) {
+  auto overlap = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-499"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-2"
+segments = ["400-999", "7"]
+database_url = "db2"
+)";
+  auto msg = refusal(cluster_file(cluster_section, overlap));
+  CAF_CHECK(contains(msg, "segments 7,400-499 are in both cluster.sets #1 "
+                          "(set-1) and cluster.sets #2 (set-2)"));
+  auto gap = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-499"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-2"
+segments = ["501-997"]
+database_url = "db2"
+)";
+  msg = refusal(cluster_file(cluster_section, gap));
+  CAF_CHECK(contains(msg, "segments 500,998-999 are in no SET"));
+  // A SET overlapping itself is fine: its segments are a set.
+  auto self = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-999", "5-10"]
+database_url = "db1"
+)";
+  CAF_CHECK(parse_node_config(cluster_file(cluster_section, self)).ok());
+}
+
+CAF_TEST(a badly fragmented gap is listed in part) {
+  // Every odd segment is missing: 500 ranges, of which the message shows 12.
+  std::string even = "segments = [";
+  for (int s = 0; s < 1000; s += 2)
+    even += std::to_string(s) + ",";
+  even.back() = ']';
+  auto msg = refusal(cluster_file(
+    cluster_section,
+    "[[cluster.sets]]\nname = \"set-1\"\n" + even + "\ndatabase_url = \"d\"\n"));
+  CAF_CHECK(contains(msg, "segments 1,3,5,7,9,11,13,15,17,19,21,23 and 488 "
+                          "more ranges are in no SET"));
+}
+
+CAF_TEST(SET names and databases are unique and required) {
+  auto dup_name = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-499"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-1"
+segments = ["500-999"]
+database_url = "db2"
+)";
+  auto msg = refusal(cluster_file(cluster_section, dup_name));
+  CAF_CHECK(contains(msg, "the name \"set-1\" is used twice (#1 and #2)"));
+  auto dup_url = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-499"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-2"
+segments = ["500-999"]
+database_url = "db1"
+)";
+  msg = refusal(cluster_file(cluster_section, dup_url));
+  CAF_CHECK(contains(msg, "cluster.sets #1 (set-1) and cluster.sets #2 "
+                          "(set-2) have the same database_url"));
+  auto no_url = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-999"]
+database_url = ""
+)";
+  msg = refusal(cluster_file(cluster_section, no_url));
+  CAF_CHECK(contains(msg, "cluster.sets #1 (set-1): database_url is required"));
+  auto bare = R"(
+[[cluster.sets]]
+segments = ["0-999"]
+)";
+  msg = refusal(cluster_file(cluster_section, bare));
+  CAF_CHECK(contains(msg, "cluster.sets #1: name is required"));
+  CAF_CHECK(contains(msg, "cluster.sets #1: database_url is required"));
+  msg = refusal(cluster_file(cluster_section,
+                             "[[cluster.sets]]\nname = \"s\"\ndatabase_url = \"d\"\n"));
+  CAF_CHECK(contains(msg, "cluster.sets #1 (s): segments is required"));
+  msg = refusal(cluster_file(cluster_section, "[[cluster.sets]]\nname = 5\n"));
+  CAF_CHECK(contains(msg, "cluster.sets #1.name must be a string"));
+}
+
+CAF_TEST(a cluster has exactly three distinct zones and the node is in one) {
+  for (auto zones : {"zones = [\"zone-a\", \"zone-b\"]",
+                     "zones = [\"zone-a\", \"zone-b\", \"zone-c\", \"zone-d\"]",
+                     "zones = [\"zone-a\", \"zone-b\", \"zone-a\"]",
+                     "zones = [\"zone-a\", \"zone-b\", \"\"]", ""}) {
+    auto msg = refusal(cluster_file(cluster_with("zones", zones)));
+    CAF_CHECK(contains(msg, "cluster.zones must name exactly three distinct "
+                            "zones"));
+  }
+  auto msg = refusal(cluster_file(cluster_with("zones", "zones = [1, 2, 3]")));
+  CAF_CHECK(contains(msg, "cluster.zones must be a list of strings"));
+  auto elsewhere = std::string{"[node]\nname = \"a1\"\nzone = \"zone-x\"\n"
+                               "[gateway]\nauth_token = \"t\"\n"};
+  msg = refusal(cluster_file(cluster_section, two_sets, elsewhere));
+  CAF_CHECK(contains(msg, "node.zone \"zone-x\" is not one of cluster.zones "
+                          "(zone-a, zone-b, zone-c)"));
+}
+
+CAF_TEST(a cluster node needs a peer port and host port seeds) {
+  auto msg = refusal(cluster_file(cluster_with("peer_port", "")));
+  CAF_CHECK(contains(msg, "cluster.peer_port is required"));
+  msg = refusal(cluster_file(cluster_with("peer_port", "peer_port = 0")));
+  CAF_CHECK(contains(msg, "cluster.peer_port is required"));
+  msg = refusal(cluster_file(cluster_with("peer_port", "peer_port = 65536")));
+  CAF_CHECK(contains(msg, "cluster.peer_port must be an integer in [0, 65535]"));
+  for (auto bad : {"nohost", "h:", ":7811", "h:0", "h:65536", "h:78x1",
+                   "a:b:7811", "[::1:7811", "[]:7811"}) {
+    auto line = std::string{"seeds = [\"127.0.0.1:7811\", \""} + bad + "\"]";
+    msg = refusal(cluster_file(cluster_with("seeds", line)));
+    CAF_CHECK(contains(msg, std::string{"cluster.seeds: \""} + bad
+                              + "\" is not host:port"));
+  }
+  auto ok = parse_node_config(cluster_file(
+    cluster_with("seeds", "seeds = [\"[::1]:7811\", \"db-1.example:65535\"]")));
+  CAF_CHECK(ok.ok());
+  // No seeds: the node finds its SET's peers in the SET's database.
+  CAF_CHECK(parse_node_config(cluster_file(cluster_with("seeds", ""))).ok());
+}
+
+CAF_TEST(a node renews its lease before it would fence itself) {
+  auto timings = [](int lease, int renew, int margin) {
+    return cluster_section + "lease_ms = " + std::to_string(lease)
+           + "\nrenew_ms = " + std::to_string(renew)
+           + "\nlease_margin_ms = " + std::to_string(margin) + "\n";
+  };
+  CAF_CHECK(parse_node_config(cluster_file(timings(3000, 2499, 500))).ok());
+  auto msg = refusal(cluster_file(timings(3000, 2500, 500)));
+  CAF_CHECK(contains(msg, "cluster.renew_ms (2500) must be less than "
+                          "cluster.lease_ms - cluster.lease_margin_ms (3000 - "
+                          "500)"));
+  msg = refusal(cluster_file(timings(3000, 100, 3000)));
+  CAF_CHECK(contains(msg, "cluster.renew_ms (100) must be less than"));
+  msg = refusal(cluster_file(timings(3000, 100, 4000)));
+  CAF_CHECK(contains(msg, "cluster.renew_ms (100) must be less than"));
+}
+
+CAF_TEST(no cluster timing may be zero) {
+  for (auto key : {"lease_ms", "renew_ms", "lease_margin_ms", "settle_ms",
+                   "sync_ms", "forward_timeout_ms", "forward_inflight_max",
+                   "heartbeat_ms", "link_timeout_ms"}) {
+    auto msg = refusal(
+      cluster_file(cluster_section + std::string{key} + " = 0\n"));
+    CAF_CHECK(contains(msg, std::string{"cluster."} + key
+                              + " must be an integer in [1, "));
+  }
+}
+
+CAF_TEST(the database of a cluster node is the one of its SET) {
+  auto same = parse_node_config(
+    cluster_node
+    + "[database]\nurl = \"host=127.0.0.1 port=55441 dbname=hongbao\"\n"
+      "pool_size = 3\n"
+    + cluster_section + two_sets);
+  CAF_REQUIRE(same.ok());
+  CAF_CHECK_EQUAL(same->database.store.pool_size, 3u);
+  CAF_CHECK_EQUAL(same->database.store.database_url,
+                  "host=127.0.0.1 port=55441 dbname=hongbao");
+  auto msg = refusal(cluster_node + "[database]\nurl = \"host=elsewhere\"\n"
+                     + cluster_section + two_sets);
+  CAF_CHECK(contains(msg, "database.url differs from the database_url of SET "
+                          "set-1"));
+}
+
+CAF_TEST(a cluster node takes no id segments from the file) {
+  auto msg = refusal(cluster_node + "[ids]\nsegments = [\"0-15\"]\n"
+                     + cluster_section + two_sets);
+  CAF_CHECK(contains(msg, "ids.segments is not allowed in a cluster"));
+  // Other [ids] keys still work.
+  auto cfg = parse_node_config(cluster_node + "[ids]\nlease_block = 7\n"
+                               + cluster_section + two_sets);
+  CAF_REQUIRE(cfg.ok());
+  CAF_CHECK_EQUAL(cfg->ids.lease_block, 7);
+}
+
+CAF_TEST(every problem of a cluster is reported one per line) {
+  auto node = std::string{"[node]\nname = \"a1\"\nzone = \"zone-x\"\n"
+                          "[gateway]\nauth_token = \"t\"\n"
+                          "[ids]\nsegments = [1]\n"};
+  auto cluster = cluster_with("peer_port", "") + "renew_ms = 2600\n";
+  auto sets = R"(
+[[cluster.sets]]
+name = "set-1"
+segments = ["0-10"]
+database_url = "db1"
+[[cluster.sets]]
+name = "set-1"
+segments = ["5-998"]
+database_url = "db1"
+)";
+  auto msg = refusal(node + cluster + sets);
+  std::vector<std::string> lines;
+  std::istringstream in{msg};
+  for (std::string l; std::getline(in, l);)
+    lines.push_back(l);
+  for (auto part : {"cluster.peer_port is required", "node.zone \"zone-x\"",
+                    "cluster.renew_ms (2600)", "used twice",
+                    "have the same database_url", "segments 5-10 are in both",
+                    "segment 999 is in no SET",
+                    "ids.segments is not allowed"}) {
+    auto n = std::count_if(lines.begin(), lines.end(),
+                           [&](auto& l) { return contains(l, part); });
+    CAF_CHECK_EQUAL(n, 1);
+  }
+  CAF_CHECK_EQUAL(lines.size(), 8u);
+  // Wrong keys are all named too, each on its line.
+  auto keys = cluster_with("seeds", "seeds = 3",
+                           cluster_with("peer_port", "peer_port = \"x\""));
+  msg = refusal(cluster_file(keys + "lease_ms = 0\n"));
+  CAF_CHECK(contains(msg, "cluster.peer_port must be an integer"));
+  CAF_CHECK(contains(msg, "\ncluster.seeds must be a list of strings"));
+  CAF_CHECK(contains(msg, "\ncluster.lease_ms must be an integer"));
+  msg = refusal(std::string{"cluster = 3\n"} + required);
+  CAF_CHECK(contains(msg, "cluster must be a table"));
+}
+
+CAF_TEST(a file names itself on every line of its problems) {
+  auto path = std::string{"/tmp/hb_config_test_cluster.toml"};
+  {
+    std::ofstream out{path};
+    out << cluster_file(cluster_with("peer_port", "") + "renew_ms = 2600\n");
+  }
+  auto res = load_node_config(path);
+  std::remove(path.c_str());
+  CAF_REQUIRE(!res.ok());
+  CAF_CHECK_EQUAL(res.error().message,
+                  path + ": cluster.peer_port is required (1..65535): node "
+                         "links listen there\n"
+                    + path + ": cluster.renew_ms (2600) must be less than "
+                             "cluster.lease_ms - cluster.lease_margin_ms "
+                             "(3000 - 500): a node must renew before it "
+                             "fences itself");
+}
+
+CAF_TEST(database passwords are not printed) {
+  CAF_CHECK_EQUAL(redacted_database_url("host=db user=hb password=s3cret "
+                                        "dbname=hongbao"),
+                  "host=db user=hb password=*** dbname=hongbao");
+  CAF_CHECK_EQUAL(redacted_database_url("password = 'a b\\'c' host=db"),
+                  "password = *** host=db");
+  CAF_CHECK_EQUAL(redacted_database_url("postgresql://hb:s3cret@db:5432/x"),
+                  "postgresql://hb:***@db:5432/x");
+  CAF_CHECK_EQUAL(redacted_database_url("postgresql://db/x?password=s&a=b"),
+                  "postgresql://db/x?password=***&a=b");
+  CAF_CHECK_EQUAL(redacted_database_url("postgresql://hb@db:5432/x"),
+                  "postgresql://hb@db:5432/x");
+  CAF_CHECK_EQUAL(redacted_database_url("host=db"), "host=db");
+}
+
+CAF_TEST(the commented cluster example of the example file is valid) {
+  // config/node.example.toml shows [cluster] commented out: "# " before
+  // each line of TOML, "##" before each line of prose. Uncommented after
+  // the required keys, it must parse into a cluster node.
+  std::ifstream in{HB_EXAMPLE_CONFIG};
+  std::string text;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "# [cluster]")
+      inside = true;
+    if (!inside)
+      continue;
+    if (line.empty() || line[0] != '#')
+      break;
+    if (line.rfind("##", 0) == 0)
+      continue;
+    text += line.substr(line.size() > 1 ? 2 : 1) + "\n";
+  }
+  CAF_REQUIRE(contains(text, "[[cluster.sets]]"));
+  auto cfg = parse_node_config("[gateway]\nauth_token = \"t\"\n" + text);
+  if (!cfg.ok())
+    CAF_FAIL(cfg.error().message << "\nin:\n" << text);
+  CAF_CHECK(cfg->cluster.enabled);
+  CAF_CHECK_EQUAL(cfg->cluster.zones.size(), 3u);
+  CAF_CHECK_EQUAL(cfg->cluster.sets.size(), 2u);
+  // The example's timings are the defaults.
+  cluster_config defaults;
+  auto& c = cfg->cluster;
+  CAF_CHECK_EQUAL(c.lease_ms, defaults.lease_ms);
+  CAF_CHECK_EQUAL(c.renew_ms, defaults.renew_ms);
+  CAF_CHECK_EQUAL(c.lease_margin_ms, defaults.lease_margin_ms);
+  CAF_CHECK_EQUAL(c.settle_ms, defaults.settle_ms);
+  CAF_CHECK_EQUAL(c.sync_ms, defaults.sync_ms);
+  CAF_CHECK_EQUAL(c.forward_timeout_ms, defaults.forward_timeout_ms);
+  CAF_CHECK_EQUAL(c.forward_inflight_max, defaults.forward_inflight_max);
+  CAF_CHECK_EQUAL(c.heartbeat_ms, defaults.heartbeat_ms);
+  CAF_CHECK_EQUAL(c.link_timeout_ms, defaults.link_timeout_ms);
 }

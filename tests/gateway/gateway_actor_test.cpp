@@ -2,7 +2,8 @@
 // the gateway's request timeout is answered UNAVAILABLE by the connection's
 // sweep; the late answer is dropped; the connection stays usable. Real TCP
 // on 127.0.0.1, a real actor system; the router is a stand-in that answers
-// envelope 1 at once and holds envelope 2's grabs until told.
+// envelope 1 at once and holds envelope 2's grabs until told; envelopes 3
+// and 4 belong to another node (NOT_OWNER, with and without a hint).
 
 #define CAF_SUITE gateway.gateway_actor
 
@@ -17,6 +18,7 @@
 #include "caf/io/all.hpp"
 
 #include "gateway/gateway_actor.hpp"
+#include "runtime/errors.hpp"
 #include "runtime/messages.hpp"
 #include "client/client.hpp"
 
@@ -36,6 +38,11 @@ caf::behavior stand_in_router(caf::stateful_actor<stand_in_state>* self) {
       self->state.held.push_back(self->make_response_promise());
       return caf::delegated<grab_result>{};
     }
+    if (id == 3)
+      return make_error(errc::not_owner, "segment 3 is owned by b1",
+                        "10.0.0.2:7711");
+    if (id == 4)
+      return make_error(errc::not_owner, "segment 4 has no live owner");
     return grab_result{grab_outcome::can_open, 0, 7};
   };
   return {
@@ -190,6 +197,25 @@ CAF_TEST(overdue and answered requests mix on one connection) {
   CAF_CHECK_EQUAL(metrics->gateway_timeouts.load(), 10u);
   CAF_CHECK_EQUAL(release_held(), 10u);
   CAF_CHECK(!c.receive(300).ok());
+}
+
+CAF_TEST(a not owner error reaches the client with the owner hint) {
+  auto c = connect();
+  auto r = c.call(grab_request{3, "alice"}, 2000);
+  CAF_REQUIRE(r.ok());
+  auto* e = std::get_if<error_reply>(&r->body);
+  CAF_REQUIRE(e != nullptr);
+  CAF_CHECK_EQUAL(e->code, errc::not_owner);
+  CAF_CHECK_EQUAL(e->message, "segment 3 is owned by b1");
+  CAF_CHECK_EQUAL(e->owner_hint, "10.0.0.2:7711");
+  // Without a known owner the hint is empty; the error is the same.
+  r = c.call(grab_request{4, "alice"}, 2000);
+  CAF_REQUIRE(r.ok());
+  e = std::get_if<error_reply>(&r->body);
+  CAF_REQUIRE(e != nullptr);
+  CAF_CHECK_EQUAL(e->code, errc::not_owner);
+  CAF_CHECK_EQUAL(e->message, "segment 4 has no live owner");
+  CAF_CHECK_EQUAL(e->owner_hint, "");
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

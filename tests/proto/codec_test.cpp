@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/cluster_summary.hpp"
 #include "proto/codec.hpp"
 
 using namespace hb;
@@ -448,8 +449,7 @@ CAF_TEST(a body with default fields still decodes as that body) {
 // -- Responses -------------------------------------------------------------------
 
 CAF_TEST(error response round trip) {
-  for (int code = 0; code <= static_cast<int>(errc::deadline_exceeded);
-       ++code) {
+  for (int code = 0; code <= static_cast<int>(errc::not_owner); ++code) {
     auto x = static_cast<errc>(code);
     auto resp = round_trip(client_response{9, error_reply{x, "why"}});
     CAF_REQUIRE(resp.ok());
@@ -472,6 +472,30 @@ CAF_TEST(new error codes are on the wire and retryable) {
   CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
                     {7, error_reply{errc::deadline_exceeded, ""}})),
                   "0000000808071204081218" "01");
+}
+
+CAF_TEST(not owner is retryable and carries the owner hint) {
+  CAF_CHECK_EQUAL(static_cast<int>(errc::not_owner), 19);
+  CAF_CHECK(retryable(errc::not_owner));
+  auto resp = round_trip(client_response{
+    7, error_reply{errc::not_owner, "segment 5 moved", "10.0.0.2:7711"}});
+  CAF_REQUIRE(resp.ok());
+  auto& err = body_as<error_reply>(*resp);
+  CAF_CHECK_EQUAL(err.code, errc::not_owner);
+  CAF_CHECK_EQUAL(err.message, "segment 5 moved");
+  CAF_CHECK_EQUAL(err.owner_hint, "10.0.0.2:7711");
+  // Error{code 19, retryable, owner_hint "h:1"} for request 7: the hint is
+  // field 4, after the fields existing clients read.
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {7, error_reply{errc::not_owner, "", "h:1"}})),
+                  "0000000d" "0807" "1209" "0813" "1801" "2203683a31");
+  // Without a hint nothing is added: the bytes are as before.
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {7, error_reply{errc::not_owner, ""}})),
+                  "0000000808071204081318" "01");
+  resp = round_trip(client_response{7, error_reply{errc::busy, "b"}});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK_EQUAL(body_as<error_reply>(*resp).owner_hint, "");
 }
 
 CAF_TEST(error messages that are not utf8 are made printable) {
@@ -667,6 +691,227 @@ CAF_TEST(stats response round trip covers all fields) {
   small.metrics.push_back(metric{"a", 1});
   CAF_CHECK_EQUAL(hex(codec::encode_response_frame({1, small})),
                   "0000000e" "0801" "5a0a" "0a016e" "1205" "0a0161" "1001");
+}
+
+namespace {
+
+node_lease lease(std::string node, int64_t incarnation, std::string zone,
+                 std::string set, int64_t expires_at_ms) {
+  node_lease n;
+  n.node = std::move(node);
+  n.incarnation = incarnation;
+  n.zone = std::move(zone);
+  n.set = std::move(set);
+  n.peer_host = "10.0.0." + std::to_string(incarnation);
+  n.peer_port = 7811;
+  n.gateway_host = "10.1.0." + std::to_string(incarnation);
+  n.gateway_port = 7711;
+  n.expires_at_ms = expires_at_ms;
+  return n;
+}
+
+// A cluster of two SETs seen from a1: set-1 with a live a1, a live b1 and a
+// dead c1 (segments of an older incarnation of c1, and some unowned), and
+// set-2 as last pulled from its nodes. Within one owner every row has the
+// same owner_epoch, so the round trip restores every row exactly.
+cluster_info full_cluster() {
+  cluster_info c;
+  c.enabled = true;
+  c.set = "set-1";
+  c.zone = "zone-a";
+  c.incarnation = 41;
+  c.fenced = true;
+  c.zones = {"zone-a", "zone-b", "zone-c"};
+  set_view s1;
+  s1.set = "set-1";
+  s1.db_now_ms = 1764115200000;
+  s1.nodes = {lease("a1", 41, "zone-a", "set-1", 1764115202500),
+              lease("b1", 7, "zone-b", "set-1", 1764115201000),
+              lease("c1", 3, "zone-c", "set-1", 1764115100000)};
+  for (int32_t s = 0; s < 10; ++s) {
+    auto owner = s % 3 == 0 ? "a1" : s % 3 == 1 ? "b1" : "c1";
+    auto inc = s % 3 == 0 ? 41 : s % 3 == 1 ? 7 : 2;
+    s1.owners.push_back(segment_owner{s, owner, inc, s % 3 == 0 ? 12 : 5});
+  }
+  s1.owners.push_back(segment_owner{10, "c1", 3, 9});
+  s1.owners.push_back(segment_owner{11, "", 0, 0});
+  s1.owners.push_back(segment_owner{12, "", 0, 0});
+  s1.blocked = {segment_state{4, true, true, "maintenance"},
+                segment_state{7, true, false, "3 faults"}};
+  set_view s2;
+  s2.set = "set-2";
+  s2.db_now_ms = 1764115199000;
+  s2.nodes = {lease("d1", 5, "zone-a", "set-2", 1764115201000)};
+  for (int32_t s = 500; s < 1000; ++s)
+    s2.owners.push_back(segment_owner{s, "d1", 5, 1});
+  c.sets = {s1, s2};
+  return c;
+}
+
+void check_same(const node_lease& x, const node_lease& y) {
+  CAF_CHECK_EQUAL(x.node, y.node);
+  CAF_CHECK_EQUAL(x.incarnation, y.incarnation);
+  CAF_CHECK_EQUAL(x.zone, y.zone);
+  CAF_CHECK_EQUAL(x.set, y.set);
+  CAF_CHECK_EQUAL(x.peer_host, y.peer_host);
+  CAF_CHECK_EQUAL(x.peer_port, y.peer_port);
+  CAF_CHECK_EQUAL(x.gateway_host, y.gateway_host);
+  CAF_CHECK_EQUAL(x.gateway_port, y.gateway_port);
+  CAF_CHECK_EQUAL(x.expires_at_ms, y.expires_at_ms);
+}
+
+void check_same(const segment_owner& x, const segment_owner& y) {
+  CAF_CHECK_EQUAL(x.segment, y.segment);
+  CAF_CHECK_EQUAL(x.owner, y.owner);
+  CAF_CHECK_EQUAL(x.owner_incarnation, y.owner_incarnation);
+  CAF_CHECK_EQUAL(x.owner_epoch, y.owner_epoch);
+}
+
+void check_same(const cluster_info& x, const cluster_info& y) {
+  CAF_CHECK_EQUAL(x.enabled, y.enabled);
+  CAF_CHECK_EQUAL(x.set, y.set);
+  CAF_CHECK_EQUAL(x.zone, y.zone);
+  CAF_CHECK_EQUAL(x.incarnation, y.incarnation);
+  CAF_CHECK_EQUAL(x.fenced, y.fenced);
+  CAF_CHECK_EQUAL(x.zones, y.zones);
+  CAF_REQUIRE_EQUAL(x.sets.size(), y.sets.size());
+  for (size_t i = 0; i < x.sets.size(); ++i) {
+    auto& a = x.sets[i];
+    auto& b = y.sets[i];
+    CAF_CHECK_EQUAL(a.set, b.set);
+    CAF_CHECK_EQUAL(a.db_now_ms, b.db_now_ms);
+    CAF_REQUIRE_EQUAL(a.nodes.size(), b.nodes.size());
+    for (size_t k = 0; k < a.nodes.size(); ++k)
+      check_same(a.nodes[k], b.nodes[k]);
+    CAF_REQUIRE_EQUAL(a.owners.size(), b.owners.size());
+    for (size_t k = 0; k < a.owners.size(); ++k)
+      check_same(a.owners[k], b.owners[k]);
+    CAF_REQUIRE_EQUAL(a.blocked.size(), b.blocked.size());
+    for (size_t k = 0; k < a.blocked.size(); ++k)
+      check_same(a.blocked[k], b.blocked[k]);
+  }
+}
+
+// Protobuf's wire format by hand, for replies a correct node never sends.
+std::string varint(uint64_t x) {
+  std::string out;
+  do {
+    auto byte = static_cast<char>(x & 0x7f);
+    x >>= 7;
+    out.push_back(static_cast<char>(byte | (x != 0 ? 0x80 : 0)));
+  } while (x != 0);
+  return out;
+}
+
+std::string int_field(int field, uint64_t x) {
+  return varint(static_cast<uint64_t>(field) << 3) + varint(x);
+}
+
+std::string len_field(int field, const std::string& payload) {
+  return varint((static_cast<uint64_t>(field) << 3) | 2)
+         + varint(payload.size()) + payload;
+}
+
+// Response{1, stats{cluster{enabled, sets{set}}}}.
+std::string stats_with_set(const std::string& set) {
+  auto view = int_field(1, 1) + len_field(7, set);
+  return int_field(1, 1) + len_field(11, len_field(4, view));
+}
+
+std::string owners(const std::string& segments, int32_t count) {
+  return len_field(4, len_field(1, "a1") + len_field(3, segments)
+                        + int_field(4, static_cast<uint64_t>(count)));
+}
+
+} // namespace
+
+CAF_TEST(stats response round trip covers the cluster view) {
+  node_stats in;
+  in.node_name = "a1";
+  in.metrics.push_back(metric{"opens.committed", 3});
+  in.cluster = full_cluster();
+  auto resp = round_trip(client_response{62, in});
+  CAF_REQUIRE(resp.ok());
+  auto& out = body_as<node_stats>(*resp);
+  CAF_CHECK_EQUAL(out.node_name, "a1");
+  CAF_REQUIRE_EQUAL(out.metrics.size(), 1u);
+  check_same(out.cluster, in.cluster);
+  // What people read (alive, lease left) is what the node computed.
+  auto& s1 = out.cluster.sets[0];
+  CAF_CHECK(lease_alive(s1, s1.nodes[0]));
+  CAF_CHECK_EQUAL(s1.nodes[0].expires_at_ms - s1.db_now_ms, 2500);
+  CAF_CHECK(!lease_alive(s1, s1.nodes[2]));
+  CAF_CHECK_EQUAL(s1.nodes[2].expires_at_ms - s1.db_now_ms, -100000);
+}
+
+CAF_TEST(owners travel grouped with their highest owner epoch) {
+  node_stats in;
+  in.cluster = full_cluster();
+  auto& s1 = in.cluster.sets[0];
+  s1.owners[3].owner_epoch = 20;  // segment 3 of a1: a1's highest epoch now
+  auto resp = round_trip(client_response{63, in});
+  CAF_REQUIRE(resp.ok());
+  auto& out = body_as<node_stats>(*resp).cluster.sets[0];
+  CAF_REQUIRE_EQUAL(out.owners.size(), s1.owners.size());
+  // Every segment of a1 comes back with a1's highest epoch; the others keep
+  // theirs, and the grouping is the same on both sides.
+  for (auto& row : out.owners)
+    if (row.owner == "a1")
+      CAF_CHECK_EQUAL(row.owner_epoch, 20);
+  CAF_CHECK_EQUAL(out.owners[1].owner_epoch, 5);
+  auto before = owner_groups(s1);
+  auto after = owner_groups(out);
+  CAF_REQUIRE_EQUAL(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    CAF_CHECK_EQUAL(before[i].owner, after[i].owner);
+    CAF_CHECK_EQUAL(before[i].owner_incarnation, after[i].owner_incarnation);
+    CAF_CHECK_EQUAL(before[i].segments, after[i].segments);
+    CAF_CHECK_EQUAL(before[i].owner_epoch_max, after[i].owner_epoch_max);
+  }
+  // Five groups: a1, b1, c1 at 2, c1 at 3, and the unowned segments.
+  CAF_CHECK_EQUAL(after.size(), 5u);
+}
+
+CAF_TEST(a node on its own sends no cluster view) {
+  node_stats in;
+  in.node_name = "n";
+  in.metrics.push_back(metric{"a", 1});
+  // Whatever the struct holds, a disabled cluster is not on the wire: the
+  // bytes are those of a node before clusters existed.
+  in.cluster.zone = "zone-a";
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame({1, in})),
+                  "0000000e" "0801" "5a0a" "0a016e" "1205" "0a0161" "1001");
+  auto resp = round_trip(client_response{1, in});
+  CAF_REQUIRE(resp.ok());
+  CAF_CHECK(!body_as<node_stats>(*resp).cluster.enabled);
+  CAF_CHECK(body_as<node_stats>(*resp).cluster.sets.empty());
+}
+
+CAF_TEST(a cluster view with impossible owners is a malformed response) {
+  auto decode_stats = [](const std::string& payload) {
+    return codec::decode_response(payload.data(), payload.size());
+  };
+  // The hand-made encoding is right: a good set decodes.
+  auto good = decode_stats(stats_with_set(len_field(1, "s") + owners("0-2,5", 4)));
+  CAF_REQUIRE(good.ok());
+  auto& set = body_as<node_stats>(*good).cluster.sets.at(0);
+  CAF_REQUIRE_EQUAL(set.owners.size(), 4u);
+  CAF_CHECK_EQUAL(set.owners[3].segment, 5);
+  CAF_CHECK_EQUAL(set.owners[3].owner, "a1");
+  for (auto& bad : {
+         stats_with_set(owners("x", 1)),
+         stats_with_set(owners("0-2", 2)),
+         stats_with_set(owners("0-2", -1)),
+         stats_with_set(owners("0-999", 1000) + owners("0", 1)),
+         stats_with_set(owners("5-1", 5)),
+         stats_with_set(len_field(5, int_field(1, 1000))),
+         stats_with_set(int_field(2, INT64_MAX)
+                        + len_field(3, int_field(9, 1))),
+       }) {
+    auto resp = decode_stats(bad);
+    CAF_REQUIRE(!resp.ok());
+    check_code(resp.error(), errc::malformed);
+  }
 }
 
 CAF_TEST(segment state response round trip covers all fields) {
@@ -885,9 +1130,13 @@ CAF_TEST(corrupted new messages never crash the decoder) {
     codec::encode_response_frame(client_response{
       8, node_stats{"n1",
                     {metric{"opens.committed", 42}, metric{"refunds", 1}},
-                    {segment_state{217, true, true, "maint"}}}}),
+                    {segment_state{217, true, true, "maint"}}, {}}}),
     codec::encode_response_frame(
-      client_response{9, segment_state{999, true, false, "probe"}})};
+      client_response{9, segment_state{999, true, false, "probe"}}),
+    codec::encode_response_frame(client_response{
+      12, node_stats{"a1", {}, {}, full_cluster()}}),
+    codec::encode_response_frame(client_response{
+      13, error_reply{errc::not_owner, "moved", "10.0.0.2:7711"}})};
   std::vector<std::string> requests{
     codec::encode_request_frame(
       client_request{4, history_query{"bob", history_kind::sent, 7, "c"}}),
@@ -908,9 +1157,17 @@ CAF_TEST(corrupted new messages never crash the decoder) {
       if (resp) {
         if (auto* g = std::get_if<segment_state>(&resp->body))
           CAF_CHECK(g->segment >= 0 && g->segment <= 999);
-        if (auto* st = std::get_if<node_stats>(&resp->body))
+        if (auto* st = std::get_if<node_stats>(&resp->body)) {
           for (auto& g : st->segments)
             CAF_CHECK(g.segment >= 0 && g.segment <= 999);
+          for (auto& set : st->cluster.sets) {
+            CAF_CHECK(set.owners.size() <= 1000u);
+            for (auto& row : set.owners)
+              CAF_CHECK(row.segment >= 0 && row.segment <= 999);
+            for (auto& g : set.blocked)
+              CAF_CHECK(g.segment >= 0 && g.segment <= 999);
+          }
+        }
       }
     }
     for (auto& frame : requests) {
