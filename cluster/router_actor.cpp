@@ -58,9 +58,7 @@ using create_promise = caf::typed_response_promise<envelope>;
 
 // An error that names the owner's client gateway as a hint, when known.
 caf::error with_hint(errc code, std::string message, const std::string& hint) {
-  if (!hint.empty())
-    message += " [owner gateway " + hint + "]";
-  return make_error(code, std::move(message));
+  return make_error(code, std::move(message), hint);
 }
 
 bool in_cluster(const router_state& st) {

@@ -243,6 +243,10 @@ void stop_after_write_failure(envelope_pointer self, const caf::error& err,
   auto reply = f.code == errc::stale_epoch
                  ? make_error(errc::stale_epoch,
                               "the envelope moved to another owner; retry")
+               : f.code == errc::not_owner
+                 ? make_error(errc::not_owner,
+                              "the envelope's segment moved to another node; "
+                              "retry")
                  : make_error(errc::unavailable,
                               "the write failed (" + f.message
                                 + "); retry the same request");

@@ -107,6 +107,8 @@ template <class T>
 outcome<T> reported(worker_actor self, int32_t segment, outcome<T> res) {
   auto& st = self->state;
   bool lost = st.db == nullptr || !st.db->connected();
+  if (!res && res.error().code == errc::not_owner && st.cfg.metrics)
+    st.cfg.metrics->owner_refusals.fetch_add(1, std::memory_order_relaxed);
   if (st.cfg.health && !(lost && !res)) {
     bool fault = !res && res.error().code == errc::unavailable;
     self->send(st.cfg.health, seg_report_atom::value, segment, fault);

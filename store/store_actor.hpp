@@ -125,6 +125,13 @@ using segment_admin = caf::typed_actor<
 using blocked_sink
   = caf::typed_actor<caf::reacts_to<blocked_atom, std::vector<int32_t>>>;
 
+/// What the cluster tells segment health: the blocks recorded in the SET's
+/// database by any node (adopted within a renewal), and the segments this
+/// node owns (only the owner of a segment probes it: once per SET).
+using segment_sync_sink = caf::typed_actor<
+  caf::reacts_to<segment_sync_atom, std::vector<segment_state>>,
+  caf::reacts_to<owned_atom, std::vector<int32_t>>>;
+
 struct store_settings : store_config {
   /// The cluster node this store writes for; null: a node without a
   /// cluster (no owner rows, no owner checks).

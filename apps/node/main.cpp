@@ -49,6 +49,30 @@ bool migrate(const node_config& cfg, int wait_s) {
                      parts.error().message.c_str());
         return false;
       }
+      // A SET's database serves only that SET's nodes.
+      auto owner_set = (*db)->cluster_set();
+      if (!owner_set) {
+        std::fprintf(stderr, "hongbao-node: cannot read the database's SET: %s\n",
+                     owner_set.error().message.c_str());
+        return false;
+      }
+      if (!cfg.cluster.enabled && !owner_set->empty()) {
+        std::fprintf(stderr,
+                     "hongbao-node: refused: the database belongs to SET '%s' "
+                     "of a cluster, and this node has no [cluster] section\n",
+                     owner_set->c_str());
+        return false;
+      }
+      if (cfg.cluster.enabled && !owner_set->empty()
+          && *owner_set != cfg.cluster.set) {
+        std::fprintf(stderr,
+                     "hongbao-node: refused: node %s is in SET '%s' but its "
+                     "database belongs to SET '%s'; check database_url of "
+                     "[[cluster.sets]] '%s'\n",
+                     cfg.node.name.c_str(), cfg.cluster.set.c_str(),
+                     owner_set->c_str(), cfg.cluster.set.c_str());
+        return false;
+      }
       auto version = (*db)->schema_version();
       named_logger("node").info("schema_ready applied_now={} version={}", *applied,
                    version ? *version : -1);
