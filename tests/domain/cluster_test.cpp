@@ -97,7 +97,7 @@ CAF_TEST(each zone serves a third and a lost zone splits over the others) {
   }
 }
 
-CAF_TEST(nodes of one zone split that zone's segments) {
+CAF_TEST(nodes of one zone split the segments of that zone) {
   auto v = empty_view(300);
   v.nodes = {lease("a1", "zone-a", 5000), lease("a2", "zone-a", 5000),
              lease("b1", "zone-b", 5000), lease("c1", "zone-c", 5000)};
