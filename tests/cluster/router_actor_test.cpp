@@ -331,3 +331,177 @@ CAF_TEST(segments cannot be blocked by hand without segment health) {
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
+
+// -- In a cluster ---------------------------------------------------------------
+
+namespace {
+
+// A router in a cluster: a membership stand-in that records the segments
+// whose route the router found stale, and a stand-in for another node's
+// router that answers opens (or, if `silent`, never answers).
+struct cluster_fixture : router_fixture {
+  std::vector<int32_t> refreshed;
+  bool silent = false;
+  int remote_opens = 0;
+  int remote_creates = 0;
+  caf::actor membership_stub;
+  caf::actor remote_router;
+  router_actor crouter;
+
+  cluster_fixture() {
+    membership_stub = sys.spawn([this]() -> caf::behavior {
+      return {
+        [this](refresh_atom, int32_t segment) { refreshed.push_back(segment); },
+        [](stats_atom) {
+          cluster_info info;
+          info.enabled = true;
+          info.set = "set-1";
+          return info;
+        },
+      };
+    });
+    remote_router = sys.spawn([this](caf::event_based_actor* me)
+                                -> caf::behavior {
+      return {
+        [this, me](open_atom, int64_t, const std::string&, int64_t) {
+          auto rp = me->make_response_promise();
+          if (!silent) {  // silent: never answered
+            ++remote_opens;
+            rp.deliver(open_result{99, 2, true, 4});
+          }
+          return rp;
+        },
+        [this](create_atom, const create_request&) {
+          ++remote_creates;
+          envelope env;
+          env.id = other_id;
+          return env;
+        },
+      };
+    });
+    auto c = rcfg;
+    c.membership = caf::actor_cast<membership_actor>(membership_stub);
+    c.forward_timeout_ms = 500;
+    crouter = make_router(c);
+  }
+
+  ~cluster_fixture() {
+    for (auto& a : {membership_stub, remote_router})
+      anon_send_exit(a, caf::exit_reason::user_shutdown);
+    anon_send_exit(crouter, caf::exit_reason::user_shutdown);
+  }
+
+  // Segment 101 here, 102 at node n2 (linked), the rest unknown.
+  route_table table(bool fenced = false, bool link_n2 = true) {
+    route_table t;
+    t.fenced = fenced;
+    t.segments.resize(static_cast<size_t>(segment_count));
+    t.segments[101] = segment_route{"n1", 3, !fenced, caf::actor{}, ""};
+    t.segments[102] = segment_route{"n2", 5, false,
+                                    link_n2 ? remote_router : caf::actor{},
+                                    "127.0.0.1:7702"};
+    if (link_n2)
+      t.creators.push_back(remote_router);
+    return t;
+  }
+
+  void set_routes(route_table t) {
+    self->send(crouter, route_atom::value, std::move(t));
+    run();
+  }
+
+  template <class T, class... Ts>
+  outcome<T> ccall(Ts&&... xs) {
+    auto h = self->request(crouter, caf::infinite, std::forward<Ts>(xs)...);
+    run();
+    return take<T>(h);
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(router_cluster_tests, cluster_fixture)
+
+CAF_TEST(before the first route table every envelope request is unavailable) {
+  auto res = ccall<open_result>(open_atom::value, first_id, "u1", int64_t{0});
+  CAF_REQUIRE(!res.ok());
+  CAF_CHECK_EQUAL(res.error().code, errc::unavailable);
+  CAF_CHECK(at_registry.empty());
+}
+
+CAF_TEST(a local segment goes to the registry and a segment of another node is forwarded) {
+  set_routes(table());
+  auto local = ccall<open_result>(open_atom::value, first_id, "u1", int64_t{0});
+  CAF_REQUIRE(local.ok());
+  CAF_CHECK_EQUAL(local.value().amount_fen, 25);
+  CAF_CHECK_EQUAL(at_registry.size(), 1u);
+  auto remote = ccall<open_result>(open_atom::value, other_id, "u1",
+                                   int64_t{0});
+  CAF_REQUIRE(remote.ok());
+  CAF_CHECK_EQUAL(remote.value().amount_fen, 99);
+  CAF_CHECK_EQUAL(remote_opens, 1);
+  CAF_CHECK_EQUAL(at_registry.size(), 1u);  // not asked for the remote one
+  CAF_CHECK(refreshed.empty());
+}
+
+CAF_TEST(a forwarded request that gets no answer is unavailable at its deadline) {
+  set_routes(table());
+  silent = true;
+  auto h = self->request(crouter, caf::infinite, open_atom::value, other_id,
+                         std::string{"u1"}, int64_t{0});
+  run();
+  CAF_CHECK(refreshed.empty());
+  sched.trigger_timeouts();
+  run();
+  auto res = take<open_result>(h);
+  CAF_REQUIRE(!res.ok());
+  CAF_CHECK_EQUAL(res.error().code, errc::unavailable);
+  CAF_CHECK(res.error().message.find("n2") != std::string::npos);
+  CAF_CHECK_EQUAL(refreshed, (std::vector<int32_t>{102}));
+}
+
+CAF_TEST(an owner that is not linked gives unavailable with a hint and a refresh) {
+  set_routes(table(false, false));
+  auto res = ccall<open_result>(open_atom::value, other_id, "u1", int64_t{0});
+  CAF_REQUIRE(!res.ok());
+  CAF_CHECK_EQUAL(res.error().code, errc::unavailable);
+  CAF_CHECK_EQUAL(res.error().hint, "127.0.0.1:7702");
+  CAF_CHECK_EQUAL(refreshed, (std::vector<int32_t>{102}));
+  CAF_CHECK_EQUAL(remote_opens, 0);
+}
+
+CAF_TEST(a fenced node serves nothing) {
+  set_routes(table(true));
+  auto res = ccall<open_result>(open_atom::value, first_id, "u1", int64_t{0});
+  CAF_REQUIRE(!res.ok());
+  CAF_CHECK_EQUAL(res.error().code, errc::unavailable);
+  CAF_CHECK(res.error().message.find("fenced") != std::string::npos);
+  CAF_CHECK(at_registry.empty());
+}
+
+CAF_TEST(a node that owns no segment forwards creates to one that does) {
+  auto t = table();
+  t.segments[101].local = false;
+  set_routes(t);
+  auto res = ccall<envelope>(create_atom::value, good_create());
+  CAF_REQUIRE(res.ok());
+  CAF_CHECK_EQUAL(res.value().id, other_id);
+  CAF_CHECK_EQUAL(remote_creates, 1);
+  CAF_CHECK_EQUAL(ids_given, 0);
+  CAF_CHECK(db->envelopes.empty());
+  // Owning a segment again, it creates here.
+  set_routes(table());
+  res = ccall<envelope>(create_atom::value, good_create());
+  CAF_REQUIRE(res.ok());
+  CAF_CHECK_EQUAL(ids_given, 1);
+}
+
+CAF_TEST(stats carry the view of the cluster from the membership) {
+  set_routes(table());
+  auto res = ccall<node_stats>(stats_atom::value);
+  CAF_REQUIRE(res.ok());
+  CAF_CHECK(res.value().cluster.enabled);
+  CAF_CHECK_EQUAL(res.value().cluster.set, "set-1");
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
