@@ -458,6 +458,28 @@ void merge_other(membership_state& st, set_view view) {
   }
 }
 
+// Introduces this node again to every linked peer and takes their answer:
+// a peer whose router was restarted names its new router this way.
+void hello_again(membership_pointer self) {
+  auto& st = self->state;
+  for (auto& kv : st.peers) {
+    auto name = kv.first;
+    auto peer = kv.second.membership;
+    self->request(peer, link_timeout, hello_atom::value, my_hello(st))
+      .then(
+        [=](peer_hello& h) {
+          auto& st = self->state;
+          auto it = st.peers.find(name);
+          if (it == st.peers.end() || it->second.membership != peer
+              || h.node != name)
+            return;
+          it->second.hello = std::move(h);
+          publish_routes(self);
+        },
+        [](caf::error&) {});
+  }
+}
+
 // Asks one linked node of each other SET for its SET's view.
 void sync_others(membership_pointer self, bool only_refresh) {
   auto& st = self->state;
@@ -575,6 +597,7 @@ membership_actor::behavior_type membership_impl(membership_pointer self,
     [=](tick_atom) { on_tick(self); },
     [=](sync_atom) {
       dial_known(self);
+      hello_again(self);
       sync_others(self, false);
       self->delayed_send(self, milliseconds(self->state.cfg.sync_ms),
                          sync_atom::value);
