@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# cluster.pause_fence: a node stopped with SIGSTOP past its lease while a
+# storm of opens runs through every gateway, then resumed (issue 26,
+# "Fencing twice").
+#
+# Proven: while it is stopped, its segments are taken by the next live node
+# in their zone order; once resumed it logs node_fenced, then node_joined
+# with a new incarnation (node_leases shows it), owns none of its old
+# segments, and keeps running; nothing was paid twice (every acknowledged
+# open in its SET's database with that amount, no user twice, money
+# conserved, reconciliation clean). Writes it still had queued when it woke
+# up are refused by the database (cluster.owner_refusals in its stats, and
+# not_owner answers to clients): counted and printed; whether the pause
+# caught a write in flight is a matter of timing, so the test requires the
+# refusals only to be harmless, not to happen.
+#
+#   bash tests/cluster/pause_fence_test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STORM_MS=22000
+PAUSE_S=${HB_PAUSE_S:-5}   # lease_ms is 3 s in scripts/cluster
+VICTIM=set2-b
+ENVELOPES=36
+SHARES=2000
+
+hc_init pause_fence
+export HONGBAO_CLUSTER_TOML="[limits]
+count_max = $SHARES"
+hc_start
+hc_create "$ENVELOPES" "$SHARES" pf
+ids=("${HC_IDS[@]}")
+log="$(hc_log "$VICTIM")"
+
+# stats_metric NODE NAME: one metric of `hongbao stats --json` on NODE.
+stats_metric() {
+  local out
+  out="$(HONGBAO_SERVER="$(hc_gateway "$1")" "$HB_CLI_BIN" --json --timeout-ms 5000 stats 2>>"$HB_TMP/cli.err")" \
+    || hb_fail "hongbao stats on $1 failed: $out"
+  hb_get "metrics.$2" "$out"
+}
+
+"$HC_CLIENT_BIN" storm --servers "$HONGBAO_SERVERS" --ids "$(IFS=,; echo "${ids[*]}")" \
+  --connections 2 --duration-ms "$STORM_MS" --pause-ms 5 --retry-ms 50 \
+  --grace-ms 30000 --timeout-ms 5000 --prefix pf \
+  >"$HB_TMP/storm.txt" 2>"$HB_TMP/storm.err" &
+HC_STORM_PID=$!
+sleep 3
+assert_int -gt 0 "$(grep -c ' ok ' "$HB_TMP/storm.txt" || true)" "opens answered before the pause"
+
+refusals_before="$(stats_metric "$VICTIM" cluster.owner_refusals)"
+inc_before="$(hc_sql 2 "SELECT incarnation FROM node_leases WHERE node = '$VICTIM'")"
+hc_owned_by "$VICTIM" 2 >"$HB_TMP/victim.segments"
+assert_int -gt 0 "$(wc -l <"$HB_TMP/victim.segments")" "segments of $VICTIM before the pause"
+log_from="$(wc -l <"$log")"
+
+pause_ms="$(hb_now_ms)"
+hc_cluster pause "$VICTIM" >&2
+hc_wait_not_owner "$VICTIM" 2 $((PAUSE_S + 10)) \
+  || hb_fail "$VICTIM still owns segments $((PAUSE_S + 10)) s after SIGSTOP"
+taken_ms="$(hb_now_ms)"
+hb_log "$VICTIM's segments taken $((taken_ms - pause_ms)) ms after SIGSTOP: $(hc_sql 2 "SELECT owner || ':' || count(*)
+  FROM segment_owners WHERE segment IN ($(paste -sd, "$HB_TMP/victim.segments")) GROUP BY owner" | paste -sd' ')"
+hc_check_placement 2 zone-b
+left=$(( pause_ms + PAUSE_S * 1000 - $(hb_now_ms) ))
+(( left <= 0 )) || sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
+resume_ms="$(hb_now_ms)"
+hc_cluster resume "$VICTIM" >&2
+hb_log "$VICTIM stopped for $((resume_ms - pause_ms)) ms"
+
+# It notices by itself that its lease ran out, fences itself, and rejoins.
+deadline=$(( $(hb_now_ms) + 15000 ))
+while :; do
+  tail -n +"$((log_from + 1))" "$log" >"$HB_TMP/victim-after.log"
+  fenced="$(grep -n -m1 'node_fenced' "$HB_TMP/victim-after.log" || true)"
+  joined="$(grep -n 'node_joined' "$HB_TMP/victim-after.log" | tail -n1 || true)"
+  [[ -n "$fenced" && -n "$joined" && "${joined%%:*}" -gt "${fenced%%:*}" ]] && break
+  (( $(hb_now_ms) < deadline )) \
+    || hb_fail "$VICTIM did not log node_fenced and then node_joined within 15 s of SIGCONT (fenced: '${fenced:-none}', joined: '${joined:-none}')"
+  sleep 0.1
+done
+hb_log "$VICTIM: ${fenced#*:}"
+hb_log "$VICTIM: ${joined#*:}"
+fenced_ms="$(hb_log_ms "${fenced#*:}")"
+joined_ms="$(hb_log_ms "${joined#*:}")"
+hb_log "fenced $((fenced_ms - resume_ms)) ms after SIGCONT, rejoined $((joined_ms - resume_ms)) ms after it"
+inc_after="$(hc_sql 2 "SELECT incarnation FROM node_leases WHERE node = '$VICTIM' AND lease_expires_at > now()")"
+assert_int -gt "$inc_before" "${inc_after:-0}" "$VICTIM's live incarnation after it rejoined"
+assert_eq 0 "$(hc_sql 2 "SELECT count(*) FROM segment_owners WHERE owner = '$VICTIM'
+                         AND segment IN ($(paste -sd, "$HB_TMP/victim.segments"))")" \
+  "segments of $VICTIM's old incarnation that it owns again"
+
+# What it had queued when it woke up: refused by the database, not paid.
+refusals_after="$(stats_metric "$VICTIM" cluster.owner_refusals)"
+refused=$(( refusals_after - refusals_before ))
+not_owner_answers="$(awk -v a="$resume_ms" '$1 >= a && $2 == "err" && $3 == "not_owner"' "$HB_TMP/storm.txt" | wc -l)"
+if (( refused > 0 )); then
+  hb_log "FIGURES pause_fence: $refused writes of $VICTIM refused by the database after SIGCONT (cluster.owner_refusals), $not_owner_answers not_owner answers to clients"
+else
+  hb_log "FIGURES pause_fence: no write of $VICTIM reached the database after SIGCONT (cluster.owner_refusals unchanged: it fenced itself first); $not_owner_answers not_owner answers to clients"
+fi
+
+wait "$HC_STORM_PID" || hb_fail "the storm client failed: $(cat "$HB_TMP/storm.err")"
+HC_STORM_PID=""
+hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
+for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
+  case "$code" in
+    unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
+    *) hb_fail "an open was answered with '$code'" ;;
+  esac
+done
+assert_eq 0 "$(awk '$2 == "gaveup"' "$HB_TMP/storm.txt" | wc -l)" "storm opens whose outcome stayed unknown"
+node_pid="$(cat "$HONGBAO_CLUSTER_DIR/run/$VICTIM.pid")"
+kill -0 "$node_pid" 2>/dev/null || hb_fail "$VICTIM exited after it was resumed"
+hc_check_acked "$HB_TMP/storm.txt" "${ids[@]}"
+for s in 1 2; do
+  hc_wait_relay "$s" 30
+  hc_reconcile_set "$s"
+  hc_audit_set "$s"
+done
