@@ -15,7 +15,8 @@
 //                           [--grace-ms G] [--timeout-ms T] [--prefix P]
 //       C workers per gateway open the envelopes (round robin) with fresh
 //       users until D ms have passed. An open answered with a retryable
-//       error waits R ms in the worker's retry queue while the worker goes on
+//       error waits R ms (2R, 4R, then 8R when it fails again) in the
+//       worker's retry queue while the worker goes on
 //       with other envelopes (an envelope whose segment fails over does not
 //       stall the storm); an open whose connection broke is retried at once
 //       through the next gateway. Each open is retried for the same user
@@ -32,6 +33,7 @@
 // The token comes from HONGBAO_TOKEN. Exit status: 0 done (whatever the
 // answers were), 1 a create failed, 2 usage, 3 no gateway reachable at start.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -256,7 +258,15 @@ struct pending_open {
   int64_t env = 0;
   std::string user;
   steady::time_point due;
+  int tries = 0;
 };
+
+/// The wait before the next try of an open answered with a retryable error:
+/// R, 2R, 4R, then 8R, so that opens waiting out an outage leave the
+/// worker's time to the envelopes that are served.
+milliseconds retry_delay(const options& opts, int tries) {
+  return milliseconds(opts.retry_ms << std::min(tries, 3));
+}
 
 /// One open attempt. Returns true when the open is settled (answered with
 /// a result or a final error); false when it must be tried again.
@@ -340,7 +350,8 @@ int run_storm(const options& opts) {
         // A broken connection is retried at once (through the next
         // gateway); an error answer after the retry delay.
         op.due = steady::now()
-                 + milliseconds(link.connected() ? opts.retry_ms : 0);
+                 + (link.connected() ? retry_delay(opts, op.tries++)
+                                     : milliseconds(0));
         if (!link.connected() && !link.connect(why))
           op.due = steady::now() + milliseconds(opts.retry_ms);
         retries.push_back(std::move(op));

@@ -10,6 +10,7 @@
 #   hc_start                 scripts/cluster start; exports HONGBAO_SERVERS,
 #                            HONGBAO_SERVER, HONGBAO_TOKEN
 #   hc_cluster ARGS          scripts/cluster for this test's cluster
+#   hc_kill NODE...          kill -9 nodes at once; HC_KILL_MS says when
 #   hc_sql S SQL             a query on SET S's database (S = 1 or 2)
 #   hc_set_of ID             the SET (1 or 2) of an envelope id
 #   hc_gateway NODE          the gateway host:port of a node
@@ -32,6 +33,17 @@ HC_STORM_PID=""
 HC_STARTED=0
 
 hc_cluster() { "$HB_REPO_DIR/scripts/cluster" "$@"; }
+
+# hc_kill NODE...: kill -9 the nodes at once; HC_KILL_MS is when (Unix ms,
+# taken by scripts/cluster just before the signal).
+HC_KILL_MS=""
+hc_kill() {
+  local out
+  out="$(hc_cluster kill "$@")" || hb_fail "scripts/cluster kill $* failed: $out"
+  echo "$out" >&2
+  HC_KILL_MS="$(sed -n 's/.*(unix_ms \([0-9]*\)).*/\1/p' <<<"$out" | head -n1)"
+  [[ "$HC_KILL_MS" =~ ^[0-9]+$ ]] || hb_fail "no kill time in: $out"
+}
 
 # Three port bases whose 20 ports (gateways base+11..33, node links
 # base+111..133, PostgreSQL base+241..242) are all free right now. Random,
