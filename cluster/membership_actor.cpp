@@ -26,7 +26,14 @@ constexpr auto link_timeout = std::chrono::seconds(2);
 struct peer_link {
   peer_hello hello;
   caf::actor membership;
+  int unanswered = 0;  // hellos in a row without an answer
 };
+
+// A linked peer that leaves this many hellos in a row unanswered is taken
+// for lost although its link looks up (a node that was paused, a link that
+// CAF keeps but that carries nothing): its routes go, and it is dialled
+// again like any node that is not linked.
+constexpr int unanswered_max = 3;
 
 struct membership_state {
   membership_settings cfg;
@@ -54,6 +61,7 @@ struct membership_state {
   std::set<std::string> dialling;
   std::map<std::string, std::string> node_by_address;  // dialled ones
   std::set<std::string> refresh_sets;  // SETs to ask again at once
+  std::map<std::string, size_t> sync_turn;  // per SET: which peer to ask
   route_table last_routes;
   bool routes_sent = false;
   static inline const char* name = "hb.membership";
@@ -474,24 +482,46 @@ void hello_again(membership_pointer self) {
               || h.node != name)
             return;
           it->second.hello = std::move(h);
+          it->second.unanswered = 0;
           publish_routes(self);
         },
-        [](caf::error&) {});
+        [=](caf::error&) {
+          auto& st = self->state;
+          auto it = st.peers.find(name);
+          if (it == st.peers.end() || it->second.membership != peer)
+            return;
+          if (++it->second.unanswered < unanswered_max)
+            return;
+          actors_log().warn("peer_lost node={} peer={} reason=no answer to {} "
+                            "hellos in a row", st.cfg.node, name,
+                            unanswered_max);
+          st.peer_by_addr.erase(peer.address());
+          self->demonitor(peer);
+          st.peers.erase(it);
+          publish_routes(self);
+        });
   }
 }
 
 // Asks one linked node of each other SET for its SET's view.
 void sync_others(membership_pointer self, bool only_refresh) {
   auto& st = self->state;
-  std::set<std::string> asked;
+  // The linked nodes of each other SET; each time the next one is asked,
+  // so that one silent node does not hide its SET.
+  std::map<std::string, std::vector<caf::actor>> by_set;
   for (auto& kv : st.peers) {
     auto& h = kv.second.hello;
-    if (h.set == st.cfg.set || asked.count(h.set) > 0)
+    if (h.set == st.cfg.set)
       continue;
     if (only_refresh && st.refresh_sets.count(h.set) == 0)
       continue;
-    asked.insert(h.set);
-    self->request(kv.second.membership, link_timeout, view_atom::value)
+    by_set[h.set].push_back(kv.second.membership);
+  }
+  for (auto& kv : by_set) {
+    auto& turn = st.sync_turn[kv.first];
+    auto peer = kv.second[turn++ % kv.second.size()];
+    st.refresh_sets.erase(kv.first);
+    self->request(peer, link_timeout, view_atom::value)
       .then(
         [=](set_view& view) {
           if (view.set.empty() || view.set == self->state.cfg.set)
@@ -501,8 +531,6 @@ void sync_others(membership_pointer self, bool only_refresh) {
         },
         [](caf::error&) {});
   }
-  for (auto& s : asked)
-    st.refresh_sets.erase(s);
 }
 
 cluster_info info_of(const membership_state& st) {

@@ -144,6 +144,15 @@ route_choice choose_route(router_pointer self, int64_t id) {
     return out;
   out.local = false;
   out.owner = r.owner;
+  if (st.routes.fenced && (r.owner.empty() || r.owner == st.cfg.node_name)) {
+    // Also for a forwarded request: the segment is not elsewhere, this
+    // node cannot prove it still owns it (its SET's database may be down).
+    out.err = make_error(errc::unavailable,
+                         "node " + st.cfg.node_name
+                           + " is fenced (it lost its lease) and rejoining; "
+                             "retry");
+    return out;
+  }
   if (from_peer(self)) {
     // Forwarded here by a node whose route is stale: never forward again.
     if (auto& m = st.cfg.metrics)
@@ -155,13 +164,6 @@ route_choice choose_route(router_pointer self, int64_t id) {
                            + (r.owner.empty() ? std::string{}
                                               : "; its owner is " + r.owner),
                          r.gateway);
-    return out;
-  }
-  if (st.routes.fenced && (r.owner.empty() || r.owner == st.cfg.node_name)) {
-    out.err = make_error(errc::unavailable,
-                         "node " + st.cfg.node_name
-                           + " is fenced (it lost its lease) and rejoining; "
-                             "retry");
     return out;
   }
   if (!r.router) {

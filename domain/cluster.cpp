@@ -48,8 +48,12 @@ std::vector<std::string> zone_order(int32_t segment,
     return out;
   auto n = static_cast<int32_t>(zones.size());
   auto first = ((segment % n) + n) % n;
+  // Of the segments a zone is primary for, every other one goes forwards
+  // and the others backwards through the other zones: a lost zone's
+  // segments split evenly over the survivors.
+  auto step = n > 2 && (segment / n) % 2 == 1 ? n - 1 : 1;
   for (int32_t i = 0; i < n; ++i)
-    out.push_back(zones[static_cast<size_t>((first + i) % n)]);
+    out.push_back(zones[static_cast<size_t>((first + i * step) % n)]);
   return out;
 }
 
@@ -65,10 +69,11 @@ preferred_owner(const set_view& view, int32_t segment,
       continue;
     std::sort(live.begin(), live.end(),
               [](auto* a, auto* b) { return a->node < b->node; });
-    // Segments whose primary is this zone step by the zone count: divide
-    // that out so that consecutive ones go to different nodes of the zone.
+    // Segments whose primary is this zone step by the zone count, and
+    // their direction alternates (zone_order): divide both out so that the
+    // zone's nodes share its own segments and a lost zone's alike.
     auto k = static_cast<size_t>(segment)
-             / std::max<size_t>(1, zones.size());
+             / (2 * std::max<size_t>(1, zones.size()));
     return live[k % live.size()]->node;
   }
   return std::nullopt;

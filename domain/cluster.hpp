@@ -78,8 +78,10 @@ const node_lease* find_lease(const set_view& view, const std::string& node);
 bool owner_alive(const set_view& view, const segment_owner& owner);
 
 /// The preferred zone order of a segment: its primary zone is
-/// zones[segment % zones.size()], then the next ones in order, so that each
-/// zone is primary for about a third of every SET.
+/// zones[segment % 3], so that each zone is primary for a third of every
+/// SET; then the other two, forwards (a, b, c) for half of a zone's
+/// segments and backwards (a, c, b) for the other half, so that a lost
+/// zone's segments split evenly over the two survivors.
 std::vector<std::string> zone_order(int32_t segment,
                                     const std::vector<std::string>& zones);
 

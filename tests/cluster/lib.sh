@@ -181,8 +181,9 @@ hc_wait_not_owner() {
 
 # hc_check_placement S DEAD_ZONES...: every segment of SET S is owned by a
 # node with a live lease, in the first zone of the segment's preferred order
-# (primary zone = zones[segment % 3], then the next ones, domain/cluster.cpp
-# zone_order) that is not among the dead zones.
+# (primary zone = zones[segment % 3], then the other two forwards or, for
+# every other segment of a zone, backwards: domain/cluster.cpp zone_order)
+# that is not among the dead zones.
 hc_check_placement() {
   local s="$1"
   shift
@@ -194,7 +195,7 @@ hc_check_placement() {
     expected AS (
       SELECT o.segment,
              (SELECT z.zone FROM generate_series(0, 2) k
-                JOIN z ON z.i = (o.segment + k) % 3
+                JOIN z ON z.i = (o.segment + k * (1 + (o.segment / 3) % 2)) % 3
                WHERE z.zone NOT IN ($dead) ORDER BY k LIMIT 1) AS zone
       FROM segment_owners o)
     SELECT o.segment, o.owner, l.zone, e.zone AS expected_zone,
