@@ -304,15 +304,16 @@ void take(membership_pointer self, std::vector<segment_owner> rows) {
   auto& st = self->state;
   st.taking = true;
   auto n = rows.size();
-  take_request req{st.cfg.node, st.incarnation, std::move(rows)};
+  auto inc = st.incarnation;
+  take_request req{st.cfg.node, inc, std::move(rows)};
   self->request(st.store, milliseconds(st.cfg.lease_ms), db_take_atom::value,
                 std::move(req))
     .then(
       [=](std::vector<segment_owner>& taken) {
         auto& st = self->state;
         st.taking = false;
-        if (taken.empty())
-          return;
+        if (taken.empty() || !st.joined || st.incarnation != inc)
+          return;  // nothing, or taken by an incarnation that is over
         std::map<std::string, int> from;
         for (auto& t : taken)
           for (auto& row : st.own.owners)
