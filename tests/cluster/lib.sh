@@ -18,6 +18,8 @@
 #   hc_audit_set S           the money audit of tests/system on SET S
 #   hc_reconcile_set S       `hongbao reconcile` on a live node of SET S,
 #                            asserting no discrepancy
+#   hc_end_storm ID...       waits for the storm client, then checks its
+#                            answers and audits both SETs
 #
 # Environment: HB_NODE_BIN, HB_CLI_BIN, HB_CLUSTER_CLIENT_BIN (ctest sets
 # them; default build/bin), HB_KEEP_TMP=1 keeps the temp dir on success.
@@ -288,4 +290,29 @@ hc_check_acked() {
 hc_storm_summary() {
   awk '{ k = $2; if ($2 == "err") k = "err:" $3; n[k]++ }
        END { for (k in n) printf "%s=%d ", k, n[k] }' "$1"
+}
+
+# hc_end_storm ID...: waits for the storm client of $HB_TMP/storm.txt, then
+# checks that every error it got was retryable and no open's outcome stayed
+# unknown, that every acknowledged open of the envelopes ID... is stored
+# (hc_check_acked), and that each SET's relay catches up, reconciles clean
+# and passes the money audit.
+hc_end_storm() {
+  local code s
+  wait "$HC_STORM_PID" || hb_fail "the storm client failed: $(cat "$HB_TMP/storm.err")"
+  HC_STORM_PID=""
+  hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
+  for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
+    case "$code" in
+      unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
+      *) hb_fail "an open was answered with '$code' ($(awk -v c="$code" '$2 == "err" && $3 == c' "$HB_TMP/storm.txt" | head -3 | paste -sd';'))" ;;
+    esac
+  done
+  assert_eq 0 "$(awk '$2 == "gaveup"' "$HB_TMP/storm.txt" | wc -l)" "storm opens whose outcome stayed unknown"
+  hc_check_acked "$HB_TMP/storm.txt" "$@"
+  for s in 1 2; do
+    hc_wait_relay "$s" 30
+    hc_reconcile_set "$s"
+    hc_audit_set "$s"
+  done
 }

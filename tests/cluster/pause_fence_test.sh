@@ -127,20 +127,5 @@ not_owner_answers="$(awk -v a="$pause_ms" '$1 >= a && $2 == "err" && ($3 == "not
 hb_log "FIGURES pause_fence: writes of $VICTIM refused by the database after its segments were taken: $refused as not the owner (cluster.owner_refusals), $stale for a stale epoch (the new owner had activated the envelope); $not_owner_answers not_owner/stale_epoch answers to clients since the pause"
 assert_int -gt 0 "$((refused + stale))" "writes of $VICTIM refused by the database after its segments were taken"
 
-wait "$HC_STORM_PID" || hb_fail "the storm client failed: $(cat "$HB_TMP/storm.err")"
-HC_STORM_PID=""
-hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
-for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
-  case "$code" in
-    unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
-    *) hb_fail "an open was answered with '$code'" ;;
-  esac
-done
-assert_eq 0 "$(awk '$2 == "gaveup"' "$HB_TMP/storm.txt" | wc -l)" "storm opens whose outcome stayed unknown"
+hc_end_storm "${ids[@]}"
 kill -0 "$victim_pid" 2>/dev/null || hb_fail "$VICTIM exited after it was resumed"
-hc_check_acked "$HB_TMP/storm.txt" "${ids[@]}"
-for s in 1 2; do
-  hc_wait_relay "$s" 30
-  hc_reconcile_set "$s"
-  hc_audit_set "$s"
-done

@@ -109,19 +109,4 @@ done
 hb_log "FIGURES set_outage: outage_s=$OUTAGE_S set2_opens_during=$ok2 set2_errors_during=$err2 set1_first_open_after_return_ms=$((first_ok - started_ms))"
 
 # -- The storm ends: audit -------------------------------------------------------------------
-wait "$HC_STORM_PID" || hb_fail "the storm client failed: $(cat "$HB_TMP/storm.err")"
-HC_STORM_PID=""
-hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
-for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
-  case "$code" in
-    unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
-    *) hb_fail "an open was answered with '$code'" ;;
-  esac
-done
-assert_eq 0 "$(awk '$2 == "gaveup"' "$HB_TMP/storm.txt" | wc -l)" "storm opens whose outcome stayed unknown"
-hc_check_acked "$HB_TMP/storm.txt" "${ids[@]}"
-for s in 1 2; do
-  hc_wait_relay "$s" 30
-  hc_reconcile_set "$s"
-  hc_audit_set "$s"
-done
+hc_end_storm "${ids[@]}"

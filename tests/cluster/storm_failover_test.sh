@@ -145,21 +145,8 @@ hc_cluster wait-owned 15 >&2 || hb_fail "not every segment is owned by a live no
 hb_log "all three back; waiting for the storm's end"
 
 # -- The storm ends: audit ---------------------------------------------------------------------
-wait "$HC_STORM_PID" || hb_fail "the storm client failed: $(cat "$HB_TMP/storm.err")"
-HC_STORM_PID=""
-hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
-for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
-  case "$code" in
-    unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
-    *) hb_fail "an open was answered with '$code' ($(awk -v c="$code" '$2 == "err" && $3 == c' "$HB_TMP/storm.txt" | head -3 | paste -sd';'))" ;;
-  esac
-done
-assert_eq 0 "$(awk '$2 == "gaveup"' "$HB_TMP/storm.txt" | wc -l)" "storm opens whose outcome stayed unknown"
-hc_check_acked "$HB_TMP/storm.txt" "${ids[@]}"
+hc_end_storm "${ids[@]}"
 for s in 1 2; do
-  hc_wait_relay "$s" 30
-  hc_reconcile_set "$s"
-  hc_audit_set "$s"
   hb_log "SET $s: $(hc_sql "$s" "SELECT count(*) || ' envelopes, ' || sum(total_fen) || ' fen wrapped, '
     || (SELECT coalesce(sum(amount_fen), 0) FROM opens) || ' opened, ' || sum(remaining_fen) || ' remaining, '
     || sum(refunded_fen) || ' refunded' FROM envelopes")"
