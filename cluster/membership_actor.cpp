@@ -210,6 +210,24 @@ void fence(membership_pointer self, const std::string& reason) {
   publish_routes(self);
 }
 
+// Records the link to a peer that introduced itself (whichever side
+// dialled), monitoring its membership the first time.
+void link_peer(membership_pointer self, peer_hello h, const caf::actor& peer) {
+  auto& st = self->state;
+  auto& link = st.peers[h.node];
+  bool fresh = link.membership != peer;
+  link.hello = std::move(h);
+  link.membership = peer;
+  st.peer_by_addr[peer.address()] = link.hello.node;
+  if (fresh) {
+    self->monitor(peer);
+    actors_log().info("peer_linked node={} peer={} set={} zone={}",
+                      st.cfg.node, link.hello.node, link.hello.set,
+                      link.hello.zone);
+  }
+  publish_routes(self);
+}
+
 void dial(membership_pointer self, const std::string& addr) {
   auto& st = self->state;
   if (addr == st.my_address || st.dialling.count(addr) > 0)
@@ -240,18 +258,7 @@ void dial(membership_pointer self, const std::string& addr) {
                 return;
               auto& st = self->state;
               st.node_by_address[addr] = h.node;
-              auto& link = st.peers[h.node];
-              bool fresh = link.membership != peer;
-              link.hello = std::move(h);
-              link.membership = peer;
-              st.peer_by_addr[peer.address()] = link.hello.node;
-              if (fresh) {
-                self->monitor(peer);
-                actors_log().info("peer_linked node={} peer={} set={} zone={}",
-                                  st.cfg.node, link.hello.node, link.hello.set,
-                                  link.hello.zone);
-              }
-              publish_routes(self);
+              link_peer(self, std::move(h), peer);
             },
             [=](caf::error&) { self->state.dialling.erase(addr); });
       },
@@ -388,8 +395,6 @@ void join(membership_pointer self) {
           st.wrong_database = true;
           actors_log().critical("node_refused node={} error={}", st.cfg.node,
                                 f.message);
-          if (st.cfg.wrong_database)
-            st.cfg.wrong_database(f.message);
           return;
         }
         actors_log().warn("join_failed node={} error={}", st.cfg.node,
@@ -583,20 +588,8 @@ membership_actor::behavior_type membership_impl(membership_pointer self,
     [=](hello_atom, peer_hello& h) -> peer_hello {
       auto& st = self->state;
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());
-      if (sender && h.node != st.cfg.node) {
-        auto& link = st.peers[h.node];
-        bool fresh = link.membership != sender;
-        link.hello = std::move(h);
-        link.membership = sender;
-        st.peer_by_addr[sender.address()] = link.hello.node;
-        if (fresh) {
-          self->monitor(sender);
-          actors_log().info("peer_linked node={} peer={} set={} zone={}",
-                            st.cfg.node, link.hello.node, link.hello.set,
-                            link.hello.zone);
-        }
-        publish_routes(self);
-      }
+      if (sender && h.node != st.cfg.node)
+        link_peer(self, std::move(h), sender);
       return my_hello(st);
     },
     [=](view_atom) -> caf::result<set_view> {

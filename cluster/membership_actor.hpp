@@ -48,9 +48,6 @@ struct membership_settings : cluster_config {
   id_allocator_actor ids;
   segment_sync_sink health;
   std::shared_ptr<node_metrics> metrics;
-  /// Called once if the database belongs to another SET: the node cannot
-  /// serve from it and should stop.
-  std::function<void(const std::string&)> wrong_database;
 };
 
 membership_actor spawn_membership(caf::actor_system& sys, cluster_store store,
