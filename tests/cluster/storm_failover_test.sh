@@ -70,7 +70,9 @@ failover() {
   env="$(awk '{ print $3 }' <<<"$first_line")"
   taken_ms="$(grep -m1 "^$env " "$HB_TMP/$name-envs.txt" | cut -d' ' -f2)"
   local first_take errors
-  first_take="$(sort -n -k2 "$HB_TMP/$name-taken.txt" | head -n1 | awk '{ print $2 }')"
+  # (Not sort | head: head exits after one line, sort gets SIGPIPE on a list of
+  # more than 4 KiB, and pipefail ends the test without a word.)
+  first_take="$(awk 'NR == 1 || $2 < min { min = $2 } END { print min }' "$HB_TMP/$name-taken.txt")"
   errors="$(awk -v a="$kill_ms" -v b="$first_ms" 'NR == FNR { e[$1] = 1; next }
              $1 >= a && $1 <= b && $2 == "err" && ($4 in e) { n[$3]++ }
              $1 >= a && $1 <= b && $2 == "transport" && ($3 in e) { n["transport"]++ }

@@ -19,6 +19,16 @@
 
 set -euo pipefail
 
+# A command that fails outside an assertion ends the test (set -e) without a
+# word of its own: say which command and where. Only the script's own shell
+# speaks (a failure inside $(...) is the caller's business).
+set -E
+trap 'hb_on_err $? "$BASH_COMMAND" "${BASH_SOURCE[0]##*/}:$LINENO"' ERR
+hb_on_err() {
+  [[ "$BASHPID" == "$$" ]] || return 0
+  echo "FAIL [${HB_TEST_NAME:-?}]: '$2' exited with status $1 ($3)" >&2
+}
+
 HB_SYS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HB_REPO_DIR="$(cd "$HB_SYS_DIR/../.." && pwd)"
 HB_NODE_BIN="${HB_NODE_BIN:-$HB_REPO_DIR/build/bin/hongbao-node}"
