@@ -8,6 +8,8 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <map>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -343,23 +345,34 @@ private:
 
 // -- Talking to the node -------------------------------------------------------
 
-/// Connects, authenticates and sends one request. Returns the response body,
-/// or prints the failure and stores the exit status in `exit_code`.
-std::optional<response_body> exchange(const global_options& opts,
-                                      request_body body, reporter& out,
-                                      int& exit_code,
-                                      int call_timeout_ms = 0) {
+/// What one request to the node came to: its body, or a failure with the
+/// exit status it means (usage, transport or service error) and the owner
+/// hint of a NOT_OWNER.
+struct call_outcome {
+  std::optional<response_body> body;
+  errc code = errc::none;
+  std::string message;
+  int exit_code = exit_ok;
+  std::string owner_hint;
+};
+
+/// Connects, authenticates and sends one request; prints nothing.
+call_outcome call_node(const global_options& opts, request_body body,
+                       int call_timeout_ms) {
+  call_outcome out;
+  auto fail = [&](errc code, std::string message, int exit_code) {
+    out.code = code;
+    out.message = std::move(message);
+    out.exit_code = exit_code;
+    return out;
+  };
   auto where = client::parse_host_port(opts.server);
-  if (!where) {
-    exit_code = out.failure(where.error(), exit_usage);
-    return std::nullopt;
-  }
+  if (!where)
+    return fail(where.error().code, where.error().message, exit_usage);
   auto conn = client::connection::connect(where->host, where->port,
                                           opts.timeout_ms);
-  if (!conn) {
-    exit_code = out.failure(conn.error(), exit_transport);
-    return std::nullopt;
-  }
+  if (!conn)
+    return fail(conn.error().code, conn.error().message, exit_transport);
   auto authed = conn->authenticate(opts.token, opts.timeout_ms);
   if (!authed) {
     bool service = authed.error().code != errc::unavailable
@@ -368,25 +381,34 @@ std::optional<response_body> exchange(const global_options& opts,
     if (authed.error().code == errc::unauthenticated)
       message = "authentication failed: " + message
                 + " — check --token or HONGBAO_TOKEN";
-    exit_code = out.failure(authed.error().code, message,
-                            service ? exit_service_error : exit_transport);
-    return std::nullopt;
+    return fail(authed.error().code, message,
+                service ? exit_service_error : exit_transport);
   }
   // The node learns the wait too: a request still queued there when this
   // client gives up is dropped instead of run for nobody.
   int wait_ms = call_timeout_ms > 0 ? call_timeout_ms : opts.timeout_ms;
   auto resp = conn->call(std::move(body), wait_ms,
                          static_cast<uint32_t>(wait_ms));
-  if (!resp) {
-    exit_code = out.failure(resp.error(), exit_transport);
-    return std::nullopt;
-  }
+  if (!resp)
+    return fail(resp.error().code, resp.error().message, exit_transport);
   if (auto* err = std::get_if<error_reply>(&resp->body)) {
-    exit_code = out.failure(err->code, err->message, exit_service_error,
-                            err->owner_hint);
-    return std::nullopt;
+    out.owner_hint = err->owner_hint;
+    return fail(err->code, err->message, exit_service_error);
   }
-  return std::move(resp->body);
+  out.body = std::move(resp->body);
+  return out;
+}
+
+/// Connects, authenticates and sends one request. Returns the response body,
+/// or prints the failure and stores the exit status in `exit_code`.
+std::optional<response_body> exchange(const global_options& opts,
+                                      request_body body, reporter& out,
+                                      int& exit_code,
+                                      int call_timeout_ms = 0) {
+  auto r = call_node(opts, std::move(body), call_timeout_ms);
+  if (!r.body)
+    exit_code = out.failure(r.code, r.message, r.exit_code, r.owner_hint);
+  return std::move(r.body);
 }
 
 /// Returns the `T` in `body`, or prints a protocol error.
@@ -860,7 +882,9 @@ std::string cluster_nodes_text(const cluster_info& c) {
   for (auto& view : c.sets)
     for (auto& n : view.nodes)
       rows.push_back({n.node, n.zone, view.set, std::to_string(n.incarnation),
-                      lease_alive(view, n) ? "alive" : "dead",
+                      !lease_alive(view, n) ? "dead"
+                      : n.draining          ? "draining"
+                                            : "alive",
                       lease_left_text(n.expires_at_ms - view.db_now_ms),
                       address(n.peer_host, n.peer_port),
                       address(n.gateway_host, n.gateway_port)});
@@ -916,6 +940,7 @@ json cluster_json(const cluster_info& c) {
                            {"zone", n.zone},
                            {"incarnation", n.incarnation},
                            {"alive", lease_alive(view, n)},
+                           {"draining", n.draining},
                            {"lease_left_ms", n.expires_at_ms - view.db_now_ms},
                            {"peer", address(n.peer_host, n.peer_port)},
                            {"gateway", address(n.gateway_host, n.gateway_port)}});
@@ -941,6 +966,8 @@ json cluster_json(const cluster_info& c) {
               {"zone", c.zone},
               {"incarnation", c.incarnation},
               {"fenced", c.fenced},
+              {"draining", c.draining},
+              {"warnings", c.warnings},
               {"zones", c.zones},
               {"sets", std::move(sets)}};
 }
@@ -958,6 +985,10 @@ std::string cluster_text(const cluster_info& c) {
   if (c.fenced)
     text += "  FENCED: the node could not renew its lease in time; it serves "
             "nothing (answers UNAVAILABLE) until it has joined again\n";
+  if (c.draining)
+    text += "  DRAINING: the node hands its segments over and takes none\n";
+  for (auto& w : c.warnings)
+    text += "  WARNING: " + w + "\n";
   text += cluster_nodes_text(c);
   for (auto& view : c.sets)
     text += cluster_set_text(view);
@@ -1082,6 +1113,103 @@ int cmd_segment(const global_options& opts, segment_request req) {
   if (!seg)
     return rc;
   return out.success(segment_json(*seg), segment_text(*seg));
+}
+
+namespace {
+
+json control_json(const control_result& r) {
+  auto moves = json::array();
+  for (auto& m : r.moves)
+    moves.push_back(json{{"segment", m.segment}, {"from", m.from}, {"to", m.to}});
+  return json{{"node", r.node},       {"draining", r.draining},
+              {"owned", r.owned},     {"moves", std::move(moves)},
+              {"message", r.message}};
+}
+
+std::string control_text(const control_request& req, const control_result& r) {
+  std::string text = r.message + "\n";
+  if (req.action != control_action::rebalance)
+    return text;
+  // The moves grouped by (from, to), each with its segments as ranges.
+  std::map<std::pair<std::string, std::string>, std::vector<int32_t>> groups;
+  for (auto& m : r.moves)
+    groups[{m.from, m.to}].push_back(m.segment);
+  for (auto& kv : groups)
+    text += "  " + kv.first.first + " -> " + kv.first.second + ": "
+            + std::to_string(kv.second.size()) + " segments ("
+            + segments_text(kv.second) + ")\n";
+  return text;
+}
+
+// How many segments `node` owns in the cluster view of a node's stats; -1
+// if the view does not list it.
+int owned_in_view(const node_stats& st, const std::string& node) {
+  for (auto& view : st.cluster.sets) {
+    auto* lease = find_lease(view, node);
+    if (lease == nullptr)
+      continue;
+    int n = 0;
+    for (auto& row : view.owners)
+      if (row.owner == node && row.owner_incarnation == lease->incarnation)
+        ++n;
+    return n;
+  }
+  return -1;
+}
+
+} // namespace
+
+int cmd_cluster(const global_options& opts, control_request req, int wait_ms) {
+  reporter out{opts.json};
+  int rc = exit_ok;
+  auto started = std::chrono::steady_clock::now();
+  auto body = exchange(opts, req, out, rc);
+  if (!body)
+    return rc;
+  auto* r = expect<control_result>(*body, out, rc);
+  if (!r)
+    return rc;
+  auto result = *r;
+  if (req.action != control_action::drain || wait_ms <= 0)
+    return out.success(control_json(result), control_text(req, result));
+  // Follow the drain: the view of the node this client talks to (its own
+  // SET's from the database, another SET's pulled every sync_ms).
+  if (!out.json_mode())
+    std::cout << result.message << "\n" << std::flush;
+  auto deadline = started + std::chrono::milliseconds(wait_ms);
+  int last = result.owned;
+  while (true) {
+    auto sb = call_node(opts, stats_request{}, 0);
+    int left = -1;
+    if (sb.body)
+      if (auto* st = std::get_if<node_stats>(&*sb.body))
+        left = owned_in_view(*st, req.node);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - started)
+                .count();
+    if (left >= 0 && left != last && !out.json_mode())
+      std::cout << "  " << req.node << ": " << left << " segments left after "
+                << ms << " ms\n"
+                << std::flush;
+    if (left >= 0)
+      last = left;
+    if (left == 0) {
+      result.owned = 0;
+      result.message = "node " + req.node + " drained in "
+                       + std::to_string(ms) + " ms";
+      json fields = control_json(result);
+      fields["drain_ms"] = ms;
+      return out.success(fields, result.message + "\n");
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return out.failure(errc::deadline_exceeded,
+                         "node " + req.node + " still owns "
+                           + std::to_string(last) + " segments after "
+                           + std::to_string(ms)
+                           + " ms (is another node of its SET serving?)",
+                         exit_service_error);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 int usage_error(const std::string& message) {

@@ -51,6 +51,10 @@ std::string stats_text(const node_stats& st);
 /// segments and cluster ({"enabled": false} for a node on its own).
 std::string stats_json(const node_stats& st);
 int cmd_segment(const global_options& opts, segment_request req);
+/// drain / undrain / rebalance. `wait_ms` > 0 (drain): then follows the
+/// node's segments in the cluster view until it owns none, printing
+/// progress, for at most that long.
+int cmd_cluster(const global_options& opts, control_request req, int wait_ms);
 
 /// Prints a usage error as the JSON failure object (for --json; the text
 /// form is the argument parser's); returns exit_usage.

@@ -64,6 +64,15 @@ struct membership_state {
   std::map<std::string, size_t> sync_turn;  // per SET: which peer to ask
   route_table last_routes;
   bool routes_sent = false;
+  // Planned moves: the round in flight (one at a time), the segments it
+  // moves, whether to skip the settling time once (an operator's
+  // rebalance), and a stop waiting for the node to be empty.
+  bool handing = false;
+  std::set<int32_t> handing_segments;
+  bool rebalance_now = false;
+  bool stopping = false;
+  caf::typed_response_promise<int32_t> stopped;
+  std::vector<std::string> warnings;
   static inline const char* name = "hb.membership";
 };
 
@@ -117,7 +126,8 @@ bool same_routes(const route_table& a, const route_table& b) {
     auto& x = a.segments[i];
     auto& y = b.segments[i];
     if (x.owner != y.owner || x.owner_epoch != y.owner_epoch
-        || x.local != y.local || x.router != y.router || x.gateway != y.gateway)
+        || x.local != y.local || x.router != y.router || x.gateway != y.gateway
+        || x.moving != y.moving)
       return false;
   }
   for (size_t i = 0; i < a.creators.size(); ++i)
@@ -150,6 +160,7 @@ void publish_routes(membership_pointer self) {
           r.gateway = address_of(lease->gateway_host, lease->gateway_port);
       if (row.owner == st.cfg.node) {
         r.local = st.joined && row.owner_incarnation == st.incarnation;
+        r.moving = r.local && st.handing_segments.count(row.segment) > 0;
         if (r.local)
           owners_with_segments.insert(row.owner);
         continue;
@@ -191,6 +202,8 @@ void tell_owned(membership_pointer self, std::vector<int32_t> owned) {
     self->send(st.cfg.health, owned_atom::value, std::move(owned));
 }
 
+void finish_stop(membership_pointer self);
+
 // The node can no longer prove its lease: it stops serving before anyone
 // else may take its segments, and joins again with a new incarnation.
 void fence(membership_pointer self, const std::string& reason) {
@@ -208,6 +221,8 @@ void fence(membership_pointer self, const std::string& reason) {
     self->send(st.cfg.registry, fence_atom::value);
   tell_owned(self, {});
   publish_routes(self);
+  if (st.stopping)
+    finish_stop(self);
 }
 
 // Records the link to a peer that introduced itself (whichever side
@@ -290,11 +305,53 @@ void dial_known(membership_pointer self) {
 }
 
 void take(membership_pointer self, std::vector<segment_owner> rows);
+void maybe_give(membership_pointer self);
+
+// Owner rows only ever move to a higher owner_epoch: a view read before a
+// move that this node has learnt of already keeps the newer row.
+void keep_newer_rows(const set_view& old, set_view& view) {
+  std::map<int32_t, const segment_owner*> known;
+  for (auto& row : old.owners)
+    known[row.segment] = &row;
+  for (auto& row : view.owners) {
+    auto it = known.find(row.segment);
+    if (it != known.end() && it->second->owner_epoch > row.owner_epoch)
+      row = *it->second;
+  }
+}
+
+// Applies owner rows as moved or taken (each only if newer).
+void apply_rows(set_view& view, const std::vector<segment_owner>& rows) {
+  for (auto& t : rows)
+    for (auto& row : view.owners)
+      if (row.segment == t.segment && t.owner_epoch > row.owner_epoch)
+        row = t;
+}
+
+bool draining(const membership_state& st) {
+  auto* me = find_lease(st.own, st.cfg.node);
+  return me != nullptr && me->draining;
+}
+
+void check_capacity(membership_pointer self) {
+  auto& st = self->state;
+  auto w = zone_loss_warnings(st.own, st.cfg.zones,
+                              static_cast<int32_t>(st.cfg.node_capacity_segments));
+  if (w == st.warnings)
+    return;
+  for (auto& line : w)
+    actors_log().warn("zone_loss_over_capacity node={} {}", st.cfg.node, line);
+  if (w.empty() && !st.warnings.empty())
+    actors_log().info("zone_loss_within_capacity node={}", st.cfg.node);
+  st.warnings = std::move(w);
+}
 
 // A new view of this node's SET from its database.
 void on_own_view(membership_pointer self, set_view view) {
   auto& st = self->state;
+  keep_newer_rows(st.own, view);
   st.own = std::move(view);
+  check_capacity(self);
   if (st.cfg.health)
     self->send(st.cfg.health, segment_sync_atom::value, st.own.blocked);
   tell_owned(self, owned_segments(st.own, st.cfg.node, st.incarnation));
@@ -305,6 +362,7 @@ void on_own_view(membership_pointer self, set_view view) {
   auto todo = segments_to_take(st.own, st.cfg.node, st.cfg.zones);
   if (!todo.empty())
     take(self, std::move(todo));
+  maybe_give(self);
 }
 
 void take(membership_pointer self, std::vector<segment_owner> rows) {
@@ -324,7 +382,7 @@ void take(membership_pointer self, std::vector<segment_owner> rows) {
         std::map<std::string, int> from;
         for (auto& t : taken)
           for (auto& row : st.own.owners)
-            if (row.segment == t.segment) {
+            if (row.segment == t.segment && t.owner_epoch > row.owner_epoch) {
               ++from[row.owner.empty() ? std::string{"nobody"} : row.owner];
               row = t;
             }
@@ -345,6 +403,291 @@ void take(membership_pointer self, std::vector<segment_owner> rows) {
         actors_log().warn("segments_take_failed node={} error={}",
                           self->state.cfg.node, to_failure(err).message);
       });
+}
+
+// -- Planned moves ---------------------------------------------------------
+
+void finish_stop(membership_pointer self);
+
+// The end of a round: the segments are routed as the owner rows now say
+// (to their receiver, or here again if the compare-and-set lost), the
+// requests held for them go on, and the next round starts if there is one.
+void end_handoff(membership_pointer self, bool go_on) {
+  auto& st = self->state;
+  st.handing = false;
+  st.handing_segments.clear();
+  if (st.cfg.registry)
+    caf::anon_send(st.cfg.registry, handoff_atom::value, std::vector<int32_t>{});
+  tell_owned(self, st.joined ? owned_segments(st.own, st.cfg.node, st.incarnation)
+                             : std::vector<int32_t>{});
+  publish_routes(self);
+  if (st.stopping && (st.owned.empty() || !st.joined)) {
+    finish_stop(self);
+    return;
+  }
+  // After a round that moved all it meant to, the next starts at once;
+  // otherwise at the next view from the database (no tight retry loop).
+  if (go_on)
+    maybe_give(self);
+}
+
+// Tells each receiver's membership which rows it got, then ends the round
+// once all have answered (their routers know) or the deadline passed.
+void announce_given(membership_pointer self, std::vector<segment_owner> rows,
+                    bool all) {
+  auto& st = self->state;
+  std::map<std::string, std::vector<segment_owner>> by_node;
+  for (auto& r : rows)
+    by_node[r.owner].push_back(r);
+  auto left = std::make_shared<size_t>(0);
+  for (auto& kv : by_node)
+    if (st.peers.count(kv.first) > 0)
+      ++*left;
+  if (*left == 0) {
+    end_handoff(self, all);
+    return;
+  }
+  auto one_done = [=] {
+    if (--*left == 0)
+      end_handoff(self, all);
+  };
+  for (auto& kv : by_node) {
+    auto it = st.peers.find(kv.first);
+    if (it == st.peers.end())
+      continue;
+    self->request(it->second.membership, link_timeout, handoff_atom::value,
+                  kv.second)
+      .then([=](bool) { one_done(); }, [=](caf::error&) { one_done(); });
+  }
+}
+
+void give(membership_pointer self, std::vector<segment_handoff> moves) {
+  auto& st = self->state;
+  auto inc = st.incarnation;
+  auto n = moves.size();
+  auto started = steady::now();
+  give_request req{st.cfg.node, inc, std::move(moves)};
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_give_atom::value,
+                std::move(req))
+    .then(
+      [=](std::vector<segment_owner>& moved) {
+        auto& st = self->state;
+        apply_rows(st.own, moved);
+        std::map<std::string, int> to;
+        for (auto& r : moved)
+          ++to[r.owner];
+        std::string tos;
+        for (auto& kv : to)
+          tos += (tos.empty() ? "" : ",") + kv.first + "="
+                 + std::to_string(kv.second);
+        actors_log().warn("segments_given node={} count={} of={} to={} ms={}",
+                          st.cfg.node, moved.size(), n, tos,
+                          std::chrono::duration_cast<milliseconds>(
+                            steady::now() - started)
+                            .count());
+        if (st.cfg.metrics)
+          st.cfg.metrics->cluster_gives.fetch_add(moved.size(),
+                                                  std::memory_order_relaxed);
+        auto all = moved.size() == n;
+        announce_given(self, std::move(moved), all);
+      },
+      [=](caf::error& err) {
+        actors_log().warn("segments_give_failed node={} count={} error={}",
+                          self->state.cfg.node, n, to_failure(err).message);
+        end_handoff(self, false);
+      });
+}
+
+// Starts a round of planned moves when placement wants one: the segments
+// stop being served here (requests for them wait in the router, the id
+// allocator leaves them, their envelope actors finish their writes and
+// stop), then the owner rows move by compare-and-set.
+void maybe_give(membership_pointer self) {
+  auto& st = self->state;
+  if (st.handing || !st.joined || st.taking)
+    return;
+  auto settle = st.rebalance_now || st.stopping
+                  ? int64_t{0}
+                  : static_cast<int64_t>(st.cfg.rebalance_settle_ms);
+  auto moves = segments_to_give(st.own, st.cfg.node, st.incarnation,
+                                st.cfg.zones, settle,
+                                std::max<size_t>(1, st.cfg.handoff_batch));
+  if (moves.empty()) {
+    st.rebalance_now = false;
+    if (st.stopping)
+      finish_stop(self);  // nothing more can move: no one to receive it
+    return;
+  }
+  st.handing = true;
+  std::vector<int32_t> segments;
+  for (auto& m : moves) {
+    segments.push_back(m.segment);
+    st.handing_segments.insert(m.segment);
+  }
+  actors_log().info("segments_handing node={} count={} first={} to={}",
+                    st.cfg.node, moves.size(), moves.front().segment,
+                    moves.front().to);
+  auto owned = st.owned;
+  owned.erase(std::remove_if(owned.begin(), owned.end(),
+                             [&](int32_t s) {
+                               return st.handing_segments.count(s) > 0;
+                             }),
+              owned.end());
+  tell_owned(self, std::move(owned));
+  publish_routes(self);
+  if (!st.cfg.registry) {
+    give(self, std::move(moves));
+    return;
+  }
+  self->request(st.cfg.registry, milliseconds(st.cfg.handoff_timeout_ms),
+                handoff_atom::value, std::move(segments))
+    .then([=](int32_t) mutable { give(self, std::move(moves)); },
+          [=](caf::error& err) mutable {
+            // Fencing refuses whatever a slow actor still writes.
+            actors_log().warn("segments_handoff_unquiet node={} error={}",
+                              self->state.cfg.node, to_string(err));
+            give(self, std::move(moves));
+          });
+}
+
+// A stopping node is done handing over: it ends its lease, so that what it
+// still owns is taken at once, and answers the stop.
+void finish_stop(membership_pointer self) {
+  auto& st = self->state;
+  if (!st.stopping || !st.stopped.pending())
+    return;
+  auto left = static_cast<int32_t>(st.owned.size());
+  auto inc = st.incarnation;
+  if (!st.joined) {
+    st.stopped.deliver(left);
+    return;
+  }
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_leave_atom::value,
+                leave_request{st.cfg.node, inc})
+    .then(
+      [=](bool) {
+        auto& st = self->state;
+        actors_log().warn("node_left node={} incarnation={} segments_left={}",
+                          st.cfg.node, inc, left);
+        st.joined = false;  // nothing is renewed or taken from here on
+        if (st.cfg.identity)
+          st.cfg.identity->incarnation.store(0);
+        if (st.stopped.pending())
+          st.stopped.deliver(left);
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        actors_log().warn("node_leave_failed node={} error={}", st.cfg.node,
+                          to_failure(err).message);
+        if (st.stopped.pending())
+          st.stopped.deliver(left);
+      });
+}
+
+// Where a node's SET is known: its own, another SET's view, or nowhere.
+const node_lease* lease_anywhere(const membership_state& st,
+                                 const std::string& node) {
+  if (auto* n = find_lease(st.own, node))
+    return n;
+  for (auto& kv : st.others)
+    if (auto* n = find_lease(kv.second, node))
+      return n;
+  return nullptr;
+}
+
+control_result control_of(const membership_state& st, const set_view& view,
+                          const std::string& node) {
+  control_result out;
+  out.node = node;
+  if (auto* n = find_lease(view, node)) {
+    out.draining = n->draining;
+    for (auto& row : view.owners)
+      if (row.owner == node && row.owner_incarnation == n->incarnation)
+        ++out.owned;
+  }
+  (void) st;
+  return out;
+}
+
+caf::result<control_result> on_control(membership_pointer self,
+                                       control_request& req) {
+  auto& st = self->state;
+  if (req.action == control_action::rebalance) {
+    control_result out;
+    auto add = [&](const set_view& v) {
+      for (auto& m : planned_moves(v, st.cfg.zones)) {
+        std::string from;
+        for (auto& row : v.owners)
+          if (row.segment == m.segment)
+            from = row.owner;
+        out.moves.push_back(control_move{m.segment, from, m.to});
+      }
+    };
+    add(st.own);
+    for (auto& kv : st.others)
+      add(kv.second);
+    if (!req.dry_run) {
+      st.rebalance_now = true;
+      for (auto& kv : st.peers)
+        caf::anon_send(kv.second.membership, rebalance_atom::value);
+      maybe_give(self);
+    }
+    out.message = std::to_string(out.moves.size())
+                  + (req.dry_run ? " segment moves planned (dry run)"
+                                 : " segment moves started");
+    return out;
+  }
+  bool drain = req.action == control_action::drain;
+  auto* lease = lease_anywhere(st, req.node);
+  if (req.node.empty() || lease == nullptr)
+    return make_error(errc::not_found,
+                      "no node named '" + req.node
+                        + "' is known in the cluster (see hongbao stats)");
+  if (lease->set != st.cfg.set) {
+    // Only the node's own SET's database says who drains: ask one of its
+    // nodes (the node itself first).
+    caf::actor via;
+    if (auto it = st.peers.find(req.node); it != st.peers.end())
+      via = it->second.membership;
+    for (auto& kv : st.peers)
+      if (!via && kv.second.hello.set == lease->set)
+        via = kv.second.membership;
+    if (!via)
+      return make_error(errc::unavailable,
+                        "no node of SET " + lease->set
+                          + " is linked to this node right now; retry");
+    auto rp = self->make_response_promise<control_result>();
+    self->request(via, link_timeout, drain_atom::value, req)
+      .then([=](control_result& r) mutable { rp.deliver(std::move(r)); },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+    return rp;
+  }
+  auto rp = self->make_response_promise<control_result>();
+  auto node = req.node;
+  self->request(st.store, milliseconds(st.cfg.lease_ms), db_drain_atom::value,
+                drain_request{node, drain})
+    .then(
+      [=](set_view& view) mutable {
+        auto& st = self->state;
+        actors_log().warn("node_{} node={} by={}", drain ? "draining" : "undrained",
+                          node, st.cfg.node);
+        auto out = control_of(st, view, node);
+        on_own_view(self, std::move(view));
+        if (node != st.cfg.node)
+          if (auto it = st.peers.find(node); it != st.peers.end())
+            caf::anon_send(it->second.membership, rebalance_atom::value);
+        out.message = drain ? "node " + node + " is draining: its "
+                                + std::to_string(out.owned)
+                                + " segments move to the next nodes in their "
+                                  "zone order"
+                            : "node " + node + " serves again: its preferred "
+                                "segments come back after "
+                                + std::to_string(st.cfg.rebalance_settle_ms)
+                                + " ms";
+        rp.deliver(std::move(out));
+      },
+      [=](caf::error& err) mutable { rp.deliver(err); });
+  return rp;
 }
 
 void join(membership_pointer self) {
@@ -443,7 +786,7 @@ void on_tick(membership_pointer self) {
   if (!st.lease_call) {
     if (st.joined)
       renew(self);
-    else
+    else if (!st.stopping)  // a stopping node that has left stays out
       join(self);
   }
   self->delayed_send(self, milliseconds(st.cfg.renew_ms), tick_atom::value);
@@ -546,7 +889,9 @@ cluster_info info_of(const membership_state& st) {
   out.zone = st.cfg.zone;
   out.incarnation = st.incarnation;
   out.fenced = !st.joined;
+  out.draining = draining(st);
   out.zones = st.cfg.zones;
+  out.warnings = st.warnings;
   out.sets.push_back(st.own);
   if (out.sets.back().set.empty())
     out.sets.back().set = st.cfg.set;
@@ -616,6 +961,45 @@ membership_actor::behavior_type membership_impl(membership_pointer self,
       publish_routes(self);
     },
     [=](stats_atom) { return info_of(self->state); },
+    [=](drain_atom, control_request& req) { return on_control(self, req); },
+    [=](rebalance_atom) {
+      // A peer drained, undrained or was asked to rebalance: read the SET
+      // again at the next renewal and move without the settling wait.
+      self->state.rebalance_now = true;
+    },
+    [=](handoff_atom, std::vector<segment_owner>& rows) -> bool {
+      auto& st = self->state;
+      apply_rows(st.own, rows);
+      auto owned = st.joined ? owned_segments(st.own, st.cfg.node, st.incarnation)
+                             : std::vector<int32_t>{};
+      auto got = owned.size() > st.owned.size() ? owned.size() - st.owned.size() : 0;
+      if (st.cfg.metrics)
+        st.cfg.metrics->cluster_received.fetch_add(got, std::memory_order_relaxed);
+      actors_log().info("segments_received node={} count={}", st.cfg.node, got);
+      tell_owned(self, std::move(owned));
+      publish_routes(self);
+      return true;
+    },
+    [=](stop_atom) -> caf::result<int32_t> {
+      auto& st = self->state;
+      if (!st.joined)
+        return int32_t{0};
+      if (st.stopped.pending())
+        return make_error(errc::conflict, "the node is stopping already");
+      st.stopping = true;
+      st.stopped = self->make_response_promise<int32_t>();
+      actors_log().warn("node_draining node={} reason=stopping segments={}",
+                        st.cfg.node, st.owned.size());
+      self->request(st.store, milliseconds(st.cfg.lease_ms), db_drain_atom::value,
+                    drain_request{st.cfg.node, true})
+        .then([=](set_view& view) { on_own_view(self, std::move(view)); },
+              [=](caf::error& err) {
+                actors_log().warn("node_drain_failed node={} error={}",
+                                  self->state.cfg.node, to_failure(err).message);
+                finish_stop(self);
+              });
+      return st.stopped;
+    },
     [=](tick_atom) { on_tick(self); },
     [=](sync_atom) {
       dial_known(self);

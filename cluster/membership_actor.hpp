@@ -22,7 +22,10 @@ namespace hb {
 /// owner's lease has run out and for which it is the preferred live node
 /// (compare-and-set on owner_epoch); it links to the other nodes over
 /// CAF's middleman, pulls the other SETs' owners from their nodes and gives
-/// the router a route per segment. It is published on the node's peer port:
+/// the router a route per segment. It hands segments over by plan
+/// (compare-and-set of the owner row, after their envelope actors have
+/// finished their writes): all of them when it is drained or stops, and
+/// those whose preferred owner has come (back) and settled. It is published on the node's peer port:
 /// peers talk to it first.
 using membership_actor = caf::typed_actor<
   // From a peer over a new link: introductions both ways.
@@ -35,6 +38,18 @@ using membership_actor = caf::typed_actor<
   caf::reacts_to<subscribe_atom, caf::actor>,
   // Operators: the cluster as this node sees it.
   caf::replies_to<stats_atom>::with<cluster_info>,
+  // Operators (and peers passing them on): drain or undrain a node, or
+  // rebalance (docs/cluster.md, "Planned moves").
+  caf::replies_to<drain_atom, control_request>::with<control_result>,
+  // From a peer: rebalance now, without waiting for the settling time.
+  caf::reacts_to<rebalance_atom>,
+  // From a peer of this SET: segments it has just handed to this node (the
+  // owner rows as moved); the answer comes once the router knows.
+  caf::replies_to<handoff_atom, std::vector<segment_owner>>::with<bool>,
+  // The node is stopping: hand every segment over, end the lease; the
+  // answer is how many segments were still owned at the end (0: all
+  // handed over).
+  caf::replies_to<stop_atom>::with<int32_t>,
   // Timers: lease renewal, and links plus other SETs' views.
   caf::reacts_to<tick_atom>,
   caf::reacts_to<sync_atom>>;

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "caf/all.hpp"
@@ -32,6 +35,16 @@ struct router_state {
   route_table routes;              // in a cluster: where segments are served
   uint32_t forwards_inflight = 0;
   size_t next_creator = 0;
+  // Requests held while their segment is being handed over: each routes
+  // itself again (go) or gives up (fail) when its time is over.
+  struct held_request {
+    caf::actor_clock::time_point until;
+    std::function<void()> go;
+    std::function<void()> fail;
+  };
+  std::unordered_map<int32_t, std::deque<held_request>> held;
+  uint32_t held_count = 0;
+  bool hold_timer = false;
   static inline const char* name = "hb.router";
 };
 
@@ -124,6 +137,7 @@ bool from_peer(router_pointer self) {
 struct route_choice {
   caf::error err;
   bool local = true;
+  bool hold = false;  // the segment is moving away: wait for its new route
   caf::actor target;
   std::string owner;
 };
@@ -140,6 +154,10 @@ route_choice choose_route(router_pointer self, int64_t id) {
     return out;
   }
   auto& r = st.routes.segments[static_cast<size_t>(segment)];
+  if (r.moving) {
+    out.hold = true;
+    return out;
+  }
   if (r.local)
     return out;
   out.local = false;
@@ -289,6 +307,8 @@ caf::result<node_stats> collect_stats(router_pointer self) {
                                 static_cast<int64_t>(self->state.blocked.size())});
   out->metrics.push_back(metric{"cluster.forwards_inflight",
                                 static_cast<int64_t>(self->state.forwards_inflight)});
+  out->metrics.push_back(metric{"cluster.held_requests",
+                                static_cast<int64_t>(self->state.held_count)});
   auto rp = self->make_response_promise<node_stats>();
   auto left = std::make_shared<int>(4);
   auto done = [=]() mutable {
@@ -346,13 +366,116 @@ caf::result<node_stats> collect_stats(router_pointer self) {
   return rp;
 }
 
-// An envelope request: to the local registry, or forwarded to the owner.
+void arm_hold_timer(router_pointer self);
+
+// Requests held past their time get a retryable UNAVAILABLE.
+void expire_held(router_pointer self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  for (auto it = st.held.begin(); it != st.held.end();) {
+    auto& q = it->second;
+    while (!q.empty() && q.front().until <= now) {
+      auto fail = std::move(q.front().fail);
+      q.pop_front();
+      --st.held_count;
+      fail();
+    }
+    it = q.empty() ? st.held.erase(it) : std::next(it);
+  }
+  arm_hold_timer(self);
+}
+
+void arm_hold_timer(router_pointer self) {
+  auto& st = self->state;
+  if (st.hold_timer || st.held_count == 0)
+    return;
+  st.hold_timer = true;
+  self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
+}
+
+// Segments no longer moving: their held requests route again, in order.
+void release_held(router_pointer self) {
+  auto& st = self->state;
+  std::vector<std::function<void()>> ready;
+  for (auto it = st.held.begin(); it != st.held.end();) {
+    auto seg = static_cast<size_t>(it->first);
+    if (seg < st.routes.segments.size() && st.routes.segments[seg].moving) {
+      ++it;
+      continue;
+    }
+    for (auto& h : it->second)
+      ready.push_back(std::move(h.go));
+    st.held_count -= static_cast<uint32_t>(it->second.size());
+    it = st.held.erase(it);
+  }
+  for (auto& go : ready)
+    go();
+}
+
+// An envelope request routed again after it was held: to the local
+// registry or the owner, as the route now says; the answer goes to `rp`.
+// A held request that had come from a peer may be forwarded once more,
+// to the node its segment just moved to (which never forwards it again).
+template <class Reply, class Atom, class... Ts>
+void reroute(router_pointer self, caf::typed_response_promise<Reply> rp,
+             Atom atom, int64_t id, Ts... xs) {
+  auto& st = self->state;
+  auto choice = choose_route(self, id);
+  if (choice.hold || choice.err || choice.local) {
+    if (choice.err) {
+      rp.deliver(choice.err);
+      return;
+    }
+    if (choice.hold) {
+      rp.deliver(make_error(errc::unavailable,
+                            "the envelope's segment is moving again; retry"));
+      return;
+    }
+    if (auto err = check_segment(self, id)) {
+      rp.deliver(err);
+      return;
+    }
+    self->request(st.registry, caf::infinite, atom, id, std::move(xs)...)
+      .then([=](Reply& r) mutable { rp.deliver(std::move(r)); },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+    return;
+  }
+  forward_to<Reply>(self, choice.target, choice.owner, segment_of(id), rp,
+                    atom, id, std::move(xs)...);
+}
+
+// An envelope request: to the local registry, or forwarded to the owner,
+// or held while its segment moves away from this node.
 template <class Reply, class Atom, class... Ts>
 caf::result<Reply> route_envelope(router_pointer self, Atom atom, int64_t id,
                                   Ts&&... xs) {
   auto choice = choose_route(self, id);
   if (choice.err)
     return std::move(choice.err);
+  if (choice.hold) {
+    auto& st = self->state;
+    if (st.held_count >= st.cfg.hold_max)
+      return make_error(errc::busy,
+                        "too many requests waiting for moving segments; retry");
+    auto rp = self->make_response_promise<Reply>();
+    auto until = self->clock().now()
+                 + std::chrono::milliseconds(st.cfg.hold_ms);
+    auto go = [=, args = std::make_tuple(std::decay_t<Ts>(xs)...)]() mutable {
+      std::apply(
+        [&](auto&... a) { reroute<Reply>(self, rp, atom, id, std::move(a)...); },
+        args);
+    };
+    auto fail = [=]() mutable {
+      rp.deliver(make_error(errc::unavailable,
+                            "the envelope's segment is still moving to another "
+                            "node; retry"));
+    };
+    st.held[segment_of(id)].push_back(
+      router_state::held_request{until, std::move(go), std::move(fail)});
+    ++st.held_count;
+    arm_hold_timer(self);
+    return rp;
+  }
   if (choice.local) {
     if (auto err = check_segment(self, id))
       return err;
@@ -419,12 +542,25 @@ router_actor::behavior_type router_impl(router_pointer self,
     },
     [=](route_atom, route_table& routes) {
       self->state.routes = std::move(routes);
+      if (self->state.held_count > 0)
+        release_held(self);
+    },
+    [=](tick_atom) {
+      self->state.hold_timer = false;
+      expire_held(self);
     },
     [=](stats_atom) { return collect_stats(self); },
     [=](segment_atom a, segment_request& req) -> caf::result<segment_state> {
       if (!self->state.cfg.health)
         return make_error(errc::unavailable, "no segment health on this node");
       return self->delegate(self->state.cfg.health, a, std::move(req));
+    },
+    [=](drain_atom a, control_request& req) -> caf::result<control_result> {
+      if (!self->state.cfg.membership)
+        return make_error(errc::invalid_argument,
+                          "this node runs on its own, not in a cluster: "
+                          "there is nothing to drain or rebalance");
+      return self->delegate(self->state.cfg.membership, a, std::move(req));
     },
     [=](blocked_atom, std::vector<int32_t>& segments) {
       self->state.blocked

@@ -20,7 +20,9 @@ namespace hb {
 /// owner's router as a request with the forward deadline (a request lost
 /// with a node link is never answered in CAF 0.17). A request forwarded to
 /// a node that does not own the segment is answered NOT_OWNER, never
-/// forwarded again. Creates are validated, get an id from the allocator
+/// forwarded again. While this node hands a segment over, its requests
+/// wait here (bounded in number and time) and then go to the new owner.
+/// Creates are validated, get an id from the allocator
 /// (in a cluster: in a segment this node owns; a node that owns none
 /// forwards the create) and are stored.
 using router_actor = envelope_requests::extend<
@@ -38,8 +40,12 @@ using router_actor = envelope_requests::extend<
   caf::replies_to<stats_atom>::with<node_stats>,
   // Operators: block or unblock a segment by hand.
   caf::replies_to<segment_atom, segment_request>::with<segment_state>,
+  // Operators: drain, undrain, rebalance (the membership does it).
+  caf::replies_to<drain_atom, control_request>::with<control_result>,
   // In a cluster, from the membership: where each segment is served.
-  caf::reacts_to<route_atom, route_table>>;
+  caf::reacts_to<route_atom, route_table>,
+  // Timer: requests held for moving segments that waited too long.
+  caf::reacts_to<tick_atom>>;
 
 /// What the router asks of the store: creates (when no create batcher
 /// stands in between), and a user's history and balance.
@@ -61,6 +67,11 @@ struct router_settings : router_config {
   membership_actor membership;
   uint32_t forward_timeout_ms = 2000;
   uint32_t forward_inflight_max = 20000;
+  /// Requests held for segments this node is handing over: at most this
+  /// many at once (more get BUSY), each at most hold_ms (then UNAVAILABLE,
+  /// retryable).
+  uint32_t hold_max = 20000;
+  uint32_t hold_ms = 5000;
 };
 
 router_actor spawn_router(caf::actor_system& sys, registry_actor registry,

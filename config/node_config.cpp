@@ -411,7 +411,12 @@ void read_cluster(const toml::table& tbl, cluster_config& cfg,
     .num("forward_timeout_ms", cfg.forward_timeout_ms, 1, cluster_ms_max)
     .num("forward_inflight_max", cfg.forward_inflight_max, 1, 1 << 24)
     .num("heartbeat_ms", cfg.heartbeat_ms, 1, cluster_ms_max)
-    .num("link_timeout_ms", cfg.link_timeout_ms, 1, cluster_ms_max);
+    .num("link_timeout_ms", cfg.link_timeout_ms, 1, cluster_ms_max)
+    .num("rebalance_settle_ms", cfg.rebalance_settle_ms, 0, cluster_ms_max)
+    .num("handoff_batch", cfg.handoff_batch, 1, 1000)
+    .num("handoff_timeout_ms", cfg.handoff_timeout_ms, 1, cluster_ms_max)
+    .num("drain_timeout_ms", cfg.drain_timeout_ms, 0, cluster_ms_max)
+    .num("node_capacity_segments", cfg.node_capacity_segments, 0, 1000);
   read_cluster_sets(sec, cfg, problems);
 }
 

@@ -55,6 +55,19 @@ struct cluster_config {
   uint32_t forward_inflight_max = 20000;  ///< forwarded requests at once
   uint32_t heartbeat_ms = 500;   ///< node link heartbeats
   uint32_t link_timeout_ms = 3000;  ///< a silent link is closed after this
+  /// A node that (re)joined or was undrained gets its preferred segments
+  /// back once it has served this long (database clock): no flapping.
+  uint32_t rebalance_settle_ms = 10000;
+  uint32_t handoff_batch = 32;   ///< segments one planned move hands over
+  /// How long a move waits for the segments' envelope actors to finish
+  /// their writes before it commits anyway (fencing refuses a late write).
+  uint32_t handoff_timeout_ms = 3000;
+  /// On SIGTERM a node hands its segments over for at most this long
+  /// before it stops (what is left is taken after its lease ends, at once).
+  uint32_t drain_timeout_ms = 20000;
+  /// Segments a node can serve; 0: not checked. Stats and the log say when
+  /// a zone's loss would give a survivor more ("one third spare").
+  uint32_t node_capacity_segments = 0;
 };
 
 /// [gateway]: the client TCP broker.

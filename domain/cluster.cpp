@@ -1,6 +1,7 @@
 #include "domain/cluster.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace hb {
 
@@ -57,26 +58,63 @@ std::vector<std::string> zone_order(int32_t segment,
   return out;
 }
 
+namespace {
+
+// A 64-bit mix (splitmix64's finaliser): neighbouring inputs give unrelated
+// outputs.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// FNV-1a of a node's name.
+uint64_t name_hash(const std::string& name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+bool serving(const set_view& view, const node_lease& n) {
+  return lease_alive(view, n) && !n.draining;
+}
+
+// The preferred owner of `segment` among the nodes for which `counts` says
+// yes.
+template <class Counts>
+std::optional<std::string> preferred_among(const set_view& view, int32_t segment,
+                                           const std::vector<std::string>& zones,
+                                           Counts counts) {
+  for (auto& zone : zone_order(segment, zones)) {
+    const node_lease* best = nullptr;
+    uint64_t best_rank = 0;
+    for (auto& n : view.nodes) {
+      if (n.zone != zone || !counts(n))
+        continue;
+      auto rank = mix(name_hash(n.node) ^ mix(static_cast<uint64_t>(segment)));
+      if (best == nullptr || rank > best_rank
+          || (rank == best_rank && n.node < best->node)) {
+        best = &n;
+        best_rank = rank;
+      }
+    }
+    if (best != nullptr)
+      return best->node;
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
 std::optional<std::string>
 preferred_owner(const set_view& view, int32_t segment,
                 const std::vector<std::string>& zones) {
-  for (auto& zone : zone_order(segment, zones)) {
-    std::vector<const node_lease*> live;
-    for (auto& n : view.nodes)
-      if (n.zone == zone && lease_alive(view, n))
-        live.push_back(&n);
-    if (live.empty())
-      continue;
-    std::sort(live.begin(), live.end(),
-              [](auto* a, auto* b) { return a->node < b->node; });
-    // Segments whose primary is this zone step by the zone count, and
-    // their direction alternates (zone_order): divide both out so that the
-    // zone's nodes share its own segments and a lost zone's alike.
-    auto k = static_cast<size_t>(segment)
-             / (2 * std::max<size_t>(1, zones.size()));
-    return live[k % live.size()]->node;
-  }
-  return std::nullopt;
+  return preferred_among(view, segment, zones,
+                         [&](const node_lease& n) { return serving(view, n); });
 }
 
 std::vector<segment_owner> segments_to_take(const set_view& view,
@@ -102,6 +140,75 @@ std::vector<int32_t> owned_segments(const set_view& view, const std::string& me,
   for (auto& row : view.owners)
     if (row.owner == me && row.owner_incarnation == incarnation)
       out.push_back(row.segment);
+  return out;
+}
+
+
+std::vector<segment_handoff> segments_to_give(const set_view& view,
+                                              const std::string& me,
+                                              int64_t incarnation,
+                                              const std::vector<std::string>& zones,
+                                              int64_t settle_ms, size_t max) {
+  std::vector<segment_handoff> out;
+  auto* mine = find_lease(view, me);
+  if (mine == nullptr || mine->incarnation != incarnation
+      || !lease_alive(view, *mine))
+    return out;
+  for (auto& row : view.owners) {
+    if (out.size() >= max)
+      break;
+    if (row.owner != me || row.owner_incarnation != incarnation)
+      continue;
+    auto want = preferred_owner(view, row.segment, zones);
+    if (!want || *want == me)
+      continue;
+    auto* to = find_lease(view, *want);
+    if (!mine->draining && view.db_now_ms - to->since_ms < settle_ms)
+      continue;
+    out.push_back(segment_handoff{row.segment, row.owner_epoch, to->node,
+                                  to->incarnation});
+  }
+  return out;
+}
+
+std::vector<segment_handoff> planned_moves(const set_view& view,
+                                           const std::vector<std::string>& zones) {
+  std::vector<segment_handoff> out;
+  for (auto& row : view.owners) {
+    if (!owner_alive(view, row))
+      continue;  // a dead owner's segments are taken, not moved
+    auto want = preferred_owner(view, row.segment, zones);
+    if (!want || *want == row.owner)
+      continue;
+    auto* to = find_lease(view, *want);
+    out.push_back(segment_handoff{row.segment, row.owner_epoch, to->node,
+                                  to->incarnation});
+  }
+  return out;
+}
+
+std::vector<std::string> zone_loss_warnings(const set_view& view,
+                                            const std::vector<std::string>& zones,
+                                            int32_t capacity) {
+  std::vector<std::string> out;
+  if (capacity <= 0)
+    return out;
+  for (auto& lost : zones) {
+    std::map<std::string, int32_t> count;
+    for (auto& row : view.owners) {
+      auto want = preferred_among(view, row.segment, zones,
+                                  [&](const node_lease& n) {
+                                    return n.zone != lost && serving(view, n);
+                                  });
+      if (want)
+        ++count[*want];
+    }
+    for (auto& kv : count)
+      if (kv.second > capacity)
+        out.push_back("losing " + lost + " would leave " + kv.first + " with "
+                      + std::to_string(kv.second) + " segments (capacity "
+                      + std::to_string(capacity) + ")");
+  }
   return out;
 }
 

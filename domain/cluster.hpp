@@ -46,6 +46,13 @@ struct node_lease {
   std::string gateway_host;
   int32_t gateway_port = 0;
   int64_t expires_at_ms = 0;
+  /// An operator (or a stopping node) asked it to hand over its segments:
+  /// it is nobody's preferred owner and takes nothing.
+  bool draining = false;
+  /// In service since (database clock): the join of this incarnation, or
+  /// the end of its last drain. A node gets segments back by rebalance only
+  /// once it has served this long (no flapping).
+  int64_t since_ms = 0;
 };
 
 /// One row of a SET's segment owners: who serves the segment, since which
@@ -86,9 +93,11 @@ std::vector<std::string> zone_order(int32_t segment,
                                     const std::vector<std::string>& zones);
 
 /// Which live node of the view should own `segment`: the first zone in the
-/// segment's order that has live nodes, and within that zone one node picked
-/// by the segment (so that a zone's segments spread over its nodes). Nodes
-/// in `exclude` count as dead. Empty if no node of the SET is live.
+/// segment's order that has live nodes that are not draining, and within
+/// that zone the node that ranks highest for the segment (rendezvous
+/// hashing: a zone's segments spread evenly over its nodes, and a node that
+/// comes or goes moves only its own share). Empty if no node of the SET is
+/// live and serving.
 std::optional<std::string>
 preferred_owner(const set_view& view, int32_t segment,
                 const std::vector<std::string>& zones);
@@ -99,6 +108,41 @@ preferred_owner(const set_view& view, int32_t segment,
 std::vector<segment_owner> segments_to_take(const set_view& view,
                                             const std::string& me,
                                             const std::vector<std::string>& zones);
+
+/// A planned move of one segment from its live owner to another live node:
+/// a compare-and-set on the owner_epoch read (segment_owners), done by the
+/// giving owner once it has stopped serving the segment.
+struct segment_handoff {
+  int32_t segment = 0;
+  int64_t owner_epoch = 0;  ///< as read: the compare-and-set's expectation
+  std::string to;
+  int64_t to_incarnation = 0;
+};
+
+/// What `me` (at `incarnation`, live) should hand over now, at most `max`
+/// segments: each segment it owns whose preferred owner is another node,
+/// when `me` is draining, or when that node has been in service for
+/// `settle_ms` (database clock) -- so that a node that (re)joins gets its
+/// preferred segments back, but not while it may still flap. Ordered by
+/// segment.
+std::vector<segment_handoff> segments_to_give(const set_view& view,
+                                              const std::string& me,
+                                              int64_t incarnation,
+                                              const std::vector<std::string>& zones,
+                                              int64_t settle_ms, size_t max);
+
+/// Every move the placement wants in the view now (whatever the settling
+/// time), for operators: what a rebalance would do.
+std::vector<segment_handoff> planned_moves(const set_view& view,
+                                           const std::vector<std::string>& zones);
+
+/// For each zone: how many segments each surviving node of the view would
+/// serve if every node of that zone were lost; a line for each node that
+/// would then pass `capacity` segments (0: no limit, no lines), e.g.
+/// "losing zone-a would leave set1-b with 334 segments (capacity 300)".
+std::vector<std::string> zone_loss_warnings(const set_view& view,
+                                            const std::vector<std::string>& zones,
+                                            int32_t capacity);
 
 /// The segments `me` (at `incarnation`) owns in the view.
 std::vector<int32_t> owned_segments(const set_view& view, const std::string& me,
@@ -131,6 +175,48 @@ struct take_request {
   int64_t incarnation = 0;
   std::vector<segment_owner> expected;
 };
+
+/// The owner (`node` at `incarnation`) hands segments over, each by
+/// compare-and-set on its owner_epoch, only while both its lease and the
+/// receiver's (at the named incarnation) are current.
+struct give_request {
+  std::string node;
+  int64_t incarnation = 0;
+  std::vector<segment_handoff> moves;
+};
+
+/// Mark a node of the SET as draining (or serving again).
+struct drain_request {
+  std::string node;
+  bool draining = true;
+};
+
+/// A stopping node ends its own lease now (by name and incarnation), so
+/// that what it still owns is taken without waiting for the lease to run out.
+struct leave_request {
+  std::string node;
+  int64_t incarnation = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, segment_handoff& x) {
+  return f(x.segment, x.owner_epoch, x.to, x.to_incarnation);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, give_request& x) {
+  return f(x.node, x.incarnation, x.moves);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, drain_request& x) {
+  return f(x.node, x.draining);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, leave_request& x) {
+  return f(x.node, x.incarnation);
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_request& x) {
@@ -165,7 +251,8 @@ typename Inspector::result_type inspect(Inspector& f, segment_range& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_lease& x) {
   return f(x.node, x.incarnation, x.zone, x.set, x.peer_host, x.peer_port,
-           x.gateway_host, x.gateway_port, x.expires_at_ms);
+           x.gateway_host, x.gateway_port, x.expires_at_ms, x.draining,
+           x.since_ms);
 }
 
 template <class Inspector>

@@ -61,10 +61,51 @@ struct segment_request {
   std::string reason;
 };
 
+/// Operators: steer a cluster's placement (docs/cluster.md).
+enum class control_action : uint8_t {
+  drain = 1,      ///< the node hands every segment over and takes none
+  undrain = 2,    ///< it serves again; rebalancing gives its segments back
+  rebalance = 3,  ///< the moves placement wants now; start them unless dry_run
+};
+
+inline const char* to_string(control_action x) {
+  switch (x) {
+    case control_action::drain:
+      return "drain";
+    case control_action::undrain:
+      return "undrain";
+    case control_action::rebalance:
+      return "rebalance";
+  }
+  return "unknown";
+}
+
+struct control_request {
+  control_action action = control_action::rebalance;
+  std::string node;  ///< drain and undrain: which node
+  bool dry_run = false;
+};
+
+/// One planned or started move of a segment.
+struct control_move {
+  int32_t segment = 0;
+  std::string from;
+  std::string to;
+};
+
+struct control_result {
+  std::string node;          ///< drain, undrain: the node
+  bool draining = false;     ///< drain, undrain: its state now
+  int32_t owned = 0;         ///< drain, undrain: segments it owns now
+  std::vector<control_move> moves;  ///< rebalance: what moves (or would)
+  std::string message;       ///< for people
+};
+
 using request_body
   = std::variant<auth_request, create_request, pay_request, grab_request,
                  open_request, get_request, history_query, balance_request,
-                 reconcile_request, stats_request, segment_request>;
+                 reconcile_request, stats_request, segment_request,
+                 control_request>;
 
 struct client_request {
   uint64_t request_id = 0;
@@ -136,7 +177,11 @@ struct cluster_info {
   std::string zone;
   int64_t incarnation = 0;
   bool fenced = false;  ///< the node could not renew its lease in time
+  bool draining = false;  ///< it is handing its segments over
   std::vector<std::string> zones;
+  /// What a zone's loss would do past the configured capacity
+  /// ([cluster] node_capacity_segments), one line each.
+  std::vector<std::string> warnings;
   /// Every SET as last seen: its own from its database, the others from
   /// their nodes.
   std::vector<set_view> sets;
@@ -154,7 +199,7 @@ struct node_stats {
 using response_body
   = std::variant<error_reply, auth_ok, envelope, grab_result, open_result,
                  envelope_detail, history_page, balance_info,
-                 reconcile_report, node_stats, segment_state>;
+                 reconcile_report, node_stats, segment_state, control_result>;
 
 struct client_response {
   uint64_t request_id = 0;
@@ -167,8 +212,24 @@ typename Inspector::result_type inspect(Inspector& f, metric& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, control_request& x) {
+  return f(x.action, x.node, x.dry_run);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, control_move& x) {
+  return f(x.segment, x.from, x.to);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, control_result& x) {
+  return f(x.node, x.draining, x.owned, x.moves, x.message);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_info& x) {
-  return f(x.enabled, x.set, x.zone, x.incarnation, x.fenced, x.zones, x.sets);
+  return f(x.enabled, x.set, x.zone, x.incarnation, x.fenced, x.draining,
+           x.zones, x.warnings, x.sets);
 }
 
 template <class Inspector>

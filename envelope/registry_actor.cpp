@@ -1,6 +1,8 @@
 #include "envelope/registry_actor.hpp"
 
+#include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "caf/all.hpp"
 
@@ -25,6 +27,12 @@ struct registry_state {
   envelope_store store;
   std::unordered_map<int64_t, live_envelope> live;
   std::unordered_map<caf::actor_addr, int64_t> ids;  // for down messages
+  // A planned move: the segments leaving, and the actors of theirs still
+  // stopping (with the promise to answer once none is).
+  std::unordered_set<int32_t> moving;
+  std::unordered_set<caf::actor_addr> stopping;
+  caf::typed_response_promise<int32_t> moved;
+  int32_t moved_count = 0;
   bool cap_checked = false;  // asked for idle reports at the cap before
   caf::actor_clock::time_point cap_checked_at;
   static inline const char* name = "hb.registry";
@@ -102,6 +110,10 @@ template <class Reply, class... Ts>
 caf::result<Reply> forward(registry_pointer self, int64_t id, Ts&&... xs) {
   if (auto err = check_id(id))
     return err;
+  if (self->state.moving.count(segment_of(id)) > 0)
+    return make_error(errc::unavailable,
+                      "the envelope's segment is moving to another node; "
+                      "retry");
   auto entry = find_or_activate(self, id);
   if (entry == nullptr)
     return at_capacity(self);
@@ -123,6 +135,9 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
     if (live != st.live.end() && live->second.handle.address() == msg.source)
       st.live.erase(live);
     st.ids.erase(it);
+    if (st.stopping.erase(msg.source) > 0 && st.stopping.empty()
+        && st.moved.pending())
+      st.moved.deliver(st.moved_count);
   });
   return {
     [=](grab_atom a, int64_t id, std::string& user) {
@@ -169,6 +184,30 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
       self->state.live.clear();
       self->state.ids.clear();
       actors_log().warn("envelopes_fenced stopped={}", n);
+    },
+    [=](handoff_atom, std::vector<int32_t>& segments) -> caf::result<int32_t> {
+      auto& st = self->state;
+      st.moving = std::unordered_set<int32_t>(segments.begin(), segments.end());
+      if (st.moved.pending())
+        st.moved.deliver(st.moved_count);  // superseded
+      st.stopping.clear();
+      st.moved_count = 0;
+      for (auto it = st.live.begin(); it != st.live.end();) {
+        if (st.moving.count(segment_of(it->first)) == 0) {
+          ++it;
+          continue;
+        }
+        self->send(it->second.handle, stop_atom::value);
+        st.stopping.insert(it->second.handle.address());
+        ++st.moved_count;
+        it = st.live.erase(it);
+      }
+      if (st.stopping.empty())
+        return st.moved_count;
+      actors_log().info("envelopes_moving segments={} stopping={}",
+                        st.moving.size(), st.moved_count);
+      st.moved = self->make_response_promise<int32_t>();
+      return st.moved;
     },
     [=](stop_atom) {
       for (auto& kv : self->state.live)

@@ -25,7 +25,13 @@ using registry_actor = envelope_requests::extend<
   caf::reacts_to<stop_atom>,
   // The node lost its lease (cluster): stops every live envelope actor and
   // keeps running; later requests activate afresh under the new ownership.
-  caf::reacts_to<fence_atom>>;
+  caf::reacts_to<fence_atom>,
+  // A planned move (cluster): these segments are leaving this node. Their
+  // live actors stop (each finishes and answers its write in flight; what
+  // it had queued is answered retryable), requests for them are answered
+  // retryable UNAVAILABLE meanwhile; the reply, how many actors stopped,
+  // comes once all of them have. An empty list: no segment is moving.
+  caf::replies_to<handoff_atom, std::vector<int32_t>>::with<int32_t>>;
 
 struct registry_settings : registry_config {
   envelope_settings envelope;

@@ -390,6 +390,10 @@ struct dispatcher {
     call_router<segment_state>(self, rid, kind, segment_atom::value,
                                std::move(req));
   }
+  void operator()(control_request& req) {
+    call_router<control_result>(self, rid, kind, drain_atom::value,
+                                std::move(req));
+  }
 };
 
 void handle_payload(connection_broker* self, const char* data, size_t size) {

@@ -947,6 +947,16 @@ CREATE VIEW envelopes_all AS
   SELECT *, true AS archived FROM cold.envelopes;
 )sql";
 
+// Planned moves (docs/cluster.md, "Handoff, drain and rebalance"): a node
+// marked draining is nobody's preferred owner and hands its segments over;
+// joined_at now says since when a node serves (its join, or the end of its
+// last drain), which rebalancing waits on.
+constexpr const char* v7_draining = R"sql(
+ALTER TABLE node_leases ADD COLUMN draining BOOLEAN NOT NULL DEFAULT false;
+COMMENT ON COLUMN node_leases.joined_at IS
+  'In service since: the join of this incarnation, or the end of its last drain';
+)sql";
+
 const std::vector<migration> migrations = {
   {1, "initial_schema", v1_initial_schema},
   {2, "segment_states", v2_segment_states},
@@ -954,6 +964,7 @@ const std::vector<migration> migrations = {
   {4, "seqs_from_the_commit", v4_seqs_from_the_commit},
   {5, "credits_owed", v5_credits_owed},
   {6, "cluster", v6_cluster},
+  {7, "draining", v7_draining},
 };
 
 bool strictly_ascending(const std::vector<migration>& xs) {

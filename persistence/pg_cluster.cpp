@@ -35,19 +35,21 @@ reply with_hint(reply r, const char* what) {
 /// SET's name and the database's now() (the transaction's start, the same
 /// now() a lease written in this transaction counts from), 1 a node lease,
 /// 2 a segment owner, 3 a blocked segment; ordered by kind, then by node
-/// name or segment.
+/// name or segment. A lease row packs draining into the high bits of its
+/// peer port and carries joined_at (in service since) as i5.
 constexpr const char* view_sql =
   "SELECT 0 AS kind, COALESCE((SELECT set_name FROM cluster_identity), '') AS t1,"
   " '' AS t2, '' AS t3, '' AS t4, '' AS t5, hb_ms(now()) AS i1, 0::bigint AS i2,"
-  " 0::bigint AS i3, 0::bigint AS i4, 0::bigint AS k "
+  " 0::bigint AS i3, 0::bigint AS i4, 0 AS k, 0::bigint AS i5 "
   "UNION ALL "
   "SELECT 1, node, zone, set_name, peer_host, gateway_host, incarnation,"
-  " peer_port, gateway_port, hb_ms(lease_expires_at), 0 FROM node_leases "
+  " peer_port::bigint | (draining::int::bigint << 32), gateway_port,"
+  " hb_ms(lease_expires_at), 0, hb_ms(joined_at) FROM node_leases "
   "UNION ALL "
   "SELECT 2, COALESCE(owner, ''), '', '', '', '', owner_incarnation,"
-  " owner_epoch, 0, 0, segment FROM segment_owners "
+  " owner_epoch, 0, 0, segment, 0 FROM segment_owners "
   "UNION ALL "
-  "SELECT 3, reason, '', '', '', '', (mode = 'manual')::int, 0, 0, 0, segment"
+  "SELECT 3, reason, '', '', '', '', (mode = 'manual')::int, 0, 0, 0, segment, 0"
   " FROM segment_states WHERE blocked "
   "ORDER BY kind, k, t1";
 
@@ -70,9 +72,11 @@ outcome<set_view> read_view(PGconn* conn, const char* what) {
         n.peer_host = r.text(row, 4);
         n.gateway_host = r.text(row, 5);
         n.incarnation = r.i64(row, 6);
-        n.peer_port = static_cast<int32_t>(r.i64(row, 7));
+        n.peer_port = static_cast<int32_t>(r.i64(row, 7) & 0xffffffff);
+        n.draining = (r.i64(row, 7) >> 32) != 0;
         n.gateway_port = static_cast<int32_t>(r.i64(row, 8));
         n.expires_at_ms = r.i64(row, 9);
+        n.since_ms = r.i64(row, 11);
         v.nodes.push_back(std::move(n));
         break;
       }
@@ -191,7 +195,8 @@ outcome<set_view> pg_store::join(const join_request& req) {
           "  gateway_port = excluded.gateway_port,"
           "  lease_expires_at = excluded.lease_expires_at,"
           "  joined_at = CASE WHEN l.incarnation = excluded.incarnation"
-          "   THEN l.joined_at ELSE now() END"
+          "   THEN l.joined_at ELSE now() END,"
+          "  draining = l.draining AND l.incarnation = excluded.incarnation"
           " WHERE l.incarnation <= excluded.incarnation"
           " RETURNING incarnation",
           p);
@@ -304,6 +309,115 @@ outcome<std::vector<segment_owner>> pg_store::take(const take_request& req) {
     out.push_back(segment_owner{static_cast<int32_t>(r.i64(row, 0)),
                                 r.text(row, 1), r.i64(row, 2), r.i64(row, 3)});
   return out;
+}
+
+outcome<std::vector<segment_owner>> pg_store::give(const give_request& req) {
+  std::vector<segment_owner> out;
+  if (req.moves.empty())
+    return out;
+  for (auto& m : req.moves)
+    if (m.segment < 0 || m.segment > 999 || m.to.empty() || m.to == req.node
+        || m.to_incarnation <= 0)
+      return failure{errc::invalid_argument,
+                     "give: segment " + std::to_string(m.segment) + " to '"
+                       + m.to + "' incarnation "
+                       + std::to_string(m.to_incarnation)
+                       + " is not a move to another node"};
+  if (!ensure_connected())
+    return unreachable(conn_);
+  std::vector<int64_t> segments, epochs, incarnations;
+  std::vector<std::string> targets;
+  for (auto& m : req.moves) {
+    segments.push_back(m.segment);
+    epochs.push_back(m.owner_epoch);
+    targets.push_back(m.to);
+    incarnations.push_back(m.to_incarnation);
+  }
+  // The commit point of a planned move, one statement: each segment moves
+  // by compare-and-set on the owner_epoch the giver read, only while the
+  // giver owns it at its incarnation with a current lease and the receiver
+  // holds a current lease at the incarnation named. Rows locked in segment
+  // order, as take's.
+  static constexpr const char* sql =
+    "WITH req AS ("
+    " SELECT DISTINCT ON (r.segment) r.segment, r.epoch, r.node, r.inc"
+    " FROM unnest($3::int[], $4::bigint[], $5::text[], $6::bigint[])"
+    "  AS r(segment, epoch, node, inc)"
+    " ORDER BY r.segment),"
+    " l AS ("
+    " SELECT o.segment FROM segment_owners o JOIN req ON req.segment = o.segment"
+    " ORDER BY o.segment FOR UPDATE OF o),"
+    " upd AS ("
+    " UPDATE segment_owners o SET owner = req.node, owner_incarnation = req.inc,"
+    "  owner_epoch = o.owner_epoch + 1, taken_at = now()"
+    " FROM l, req"
+    " WHERE o.segment = l.segment AND req.segment = l.segment"
+    "  AND o.owner_epoch = req.epoch AND o.owner = $1 AND o.owner_incarnation = $2"
+    "  AND EXISTS (SELECT 1 FROM node_leases me WHERE me.node = $1"
+    "   AND me.incarnation = $2 AND me.lease_expires_at > now())"
+    "  AND EXISTS (SELECT 1 FROM node_leases t WHERE t.node = req.node"
+    "   AND t.incarnation = req.inc AND t.lease_expires_at > now())"
+    " RETURNING o.segment, o.owner, o.owner_incarnation, o.owner_epoch) "
+    "SELECT segment, owner, owner_incarnation, owner_epoch FROM upd"
+    " ORDER BY segment";
+  params p;
+  p.add(req.node).add(req.incarnation).add(number_array(segments));
+  p.add(number_array(epochs)).add(text_array(targets));
+  p.add(number_array(incarnations));
+  auto r = with_hint(run(conn_, "give", sql, p), "give");
+  if (!r.ok())
+    return r.error;
+  for (int row = 0; row < r.rows(); ++row)
+    out.push_back(segment_owner{static_cast<int32_t>(r.i64(row, 0)),
+                                r.text(row, 1), r.i64(row, 2), r.i64(row, 3)});
+  return out;
+}
+
+outcome<set_view> pg_store::drain(const drain_request& req) {
+  if (req.node.empty())
+    return failure{errc::invalid_argument, "drain: no node named"};
+  if (!ensure_connected())
+    return unreachable(conn_);
+  transaction tx{conn_, "drain"};
+  auto r = tx.begin();
+  if (!r.ok())
+    return r.error;
+  // Serving again restarts the settling time before rebalancing gives the
+  // node its segments back.
+  r = with_hint(run(conn_, "drain",
+                    "UPDATE node_leases SET draining = $2,"
+                    " joined_at = CASE WHEN draining AND NOT $2 THEN now()"
+                    "  ELSE joined_at END"
+                    " WHERE node = $1",
+                    params{}.add(req.node).add(req.draining)),
+                "drain");
+  if (!r.ok())
+    return r.error;
+  if (r.affected() != 1)
+    return failure{errc::not_found,
+                   "drain: no node named '" + req.node
+                     + "' has ever joined this SET"};
+  auto view = read_view(conn_, "drain");
+  if (!view)
+    return view.error();
+  r = tx.commit();
+  if (!r.ok())
+    return r.error;
+  return view;
+}
+
+outcome<bool> pg_store::leave(const leave_request& req) {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  auto r = with_hint(run(conn_, "leave",
+                         "UPDATE node_leases SET lease_expires_at = now()"
+                         " WHERE node = $1 AND incarnation = $2"
+                         "  AND lease_expires_at > now()",
+                         params{}.add(req.node).add(req.incarnation)),
+                     "leave");
+  if (!r.ok())
+    return r.error;
+  return r.affected() == 1;
 }
 
 } // namespace hb::persistence

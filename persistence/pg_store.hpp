@@ -370,6 +370,23 @@ public:
   /// they are now, by segment; the others are left unchanged.
   outcome<std::vector<segment_owner>> take(const take_request& req);
 
+  /// Planned moves, one statement: each segment goes to its named receiver
+  /// by compare-and-set on the owner_epoch read, only while req.node owns
+  /// it at req.incarnation with a current lease and the receiver's lease
+  /// (at the incarnation named) is current. Returns the rows moved (the
+  /// others stay as they were). A move to nobody or to itself ->
+  /// errc::invalid_argument, nothing moved.
+  outcome<std::vector<segment_owner>> give(const give_request& req);
+
+  /// Marks a node of this SET draining (or serving again, which restarts
+  /// its in-service time) and returns the SET's view; errc::not_found if no
+  /// node of that name ever joined.
+  outcome<set_view> drain(const drain_request& req);
+
+  /// Ends the node's lease now if it is still current at that incarnation
+  /// (a stopping node); true if it was.
+  outcome<bool> leave(const leave_request& req);
+
 private:
   explicit pg_store(pg_conn* conn, std::string url);
   bool ensure_connected();

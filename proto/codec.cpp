@@ -247,6 +247,11 @@ void to_proto(const request_body& body, pb::Request& out) {
     seg->set_block(x->block);
     // Typed by an operator: keep the frame parseable whatever the terminal.
     seg->set_reason(printable_message(x->reason));
+  } else if (auto* x = std::get_if<control_request>(&body)) {
+    auto* c = out.mutable_cluster();
+    c->set_action(static_cast<pb::ClusterControl::Action>(x->action));
+    c->set_node(x->node);
+    c->set_dry_run(x->dry_run);
   }
 }
 
@@ -296,6 +301,32 @@ outcome<request_body> from_proto(const pb::Request& msg) {
                      + std::to_string(segment_max) + ", got "
                      + std::to_string(x.segment()));
       return request_body{segment_request{x.segment(), x.block(), x.reason()}};
+    }
+    case pb::Request::kCluster: {
+      auto& x = msg.cluster();
+      control_request req;
+      switch (x.action()) {
+        case pb::ClusterControl::DRAIN:
+          req.action = control_action::drain;
+          break;
+        case pb::ClusterControl::UNDRAIN:
+          req.action = control_action::undrain;
+          break;
+        case pb::ClusterControl::REBALANCE:
+          req.action = control_action::rebalance;
+          break;
+        default:
+          return bad(errc::invalid_argument,
+                     "ClusterControl.action must be DRAIN, UNDRAIN or "
+                     "REBALANCE, got " + std::to_string(x.action()));
+      }
+      if (req.action != control_action::rebalance && x.node().empty())
+        return bad(errc::invalid_argument,
+                   std::string{"ClusterControl "} + to_string(req.action)
+                     + " needs a node name");
+      req.node = x.node();
+      req.dry_run = x.dry_run();
+      return request_body{std::move(req)};
     }
     case pb::Request::BODY_NOT_SET:
       break;
@@ -464,6 +495,8 @@ void to_proto(const set_view& v, pb::ClusterSet* out) {
     y->set_gateway_port(n.gateway_port);
     y->set_alive(lease_alive(v, n));
     y->set_lease_left_ms(n.expires_at_ms - v.db_now_ms);
+    y->set_draining(n.draining);
+    y->set_serving_ms(n.since_ms > 0 ? v.db_now_ms - n.since_ms : 0);
   }
   for (auto& g : owner_groups(v)) {
     auto* y = out->add_owners();
@@ -484,8 +517,11 @@ void to_proto(const cluster_info& x, pb::ClusterView* out) {
   out->set_zone(printable_message(x.zone));
   out->set_incarnation(x.incarnation);
   out->set_fenced(x.fenced);
+  out->set_draining(x.draining);
   for (auto& z : x.zones)
     out->add_zones(printable_message(z));
+  for (auto& w : x.warnings)
+    out->add_warnings(printable_message(w));
   out->mutable_sets()->Reserve(static_cast<int>(x.sets.size()));
   for (auto& v : x.sets)
     to_proto(v, out->add_sets());
@@ -508,6 +544,9 @@ outcome<set_view> from_proto(const pb::ClusterSet& x) {
     n.peer_port = y.peer_port();
     n.gateway_host = y.gateway_host();
     n.gateway_port = y.gateway_port();
+    n.draining = y.draining();
+    if (y.serving_ms() > 0)
+      n.since_ms = x.db_now_ms() - y.serving_ms();
     if (__builtin_add_overflow(x.db_now_ms(), y.lease_left_ms(),
                                &n.expires_at_ms))
       return bad(errc::malformed, "ClusterNode.lease_left_ms out of range");
@@ -557,7 +596,9 @@ outcome<cluster_info> from_proto(const pb::ClusterView& x) {
   result.zone = x.zone();
   result.incarnation = x.incarnation();
   result.fenced = x.fenced();
+  result.draining = x.draining();
   result.zones.assign(x.zones().begin(), x.zones().end());
+  result.warnings.assign(x.warnings().begin(), x.warnings().end());
   result.sets.reserve(x.sets_size());
   for (auto& y : x.sets()) {
     auto v = from_proto(y);
@@ -646,6 +687,18 @@ void to_proto(const response_body& body, pb::Response& out) {
     to_proto(*x, out.mutable_stats());
   } else if (auto* x = std::get_if<segment_state>(&body)) {
     to_proto(*x, out.mutable_segment());
+  } else if (auto* x = std::get_if<control_result>(&body)) {
+    auto* c = out.mutable_cluster();
+    c->set_node(printable_message(x->node));
+    c->set_draining(x->draining);
+    c->set_owned(x->owned);
+    for (auto& m : x->moves) {
+      auto* y = c->add_moves();
+      y->set_segment(m.segment);
+      y->set_from(printable_message(m.from));
+      y->set_to(printable_message(m.to));
+    }
+    c->set_message(printable_message(x->message));
   }
 }
 
@@ -706,6 +759,17 @@ outcome<response_body> from_proto(const pb::Response& msg) {
       if (!seg)
         return seg.error();
       return response_body{std::move(*seg)};
+    }
+    case pb::Response::kCluster: {
+      auto& x = msg.cluster();
+      control_result result;
+      result.node = x.node();
+      result.draining = x.draining();
+      result.owned = x.owned();
+      for (auto& m : x.moves())
+        result.moves.push_back(control_move{m.segment(), m.from(), m.to()});
+      result.message = x.message();
+      return response_body{std::move(result)};
     }
     case pb::Response::BODY_NOT_SET:
       break;

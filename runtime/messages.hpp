@@ -69,6 +69,9 @@ struct segment_route {
   bool local = false;       ///< this node serves it now
   caf::actor router;        ///< the owner's router, when remote and linked
   std::string gateway;      ///< the owner's client gateway "host:port"
+  /// This node is handing the segment over: requests wait (bounded) until
+  /// the move ends, then go where the route then says.
+  bool moving = false;
 };
 
 /// The router's view of the cluster: a route per segment, whether this
@@ -91,7 +94,7 @@ struct peer_hello {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, segment_route& x) {
-  return f(x.owner, x.owner_epoch, x.local, x.router, x.gateway);
+  return f(x.owner, x.owner_epoch, x.local, x.router, x.gateway, x.moving);
 }
 
 template <class Inspector>
@@ -179,9 +182,18 @@ CAF_BEGIN_TYPE_ID_BLOCK(hongbao, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hongbao, (hb::join_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::renew_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::take_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::segment_handoff))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::segment_handoff>))
+  CAF_ADD_TYPE_ID(hongbao, (hb::give_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::drain_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::leave_request))
   CAF_ADD_TYPE_ID(hongbao, (hb::route_table))
   CAF_ADD_TYPE_ID(hongbao, (hb::peer_hello))
   CAF_ADD_TYPE_ID(hongbao, (hb::cluster_info))
+  CAF_ADD_TYPE_ID(hongbao, (hb::control_request))
+  CAF_ADD_TYPE_ID(hongbao, (hb::control_result))
+  CAF_ADD_TYPE_ID(hongbao, (hb::control_move))
+  CAF_ADD_TYPE_ID(hongbao, (std::vector<hb::control_move>))
 
 CAF_END_TYPE_ID_BLOCK(hongbao)
 
@@ -225,6 +237,9 @@ using db_probe_atom = caf::atom_constant<caf::atom("db_probe")>;
 using db_join_atom = caf::atom_constant<caf::atom("db_join")>;
 using db_renew_atom = caf::atom_constant<caf::atom("db_renew")>;
 using db_take_atom = caf::atom_constant<caf::atom("db_take")>;
+using db_give_atom = caf::atom_constant<caf::atom("db_give")>;
+using db_drain_atom = caf::atom_constant<caf::atom("db_drain")>;
+using db_leave_atom = caf::atom_constant<caf::atom("db_leave")>;
 
 // Segment health.
 using seg_report_atom = caf::atom_constant<caf::atom("seg_report")>;
@@ -253,6 +268,12 @@ using segment_sync_atom = caf::atom_constant<caf::atom("seg_sync")>;
 using owned_atom = caf::atom_constant<caf::atom("owned")>;
 /// The registry stops every envelope actor: the node lost its lease.
 using fence_atom = caf::atom_constant<caf::atom("fence")>;
+// A planned move of segments (registry: stop their actors; membership:
+// rows moved to this node by their owner).
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+// Operators: drain a node, serve again, rebalance now.
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+using rebalance_atom = caf::atom_constant<caf::atom("rebalance")>;
 /// The router's new route table.
 using route_atom = caf::atom_constant<caf::atom("route")>;
 /// Two nodes introduce themselves over a new link.

@@ -38,6 +38,7 @@ const char* to_string(request_kind x) {
     case request_kind::reconcile: return "reconcile";
     case request_kind::stats: return "stats";
     case request_kind::segment: return "segment";
+    case request_kind::cluster: return "cluster";
     case request_kind::count_: break;
   }
   return "unknown";
@@ -51,6 +52,8 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   add("cluster.joins", cluster_joins.load());
   add("cluster.fences", cluster_fences.load());
   add("cluster.segments_taken", cluster_takes.load());
+  add("cluster.segments_given", cluster_gives.load());
+  add("cluster.segments_received", cluster_received.load());
   add("cluster.forwarded", cluster_forwarded.load());
   add("cluster.forward_failures", cluster_forward_failures.load());
   add("cluster.forward_us_p50", forward_latency_us.percentile(50));

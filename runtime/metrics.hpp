@@ -38,7 +38,7 @@ private:
 /// The request kinds counted by the gateway (the client protocol's).
 enum class request_kind : uint8_t {
   auth, create, pay, grab, open, get, history, balance, reconcile, stats,
-  segment, count_  // keep last
+  segment, cluster, count_  // keep last
 };
 
 const char* to_string(request_kind x);
@@ -66,6 +66,8 @@ struct node_metrics {
   std::atomic<uint64_t> cluster_joins{0};     ///< joins (a new incarnation each)
   std::atomic<uint64_t> cluster_fences{0};    ///< times the node fenced itself
   std::atomic<uint64_t> cluster_takes{0};     ///< segments taken by compare-and-set
+  std::atomic<uint64_t> cluster_gives{0};     ///< segments handed over (planned moves)
+  std::atomic<uint64_t> cluster_received{0};  ///< segments handed to this node
   std::atomic<uint64_t> cluster_forwarded{0}; ///< requests forwarded to an owner
   std::atomic<uint64_t> cluster_forward_failures{0};  ///< ... not answered by it
   std::atomic<uint64_t> cluster_not_owner{0}; ///< forwarded here, owned elsewhere

@@ -475,6 +475,16 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
       -> caf::result<std::vector<segment_owner>> {
       return make_error(errc::internal, "this store has no cluster tables");
     },
+    [=](db_give_atom, const give_request&)
+      -> caf::result<std::vector<segment_owner>> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_drain_atom, const drain_request&) -> caf::result<set_view> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
+    [=](db_leave_atom, const leave_request&) -> caf::result<bool> {
+      return make_error(errc::internal, "this store has no cluster tables");
+    },
     [=](db_probe_atom, int32_t segment,
         int32_t) -> caf::result<caf::ok_atom> {
       // A probe fails exactly like the segment's real statements would.

@@ -354,6 +354,19 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
       return with_db<std::vector<segment_owner>>(
         self, [&](pg_store& db) { return lift(db.take(req)); });
     },
+    [=](db_give_atom,
+        const give_request& req) -> caf::result<std::vector<segment_owner>> {
+      return with_db<std::vector<segment_owner>>(
+        self, [&](pg_store& db) { return lift(db.give(req)); });
+    },
+    [=](db_drain_atom, const drain_request& req) -> caf::result<set_view> {
+      return with_db<set_view>(self,
+                               [&](pg_store& db) { return lift(db.drain(req)); });
+    },
+    [=](db_leave_atom, const leave_request& req) -> caf::result<bool> {
+      return with_db<bool>(self,
+                           [&](pg_store& db) { return lift(db.leave(req)); });
+    },
   };
 }
 

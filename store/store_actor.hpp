@@ -101,7 +101,13 @@ using cluster_store = caf::typed_actor<
   // errc::not_owner if the lease was replaced or has expired.
   caf::replies_to<db_renew_atom, renew_request>::with<set_view>,
   // Compare-and-set takes; the owner rows as taken (owner_epoch + 1).
-  caf::replies_to<db_take_atom, take_request>::with<std::vector<segment_owner>>>;
+  caf::replies_to<db_take_atom, take_request>::with<std::vector<segment_owner>>,
+  // Planned moves by compare-and-set; the owner rows as moved.
+  caf::replies_to<db_give_atom, give_request>::with<std::vector<segment_owner>>,
+  // Mark a node of the SET draining or serving; the SET's view after it.
+  caf::replies_to<db_drain_atom, drain_request>::with<set_view>,
+  // A stopping node ends its lease now; whether it was current.
+  caf::replies_to<db_leave_atom, leave_request>::with<bool>>;
 
 /// Every concern: what a store implements.
 using store_actor = envelope_store::extend_with<ledger_store, segment_store,

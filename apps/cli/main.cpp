@@ -167,6 +167,29 @@ int main(int argc, char** argv) {
   unblock_cmd->add_option("--reason", segment.reason,
                           "why (goes to the node's log)");
 
+  control_request control;
+  int drain_wait_s = 0;
+  auto* drain_cmd = app.add_subcommand(
+    "drain",
+    "operators (cluster): NODE hands every segment to the next nodes in "
+    "their zone order and takes none, until undrain or its restart");
+  drain_cmd->add_option("NODE", control.node, "the node's name")->required();
+  drain_cmd->add_option("--wait", drain_wait_s,
+                        "follow until it owns no segment, at most this many "
+                        "seconds (0: do not wait)")
+    ->check(CLI::Range(0, 3600));
+  auto* undrain_cmd = app.add_subcommand(
+    "undrain",
+    "operators (cluster): NODE serves again; its preferred segments come "
+    "back after the rebalance settling time");
+  undrain_cmd->add_option("NODE", control.node, "the node's name")->required();
+  auto* rebalance_cmd = app.add_subcommand(
+    "rebalance",
+    "operators (cluster): move segments to their preferred live nodes now, "
+    "without the settling wait");
+  rebalance_cmd->add_flag("--dry-run", control.dry_run,
+                          "only list the moves placement wants");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -198,6 +221,13 @@ int main(int argc, char** argv) {
     return cmd_reconcile(opts, since_text);
   if (stats_cmd->parsed())
     return cmd_stats(opts);
+  if (drain_cmd->parsed() || undrain_cmd->parsed()
+      || rebalance_cmd->parsed()) {
+    control.action = drain_cmd->parsed()     ? control_action::drain
+                     : undrain_cmd->parsed() ? control_action::undrain
+                                             : control_action::rebalance;
+    return cmd_cluster(opts, std::move(control), drain_wait_s * 1000);
+  }
   if (segment_cmd->parsed()) {
     segment.block = block_cmd->parsed();
     return cmd_segment(opts, std::move(segment));

@@ -4,6 +4,7 @@
 // registry -> router -> gateway. Shutdown (SIGINT/SIGTERM) runs in reverse.
 
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <sstream>
 #include <thread>
@@ -91,12 +92,13 @@ bool migrate(const node_config& cfg, int wait_s) {
   }
 }
 
-// Waits for SIGINT/SIGTERM on a thread of its own and asks the supervisor
-// to stop the node; woken with SIGUSR1 when the node ends by itself.
+// Waits for SIGINT/SIGTERM on a thread of its own, runs `before_stop` (a
+// cluster node hands its segments over) and asks the supervisor to stop
+// the node; woken with SIGUSR1 when the node ends by itself.
 class signal_waiter {
 public:
-  explicit signal_waiter(supervisor_actor sup) {
-    thread_ = std::thread([this, sup] {
+  signal_waiter(supervisor_actor sup, std::function<void()> before_stop) {
+    thread_ = std::thread([this, sup, before_stop] {
       sigset_t set;
       sigemptyset(&set);
       sigaddset(&set, SIGINT);
@@ -106,6 +108,8 @@ public:
       sigwait(&set, &sig);
       if (sig != SIGUSR1) {
         named_logger("node").info("node_stopping signal={}", sig);
+        if (before_stop)
+          before_stop();
         caf::anon_send(sup, stop_atom::value);
       }
     });
@@ -256,7 +260,38 @@ int main(int argc, char** argv) {
   // when a subsystem failed beyond its restart intensity.
   caf::error reason;
   {
-    signal_waiter signals{node->supervisor};
+    // A cluster node drains before it stops: its segments move to the next
+    // nodes in their zone order while it still answers, and its lease ends,
+    // so that clients see no failover pause (docs/cluster.md).
+    auto drain = [&sys, &ctx, &cfg] {
+      auto membership = ctx->membership;
+      if (!membership || cfg->cluster.drain_timeout_ms == 0)
+        return;
+      auto timeout = std::chrono::milliseconds(cfg->cluster.drain_timeout_ms);
+      auto started = std::chrono::steady_clock::now();
+      caf::scoped_actor self{sys};
+      self->request(membership, timeout, stop_atom::value)
+        .receive(
+          [&](int32_t left) {
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+            named_logger("node").info("node_drained segments_left={} ms={}",
+                                      left, ms);
+            std::printf("hongbao-node %s drained in %lld ms (%d segments left "
+                        "to fail over)\n",
+                        cfg->node.name.c_str(), static_cast<long long>(ms),
+                        left);
+            std::fflush(stdout);
+          },
+          [&](caf::error& err) {
+            named_logger("node").warn("node_drain_incomplete error={}",
+                                      sys.render(err));
+          });
+    };
+    signal_waiter signals{node->supervisor,
+                          cfg->cluster.enabled ? std::function<void()>{drain}
+                                               : std::function<void()>{}};
     caf::scoped_actor self{sys};
     self->monitor(node->supervisor);
     self->receive([&](caf::down_msg& msg) { reason = msg.reason; });

@@ -22,10 +22,13 @@
 //       through the next gateway. Each open is retried for the same user
 //       until it is answered, for at most G ms after D. Lines (t = Unix ms,
 //       gw = gateway index):
-//         "<t> ok <envelope> <user> <amount> <first_time> <gw>"
+//         "<t> ok <envelope> <user> <amount> <first_time> <gw> <wait_us>"
+//       (wait_us: from the open's first try to this answer, retries included)
 //         "<t> err <code> <envelope> <user> <gw>"   (answered with an error)
 //         "<t> transport <envelope> <user> <gw>"    (no answer: connection)
 //         "<t> gaveup <envelope> <user>"            (outcome unknown)
+//       SIGUSR1 ends the storm early: no new open starts, what is pending is
+//       settled within the grace as after --duration-ms.
 //   hb_cluster_client open --servers .. --id ID --user U [--grace-ms G]
 //       One open, retried (next gateway after a broken connection) until it
 //       is answered or G ms passed. Lines as the storm's.
@@ -36,6 +39,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -259,6 +263,7 @@ struct pending_open {
   std::string user;
   steady::time_point due;
   int tries = 0;
+  steady::time_point born;  // first sent: the user's wait counts from here
 };
 
 /// The wait before the next try of an open answered with a retryable error:
@@ -284,9 +289,13 @@ bool attempt_open(gateway_link& link, const pending_open& op,
     return false;
   }
   if (auto* res = std::get_if<open_result>(&resp->body)) {
+    auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
+                    steady::now() - op.born)
+                    .count();
     emit(std::to_string(unix_ms()) + " ok " + tag + " "
          + std::to_string(res->amount_fen) + " "
-         + (res->first_time ? "1" : "0") + " " + gw);
+         + (res->first_time ? "1" : "0") + " " + gw + " "
+         + std::to_string(waited));
     return true;
   }
   if (auto* err = std::get_if<error_reply>(&resp->body)) {
@@ -298,9 +307,27 @@ bool attempt_open(gateway_link& link, const pending_open& op,
   return true;
 }
 
+/// SIGUSR1: the storm starts no new open from now on, as if its duration
+/// had passed (what is in flight and waiting for a retry is settled).
+std::atomic<bool> stop_requested{false};
+std::atomic<int64_t> stop_ns{0};  // steady clock, when it was asked
+
+void on_stop_signal(int) {
+  stop_ns = steady::now().time_since_epoch().count();  // clock_gettime: safe
+  stop_requested = true;
+}
+
+/// When the retries of a storm stopped by SIGUSR1 give up: its grace after
+/// the signal.
+steady::time_point stopped_at(const options& opts) {
+  return steady::time_point(steady::duration(stop_ns.load()))
+         + milliseconds(opts.grace_ms);
+}
+
 int run_storm(const options& opts) {
   if (opts.ids.empty())
     return usage("storm needs --ids");
+  std::signal(SIGUSR1, on_stop_signal);
   auto start = steady::now();
   auto stop_new = start + milliseconds(opts.duration_ms);
   auto give_up = stop_new + milliseconds(opts.grace_ms);
@@ -325,11 +352,13 @@ int run_storm(const options& opts) {
         if (!retries.empty() && retries.front().due <= now) {
           op = std::move(retries.front());
           retries.pop_front();
-        } else if (now < stop_new && retries.size() < retry_queue_max) {
+        } else if (now < stop_new && !stop_requested
+                   && retries.size() < retry_queue_max) {
           auto i = next_env++ % opts.ids.size();
           op.env = opts.ids[i];
           op.user = opts.prefix + "-w" + std::to_string(w) + "-u"
                     + std::to_string(k++);
+          op.born = now;
         } else if (!retries.empty()) {
           std::this_thread::sleep_until(
             std::min(retries.front().due, steady::now() + milliseconds(50)));
@@ -342,7 +371,8 @@ int run_storm(const options& opts) {
             std::this_thread::sleep_for(milliseconds(opts.pause_ms));
           continue;
         }
-        if (steady::now() >= give_up) {
+        if (steady::now() >= give_up
+            || (stop_requested && steady::now() >= stopped_at(opts))) {
           emit(std::to_string(unix_ms()) + " gaveup " + std::to_string(op.env)
                + " " + op.user);
           continue;
@@ -371,7 +401,7 @@ int run_open(const options& opts) {
     return usage("open needs --id");
   auto give_up = steady::now() + milliseconds(opts.grace_ms);
   gateway_link link{opts, 0};
-  pending_open op{opts.id, opts.user, {}};
+  pending_open op{opts.id, opts.user, {}, 0, steady::now()};
   while (!attempt_open(link, op, opts)) {
     if (steady::now() >= give_up) {
       emit(std::to_string(unix_ms()) + " gaveup " + std::to_string(op.env)

@@ -187,12 +187,32 @@ hc_wait_not_owner() {
 # every other segment of a zone, backwards: domain/cluster.cpp zone_order)
 # that is not among the dead zones.
 hc_check_placement() {
+  assert_empty "$(hc_misplaced "$@")" \
+    "segments of SET $1 not owned by a live node of their expected zone (dead zones: ${*:2}) (segment|owner|zone|expected|live)"
+}
+
+# hc_wait_placement S TIMEOUT_S [DEAD_ZONE...]: waits until hc_check_placement
+# would pass; fails the test with what is still misplaced on timeout.
+hc_wait_placement() {
+  local s="$1" t="$2"
+  shift 2
+  local deadline=$(( $(hb_now_ms) + t * 1000 ))
+  while [[ -n "$(hc_misplaced "$s" "$@")" ]]; do
+    (( $(hb_now_ms) < deadline )) || hc_check_placement "$s" "$@"
+    sleep 0.2
+  done
+}
+
+# hc_misplaced S [DEAD_ZONE...]: the first 20 segments of SET S not owned by
+# a live node of the zone expected for them, if any (segment|owner|zone|
+# expected|live).
+hc_misplaced() {
   local s="$1"
   shift
   local dead
   dead="$(printf "'%s'," "$@" | sed 's/,$//')"
   [[ -n "$*" ]] || dead="''"
-  assert_empty "$(hc_sql "$s" "
+  hc_sql "$s" "
     WITH z(i, zone) AS (VALUES (0, 'zone-a'), (1, 'zone-b'), (2, 'zone-c')),
     expected AS (
       SELECT o.segment,
@@ -205,8 +225,7 @@ hc_check_placement() {
     FROM segment_owners o JOIN expected e USING (segment)
     LEFT JOIN node_leases l ON l.node = o.owner AND l.incarnation = o.owner_incarnation
     WHERE l.node IS NULL OR l.lease_expires_at <= now() OR l.zone <> e.zone
-    ORDER BY 1 LIMIT 20")" \
-    "segments of SET $s not owned by a live node of their expected zone (dead zones: ${*:-none}) (segment|owner|zone|expected|live)"
+    ORDER BY 1 LIMIT 20"
 }
 
 # hc_audit_set S: tests/system's audit (money conserved per envelope, ledger

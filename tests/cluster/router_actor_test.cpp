@@ -504,4 +504,81 @@ CAF_TEST(stats carry the view of the cluster from the membership) {
   CAF_CHECK_EQUAL(res.value().cluster.set, "set-1");
 }
 
+CAF_TEST(requests for a segment moving away wait and then go where it went) {
+  auto t = table();
+  t.segments[101].moving = true;
+  set_routes(t);
+  auto h1 = self->request(crouter, caf::infinite, open_atom::value, first_id,
+                          std::string{"u1"}, int64_t{0});
+  auto h2 = self->request(crouter, caf::infinite, open_atom::value, first_id,
+                          std::string{"u2"}, int64_t{0});
+  run();
+  // Held: neither the registry nor the peer saw them, nobody answered.
+  CAF_CHECK(at_registry.empty());
+  CAF_CHECK_EQUAL(remote_opens, 0);
+  CAF_CHECK(self->mailbox().empty());
+  auto stats = ccall<node_stats>(stats_atom::value);
+  CAF_REQUIRE(stats.ok());
+  bool counted = false;
+  for (auto& m : stats.value().metrics)
+    if (m.name == "cluster.held_requests") {
+      CAF_CHECK_EQUAL(m.value, 2);
+      counted = true;
+    }
+  CAF_CHECK(counted);
+  // The move ends: segment 101 now belongs to n2, and both go there in order.
+  t = table();
+  t.segments[101] = segment_route{"n2", 4, false, remote_router, "127.0.0.1:7702"};
+  set_routes(t);
+  auto r1 = take<open_result>(h1);
+  auto r2 = take<open_result>(h2);
+  CAF_REQUIRE(r1.ok());
+  CAF_REQUIRE(r2.ok());
+  CAF_CHECK_EQUAL(r1.value().amount_fen, 99);
+  CAF_CHECK_EQUAL(remote_opens, 2);
+  CAF_CHECK(at_registry.empty());
+}
+
+CAF_TEST(a move that ends here again sends the held requests to the registry) {
+  auto t = table();
+  t.segments[101].moving = true;
+  set_routes(t);
+  auto h = self->request(crouter, caf::infinite, open_atom::value, first_id,
+                         std::string{"u1"}, int64_t{0});
+  run();
+  CAF_CHECK(at_registry.empty());
+  set_routes(table());  // the compare-and-set lost: still local
+  auto r = take<open_result>(h);
+  CAF_REQUIRE(r.ok());
+  CAF_CHECK_EQUAL(r.value().amount_fen, 25);
+  CAF_CHECK_EQUAL(at_registry.size(), 1u);
+}
+
+CAF_TEST(a request held past its time is answered unavailable) {
+  auto t = table();
+  t.segments[101].moving = true;
+  set_routes(t);
+  auto h = self->request(crouter, caf::infinite, open_atom::value, first_id,
+                         std::string{"u1"}, int64_t{0});
+  run();
+  // Timers fire (hold_ms passes on the test clock), the move never ends.
+  for (int i = 0; i < 60 && self->mailbox().empty(); ++i) {
+    sched.clock().advance_time(std::chrono::milliseconds(100));
+    run();
+  }
+  auto r = take<open_result>(h);
+  CAF_REQUIRE(!r.ok());
+  CAF_CHECK_EQUAL(r.error().code, errc::unavailable);
+  CAF_CHECK(at_registry.empty());
+}
+
+CAF_TEST(drain and rebalance need a cluster) {
+  control_request req;
+  req.action = control_action::drain;
+  req.node = "n2";
+  auto alone = call<control_result>(drain_atom::value, req);
+  CAF_REQUIRE(!alone.ok());
+  CAF_CHECK_EQUAL(alone.error().code, errc::invalid_argument);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

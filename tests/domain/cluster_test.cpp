@@ -110,9 +110,86 @@ CAF_TEST(nodes of one zone split the segments of that zone) {
   std::map<std::string, int> count;
   for (auto& row : v.owners)
     ++count[row.owner];
-  CAF_CHECK_EQUAL(count["a1"], 50);
-  CAF_CHECK_EQUAL(count["a2"], 50);
+  // Rendezvous hashing: about half each, and all of zone-a's between them.
+  CAF_CHECK_EQUAL(count["a1"] + count["a2"], 100);
+  CAF_CHECK_GREATER_OR_EQUAL(count["a1"], 35);
+  CAF_CHECK_GREATER_OR_EQUAL(count["a2"], 35);
   CAF_CHECK_EQUAL(count["b1"], 100);
+  // a2 goes: only a2's segments change hands, all to a1.
+  auto before = v.owners;
+  v.nodes[1].expires_at_ms = 900;
+  for (auto& row : before) {
+    auto want = preferred_owner(v, row.segment, zones);
+    CAF_REQUIRE(want);
+    if (row.owner == "a2")
+      CAF_CHECK_EQUAL(*want, "a1");
+    else
+      CAF_CHECK_EQUAL(*want, row.owner);
+  }
+}
+
+CAF_TEST(a node that joins gets its share back only after settling) {
+  auto v = empty_view(300);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("b1", "zone-b", 5000),
+             lease("c1", "zone-c", 5000)};
+  place_all(v);
+  // a2 joins zone-a at database time 1000.
+  v.nodes.push_back(lease("a2", "zone-a", 5000));
+  v.nodes.back().since_ms = 1000;
+  CAF_CHECK(segments_to_give(v, "a1", 1, zones, 500, 1000).empty());
+  v.db_now_ms = 1499;
+  CAF_CHECK(segments_to_give(v, "a1", 1, zones, 500, 1000).empty());
+  v.db_now_ms = 1500;
+  auto gives = segments_to_give(v, "a1", 1, zones, 500, 1000);
+  CAF_CHECK_GREATER_OR_EQUAL(gives.size(), 35u);
+  for (auto& g : gives) {
+    CAF_CHECK_EQUAL(g.to, "a2");
+    CAF_CHECK_EQUAL(g.owner_epoch, 1);
+    CAF_CHECK_EQUAL(g.segment % 3, 0);  // zone-a is their first zone
+  }
+  // At most `max` at a time, lowest segments first.
+  auto few = segments_to_give(v, "a1", 1, zones, 500, 3);
+  CAF_REQUIRE_EQUAL(few.size(), 3u);
+  CAF_CHECK_EQUAL(few[0].segment, gives[0].segment);
+  // The other zones' owners have nothing to give; planned_moves lists a1's.
+  CAF_CHECK(segments_to_give(v, "b1", 1, zones, 500, 1000).empty());
+  CAF_CHECK_EQUAL(planned_moves(v, zones).size(), gives.size());
+  // A wrong incarnation gives nothing (it is not the owner).
+  CAF_CHECK(segments_to_give(v, "a1", 2, zones, 500, 1000).empty());
+}
+
+CAF_TEST(a draining node gives everything at once and takes nothing) {
+  auto v = empty_view(30);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("b1", "zone-b", 5000),
+             lease("c1", "zone-c", 5000)};
+  place_all(v);
+  v.nodes[0].draining = true;
+  // Its segments go to the next zone in their order, whatever the settle.
+  auto gives = segments_to_give(v, "a1", 1, zones, 1000000, 1000);
+  CAF_CHECK_EQUAL(gives.size(), 10u);
+  for (auto& g : gives)
+    CAF_CHECK_EQUAL(g.to, zone_order(g.segment, zones)[1] == "zone-b" ? "b1" : "c1");
+  CAF_CHECK(segments_to_take(v, "a1", zones).empty());
+  for (int32_t s = 0; s < 30; ++s)
+    CAF_CHECK_NOT_EQUAL(*preferred_owner(v, s, zones), "a1");
+  // Every node draining: nobody is preferred, nothing moves.
+  for (auto& n : v.nodes)
+    n.draining = true;
+  CAF_CHECK(segments_to_give(v, "a1", 1, zones, 0, 1000).empty());
+  CAF_CHECK(!preferred_owner(v, 0, zones));
+}
+
+CAF_TEST(zone loss warnings name the nodes past their capacity) {
+  auto v = empty_view(300);
+  v.nodes = {lease("a1", "zone-a", 5000), lease("b1", "zone-b", 5000),
+             lease("c1", "zone-c", 5000)};
+  place_all(v);
+  // Losing any zone gives each survivor 150 segments.
+  CAF_CHECK(zone_loss_warnings(v, zones, 0).empty());
+  CAF_CHECK(zone_loss_warnings(v, zones, 150).empty());
+  auto w = zone_loss_warnings(v, zones, 149);
+  CAF_REQUIRE_EQUAL(w.size(), 6u);
+  CAF_CHECK_EQUAL(w[0], "losing zone-a would leave b1 with 150 segments (capacity 149)");
 }
 
 CAF_TEST(a live owner keeps its segments and a replaced incarnation does not) {

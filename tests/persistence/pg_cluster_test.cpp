@@ -605,4 +605,108 @@ CAF_TEST(a cluster node warms up the fenced commit statements) {
                                "so.segment = v.segment"}));
 }
 
+// -- Planned moves: give, drain, leave -----------------------------------------
+
+CAF_TEST(give moves a segment by compare-and-set to a live receiver) {
+  auto store = store_for(nullptr);
+  value_of(store->join(join_of("a1", 1, long_lease_ms)));
+  value_of(store->join(join_of("b1", 2, long_lease_ms)));
+  auto a1 = identity("a1", 1);
+  auto a = store_for(a1);
+  auto b = store_for(identity("b1", 2));
+  take_now(*a, *a1, 3);
+  take_now(*a, *a1, 4);
+  auto x = paid_envelope(*a, 3, 1000, 4);
+  auto commit = batch_of(x, {{"ann", 100, 1, 1764158402000}});
+  // Refused, nothing moved: a stale owner_epoch, a wrong giver, a receiver
+  // at another incarnation, a move to itself or to nobody.
+  CAF_CHECK(value_of(a->give(give_request{"a1", 1, {{3, 7, "b1", 2}}})).empty());
+  CAF_CHECK(value_of(a->give(give_request{"b1", 2, {{3, 1, "a1", 1}}})).empty());
+  CAF_CHECK(value_of(a->give(give_request{"a1", 1, {{3, 1, "b1", 9}}})).empty());
+  CAF_CHECK_EQUAL(code_of(a->give(give_request{"a1", 1, {{3, 1, "a1", 1}}})),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(code_of(a->give(give_request{"a1", 1, {{3, 1, "", 2}}})),
+                  "invalid_argument");
+  CAF_CHECK_EQUAL(owner_epoch_of(3), 1);
+  CAF_CHECK_EQUAL(query(db.verify(), "SELECT owner FROM segment_owners"
+                                     " WHERE segment = 3"),
+                  "a1");
+  // The move: segment 3 to b1 (segment 4 stays), owner_epoch + 1.
+  auto moved = value_of(a->give(give_request{"a1", 1, {{3, 1, "b1", 2}}}));
+  CAF_REQUIRE_EQUAL(moved.size(), 1u);
+  CAF_CHECK_EQUAL(moved[0].segment, 3);
+  CAF_CHECK_EQUAL(moved[0].owner, "b1");
+  CAF_CHECK_EQUAL(moved[0].owner_incarnation, 2);
+  CAF_CHECK_EQUAL(moved[0].owner_epoch, 2);
+  CAF_CHECK_EQUAL(query(db.verify(), "SELECT owner FROM segment_owners"
+                                     " WHERE segment = 4"),
+                  "a1");
+  // The giver's late commit is refused; the receiver activates and writes.
+  auto before = state_of(x.id);
+  CAF_CHECK_EQUAL(code_of(a->commit_opens(commit)), "not_owner");
+  CAF_CHECK_EQUAL(state_of(x.id), before);
+  auto bx = value_of(b->activate(x.id)).env;
+  CAF_CHECK_EQUAL(code_of(b->commit_opens(batch_of(bx, {{"bob", 100, 1,
+                                                          1764158403000}}))),
+                  "ok");
+  // Given twice: the second finds the owner_epoch moved on.
+  CAF_CHECK(value_of(a->give(give_request{"a1", 1, {{3, 1, "b1", 2}}})).empty());
+}
+
+CAF_TEST(give needs both leases current) {
+  auto store = store_for(nullptr);
+  value_of(store->join(join_of("a1", 1, long_lease_ms)));
+  value_of(store->join(join_of("b1", 1, short_lease_ms)));
+  auto a1 = identity("a1", 1);
+  auto a = store_for(a1);
+  take_now(*a, *a1, 5);
+  wait_expired("b1");
+  CAF_CHECK(value_of(a->give(give_request{"a1", 1, {{5, 1, "b1", 1}}})).empty());
+  CAF_CHECK_EQUAL(owner_epoch_of(5), 1);
+}
+
+CAF_TEST(drain marks a node and a new incarnation or undrain clears it) {
+  auto store = store_for(nullptr);
+  value_of(store->join(join_of("a1", 1, long_lease_ms)));
+  value_of(store->join(join_of("b1", 1, long_lease_ms)));
+  CAF_CHECK_EQUAL(code_of(store->drain(drain_request{"zz", true})), "not_found");
+  auto view = value_of(store->drain(drain_request{"a1", true}));
+  CAF_REQUIRE(find_lease(view, "a1") != nullptr);
+  CAF_CHECK(find_lease(view, "a1")->draining);
+  CAF_CHECK(!find_lease(view, "b1")->draining);
+  auto since = find_lease(view, "a1")->since_ms;
+  CAF_CHECK_GREATER(since, 0);
+  // The view says so after a renewal too.
+  view = value_of(store->renew(renew_request{"a1", 1, long_lease_ms}));
+  CAF_CHECK(find_lease(view, "a1")->draining);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Serving again restarts the in-service time.
+  view = value_of(store->drain(drain_request{"a1", false}));
+  CAF_CHECK(!find_lease(view, "a1")->draining);
+  CAF_CHECK_GREATER(find_lease(view, "a1")->since_ms, since);
+  // A restart (new incarnation) clears a drain; the same incarnation's
+  // retried join keeps it.
+  value_of(store->drain(drain_request{"b1", true}));
+  view = value_of(store->join(join_of("b1", 1, long_lease_ms)));
+  CAF_CHECK(find_lease(view, "b1")->draining);
+  view = value_of(store->join(join_of("b1", 2, long_lease_ms)));
+  CAF_CHECK(!find_lease(view, "b1")->draining);
+}
+
+CAF_TEST(leave ends a lease at once and only at the current incarnation) {
+  auto store = store_for(nullptr);
+  value_of(store->join(join_of("a1", 4, long_lease_ms)));
+  CAF_CHECK_EQUAL(value_of(store->leave(leave_request{"a1", 3})), false);
+  CAF_CHECK_EQUAL(query(db.verify(), "SELECT lease_expires_at > now()"
+                                     " FROM node_leases WHERE node = 'a1'"),
+                  "t");
+  CAF_CHECK_EQUAL(value_of(store->leave(leave_request{"a1", 4})), true);
+  CAF_CHECK_EQUAL(query(db.verify(), "SELECT lease_expires_at <= now()"
+                                     " FROM node_leases WHERE node = 'a1'"),
+                  "t");
+  CAF_CHECK_EQUAL(value_of(store->leave(leave_request{"a1", 4})), false);
+  CAF_CHECK_EQUAL(code_of(store->renew(renew_request{"a1", 4, long_lease_ms})),
+                  "not_owner");
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
