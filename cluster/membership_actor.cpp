@@ -459,6 +459,11 @@ void announce_given(membership_pointer self, std::vector<segment_owner> rows,
                   kv.second)
       .then([=](bool) { one_done(); }, [=](caf::error&) { one_done(); });
   }
+  // Every peer learns all the rows, without waiting (a receiver of some
+  // learns the others' too): routes to the segments move now instead of at
+  // the next renewal or sync, so fewer requests meet a stale owner.
+  for (auto& kv : st.peers)
+    caf::anon_send(kv.second.membership, handoff_atom::value, rows);
 }
 
 void give(membership_pointer self, std::vector<segment_handoff> moves) {
@@ -969,13 +974,31 @@ membership_actor::behavior_type membership_impl(membership_pointer self,
     },
     [=](handoff_atom, std::vector<segment_owner>& rows) -> bool {
       auto& st = self->state;
+      // Rows of another SET (its nodes tell every peer of a move): merged
+      // into that SET's view, only ever to a higher owner_epoch.
+      if (!rows.empty()) {
+        auto idx = set_index_of(st.cfg.sets, rows.front().segment);
+        if (idx >= 0 && st.cfg.sets[static_cast<size_t>(idx)].name != st.cfg.set) {
+          auto it = st.others.find(st.cfg.sets[static_cast<size_t>(idx)].name);
+          if (it != st.others.end()) {
+            apply_rows(it->second, rows);
+            publish_routes(self);
+          }
+          return true;
+        }
+      }
+      auto before = st.owned.size();
       apply_rows(st.own, rows);
       auto owned = st.joined ? owned_segments(st.own, st.cfg.node, st.incarnation)
                              : std::vector<int32_t>{};
-      auto got = owned.size() > st.owned.size() ? owned.size() - st.owned.size() : 0;
-      if (st.cfg.metrics)
-        st.cfg.metrics->cluster_received.fetch_add(got, std::memory_order_relaxed);
-      actors_log().info("segments_received node={} count={}", st.cfg.node, got);
+      auto got = owned.size() > before ? owned.size() - before : 0;
+      if (got > 0) {
+        if (st.cfg.metrics)
+          st.cfg.metrics->cluster_received.fetch_add(got,
+                                                     std::memory_order_relaxed);
+        actors_log().info("segments_received node={} count={}", st.cfg.node,
+                          got);
+      }
       tell_owned(self, std::move(owned));
       publish_routes(self);
       return true;

@@ -52,6 +52,7 @@ struct envelope_state {
   // writing, refunding) and must not forget which write is in flight; it
   // takes effect (phase stopped) as soon as none is.
   bool stop_requested = false;
+  bool flush_before_stop = false;  // a handoff: commit the queue, then stop
 
   // -- work in progress -------------------------------------------------------
   std::deque<std::string> queue;  // users waiting for the next write
@@ -224,6 +225,8 @@ bool finish_stop(envelope_pointer self) {
   auto& st = self->state;
   if (!st.stop_requested || write_in_flight(st.phase))
     return false;
+  if (st.flush_before_stop && !st.queue.empty())
+    return false;  // the last batch goes out first
   enter(st, envelope_phase::stopped);
   self->quit();
   return true;
@@ -399,7 +402,7 @@ void on_committed(envelope_pointer self) {
   auto committed = std::move(b.opens);
   st.inflight = open_batch{};
   enter(st, resting_phase(st.env.status));
-  if (!st.stop_requested)
+  if (!st.stop_requested || st.flush_before_stop)
     dispatch(self);
   auto first = st.opens.size();
   for (auto& rec : committed) {
@@ -748,6 +751,13 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       st.stop_requested = true;
       finish_stop(self);
     },
+    [=](handoff_atom) {
+      auto& st = self->state;
+      st.stop_requested = true;
+      st.flush_before_stop = true;
+      dispatch(self);  // the queue as one more batch, if none is in flight
+      finish_stop(self);
+    },
     [=](tick_atom) {
       auto& st = self->state;
       st.tick_pending = false;
@@ -823,6 +833,10 @@ envelope_actor::behavior_type failed(envelope_pointer self) {
       enter(self->state, envelope_phase::stopped);
       self->quit();
     },
+    [=](handoff_atom) {
+      enter(self->state, envelope_phase::stopped);
+      self->quit();
+    },
     [=](keep_atom) {},  // never sent: a failed actor reports unhealthy
     [=](idle_check_atom, int64_t) {
       auto& st = self->state;
@@ -865,6 +879,7 @@ envelope_actor::behavior_type loading(envelope_pointer self) {
     [=](refund_atom, int64_t) -> caf::result<int64_t> { return caf::skip; },
     [=](expire_atom) -> caf::result<void> { return caf::skip; },
     [=](stop_atom) -> caf::result<void> { return caf::skip; },
+    [=](handoff_atom) -> caf::result<void> { return caf::skip; },
     [=](keep_atom) -> caf::result<void> { return caf::skip; },
     [=](idle_check_atom, int64_t) -> caf::result<void> { return caf::skip; },
     [=](tick_atom) -> caf::result<void> { return caf::skip; },

@@ -52,6 +52,10 @@ using envelope_actor = envelope_requests::extend<
   // stays live (the node has room) and checks again after an idle period.
   caf::reacts_to<stop_atom>,
   caf::reacts_to<keep_atom>,
+  // From the registry: the envelope's segment moves to another node. It
+  // commits what it has queued (one more batch), answers it, refuses new
+  // opens (retryable) and stops.
+  caf::reacts_to<handoff_atom>,
   // From the registry at its cap: report idle now if quiet for at least
   // this many milliseconds (and nothing is in flight).
   caf::reacts_to<idle_check_atom, int64_t>,

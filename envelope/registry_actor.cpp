@@ -197,7 +197,7 @@ registry_actor::behavior_type registry_impl(registry_pointer self,
           ++it;
           continue;
         }
-        self->send(it->second.handle, stop_atom::value);
+        self->send(it->second.handle, handoff_atom::value);
         st.stopping.insert(it->second.handle.address());
         ++st.moved_count;
         it = st.live.erase(it);

@@ -27,8 +27,8 @@ using registry_actor = envelope_requests::extend<
   // keeps running; later requests activate afresh under the new ownership.
   caf::reacts_to<fence_atom>,
   // A planned move (cluster): these segments are leaving this node. Their
-  // live actors stop (each finishes and answers its write in flight; what
-  // it had queued is answered retryable), requests for them are answered
+  // live actors stop (each commits and answers what it had queued, then
+  // stops; new opens meanwhile are answered retryable), requests for them are answered
   // retryable UNAVAILABLE meanwhile; the reply, how many actors stopped,
   // comes once all of them have. An empty list: no segment is moving.
   caf::replies_to<handoff_atom, std::vector<int32_t>>::with<int32_t>>;

@@ -238,10 +238,11 @@ void call_router_within(connection_broker* self, uint64_t rid,
 }
 
 // Grab and open of an envelope whose actor this connection knows go to
-// the actor directly. If the actor is gone (passivated, moved, crashed) or
-// does not answer as an envelope, the request goes through the router
-// instead: both requests are idempotent, so asking again is safe. The
-// actor's own answers, errors included, go to the client as they are.
+// the actor directly. If the actor is gone (passivated, moved, crashed),
+// is stopping (UNAVAILABLE) or does not answer as an envelope, the request
+// goes through the router instead: both requests are idempotent, so asking
+// again is safe. The actor's other answers, errors included, go to the
+// client as they are.
 // The request is (atom, id, user, rest...); the direct one adds direct_atom.
 template <class Reply, class Atom, class... Rest>
 void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
@@ -283,14 +284,16 @@ void call_envelope(connection_broker* self, uint64_t rid, request_kind kind,
       [=](caf::error& err) {
         if (!finish_call(self, call))
           return;
-        if (err.category() == errc_category) {
-          auto f = to_failure(err);
-          if (f.code == errc::unavailable)
-            self->state.direct.erase(id);  // maybe stopping: re-learn
-          answer_error(self, rid, kind, std::move(f));
+        if (err.category() == errc_category
+            && to_failure(err).code != errc::unavailable) {
+          answer_error(self, rid, kind, to_failure(err));
           return;
         }
-        // Not an answer of a live envelope actor: ask the router.
+        // UNAVAILABLE from the actor: it is stopping (its segment moves to
+        // another node, the node shuts down, a write failed). The router
+        // knows where the envelope is served now (it holds requests for a
+        // segment that is moving): ask it, once. So also when the answer is
+        // not one of a live envelope actor.
         self->state.direct.erase(id);
         if (auto& m = self->state.shared->cfg.metrics)
           m->direct_fallbacks.fetch_add(1, std::memory_order_relaxed);

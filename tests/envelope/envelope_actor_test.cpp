@@ -142,6 +142,42 @@ CAF_TEST(group commit batches the opens queued behind a write) {
   check_conserved(*db, env_id);
 }
 
+CAF_TEST(a handoff commits the queued opens then stops and refuses new ones) {
+  db->add(env_id, 10000, 10);
+  db->hold_commits = true;
+  auto env = spawn_env(env_id);
+  self->monitor(env);
+  std::vector<decltype(ask(env, open_atom::value, env_id, std::string{}, int64_t{0}))> hs;
+  for (int i = 0; i < 4; ++i)
+    hs.push_back(ask(env, open_atom::value, env_id, "u" + std::to_string(i), int64_t{0}));
+  run();
+  CAF_REQUIRE_EQUAL(db->batch_sizes.size(), 1u);  // u0 in flight, 3 queued
+  self->send(env, handoff_atom::value);
+  run();
+  // A new open after the handoff is refused, retryable, and never written.
+  auto late = ask(env, open_atom::value, env_id, std::string{"late"}, int64_t{0});
+  run();
+  release_commits();  // u0's write; then the queue goes out as one batch
+  CAF_REQUIRE_EQUAL(db->batch_sizes.size(), 2u);
+  CAF_CHECK_EQUAL(db->batch_sizes[1], 3u);
+  release_commits();
+  for (auto& h : hs) {
+    auto r = take<open_result>(h);
+    CAF_REQUIRE(r.ok());  // every queued open answered with its share
+    CAF_CHECK(r->first_time);
+  }
+  auto refused = take<open_result>(late);
+  CAF_REQUIRE(!refused.ok());
+  CAF_CHECK_EQUAL(refused.error().code, errc::unavailable);
+  CAF_CHECK_EQUAL(db->opens[env_id].size(), 4u);
+  // And it stopped.
+  bool down = false;
+  self->receive([&](caf::down_msg& msg) { down = msg.source == env.address(); },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CAF_CHECK(down);
+  check_conserved(*db, env_id);
+}
+
 CAF_TEST(a second open by the same user returns the first amount) {
   db->add(env_id, 5000, 5);
   auto env = spawn_env(env_id);
