@@ -26,6 +26,7 @@ set -E
 trap 'hb_on_err $? "$BASH_COMMAND" "${BASH_SOURCE[0]##*/}:$LINENO"' ERR
 hb_on_err() {
   [[ "$BASHPID" == "$$" ]] || return 0
+  [[ "$2" != exit* ]] || return 0  # an assertion's own exit said why
   echo "FAIL [${HB_TEST_NAME:-?}]: '$2' exited with status $1 ($3)" >&2
 }
 
