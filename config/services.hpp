@@ -83,7 +83,7 @@ struct gateway_config {
   /// Open client connections on the node, and from one remote address; a
   /// connection over either cap is closed at once (after a BUSY frame).
   uint32_t connections_max = 10000;
-  uint32_t connections_per_address_max = 1000;
+  uint32_t connections_per_address_max = 2000;
   /// A connection that has not authenticated within this long is closed.
   uint32_t auth_timeout_ms = 5000;
   /// An authenticated connection with no request in flight for this long is
