@@ -85,6 +85,12 @@ using connection_broker = caf::io::stateful_broker<connection_state>;
 // each), large after it.
 constexpr size_t read_chunk = 64 * 1024;
 
+size_t read_size(const connection_state& st) {
+  return st.authenticated
+           ? read_chunk
+           : codec::frame_header_size + st.shared->cfg.auth_frame_size_max;
+}
+
 // -- Output backpressure ------------------------------------------------------
 
 // A client that pipelines requests and never reads its answers would grow
@@ -157,7 +163,8 @@ void on_data_transferred(connection_broker* self, uint64_t remaining) {
     return;
   st.paused = false;
   self->ack_writes(st.hdl, false);
-  self->configure_read(st.hdl, caf::io::receive_policy::at_most(read_chunk));
+  self->configure_read(st.hdl,
+                       caf::io::receive_policy::at_most(read_size(st)));
   request_read_sync(self);
   process_pending(self);
 }
@@ -484,7 +491,8 @@ void idle_check(connection_broker* self) {
 
 void start_authenticated(connection_broker* self) {
   auto& st = self->state;
-  self->configure_read(st.hdl, caf::io::receive_policy::at_most(read_chunk));
+  self->configure_read(st.hdl,
+                       caf::io::receive_policy::at_most(read_size(st)));
   st.last_active = self->clock().now();
   schedule_idle_check(self, std::chrono::milliseconds{
                               st.shared->cfg.idle_timeout_ms});
@@ -689,9 +697,7 @@ caf::behavior connection_impl(connection_broker* self,
   st.peer = std::move(peer);
   ++st.shared->counters->connections;
   // Before Auth a read holds at most one frame of the small limit.
-  self->configure_read(hdl, caf::io::receive_policy::at_most(
-                              codec::frame_header_size
-                              + st.shared->cfg.auth_frame_size_max));
+  self->configure_read(hdl, caf::io::receive_policy::at_most(read_size(st)));
   self->delayed_send(self,
                      std::chrono::milliseconds{st.shared->cfg.auth_timeout_ms},
                      auth_deadline_atom::value);
