@@ -68,7 +68,8 @@ hb_log "node RSS: ${rss_before} KiB before, ${rss_peak} KiB at the peak of $(( C
 assert_int -le $(( 64 * 1024 )) "$growth_kb" "node RSS growth (KiB) while $(( CAP - 1 )) sockets trickle"
 normal_p99="$(field normal_p99_ms "$out")"
 assert_int -ge 10 "$(field normal_calls "$out")" "calls of the normal client during the flood"
-assert_int -le 500 "${normal_p99%.*}" "p99 ms of the normal client's Stats during the flood"
+# Loose: 2-70 ms on a quiet machine, 330 ms seen with four builds running.
+assert_int -le 1000 "${normal_p99%.*}" "p99 ms of the normal client's Stats during the flood"
 lines="$(grep -c 'connection_refused\|connection_closed' "$HB_NODE_LOG" || true)"
 hb_log "log lines for $(( FLOOD * 2 )) refused or closed connections: $lines"
 assert_int -le 40 "$lines" "log lines for refused and closed connections"
