@@ -50,7 +50,8 @@ void log_report(const reconcile_report& r) {
   for (auto& d : r.discrepancies)
     actors_log().error("reconcile_discrepancy kind={} envelope={} user={} "
                        "repaired={} detail={}",
-                       d.kind, d.envelope_id, d.user, d.repaired, d.detail);
+                       d.kind, d.envelope_id, log_safe(d.user), d.repaired,
+                       log_safe(d.detail));
 }
 
 // A report travels to clients in one frame: past this many discrepancies

@@ -235,7 +235,8 @@ void attempt_create(router_pointer self, create_request req,
               if (created)
                 actors_log().info("envelope_created envelope={} sender={} "
                                   "total_fen={} count={} kind={}",
-                                  stored.id, stored.sender, stored.total_fen,
+                                  stored.id, log_safe(stored.sender),
+                                  stored.total_fen,
                                   stored.count, to_string(stored.kind));
               --self->state.creates_inflight;
               rp.deliver(std::move(stored));

@@ -117,6 +117,13 @@ bool read_gateway(const toml::table& tbl, gateway_config& cfg,
     .num("frame_size_max", cfg.frame_size_max, 64, 16 << 20)
     .num("connection_inflight_max", cfg.connection_inflight_max, 1, 1 << 20)
     .num("node_inflight_max", cfg.node_inflight_max, 1, 1 << 24)
+    .num("connections_max", cfg.connections_max, 1, 1 << 24)
+    .num("connections_per_address_max", cfg.connections_per_address_max, 1,
+         1 << 24)
+    .num("auth_timeout_ms", cfg.auth_timeout_ms, 1, 3600 * 1000)
+    .num("idle_timeout_ms", cfg.idle_timeout_ms, 0, 7 * 24 * 3600 * 1000)
+    .num("auth_frame_size_max", cfg.auth_frame_size_max, 64, 64 * 1024)
+    .num("output_buffer_max", cfg.output_buffer_max, 4096, 1 << 30)
     .ok();
 }
 
@@ -588,6 +595,10 @@ failure check_node_config(node_config& cfg) {
   if (cfg.gateway.auth_token.empty())
     return {errc::invalid_argument,
             "gateway.auth_token is required (clients authenticate with it)"};
+  if (cfg.gateway.auth_frame_size_max > cfg.gateway.frame_size_max)
+    return {errc::invalid_argument,
+            "gateway.auth_frame_size_max must not exceed "
+            "gateway.frame_size_max"};
   // In a cluster the SET map gives the database (check_cluster).
   if (!cfg.cluster.enabled && cfg.database.store.database_url.empty())
     return {errc::invalid_argument,

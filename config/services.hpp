@@ -80,6 +80,20 @@ struct gateway_config {
   uint32_t node_inflight_max = 50000;       ///< requests in flight on the node
   /// A request the router does not answer within this long gets an error.
   uint32_t request_timeout_ms = 10000;
+  /// Open client connections on the node, and from one remote address; a
+  /// connection over either cap is closed at once (after a BUSY frame).
+  uint32_t connections_max = 10000;
+  uint32_t connections_per_address_max = 2000;
+  /// A connection that has not authenticated within this long is closed.
+  uint32_t auth_timeout_ms = 5000;
+  /// An authenticated connection with no request in flight for this long is
+  /// closed; 0 = never.
+  uint32_t idle_timeout_ms = 300000;
+  /// Largest frame before authentication (an Auth frame is small).
+  uint32_t auth_frame_size_max = 1024;
+  /// Unsent response bytes of one connection past which the node stops
+  /// reading its requests, until the client has read them.
+  uint32_t output_buffer_max = 1 << 20;
 };
 
 /// One store actor: a pool of connections, each on its own thread.

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "gateway/log_throttle.hpp"
 #include "runtime/log.hpp"
 
 #include "envelope/envelope_actor.hpp"
@@ -24,7 +25,16 @@ struct gateway_shared {
   gateway_settings cfg;
   router_actor router;
   std::shared_ptr<gateway_counters> counters;
+  // One log line per second at most for each kind of event a client can
+  // cause in bulk.
+  log_throttle refused_log;  // over a connection cap
+  log_throttle closed_log;   // closed for a protocol error or a deadline
+  log_throttle paused_log;   // reading paused for unsent output
 };
+
+using auth_deadline_atom = caf::atom_constant<caf::atom("gwauthdl")>;
+using idle_check_atom = caf::atom_constant<caf::atom("gwidle")>;
+using read_sync_atom = caf::atom_constant<caf::atom("gwrdsync")>;
 
 // How long a connection waits at shutdown for replies still in flight.
 constexpr auto shutdown_grace = std::chrono::seconds(5);
@@ -39,7 +49,17 @@ struct pending_call {
 struct connection_state {
   std::shared_ptr<gateway_shared> shared;
   caf::io::connection_handle hdl;
+  std::string peer;  // the client's address, for logs
   bool authenticated = false;
+  // Frames are not handled while the unsent output is over
+  // output_buffer_max; `reading` is whether the socket was last asked to
+  // be read (see sync_reading).
+  bool paused = false;
+  bool reading = true;
+  bool read_sync_pending = false;
+  // The last request read or answered, for the idle timeout.
+  caf::actor_clock::time_point last_active;
+  bool idle_check_scheduled = false;
   std::vector<char> pending;  // bytes of a frame not yet complete
   // Live envelope actors this connection has heard from: grabs and opens
   // of these go straight to the actor, not through router and registry.
@@ -60,6 +80,95 @@ struct connection_state {
 
 using connection_broker = caf::io::stateful_broker<connection_state>;
 
+// Bytes per read: small before Auth (an Auth frame is small, and 10 000
+// sockets that never authenticate must not pin a read buffer of 64 KiB
+// each), large after it.
+constexpr size_t read_chunk = 64 * 1024;
+
+size_t read_size(const connection_state& st) {
+  return st.authenticated
+           ? read_chunk
+           : codec::frame_header_size + st.shared->cfg.auth_frame_size_max;
+}
+
+// -- Output backpressure ------------------------------------------------------
+
+// A client that pipelines requests and never reads its answers would grow
+// the node's write buffer without bound. CAF's stream writes one buffer
+// while the next collects behind it (wr_buf); once that one passes
+// output_buffer_max, the connection stops handling frames and takes its
+// socket out of the read set (so the client's own sends block), and asks
+// CAF to report each write. When the unsent bytes are down to half the
+// bound, it goes on. Unsent output per connection stays below about twice
+// the bound plus the answers to the requests already in flight.
+//
+// CAF 0.17 applies a halt or trigger of a socket at the end of its I/O
+// loop's turn, and a halt and a trigger in one turn leave the stream
+// believing it reads while its socket is out of the read set (squashed
+// into nothing): the connection would never be read again. So the socket
+// is switched only from sync_reading, run in a later turn (a function
+// posted to the multiplexer), at most once per turn.
+constexpr size_t paused_read_chunk = 4096;
+
+void request_read_sync(connection_broker* self) {
+  auto& st = self->state;
+  if (st.read_sync_pending)
+    return;
+  st.read_sync_pending = true;
+  auto me = caf::actor_cast<caf::actor>(self);
+  self->backend().post(
+    [me] { caf::anon_send(me, read_sync_atom::value); });
+}
+
+void sync_reading(connection_broker* self) {
+  auto& st = self->state;
+  st.read_sync_pending = false;
+  if (st.closed)
+    return;
+  bool want = !st.paused;
+  if (want == st.reading)
+    return;
+  st.reading = want;
+  if (want)
+    self->trigger(st.hdl);
+  else
+    self->halt(st.hdl);
+  request_read_sync(self);  // the next switch, if any, in a later turn
+}
+
+void pause_reading(connection_broker* self) {
+  auto& st = self->state;
+  st.paused = true;
+  // Until the socket leaves the read set, reads are small.
+  self->configure_read(st.hdl,
+                       caf::io::receive_policy::at_most(paused_read_chunk));
+  self->ack_writes(st.hdl, true);
+  request_read_sync(self);
+  if (auto& m = st.shared->cfg.metrics)
+    m->gateway_read_pauses.fetch_add(1, std::memory_order_relaxed);
+  uint64_t held = 0;
+  if (st.shared->paused_log.admit(held))
+    actors_log().info("connection_paused peer={} unsent_bytes={} "
+                      "output_buffer_max={} suppressed={}",
+                      st.peer, self->wr_buf(st.hdl).size(),
+                      st.shared->cfg.output_buffer_max, held);
+}
+
+void process_pending(connection_broker* self);
+
+void on_data_transferred(connection_broker* self, uint64_t remaining) {
+  auto& st = self->state;
+  if (!st.paused || st.closed
+      || remaining > st.shared->cfg.output_buffer_max / 2)
+    return;
+  st.paused = false;
+  self->ack_writes(st.hdl, false);
+  self->configure_read(st.hdl,
+                       caf::io::receive_policy::at_most(read_size(st)));
+  request_read_sync(self);
+  process_pending(self);
+}
+
 void send_frame(connection_broker* self, const client_response& resp) {
   auto& st = self->state;
   if (st.closed)
@@ -67,6 +176,9 @@ void send_frame(connection_broker* self, const client_response& resp) {
   auto frame = codec::encode_response_frame(resp);
   self->write(st.hdl, frame.size(), frame.data());
   self->flush(st.hdl);
+  if (!st.paused
+      && self->wr_buf(st.hdl).size() > st.shared->cfg.output_buffer_max)
+    pause_reading(self);
 }
 
 // `owner_hint`: where the owner's gateway is, for a NOT_OWNER (empty: unknown).
@@ -76,11 +188,16 @@ void send_error(connection_broker* self, uint64_t rid, errc code,
                                                     std::move(owner_hint)}});
 }
 
-// Sends a last error and closes; unwritten data still goes out first.
+// Sends a last error and closes; unwritten data still goes out first. The
+// log line is throttled: a script can cause this for every connection.
 void close_with_error(connection_broker* self, uint64_t rid, errc code,
                       std::string message) {
-  actors_log().info("connection_rejected code={} reason={}", to_string(code),
-               message);
+  uint64_t held = 0;
+  if (self->state.shared->closed_log.admit(held))
+    actors_log().info("connection_closed peer={} code={} reason={} "
+                      "suppressed={}",
+                      self->state.peer, to_string(code), log_safe(message),
+                      held);
   send_error(self, rid, code, std::move(message));
   self->close(self->state.hdl);
   self->state.closed = true;
@@ -91,6 +208,7 @@ void close_with_error(connection_broker* self, uint64_t rid, errc code,
 void request_finished(connection_broker* self) {
   auto& st = self->state;
   --st.inflight;
+  st.last_active = self->clock().now();
   --st.shared->counters->inflight;
   if (st.closed_by_node && !st.closed && st.inflight == 0) {
     self->close(st.hdl);
@@ -333,6 +451,65 @@ bool admit(connection_broker* self, uint64_t rid) {
   return true;
 }
 
+// -- Connection deadlines ----------------------------------------------------------
+
+size_t frame_limit(const connection_state& st) {
+  return st.authenticated ? st.shared->cfg.frame_size_max
+                          : st.shared->cfg.auth_frame_size_max;
+}
+
+void schedule_idle_check(connection_broker* self,
+                         caf::actor_clock::duration_type delay) {
+  auto& st = self->state;
+  if (st.idle_check_scheduled || st.shared->cfg.idle_timeout_ms == 0)
+    return;
+  st.idle_check_scheduled = true;
+  self->delayed_send(self, delay, idle_check_atom::value);
+}
+
+// One timer per connection: when it fires early (the connection was active
+// meanwhile) it is set again for the rest of the idle time.
+void idle_check(connection_broker* self) {
+  auto& st = self->state;
+  st.idle_check_scheduled = false;
+  if (st.closed || st.closed_by_node)
+    return;
+  auto idle = std::chrono::duration_cast<caf::actor_clock::duration_type>(
+    std::chrono::milliseconds{st.shared->cfg.idle_timeout_ms});
+  auto quiet = self->clock().now() - st.last_active;
+  if (st.inflight > 0 || quiet < idle) {
+    schedule_idle_check(self, st.inflight > 0 ? idle : idle - quiet);
+    return;
+  }
+  if (auto& m = st.shared->cfg.metrics)
+    m->gateway_idle_closed.fetch_add(1, std::memory_order_relaxed);
+  close_with_error(self, 0, errc::unavailable,
+                   "connection idle for "
+                     + std::to_string(st.shared->cfg.idle_timeout_ms)
+                     + " ms; closed by the node (reconnect to go on)");
+}
+
+void start_authenticated(connection_broker* self) {
+  auto& st = self->state;
+  self->configure_read(st.hdl,
+                       caf::io::receive_policy::at_most(read_size(st)));
+  st.last_active = self->clock().now();
+  schedule_idle_check(self, std::chrono::milliseconds{
+                              st.shared->cfg.idle_timeout_ms});
+}
+
+void auth_deadline(connection_broker* self) {
+  auto& st = self->state;
+  if (st.authenticated || st.closed || st.closed_by_node)
+    return;
+  if (auto& m = st.shared->cfg.metrics)
+    m->gateway_auth_timeouts.fetch_add(1, std::memory_order_relaxed);
+  close_with_error(self, 0, errc::unauthenticated,
+                   "not authenticated within "
+                     + std::to_string(st.shared->cfg.auth_timeout_ms)
+                     + " ms");
+}
+
 static_assert(std::variant_size_v<request_body>
                 == static_cast<size_t>(request_kind::count_),
               "every request kind is counted");
@@ -351,6 +528,7 @@ struct dispatcher {
       return;
     }
     st.authenticated = true;
+    start_authenticated(self);
     count_answer(self, kind, errc::none);
     send_frame(self, client_response{rid, auth_ok{st.shared->cfg.node_name}});
   }
@@ -424,6 +602,16 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
     return;
   }
   auto kind = static_cast<request_kind>(req->body.index());
+  st.last_active = self->clock().now();
+  // Id 0 marks answers about the connection: an answer to a request with id
+  // 0 could not be told from one. The request is not run.
+  if (rid == 0) {
+    count_answer(self, kind, errc::invalid_argument);
+    send_error(self, 0, errc::invalid_argument,
+               "request_id 0 is reserved for errors about the connection; "
+               "the request was not run (use ids >= 1)");
+    return;
+  }
   if (!is_auth && !admit(self, rid)) {
     count_answer(self, kind, errc::busy);
     return;
@@ -436,65 +624,92 @@ void handle_payload(connection_broker* self, const char* data, size_t size) {
   std::visit(dispatcher{self, rid, kind, deadline}, req->body);
 }
 
-// Bytes as they arrive, any number of frames per read: every complete
-// frame is handled, the rest waits in `pending` for the next read. One
-// broker message per read instead of two per frame.
-constexpr size_t read_chunk = 64 * 1024;
-
-void handle_data(connection_broker* self, const std::vector<char>& buf) {
+// Handles the complete frames at the start of [data, data + size) until
+// the connection closes or pauses; returns the bytes used.
+size_t handle_frames(connection_broker* self, const char* data, size_t size) {
   auto& st = self->state;
-  if (st.closed || st.closed_by_node)
-    return;
-  const char* data = buf.data();
-  size_t size = buf.size();
-  if (!st.pending.empty()) {
-    st.pending.insert(st.pending.end(), buf.begin(), buf.end());
-    data = st.pending.data();
-    size = st.pending.size();
-  }
   size_t pos = 0;
-  while (!st.closed && !st.closed_by_node
+  while (!st.closed && !st.closed_by_node && !st.paused
          && size - pos >= codec::frame_header_size) {
     auto frame = codec::get_frame_header(data + pos);
-    if (frame > st.shared->cfg.frame_size_max) {
+    if (frame > frame_limit(st)) {
       close_with_error(self, 0, errc::frame_too_large,
                        "frame of " + std::to_string(frame)
                          + " bytes exceeds the limit of "
-                         + std::to_string(st.shared->cfg.frame_size_max));
-      return;
+                         + std::to_string(frame_limit(st))
+                         + (st.authenticated ? "" : " before Auth"));
+      break;
     }
     if (frame == 0) {
       close_with_error(self, 0, errc::malformed, "empty frame");
-      return;
+      break;
     }
     if (size - pos - codec::frame_header_size < frame)
       break;
     handle_payload(self, data + pos + codec::frame_header_size, frame);
     pos += codec::frame_header_size + frame;
   }
+  return pos;
+}
+
+// The frames waiting in `pending` (after a pause, or split across reads).
+void process_pending(connection_broker* self) {
+  auto& st = self->state;
   if (st.closed || st.closed_by_node) {
     st.pending.clear();
     return;
   }
-  if (st.pending.empty()) {
-    st.pending.assign(data + pos, data + size);
-  } else {
-    st.pending.erase(st.pending.begin(),
-                     st.pending.begin() + static_cast<std::ptrdiff_t>(pos));
+  auto used = handle_frames(self, st.pending.data(), st.pending.size());
+  if (st.closed || st.closed_by_node) {
+    st.pending.clear();
+    return;
   }
+  st.pending.erase(st.pending.begin(),
+                   st.pending.begin() + static_cast<std::ptrdiff_t>(used));
+}
+
+// Bytes as they arrive, any number of frames per read: every complete
+// frame is handled, the rest waits in `pending` for the next read. One
+// broker message per read instead of two per frame.
+void handle_data(connection_broker* self, const std::vector<char>& buf) {
+  auto& st = self->state;
+  if (st.closed || st.closed_by_node)
+    return;
+  if (!st.pending.empty() || st.paused) {
+    st.pending.insert(st.pending.end(), buf.begin(), buf.end());
+    process_pending(self);
+    return;
+  }
+  auto used = handle_frames(self, buf.data(), buf.size());
+  if (st.closed || st.closed_by_node)
+    return;
+  st.pending.assign(buf.begin() + static_cast<std::ptrdiff_t>(used),
+                    buf.end());
 }
 
 caf::behavior connection_impl(connection_broker* self,
                               caf::io::connection_handle hdl,
-                              std::shared_ptr<gateway_shared> shared) {
+                              std::shared_ptr<gateway_shared> shared,
+                              std::string peer) {
   auto& st = self->state;
   st.shared = std::move(shared);
   st.hdl = hdl;
+  st.peer = std::move(peer);
   ++st.shared->counters->connections;
-  self->configure_read(hdl, caf::io::receive_policy::at_most(read_chunk));
+  // Before Auth a read holds at most one frame of the small limit.
+  self->configure_read(hdl, caf::io::receive_policy::at_most(read_size(st)));
+  self->delayed_send(self,
+                     std::chrono::milliseconds{st.shared->cfg.auth_timeout_ms},
+                     auth_deadline_atom::value);
   return {
     [=](const caf::io::new_data_msg& msg) { handle_data(self, msg.buf); },
+    [=](const caf::io::data_transferred_msg& msg) {
+      on_data_transferred(self, msg.remaining);
+    },
     [=](sweep_atom) { sweep(self); },
+    [=](auth_deadline_atom) { auth_deadline(self); },
+    [=](idle_check_atom) { idle_check(self); },
+    [=](read_sync_atom) { sync_reading(self); },
     [=](const caf::io::connection_closed_msg&) {
       self->state.closed = true;
       if (self->state.inflight == 0)
@@ -523,29 +738,78 @@ caf::behavior connection_impl(connection_broker* self,
   };
 }
 
+struct open_connection {
+  caf::actor broker;
+  std::string peer;  // its remote address
+};
+
 struct acceptor_state {
-  std::set<caf::actor> connections;  // forked per-connection brokers
+  // Forked per-connection brokers, until they quit.
+  std::unordered_map<caf::actor_addr, open_connection> connections;
+  std::unordered_map<std::string, uint32_t> per_address;  // open, by address
   static inline const char* name = "hb.gateway.acceptor";
 };
 
 using acceptor_broker = caf::io::stateful_broker<acceptor_state>;
 
+// Over a cap a connection gets one small frame and is closed at once: no
+// broker, no read buffer, nothing kept.
+void refuse(acceptor_broker* self, caf::io::connection_handle hdl,
+            gateway_shared& shared, const std::string& peer,
+            const char* cap, uint32_t limit) {
+  if (auto& m = shared.cfg.metrics)
+    m->gateway_refused.fetch_add(1, std::memory_order_relaxed);
+  auto frame = codec::encode_response_frame(client_response{
+    0, error_reply{errc::busy, std::string{"too many connections ("} + cap
+                                 + " " + std::to_string(limit)
+                                 + "); retry later"}});
+  self->write(hdl, frame.size(), frame.data());
+  self->flush(hdl);
+  self->close(hdl);
+  uint64_t held = 0;
+  if (shared.refused_log.admit(held))
+    actors_log().warn("connection_refused peer={} cap={} limit={} open={} "
+                      "suppressed={}",
+                      peer, cap, limit, self->state.connections.size(), held);
+}
+
 caf::behavior acceptor_impl(acceptor_broker* self, caf::io::doorman_ptr door,
                             std::shared_ptr<gateway_shared> shared) {
   self->add_doorman(std::move(door));
   self->set_down_handler([=](caf::down_msg& msg) {
-    auto& conns = self->state.connections;
-    for (auto i = conns.begin(); i != conns.end(); ++i)
-      if (i->address() == msg.source) {
-        conns.erase(i);
-        return;
-      }
+    auto& st = self->state;
+    auto i = st.connections.find(msg.source);
+    if (i == st.connections.end())
+      return;
+    auto a = st.per_address.find(i->second.peer);
+    if (a != st.per_address.end() && --a->second == 0)
+      st.per_address.erase(a);
+    st.connections.erase(i);
+    if (auto& m = shared->cfg.metrics)
+      m->gateway_connections.fetch_sub(1, std::memory_order_relaxed);
   });
   return {
     [=](const caf::io::new_connection_msg& msg) {
-      auto conn = self->fork(connection_impl, msg.handle, shared);
+      auto& st = self->state;
+      auto& cfg = shared->cfg;
+      auto peer = self->remote_addr(msg.handle);
+      if (st.connections.size() >= cfg.connections_max) {
+        refuse(self, msg.handle, *shared, peer, "connections_max",
+               cfg.connections_max);
+        return;
+      }
+      auto& from_peer = st.per_address[peer];
+      if (from_peer >= cfg.connections_per_address_max) {
+        refuse(self, msg.handle, *shared, peer, "connections_per_address_max",
+               cfg.connections_per_address_max);
+        return;
+      }
+      ++from_peer;
+      auto conn = self->fork(connection_impl, msg.handle, shared, peer);
       self->monitor(conn);
-      self->state.connections.insert(conn);
+      st.connections.emplace(conn.address(), open_connection{conn, peer});
+      if (auto& m = cfg.metrics)
+        m->gateway_connections.fetch_add(1, std::memory_order_relaxed);
     },
     [=](const caf::io::acceptor_closed_msg&) { self->quit(); },
     [=](stop_atom) {
@@ -553,7 +817,13 @@ caf::behavior acceptor_impl(acceptor_broker* self, caf::io::doorman_ptr door,
                         self->state.connections.size());
       // Every connection finishes its in-flight replies and closes itself.
       for (auto& conn : self->state.connections)
-        self->send(conn, stop_atom::value);
+        self->send(conn.second.broker, stop_atom::value);
+      // The connections close by themselves; this acceptor no longer counts
+      // them.
+      if (auto& m = shared->cfg.metrics)
+        m->gateway_connections.fetch_sub(
+          static_cast<int64_t>(self->state.connections.size()),
+          std::memory_order_relaxed);
       self->close_all();
       self->quit();
     },
@@ -572,8 +842,10 @@ caf::expected<gateway_handle> spawn_gateway(caf::actor_system& sys,
   gateway_handle result;
   result.port = (*door)->port();
   result.counters = std::make_shared<gateway_counters>();
-  auto shared = std::make_shared<gateway_shared>(
-    gateway_shared{cfg, std::move(router), result.counters});
+  auto shared = std::make_shared<gateway_shared>();
+  shared->cfg = cfg;
+  shared->router = std::move(router);
+  shared->counters = result.counters;
   result.acceptor = mm.spawn_broker(acceptor_impl, std::move(*door), shared);
   actors_log().info("gateway_listening host={} port={}", cfg.host, result.port);
   return result;

@@ -64,6 +64,12 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   add("envelopes.queued_opens", std::max<int64_t>(0, queued_opens.load()));
   add("gateway.direct", direct_requests.load());
   add("gateway.direct_fallbacks", direct_fallbacks.load());
+  add("gateway.auth_timeouts", gateway_auth_timeouts.load());
+  add("gateway.connections",
+      std::max<int64_t>(0, gateway_connections.load()));
+  add("gateway.idle_closed", gateway_idle_closed.load());
+  add("gateway.read_pauses", gateway_read_pauses.load());
+  add("gateway.refused", gateway_refused.load());
   add("gateway.timeouts", gateway_timeouts.load());
   add("opens.committed", opens_committed.load());
   add("opens.writes", open_batches.load());

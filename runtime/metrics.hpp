@@ -63,6 +63,11 @@ struct node_metrics {
   std::atomic<uint64_t> direct_requests{0};   ///< grabs/opens sent straight to an envelope actor
   std::atomic<uint64_t> direct_fallbacks{0};  ///< ... whose actor had gone (asked the router)
   std::atomic<uint64_t> gateway_timeouts{0};  ///< requests answered UNAVAILABLE at their due time
+  std::atomic<int64_t> gateway_connections{0};    ///< client connections open now
+  std::atomic<uint64_t> gateway_refused{0};       ///< connections closed at once: over a cap
+  std::atomic<uint64_t> gateway_auth_timeouts{0}; ///< connections closed: no Auth in time
+  std::atomic<uint64_t> gateway_idle_closed{0};   ///< connections closed: idle too long
+  std::atomic<uint64_t> gateway_read_pauses{0};   ///< times a connection's reading paused (unsent output)
   std::atomic<uint64_t> cluster_joins{0};     ///< joins (a new incarnation each)
   std::atomic<uint64_t> cluster_fences{0};    ///< times the node fenced itself
   std::atomic<uint64_t> cluster_takes{0};     ///< segments taken by compare-and-set

@@ -65,10 +65,10 @@ void set_state(health_pointer self, int32_t segment, bool blocked,
   info.changed_at = self->clock().now();
   if (blocked)
     actors_log().warn("segment_blocked segment={} mode={} reason={}", segment,
-                      manual ? "manual" : "auto", info.state.reason);
+                      manual ? "manual" : "auto", log_safe(info.state.reason));
   else
     actors_log().info("segment_unblocked segment={} reason={}", segment,
-                      info.state.reason);
+                      log_safe(info.state.reason));
   self->request(self->state.store, store_timeout, db_segment_set_atom::value,
                 info.state)
     .then([](caf::ok_atom) {},
@@ -152,7 +152,7 @@ void sync_from_database(health_pointer self,
     actors_log().warn("segment_blocked segment={} mode={} reason={} "
                       "(recorded by another node)",
                       kv.first, info.state.manual ? "manual" : "auto",
-                      info.state.reason);
+                      log_safe(info.state.reason));
   }
   for (auto& kv : st.segments) {
     auto& info = kv.second;
@@ -183,7 +183,8 @@ segment_health_actor::behavior_type health_impl(health_pointer self,
           self->state.segments[s.segment].state = s;
           actors_log().warn("segment_blocked segment={} mode={} reason={} "
                             "(recorded before start)",
-                            s.segment, s.manual ? "manual" : "auto", s.reason);
+                            s.segment, s.manual ? "manual" : "auto",
+                            log_safe(s.reason));
         }
         if (!blocked.empty())
           announce(self);
