@@ -179,6 +179,9 @@ bool read_expiry(const toml::table& tbl, expiry_config& cfg,
   return section_reader{tbl, "expiry", err}
     .num("sweep_interval_ms", cfg.interval_ms, 10, 3600000)
     .num("sweep_batch_max", cfg.batch_max, 1, 100000)
+    .num("clock_skew_max_ms", cfg.clock_skew_max_ms, int64_t{10},
+         int64_t{400} * 24 * 3600 * 1000)
+    .num("clock_check_interval_ms", cfg.clock_check_interval_ms, 100, 3600000)
     .ok();
 }
 

@@ -185,6 +185,10 @@ struct relay_config {
 struct expiry_config {
   uint32_t interval_ms = 1000;  ///< pause between sweeps that found little
   int32_t batch_max = 100;      ///< envelopes refunded concurrently
+  /// Node clock minus database clock beyond which nothing is expired.
+  int64_t clock_skew_max_ms = 2000;
+  /// How often the sweeper reads the database's clock.
+  uint32_t clock_check_interval_ms = 5000;
 };
 
 /// [reconcile]: periodic reconciliation (对账).

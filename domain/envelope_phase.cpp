@@ -37,7 +37,10 @@ bool phase_transition_allowed(envelope_phase from, envelope_phase to) {
       return to == p::writing || to == p::refunding || to == p::stopped;
     case p::writing:
       return to == p::paid || to == p::exhausted || to == p::stopped;
-    case p::refunding: return to == p::refunded || to == p::stopped;
+    // A refund the database refused (not expired by its clock) changed
+    // nothing: the envelope is paid as before.
+    case p::refunding:
+      return to == p::refunded || to == p::paid || to == p::stopped;
     case p::failed:
     case p::archived:
     case p::exhausted:

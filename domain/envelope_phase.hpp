@@ -17,7 +17,7 @@ namespace hb {
 ///      +--> archived (read-only, any status) ------------------+
 ///      +--> unpaid <--> paying --> paid <--> writing --> exhausted
 ///      |                            |                          |
-///      |                            +--> refunding --> refunded
+///      |                            +<-> refunding --> refunded
 ///      +--> paid / exhausted / expired / refunded (as stored)  |
 ///   every phase but loading --> stopped <----------------------+
 ///

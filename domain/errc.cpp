@@ -24,16 +24,19 @@ const char* to_string(errc x) {
     case errc::segment_unavailable: return "segment_unavailable";
     case errc::deadline_exceeded: return "deadline_exceeded";
     case errc::not_owner: return "not_owner";
+    case errc::shares_pending: return "shares_pending";
+    case errc::not_expired: return "not_expired";
   }
   return "unknown";
 }
 
 bool retryable(errc x) {
   // A stale epoch is retryable for the client: the next attempt reaches the
-  // current owner of the envelope.
+  // current owner of the envelope. Pending shares are decided within one
+  // write: the retry hears the share, 手慢了, or pending again.
   return x == errc::busy || x == errc::unavailable || x == errc::stale_epoch
          || x == errc::segment_unavailable || x == errc::deadline_exceeded
-         || x == errc::not_owner;
+         || x == errc::not_owner || x == errc::shares_pending;
 }
 
 } // namespace hb

@@ -30,6 +30,8 @@ enum class errc : uint8_t {
   segment_unavailable = 17, ///< The envelope's segment is blocked; retry later.
   deadline_exceeded = 18,   ///< The client's deadline passed before execution.
   not_owner = 19,           ///< This node does not (or no longer) own the segment; retry.
+  shares_pending = 20,      ///< The last shares are reserved by a write in flight; retry.
+  not_expired = 21,         ///< Refund refused: not expired by the database's clock.
 };
 
 /// Returns the stable snake_case name of `x`, e.g. "exhausted".

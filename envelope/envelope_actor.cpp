@@ -75,6 +75,13 @@ struct envelope_state {
   bool expiry_armed = false;  // the expiry timer is scheduled
   caf::error failure;    // set when activation failed
 
+  // -- the database's clock ------------------------------------------------------
+  // The database decides expiry (persistence/pg_store.hpp): it refuses the
+  // commit of an envelope expired by its clock, and the refund of one that
+  // is not. Each refusal overrides this node's clock until the next look.
+  bool db_expired = false;    // a commit was refused: expired (for good)
+  bool db_says_live = false;  // a refund was refused: not expired yet
+
   static inline const char* name = "hb.envelope";
 };
 
@@ -141,8 +148,13 @@ bool is_expired(const envelope_state& st) {
   if (st.env.status == envelope_status::expired
       || st.env.status == envelope_status::refunded)
     return true;
-  return st.env.status == envelope_status::paid && st.env.expires_at_ms > 0
-         && st.cfg.now_ms() >= st.env.expires_at_ms;
+  if (st.env.status != envelope_status::paid)
+    return false;
+  if (st.db_expired)
+    return true;
+  if (st.db_says_live)
+    return false;
+  return st.env.expires_at_ms > 0 && st.cfg.now_ms() >= st.env.expires_at_ms;
 }
 
 // Arms the next idle check one idle period from now, unless one is armed
@@ -164,6 +176,12 @@ void touch(envelope_pointer self) {
   rearm_idle_check(self);
 }
 
+caf::error shares_pending_error() {
+  return make_error(errc::shares_pending,
+                    "the last shares are being written for other users; "
+                    "retry shortly (if that write fails they are free again)");
+}
+
 // Why a new open cannot be taken, or none.
 caf::error open_refusal(const envelope_state& st) {
   if (st.stop_requested)
@@ -174,8 +192,14 @@ caf::error open_refusal(const envelope_state& st) {
     return make_error(errc::not_paid, "the envelope has not been paid yet");
   if (is_expired(st))
     return make_error(errc::expired, "the envelope has expired");
-  if (st.env.remaining_count - reserved(st) <= 0)
+  if (st.env.remaining_count <= 0)
     return make_error(errc::exhausted, "all shares are taken (手慢了)");
+  // 手慢了 only once every share is committed: the shares of a write in
+  // flight (or queued for the next one) go back if that write fails.
+  if (st.env.remaining_count - reserved(st) <= 0)
+    return bugs::on(bug::exhausted_while_pending)
+             ? make_error(errc::exhausted, "all shares are taken (手慢了)")
+             : shares_pending_error();
   // Cold storage holds days long past any expiry, so the checks above
   // refuse every open of an archived envelope; this one keeps a read-only
   // copy from ever writing.
@@ -306,6 +330,31 @@ void on_refunded(envelope_pointer self, int64_t amount) {
   touch(self);
 }
 
+void dispatch(envelope_pointer self);
+
+// The database refused the refund: by its clock the envelope has not
+// expired (this node's clock runs ahead, e.g. after a step forward).
+// Nothing changed. Until the next look, one idle period from now, the
+// envelope is live: opens go to the database, which refuses them once it
+// is expired by its own clock. Whoever asked for the refund hears 0.
+void on_refund_refused(envelope_pointer self, const std::string& why) {
+  auto& st = self->state;
+  actors_log().warn("refund_refused envelope={} reason=not_expired "
+                    "expires_at_ms={} node_now_ms={} detail={}",
+                    st.id, st.env.expires_at_ms, st.cfg.now_ms(), why);
+  st.db_says_live = true;
+  enter(st, envelope_phase::paid);
+  for (auto& rp : st.refund_waiters)
+    rp.deliver(int64_t{0});
+  st.refund_waiters.clear();
+  self->delayed_send(self, std::chrono::milliseconds(st.cfg.idle_ms),
+                     expire_atom::value);
+  if (finish_stop(self))
+    return;
+  touch(self);
+  dispatch(self);
+}
+
 // Refunds an expired envelope's remainder to the sender, once. Like an open
 // batch it is an exclusive write: it waits for a batch in flight, and opens
 // that arrive meanwhile find the envelope expired.
@@ -332,6 +381,10 @@ void maybe_refund(envelope_pointer self) {
                 st.env.epoch)
     .then([=](int64_t amount) { on_refunded(self, amount); },
           [=](caf::error& err) {
+            if (to_failure(err).code == errc::not_expired) {
+              on_refund_refused(self, to_failure(err).message);
+              return;
+            }
             stop_after_write_failure(self, err, "refund");
           });
 }
@@ -358,8 +411,6 @@ void arm_expiry(envelope_pointer self) {
   self->delayed_send(self, std::chrono::milliseconds(delay),
                      expire_atom::value);
 }
-
-void dispatch(envelope_pointer self);
 
 // Whether anything is in flight or waiting: such an actor is not idle.
 bool has_work(const envelope_state& st) {
@@ -466,16 +517,39 @@ std::vector<std::string> take_batch_users(envelope_state& st, int64_t now) {
   return users;
 }
 
-// Answers every queued user with 手慢了: no share is left for them.
-void fail_queued_exhausted(envelope_state& st) {
-  for (auto& user : st.queue) {
-    auto it = st.waiters.find(user);
+// Answers every queued user with SHARES_PENDING: the batch about to be
+// written takes every share left, but it is not committed yet.
+void fail_queued_pending(envelope_state& st) {
+  fail_queued(st, shares_pending_error());
+}
+
+// The database refused the batch in flight: the envelope expired by its
+// clock (which may run ahead of this node's). Nothing was written; the
+// batch's users and the queued ones hear EXPIRED, as they would have from
+// this node's clock, and the refund follows (the database agrees it is due).
+void on_commit_expired(envelope_pointer self) {
+  auto& st = self->state;
+  actors_log().info("open_refused_expired envelope={} batch={} "
+                    "(expired by the database's clock)",
+                    st.id, st.inflight.opens.size());
+  st.db_expired = true;
+  st.db_says_live = false;
+  for (auto& rec : st.inflight.opens) {
+    auto it = st.waiters.find(rec.user);
+    if (it == st.waiters.end())
+      continue;
     for (auto& rp : it->second)
-      rp.deliver(make_error(errc::exhausted, "all shares are taken (手慢了)"));
+      rp.deliver(expired_error());
     st.waiters.erase(it);
   }
-  st.queue.clear();
-  st.deadlines.clear();
+  st.inflight = open_batch{};
+  fail_queued(st, expired_error());
+  enter(st, envelope_phase::paid);
+  sync_gauge(st);
+  if (finish_stop(self))
+    return;
+  touch(self);
+  maybe_refund(self);
 }
 
 // Decides the shares of the next batch (the domain's plan) and sends it as
@@ -504,9 +578,9 @@ void dispatch(envelope_pointer self) {
             st.id, plan.repeats.size(), plan.unserved.size());
   auto& b = plan.batch;
   // Users the reservation rule let in but who find no share left (only
-  // possible if limits changed underneath) hear 手慢了 now.
+  // possible if limits changed underneath) retry: the batch may fail.
   if (b.remaining_count == 0)
-    fail_queued_exhausted(st);
+    fail_queued_pending(st);
   if (b.opens.empty())
     return;
   require_batch_invariants(st, st.env, b, "before commit");
@@ -518,6 +592,10 @@ void dispatch(envelope_pointer self) {
     if (bugs::on(bug::reply_on_failed_write)
         && to_failure(err).code == errc::unavailable) {
       on_committed(self);
+      return;
+    }
+    if (to_failure(err).code == errc::expired) {
+      on_commit_expired(self);
       return;
     }
     stop_after_write_failure(self, err, "commit_opens");
@@ -594,7 +672,11 @@ grab_result handle_grab(envelope_state& st, const std::string& user) {
     res.outcome = grab_outcome::expired;
   } else if (st.waiters.count(user) > 0) {
     res.outcome = grab_outcome::can_open;
-  } else if (res.remaining_count == 0) {
+  } else if (st.env.remaining_count <= 0
+             || (res.remaining_count == 0
+                 && bugs::on(bug::exhausted_while_pending))) {
+    // 手慢了 only once every share is committed; while the last ones are
+    // only reserved, an open hears SHARES_PENDING and retries.
     res.outcome = grab_outcome::exhausted;
   } else {
     res.outcome = grab_outcome::can_open;
@@ -727,7 +809,11 @@ envelope_actor::behavior_type running(envelope_pointer self) {
       touch(self);
       return handle_refund(self);
     },
-    [=](expire_atom) { maybe_refund(self); },
+    [=](expire_atom) {
+      // Also the look again after a refund the database refused.
+      self->state.db_says_live = false;
+      maybe_refund(self);
+    },
     [=](keep_atom) {
       rearm_idle_check(self);
       arm_expiry(self);  // a kept idle actor refunds on time itself

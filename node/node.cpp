@@ -245,6 +245,7 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
   out.push_back({"expiry_sweeper", [=] {
     auto sc = settings_of<expiry_sweeper_settings>(cfg.expiry);
     sc.now_ms = env->now_ms;
+    sc.metrics = ctx->metrics;
     return started(ctx->sweeper,
                    spawn_expiry_sweeper(
                      *sysp, ctx->background,

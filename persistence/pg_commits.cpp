@@ -37,11 +37,14 @@ outcome<bool> stored_opens_match(PGconn* conn, const open_batch& batch) {
 
 /// Why a batch wrote nothing: a batch that committed already (a retry after
 /// a lost reply) is success; then, in a cluster, a deposed owner
-/// (errc::not_owner); then a stale epoch or an envelope no longer PAID.
+/// (errc::not_owner); then a stale epoch or an envelope no longer PAID;
+/// then an envelope expired by the database's clock (errc::expired).
 outcome<done> explain_refused(PGconn* conn, const open_batch& batch,
                               bool clustered) {
   auto r = run(conn, "commit_opens",
-               "SELECT epoch, status, remaining_fen, remaining_count "
+               "SELECT epoch, status, remaining_fen, remaining_count,"
+               " COALESCE(expires_at <= now(), false),"
+               " COALESCE(hb_ms(expires_at), 0), hb_ms(now()) "
                "FROM envelopes_all WHERE id = $1",
                params{}.add(batch.envelope_id));
   if (!r.ok())
@@ -73,6 +76,12 @@ outcome<done> explain_refused(PGconn* conn, const open_batch& batch,
     return failure{errc::stale_epoch,
                    std::string("envelope is no longer paid (status ")
                      + to_string(static_cast<envelope_status>(status)) + ")"};
+  if (r.boolean(0, 4))
+    return failure{errc::expired,
+                   "envelope " + std::to_string(batch.envelope_id)
+                     + " expired at " + r.text(0, 5)
+                     + " ms by the database's clock (now " + r.text(0, 6)
+                     + "); the opens were refused"};
   return failure{errc::internal,
                  "commit_opens: batch does not continue the stored remaining "
                  "amount and count of envelope "
@@ -138,6 +147,14 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
   return r;
 }
 
+/// The database's clock decides expiry (issue 23): a commit applies only to
+/// an envelope not expired by now(), whatever the node's clock says (a node
+/// whose clock stepped back would otherwise hand out shares of an envelope
+/// that is due for its refund). No expiry (NULL) never expires. Written as
+/// COALESCE so that the planner cannot take the expiry index for it (see
+/// "status + 0" below).
+#define HB_NOT_EXPIRED(column) "COALESCE(" column " > now(), true)"
+
 // The two commit statements (run_commit, run_commit_many, warm_up);
 // "@envelopes" and "@opens" name the day's partitions (day_statement).
 // Each also queues the opens it inserted for the relay (HB_OWED_FROM_INS),
@@ -148,7 +165,8 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
   "WITH upd AS ("                                                              \
   " UPDATE @envelopes SET remaining_fen = $3, remaining_count = $4, status = $5" \
   " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"                           \
-  "  AND remaining_fen = $6 AND remaining_count = $7" guard                    \
+  "  AND remaining_fen = $6 AND remaining_count = $7"                          \
+  "  AND " HB_NOT_EXPIRED("expires_at") guard                                  \
   " RETURNING id, count - $7 AS base),"                                        \
   " ins AS ("                                                                  \
   " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"     \
@@ -170,7 +188,7 @@ reply run_on_their_day(PGconn* conn, const char* what, const char* tmpl,
   " FROM b"                                                                    \
   " WHERE v.id = b.id AND v.epoch = b.epoch AND v.status + 0 = 2"              \
   "  AND v.remaining_fen = b.before_fen AND v.remaining_count = b.before_count" \
-  guard                                                                        \
+  "  AND " HB_NOT_EXPIRED("v.expires_at") guard                                \
   " RETURNING v.id, v.count - b.before_count - b.first AS base),"              \
   " ins AS ("                                                                  \
   " INSERT INTO @opens (envelope_id, user_id, amount_fen, seq, opened_at)"     \

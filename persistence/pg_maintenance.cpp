@@ -112,4 +112,13 @@ outcome<std::vector<int64_t>> pg_store::expired_envelopes(int64_t now_ms,
   return out;
 }
 
+outcome<int64_t> pg_store::db_now_ms() {
+  if (!ensure_connected())
+    return unreachable(conn_);
+  auto r = run(conn_, "db_now_ms", "SELECT hb_ms(clock_timestamp())", params{});
+  if (!r.ok())
+    return r.error;
+  return r.i64(0, 0);
+}
+
 } // namespace hb::persistence

@@ -226,12 +226,16 @@ outcome<int64_t> pg_store::refund(int64_t envelope_id, int64_t epoch) {
   // One statement: PAID -> REFUNDED and the remainder from escrow to the
   // sender's wallet commit together.
   // "status + 0": by primary key (see pg_commits.cpp). In a cluster, only
-  // while the segment has not changed hands since the activation.
+  // while the segment has not changed hands since the activation. Only once
+  // the envelope has expired by the database's clock, whatever the node's
+  // says: a node clock stepped forward (NTP, a resumed VM) must not refund
+  // envelopes still being opened; no expiry (NULL) never expires.
 #define HB_REFUND_SQL(guard)                                                   \
     "WITH upd AS ("                                                            \
     " UPDATE envelopes SET status = 5, refunded_fen = remaining_fen,"          \
     "  remaining_fen = 0"                                                      \
-    " WHERE id = $1 AND epoch = $2 AND status + 0 = 2" guard                   \
+    " WHERE id = $1 AND epoch = $2 AND status + 0 = 2"                         \
+    "  AND COALESCE(expires_at <= now(), false)" guard                         \
     " RETURNING id, sender, refunded_fen),"                                    \
     " led AS ("                                                                \
     " SELECT hb_post_once('refund:' || id, 'refund', hb_escrow_of(id),"        \
@@ -249,7 +253,10 @@ outcome<int64_t> pg_store::refund(int64_t envelope_id, int64_t epoch) {
     return r.i64(0, 0);
   // Nothing changed; a retry of a refund that committed is success.
   r = run(conn_, "refund",
-          "SELECT epoch, status, refunded_fen FROM envelopes_all WHERE id = $1",
+          "SELECT epoch, status, refunded_fen,"
+          " COALESCE(expires_at <= now(), false),"
+          " COALESCE(hb_ms(expires_at), 0), hb_ms(now())"
+          " FROM envelopes_all WHERE id = $1",
           params{}.add(envelope_id));
   if (!r.ok())
     return r.error;
@@ -267,6 +274,19 @@ outcome<int64_t> pg_store::refund(int64_t envelope_id, int64_t epoch) {
     return failure{errc::stale_epoch, "epoch " + std::to_string(epoch)
                                         + " is stale (current "
                                         + r.text(0, 0) + ")"};
+  if (status == envelope_status::paid && !r.boolean(0, 3)) {
+    auto expires = r.i64(0, 4);
+    auto now = r.i64(0, 5);
+    return failure{errc::not_expired,
+                   "envelope " + std::to_string(envelope_id)
+                     + (expires == 0
+                          ? std::string(" has no expiry")
+                          : " expires at " + std::to_string(expires)
+                              + " ms by the database's clock, "
+                              + std::to_string(expires - now)
+                              + " ms from now")
+                     + "; nothing was refunded"};
+  }
   return failure{errc::stale_epoch, std::string("envelope is not paid (status ")
                                       + to_string(status) + ")"};
 }

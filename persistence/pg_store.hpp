@@ -159,6 +159,9 @@ public:
   /// segment_owners' primary key; an envelope with owner_epoch 0 is not
   /// checked); otherwise errc::not_owner (after the replay check, before
   /// stale_epoch), even when nobody has activated the envelope since.
+  /// The database's clock decides expiry: an envelope whose expires_at is
+  /// at or before now() takes no opens (errc::expired, after stale_epoch;
+  /// nothing written), whatever the node's clock said when it planned them.
   outcome<done> commit_opens(const open_batch& batch);
 
   /// Group commit across envelopes: the batches of many envelopes in one
@@ -218,9 +221,12 @@ public:
   /// is not current or the envelope is not PAID (nothing changed), checked
   /// in that order; errc::not_found. A retry under the same (current) epoch
   /// of a refund that committed returns the refunded amount again and posts
-  /// nothing. Whether the envelope is due is the caller's decision. In a
-  /// cluster, fenced as commit_opens is: errc::not_owner after the retry
-  /// check.
+  /// nothing. The database's clock decides whether the envelope is due: a
+  /// PAID envelope whose expires_at is after now() (or that has none) is
+  /// not refunded (errc::not_expired, after stale_epoch, saying when it
+  /// expires by that clock; nothing changed), whatever the caller's clock
+  /// says. In a cluster, fenced as commit_opens is: errc::not_owner after
+  /// the retry check.
   outcome<int64_t> refund(int64_t envelope_id, int64_t epoch);
 
   // -- Relay, balances and deposits (pg_ledger.cpp) ------------------------
@@ -327,6 +333,10 @@ public:
   outcome<std::vector<int64_t>> expired_envelopes(int64_t now_ms,
                                                   int32_t limit,
                                                   int64_t after_id = 0);
+
+  /// The database's clock (clock_timestamp()) in Unix ms: the expiry
+  /// sweeper compares it with the node's to watch their skew.
+  outcome<int64_t> db_now_ms();
 
   // -- Cluster membership (pg_cluster.cpp) ---------------------------------
   //

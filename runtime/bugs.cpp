@@ -18,6 +18,8 @@ const char* to_string(bug b) {
       return "skip-epoch-bump";
     case bug::reply_on_failed_write:
       return "reply-on-failed-write";
+    case bug::exhausted_while_pending:
+      return "exhausted-while-pending";
   }
   return "?";
 }

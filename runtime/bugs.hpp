@@ -30,9 +30,14 @@ enum class bug {
   /// committed, and its shares are answered although they may never have
   /// reached the database.
   reply_on_failed_write,
+  /// The envelope actor answers 手慢了 (EXHAUSTED) as soon as committed,
+  /// in-flight and queued shares cover the count, although the shares of a
+  /// write in flight go back if that write fails (the rule before
+  /// SHARES_PENDING).
+  exhausted_while_pending,
 };
 
-constexpr size_t bug_count = 4;
+constexpr size_t bug_count = 5;
 
 namespace bugs {
 

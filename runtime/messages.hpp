@@ -225,6 +225,7 @@ using db_refund_atom = caf::atom_constant<caf::atom("db_refund")>;
 using db_relay_atom = caf::atom_constant<caf::atom("db_relay")>;
 using db_lag_atom = caf::atom_constant<caf::atom("db_lag")>;
 using db_expired_atom = caf::atom_constant<caf::atom("db_expire")>;
+using db_clock_atom = caf::atom_constant<caf::atom("db_clock")>;
 using db_history_atom = caf::atom_constant<caf::atom("db_hist")>;
 using db_balance_atom = caf::atom_constant<caf::atom("db_bal")>;
 using db_reconcile_atom = caf::atom_constant<caf::atom("db_recon")>;

@@ -61,6 +61,12 @@ std::vector<std::pair<std::string, int64_t>> node_metrics::snapshot() const {
   add("cluster.not_owner", cluster_not_owner.load());
   add("cluster.owner_refusals", owner_refusals.load());
   add("envelopes.activations", activations.load());
+  out.emplace_back("expiry.clock_skew_ms", clock_skew_ms.load());
+  out.emplace_back("expiry.clock_skew_uncertainty_ms",
+                   clock_skew_uncertainty_ms.load());
+  add("expiry.clock_checks", clock_skew_checks.load());
+  out.emplace_back("expiry.held", expiry_held.load());
+  add("expiry.held_sweeps", expiry_held_sweeps.load());
   add("envelopes.queued_opens", std::max<int64_t>(0, queued_opens.load()));
   add("gateway.direct", direct_requests.load());
   add("gateway.direct_fallbacks", direct_fallbacks.load());

@@ -77,6 +77,11 @@ struct node_metrics {
   std::atomic<uint64_t> cluster_forward_failures{0};  ///< ... not answered by it
   std::atomic<uint64_t> cluster_not_owner{0}; ///< forwarded here, owned elsewhere
   std::atomic<uint64_t> owner_refusals{0};    ///< writes the database refused: not the owner
+  std::atomic<int64_t> clock_skew_ms{0};      ///< node clock minus database clock
+  std::atomic<int64_t> clock_skew_uncertainty_ms{0};  ///< ... within this
+  std::atomic<uint64_t> clock_skew_checks{0}; ///< readings of the database clock
+  std::atomic<int64_t> expiry_held{0};        ///< 1 while the skew holds expiry
+  std::atomic<uint64_t> expiry_held_sweeps{0};  ///< sweeps skipped for the skew
   log2_histogram forward_latency_us;          ///< forwarded requests, round trip
   log2_histogram batch_sizes;                 ///< opens per write
   log2_histogram store_latency_us;            ///< every store call

@@ -89,11 +89,12 @@ int run_one(const sim_options& opt, bool summary_line,
                 " sim_ms=%" PRId64 " opens=%" PRIu64 " commits=%" PRIu64
                 " credits=%" PRIu64 " refunds=%" PRIu64 " stale=%" PRIu64
                 " starts=%d escalations=%d blocks=%" PRIu64
-                " false_exhausted=%" PRIu64 " faults=",
+                " false_exhausted=%" PRIu64 " pending=%" PRIu64
+                " expired_refused=%" PRIu64 " faults=",
                 r.seed, ok ? 1 : 0, hex(r.hash).c_str(), r.messages, r.sim_ms,
                 r.opens, r.commits, r.credits, r.refunds, r.stale_refused,
                 r.generations, r.escalations, r.segment_blocks,
-                r.false_exhausted);
+                r.false_exhausted, r.pending_answers, r.expired_refused);
     for (size_t i = 0; i < fault_count; ++i)
       std::printf("%s%" PRIu64, i == 0 ? "" : ",", r.fired[i]);
     std::printf("\n");
@@ -120,6 +121,9 @@ int run_one(const sim_options& opt, bool summary_line,
     std::printf("  %" PRIu64 " users told 手慢了 (exhausted) whose share later"
                 " went back to the sender unopened\n",
                 r.false_exhausted);
+  std::printf("  %" PRIu64 " opens answered SHARES_PENDING (retried); %" PRIu64
+              " batches refused by the database's clock (expired)\n",
+              r.pending_answers, r.expired_refused);
   for (auto& n : r.notes)
     std::printf("  note: %s\n", n.c_str());
   if (!ok) {
@@ -171,7 +175,8 @@ seed_report parse_child(const child& c, int status) {
         else if (key == "opens" || key == "commits" || key == "credits"
                  || key == "refunds" || key == "stale" || key == "starts"
                  || key == "escalations" || key == "blocks"
-                 || key == "false_exhausted")
+                 || key == "false_exhausted" || key == "pending"
+                 || key == "expired_refused")
           rep.counts[key] = std::strtoull(value.c_str(), nullptr, 10);
         else if (key == "faults") {
           std::istringstream counts(value);
@@ -353,12 +358,15 @@ int sweep(const std::string& exe, const std::string& shown_exe,
               " refunds, %" PRIu64 " stale writes refused, %" PRIu64
               " node starts, %" PRIu64 " escalations, %" PRIu64
               " segments blocked\n  %" PRIu64 " users told 手慢了 whose share"
-              " later went back to the sender unopened\n",
+              " later went back to the sender unopened; %" PRIu64
+              " opens answered SHARES_PENDING (retried); %" PRIu64
+              " batches refused as expired by the database's clock\n",
               messages, done > 0 ? static_cast<double>(messages) / done : 0.0,
               counts["opens"], counts["commits"], counts["credits"],
               counts["refunds"], counts["stale"], counts["starts"],
               counts["escalations"], counts["blocks"],
-              counts["false_exhausted"]);
+              counts["false_exhausted"], counts["pending"],
+              counts["expired_refused"]);
   if (expect_failure) {
     if (failed > 0) {
       std::printf("expected a failure and got one: seed %" PRIu64

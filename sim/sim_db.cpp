@@ -359,7 +359,9 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
     batch_sum += o.amount_fen;
   auto n = static_cast<int32_t>(b.opens.size());
   bool epoch_ok = env.epoch == b.epoch || bugs::on(bug::store_stale_epoch);
-  bool applies = epoch_ok && env.status == envelope_status::paid
+  // The database's clock decides expiry (no expiry: never expires).
+  bool expired = env.expires_at_ms > 0 && now_ms() >= env.expires_at_ms;
+  bool applies = epoch_ok && env.status == envelope_status::paid && !expired
                  && env.remaining_fen == b.remaining_fen + batch_sum
                  && env.remaining_count == b.remaining_count + n;
   if (applies) {
@@ -421,6 +423,12 @@ outcome<done> sim_db::commit_opens(const open_batch& b, const caller& who) {
     return fail(errc::stale_epoch,
                 std::string("envelope is no longer paid (status ")
                   + to_string(env.status) + ")");
+  if (expired) {
+    ++commits_refused_expired;
+    return fail(errc::expired, "envelope " + std::to_string(env.id)
+                                 + " expired by the database's clock; the "
+                                   "opens were refused");
+  }
   return fail(errc::internal,
               "commit_opens: batch does not continue the stored remaining "
               "amount and count of envelope "
@@ -447,7 +455,9 @@ outcome<int64_t> sim_db::refund(int64_t id, int64_t epoch, const caller& who) {
     return fail(errc::not_found, not_found_message(id));
   auto& env = it->second;
   bool epoch_ok = env.epoch == epoch || bugs::on(bug::store_stale_epoch);
-  if (epoch_ok && env.status == envelope_status::paid) {
+  // Only once expired by the database's clock (no expiry: never).
+  bool due = env.expires_at_ms > 0 && now_ms() >= env.expires_at_ms;
+  if (epoch_ok && env.status == envelope_status::paid && due) {
     auto key = "refund:" + std::to_string(id);
     if (ledger_keys.count(key) > 0)
       return fail(errc::internal, "ledger entry " + key + " exists already");
@@ -469,6 +479,13 @@ outcome<int64_t> sim_db::refund(int64_t id, int64_t epoch, const caller& who) {
   }
   if (env.status == envelope_status::refunded)
     return env.refunded_fen;
+  if (env.status == envelope_status::paid && !due) {
+    ++refunds_refused_early;
+    return fail(errc::not_expired,
+                "envelope " + std::to_string(id)
+                  + " has not expired by the database's clock; nothing was "
+                    "refunded");
+  }
   return fail(errc::stale_epoch, std::string("envelope is not paid (status ")
                                    + to_string(env.status) + ")");
 }

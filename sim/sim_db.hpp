@@ -135,6 +135,10 @@ public:
   uint64_t segment_blocks = 0;  ///< segments recorded as blocked
   /// Refunds applied before the envelope's expiry (must stay empty).
   std::vector<int64_t> early_refunds;
+  /// Writes the database's clock refused: refunds of envelopes not expired
+  /// yet, commits of expired ones.
+  uint64_t refunds_refused_early = 0;
+  uint64_t commits_refused_expired = 0;
   /// Envelope ids that a create tried to insert twice (must stay empty).
   std::vector<int64_t> id_collisions;
 

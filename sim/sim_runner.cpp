@@ -598,6 +598,8 @@ sim_result driver::run() {
   }
   sim_result r;
   r.false_exhausted = load_->false_exhausted();
+  r.pending_answers = load_->pending_answers;
+  r.expired_refused = w.db.commits_refused_expired;
   r.seed = w.opt.seed;
   r.hash = w.hash;
   r.messages = w.messages;
@@ -725,6 +727,9 @@ void driver::on_idle() {
     case phase::final:
       if (load_->op(reconcile_op_).final) {
         load_->recheck_promises();
+        if (auto wrong = load_->false_exhausted(); wrong > 0)
+          w.violate(std::to_string(wrong) + " users told 手慢了 whose share "
+                    "went back to the sender unopened");
         check_->final_checks();
         check_unanswered();
         check_orphans();

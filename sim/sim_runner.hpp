@@ -44,6 +44,8 @@ struct sim_result {
   uint64_t segment_blocks = 0; ///< segments blocked by segment health
   /// Users told 手慢了 whose share later went back to the sender unopened.
   uint64_t false_exhausted = 0;
+  uint64_t pending_answers = 0;  ///< SHARES_PENDING answers
+  uint64_t expired_refused = 0;  ///< commits refused: expired by the db clock
   int generations = 0;   ///< node starts
   int escalations = 0;   ///< supervisor gave up (beyond restart intensity)
 };

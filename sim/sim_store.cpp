@@ -419,6 +419,12 @@ sim_store_actor::behavior_type store_impl(store_pointer self, world* w,
         [=, &db] { return db.expired_envelopes(q.now_ms, q.limit, q.after_id); },
         deliver_value<std::vector<int64_t>>());
     },
+    [=, &db](db_clock_atom) -> caf::result<int64_t> {
+      auto plan = make_plan(self, no_segment, false);
+      return submit<caf::typed_response_promise<int64_t>>(
+        self, plan, [=, &db] { return outcome<int64_t>{db.now_ms()}; },
+        deliver_value<int64_t>());
+    },
     [=, &db](db_history_atom, history_query& q) -> caf::result<history_page> {
       auto plan = make_plan(self, no_segment, false);
       return submit<caf::typed_response_promise<history_page>>(

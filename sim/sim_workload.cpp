@@ -362,6 +362,8 @@ void workload::on_error(caf::event_based_actor* self, uint64_t id,
   ++answers_error;
   auto f = to_failure(err);
   auto answer = std::string(to_string(f.code)) + ": " + f.message;
+  if (f.code == errc::shares_pending)
+    ++pending_answers;
   if (!retryable(f.code)) {
     check_error(op, f.code, f.message);
     finish(op, answer);
@@ -466,7 +468,26 @@ void workload::check_open(sim_op& op, const open_result& r) {
     w_.violate(describe(op) + ": open answer with the wrong count");
 }
 
+// 手慢了 is final: the user is turned away for good. It is true only when
+// the database holds every share already; while the last shares are only
+// reserved by a write in flight (or queued for the next), that write may
+// fail and they go back to the sender or to other users (SHARES_PENDING,
+// retryable, is the answer then).
+void workload::check_exhausted(sim_op& op, const char* how) {
+  auto it = w_.db.envelopes.find(op.envelope_id);
+  if (it == w_.db.envelopes.end() || it->second.remaining_count <= 0)
+    return;
+  auto& e = it->second;
+  w_.violate(describe(op) + ": told 手慢了 (" + how + ") while the database "
+             "still holds " + std::to_string(e.remaining_count) + " of "
+             + std::to_string(e.count) + " shares (status "
+             + to_string(e.status) + "): they were only reserved by a write "
+             "that may still fail");
+}
+
 void workload::check_grab(sim_op& op, const grab_result& r) {
+  if (r.outcome == grab_outcome::exhausted)
+    check_exhausted(op, "grab");
   if (r.outcome != grab_outcome::already_opened)
     return;
   auto stored = w_.db.find_open(op.envelope_id, op.user);
@@ -508,8 +529,10 @@ void workload::check_refund(sim_op& op, int64_t amount) {
 
 void workload::check_error(sim_op& op, errc code, const std::string& message) {
   auto what = describe(op) + ": " + to_string(code) + " (" + message + ")";
-  if (code == errc::exhausted && op.kind == op_kind::open)
+  if (code == errc::exhausted && op.kind == op_kind::open) {
     exhausted_answers_[op.envelope_id].insert(op.user);
+    check_exhausted(op, "open");
+  }
   switch (code) {
     case errc::internal:
       w_.violate(what + ": an internal error reached a client");

@@ -94,13 +94,15 @@ public:
 
   /// Users told 手慢了 (exhausted) on an open of an envelope whose shares
   /// later went back to the sender unopened: the shares were reserved by a
-  /// write in flight that then failed. Not a money error; counted.
+  /// write in flight that then failed. Counted, and a violation at the end
+  /// (a wrong answer is caught already when it arrives, check_exhausted).
   uint64_t false_exhausted();
 
   /// Counters for the summary.
   uint64_t answers_ok = 0;
   uint64_t answers_error = 0;
   uint64_t opens_ok = 0;
+  uint64_t pending_answers = 0;  ///< SHARES_PENDING answers (retried)
 
 private:
   void send(caf::event_based_actor* self, sim_op& op);
@@ -117,6 +119,7 @@ private:
   void check_pay(sim_op& op, const envelope& e);
   void check_open(sim_op& op, const open_result& r);
   void check_grab(sim_op& op, const grab_result& r);
+  void check_exhausted(sim_op& op, const char* how);
   void check_get(sim_op& op, const envelope_detail& d);
   void check_refund(sim_op& op, int64_t amount);
   void check_error(sim_op& op, errc code, const std::string& message);

@@ -292,6 +292,11 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
         return lift(db.expired_envelopes(q.now_ms, q.limit, q.after_id));
       });
     },
+    [=](db_clock_atom) -> caf::result<int64_t> {
+      return with_db<int64_t>(self, [&](pg_store& db) {
+        return lift(db.db_now_ms());
+      });
+    },
     [=](db_history_atom, history_query& q) -> caf::result<history_page> {
       return with_db<history_page>(self, [&](pg_store& db) {
         return lift(db.history(q));

@@ -89,7 +89,9 @@ using maintenance_store = caf::typed_actor<
   // Move days before the cutoff (yyyymmdd) to cold storage; replies days.
   caf::replies_to<db_detach_atom, int32_t>::with<int>,
   // A page of the PAID envelopes past their expiry.
-  caf::replies_to<db_expired_atom, expiry_query>::with<std::vector<int64_t>>>;
+  caf::replies_to<db_expired_atom, expiry_query>::with<std::vector<int64_t>>,
+  // The database's clock, Unix ms (the sweeper watches the node's skew).
+  caf::replies_to<db_clock_atom>::with<int64_t>>;
 
 /// The SET's membership: node leases and segment owners, on the database
 /// clock (see domain/cluster.hpp and runtime/messages.hpp).

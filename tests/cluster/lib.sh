@@ -323,7 +323,7 @@ hc_end_storm() {
   hb_log "storm: $(hc_storm_summary "$HB_TMP/storm.txt")"
   for code in $(awk '$2 == "err" { print $3 }' "$HB_TMP/storm.txt" | sort -u); do
     case "$code" in
-      unavailable|busy|not_owner|deadline_exceeded|stale_epoch) ;;
+      unavailable|busy|not_owner|deadline_exceeded|stale_epoch|shares_pending) ;;
       *) hb_fail "an open was answered with '$code' ($(awk -v c="$code" '$2 == "err" && $3 == c' "$HB_TMP/storm.txt" | head -3 | paste -sd';'))" ;;
     esac
   done

@@ -107,10 +107,17 @@ struct cluster_fixture {
                          int32_t count) {
     auto env = activated_envelope(store, segment, total_fen, count);
     payment p{env.id, env.epoch, "txn-" + std::to_string(env.id),
-              1764158401000, 1764244801000};
+              1764158401000, live_expiry_ms};
     CAF_REQUIRE_EQUAL(code_of(store.confirm_payment(p)), "ok");
     env.status = envelope_status::paid;
     return env;
+  }
+
+  /// Lets the database's clock pass the envelope's expiry, as time would.
+  void expire_now(int64_t id) {
+    query(db.verify(), "UPDATE envelopes SET expires_at = now() - interval"
+                       " '1 ms' WHERE id = $1",
+          {std::to_string(id)});
   }
 
   /// Creates and activates an envelope through `store` (still CREATED).
@@ -468,7 +475,7 @@ CAF_TEST(a deposed owner cannot write although the new owner activated nothing) 
   CAF_CHECK_EQUAL(state_of(w.id), before_w);
   CAF_CHECK_EQUAL(count_where("opens", "envelope_id = $1", k.id), 1);
   // A payment, alone and in a burst.
-  payment pay{z.id, z.epoch, "txn-z", 1764158401000, 1764244801000};
+  payment pay{z.id, z.epoch, "txn-z", 1764158401000, live_expiry_ms};
   auto unpaid = a->confirm_payment(pay);
   CAF_CHECK_EQUAL(code_of(unpaid), "not_owner");
   CAF_MESSAGE("payment refused with: " << message_of(unpaid));
@@ -502,6 +509,7 @@ CAF_TEST(a deposed owner cannot write although the new owner activated nothing) 
                                                           1764158403000}}))),
                   "ok");
   auto by = value_of(b->activate(y.id)).env;
+  expire_now(y.id);
   CAF_CHECK_EQUAL(value_of(b->refund(y.id, by.epoch)), 900);
   auto bz = value_of(b->activate(z.id)).env;
   pay.epoch = bz.epoch;
@@ -581,6 +589,7 @@ CAF_TEST(without an identity no write checks the owner rows) {
      batch_of(w, {{"cat", 100, 1, 1764158402000}})}));
   CAF_CHECK_EQUAL(to_string(many[0].code), "none");
   CAF_CHECK_EQUAL(to_string(many[1].code), "none");
+  expire_now(x.id);
   CAF_CHECK_EQUAL(value_of(store->refund(x.id, x.epoch)), 800);
   CAF_CHECK_EQUAL(count_where("opens", "envelope_id = $1", x.id), 2);
   // A stale epoch is still refused as before.

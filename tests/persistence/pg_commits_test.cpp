@@ -361,7 +361,7 @@ CAF_TEST(commits find their envelopes by primary key whatever the statistics say
   script(db.verify(), "ANALYZE envelopes_p20261203");  // none PAID
   for (auto& env : envs) {
     payment p{env.id, env.epoch, "txn-" + std::to_string(env.id),
-              1764158401000, 1764244801000};
+              1764158401000, live_expiry_ms};
     CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
     env.status = envelope_status::paid;
   }
@@ -403,6 +403,62 @@ CAF_TEST(commits find their envelopes by primary key whatever the statistics say
   CAF_CHECK_EQUAL(updated() - updated_before, 121);
   CAF_CHECK_EQUAL(expiry_read() - expiry_before, 0);
   CAF_CHECK_EQUAL(count_rows("opens", envs[0].id), 2);
+}
+
+CAF_TEST(the database clock refuses opens of an expired envelope) {
+  // Paid with an expiry one second ago by the database's clock: a node
+  // whose clock runs behind (or stepped back) still takes opens for it.
+  auto db_now = query_int(db.verify(), "SELECT hb_ms(now())", {});
+  auto pay = [&](int64_t expires_at_ms) {
+    auto created = store->create_envelope(make_envelope(1000, 4));
+    CAF_REQUIRE_EQUAL(code_of(created), "ok");
+    auto snap = value_of(store->activate(created->env.id));
+    payment p{snap.env.id, snap.env.epoch, "txn-" + std::to_string(snap.env.id),
+              1764158401000, expires_at_ms};
+    CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
+    snap.env.status = envelope_status::paid;
+    return snap.env;
+  };
+  auto expired = pay(db_now - 1000);
+  auto live = pay(db_now + 3600000);
+  auto never = pay(0);  // no expiry: never expires
+  auto b = batch_of(expired, 900, {{"late", 100, 1, db_now}});
+  auto refused = store->commit_opens(b);
+  CAF_CHECK_EQUAL(code_of(refused), "expired");
+  CAF_MESSAGE("refused with: " << message_of(refused));
+  CAF_CHECK(message_of(refused).find("database's clock") != std::string::npos);
+  CAF_CHECK_EQUAL(remaining_fen(expired.id), 1000);
+  CAF_CHECK_EQUAL(count_rows("opens", expired.id), 0);
+  CAF_CHECK_EQUAL(query_int(db.verify(), "SELECT count(*) FROM relay_backlog"
+                                         " WHERE envelope_id = $1 AND kind = 'open'",
+                            {std::to_string(expired.id)}),
+                  0);
+  // In a group commit each envelope is judged alone: the live ones commit.
+  auto out = value_of(store->commit_many(
+    {batch_of(live, 900, {{"alice", 100, 1, db_now}}), b,
+     batch_of(never, 900, {{"bob", 100, 1, db_now}})}));
+  CAF_REQUIRE_EQUAL(out.size(), 3u);
+  CAF_CHECK_EQUAL(to_string(out[0].code), "none");
+  CAF_CHECK_EQUAL(to_string(out[1].code), "expired");
+  CAF_CHECK_EQUAL(to_string(out[2].code), "none");
+  CAF_CHECK_EQUAL(count_rows("opens", live.id), 1);
+  CAF_CHECK_EQUAL(count_rows("opens", never.id), 1);
+  CAF_CHECK_EQUAL(count_rows("opens", expired.id), 0);
+  CAF_CHECK_EQUAL(remaining_fen(expired.id), 1000);
+  // Once the database's clock passes the live one's expiry, it is refused
+  // as well; a replay of its committed batch is still recognised.
+  query(db.verify(), "UPDATE envelopes SET expires_at = now() - interval"
+                     " '1 ms' WHERE id = $1",
+        {std::to_string(live.id)});
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(
+                    batch_of(live, 900, {{"alice", 100, 1, db_now}}))),
+                  "ok");
+  live.remaining_count -= 1;
+  live.remaining_fen = 900;
+  CAF_CHECK_EQUAL(code_of(store->commit_opens(
+                    batch_of(live, 800, {{"carol", 100, 2, db_now}}))),
+                  "expired");
+  CAF_CHECK_EQUAL(count_rows("opens", live.id), 1);
 }
 
 CAF_TEST(commit_opens refuses an envelope that is not paid) {

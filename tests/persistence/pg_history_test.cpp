@@ -29,7 +29,7 @@ CAF_TEST(history pages newest first without gaps or duplicates) {
   std::vector<history_item> received;
   for (int i = 0; i < 25; ++i) {
     auto paid_at = t0 + (i / 2) * 1000;
-    auto snap = paid(100, 2, "hist-sender", t0 + day_ms, paid_at);
+    auto snap = paid(100, 2, "hist-sender", live_expiry_ms, paid_at);
     auto opened_at = t0 + 100000 + (i / 3) * 1000;
     open(snap, {{"hist-user", 30}}, opened_at);
     sent.push_back({snap.env.id, 100, paid_at, "group-1", ""});

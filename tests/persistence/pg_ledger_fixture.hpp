@@ -63,7 +63,7 @@ struct ledger_fixture {
   /// Creates, activates and pays an envelope; returns its snapshot as PAID.
   envelope_snapshot paid(int64_t total_fen, int32_t count,
                          const std::string& sender = "",
-                         int64_t expires_at_ms = t0 + day_ms,
+                         int64_t expires_at_ms = live_expiry_ms,
                          int64_t paid_at_ms = t0 + 1000,
                          bool from_wallet = false) {
     auto created = store->create_envelope(make_envelope(total_fen, count, sender));
@@ -76,6 +76,15 @@ struct ledger_fixture {
     if (!confirmed)
       CAF_FAIL("confirm_payment: " << confirmed.error().message);
     return value_of(store->load(snap->env.id));
+  }
+
+  /// Lets the database's clock pass the envelope's expiry (moves the expiry
+  /// to just before its now()), as time would: a refund is due only then.
+  void expire(envelope_snapshot& snap) {
+    query(verify(), "UPDATE envelopes SET expires_at = now() - interval '1 ms'"
+                    " WHERE id = $1",
+          {std::to_string(snap.env.id)});
+    snap = value_of(store->load(snap.env.id));
   }
 
   /// Commits one group-commit batch; the last share of an envelope takes

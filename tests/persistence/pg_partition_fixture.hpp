@@ -60,6 +60,14 @@ struct partition_fixture {
     return value_of(store->load(snap.env.id));
   }
 
+  /// Lets the database's clock pass the envelope's expiry, as time would.
+  void expire(envelope_snapshot& snap) {
+    query(verify(), "UPDATE envelopes SET expires_at = now() - interval '1 ms'"
+                    " WHERE id = $1",
+          {str(snap.env.id)});
+    snap = value_of(store->load(snap.env.id));
+  }
+
   void open(envelope_snapshot& snap, const shares& xs) {
     open_batch b;
     b.envelope_id = snap.env.id;

@@ -289,11 +289,58 @@ CAF_TEST(a payment from the wallet needs the money in the wallet) {
   CAF_CHECK(found(reconcile()).empty());
 }
 
+CAF_TEST(a refund waits for the database clock whatever the node clock says) {
+  // A node whose clock stepped forward by days asks for the refund of an
+  // envelope that expires in an hour by the database's clock.
+  auto db_now = count("SELECT hb_ms(now())", {});
+  auto snap = paid(1000, 5, "s-early", db_now + 3600000, db_now - 1000);
+  auto id = snap.env.id;
+  open(snap, {{"alice", 100}}, db_now);
+  relay_all();
+  auto before = count("SELECT count(*) FROM ledger_entries", {});
+  auto early = store->refund(id, snap.env.epoch);
+  CAF_CHECK_EQUAL(code_of(early), "not_expired");
+  CAF_MESSAGE("refused with: " << message_of(early));
+  CAF_CHECK(message_of(early).find("by the database's clock")
+            != std::string::npos);
+  // Nothing changed: still paid, the money in escrow, no entry posted.
+  auto after = value_of(store->load(id));
+  CAF_CHECK(after.env.status == envelope_status::paid);
+  CAF_CHECK_EQUAL(after.env.remaining_fen, 900);
+  CAF_CHECK_EQUAL(after.env.refunded_fen, 0);
+  CAF_CHECK_EQUAL(wallet("s-early"), 0);
+  CAF_CHECK_EQUAL(escrow_of(id), 900);
+  CAF_CHECK_EQUAL(count("SELECT count(*) FROM ledger_entries", {}), before);
+  // Opens go on: the envelope is live by the clock that decides.
+  open(snap, {{"bob", 100}}, db_now);
+  CAF_CHECK_EQUAL(value_of(store->load(id)).env.remaining_fen, 800);
+  // An envelope without an expiry is never refunded.
+  auto never = paid(500, 2, "s-never", 0, db_now - 1000);
+  CAF_CHECK_EQUAL(code_of(store->refund(never.env.id, never.env.epoch)),
+                  "not_expired");
+  CAF_CHECK_EQUAL(message_of(store->refund(never.env.id, never.env.epoch)),
+                  "envelope " + str(never.env.id)
+                    + " has no expiry; nothing was refunded");
+  // A stale epoch is still named first.
+  CAF_CHECK_EQUAL(code_of(store->refund(id, snap.env.epoch - 1)),
+                  "stale_epoch");
+  // Once the database's clock has passed the expiry, the refund goes
+  // through, once.
+  expire(snap);
+  CAF_CHECK_EQUAL(value_of(store->refund(id, snap.env.epoch)), 800);
+  CAF_CHECK_EQUAL(wallet("s-early"), 800);
+  CAF_CHECK_EQUAL(value_of(store->refund(id, snap.env.epoch)), 800);
+  relay_all();
+  CAF_CHECK_EQUAL(ledger_sum(), 0);
+  CAF_CHECK(found(reconcile()).empty());
+}
+
 CAF_TEST(a refund returns the remainder to the sender exactly once) {
   auto snap = paid(1000, 5, "s-refund");
   auto id = snap.env.id;
   open(snap, {{"alice", 100}, {"bob", 150}});
   relay_all();
+  expire(snap);
   auto refunded = store->refund(id, snap.env.epoch);
   CAF_REQUIRE_EQUAL(code_of(refunded), "ok");
   CAF_CHECK_EQUAL(*refunded, 750);
@@ -350,6 +397,11 @@ CAF_TEST(a refund returns the remainder to the sender exactly once) {
   CAF_CHECK(value_of(store->load(live.env.id)).env.status
             == envelope_status::paid);
   CAF_CHECK_EQUAL(wallet("s-live"), 0);
+  // Not expired by the database's clock: refused, nothing changes.
+  CAF_CHECK_EQUAL(code_of(store->refund(live.env.id, taken_over.env.epoch)),
+                  "not_expired");
+  CAF_CHECK_EQUAL(wallet("s-live"), 0);
+  expire(live);
   CAF_CHECK_EQUAL(value_of(store->refund(live.env.id, taken_over.env.epoch)),
                   500);
   relay_all();

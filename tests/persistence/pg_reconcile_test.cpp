@@ -29,12 +29,13 @@ CAF_TEST(reconcile finds planted faults and repairs only lost credits) {
   open(e1, {{"alice", 300}, {"bob", 200}, {"carol", 500}});
   auto e2 = paid(800, 4, "s2");
   open(e2, {{"alice", 100}, {"dave", 200}});
+  expire(e2);
   CAF_REQUIRE_EQUAL(value_of(store->refund(e2.env.id, e2.env.epoch)), 500);
   auto e3 = paid(500, 5, "s3", t0 + day_ms);
   auto e4 = store->create_envelope(make_envelope(1000, 2, "s4"));
   CAF_REQUIRE_EQUAL(code_of(e4), "ok");
   CAF_REQUIRE_EQUAL(code_of(store->deposit("s5", 1000, "s5-top-up")), "ok");
-  auto e5 = paid(600, 2, "s5", t0 + 2 * day_ms, t0 + 1000, true);
+  auto e5 = paid(600, 2, "s5", live_expiry_ms, t0 + 1000, true);
   open(e5, {{"erin", 100}});
   relay_all();
   auto id1 = str(e1.env.id);

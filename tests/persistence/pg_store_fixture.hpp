@@ -67,7 +67,7 @@ struct store_fixture {
     CAF_REQUIRE(snap.ok());
     payment p{snap->env.id, snap->env.epoch,
               "txn-" + std::to_string(snap->env.id), 1764158401000,
-              1764244801000};
+              live_expiry_ms};
     CAF_REQUIRE_EQUAL(code_of(store->confirm_payment(p)), "ok");
     snap->env.status = envelope_status::paid;
     return std::move(*snap);

@@ -30,6 +30,9 @@ namespace hb::persistence::test_support {
 constexpr int32_t test_day = 20261126;
 
 constexpr int64_t day_ms = 86400000;
+/// An expiry no test reaches (2100-01-01): the database's clock decides
+/// expiry, and it stands at the real now, past the fixed test days.
+constexpr int64_t live_expiry_ms = 4102444800000;
 
 /// (user, amount_fen) of each open of a batch.
 using shares = std::vector<std::pair<std::string, int64_t>>;

@@ -449,7 +449,7 @@ CAF_TEST(a body with default fields still decodes as that body) {
 // -- Responses -------------------------------------------------------------------
 
 CAF_TEST(error response round trip) {
-  for (int code = 0; code <= static_cast<int>(errc::not_owner); ++code) {
+  for (int code = 0; code <= static_cast<int>(errc::not_expired); ++code) {
     auto x = static_cast<errc>(code);
     auto resp = round_trip(client_response{9, error_reply{x, "why"}});
     CAF_REQUIRE(resp.ok());
@@ -472,6 +472,19 @@ CAF_TEST(new error codes are on the wire and retryable) {
   CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
                     {7, error_reply{errc::deadline_exceeded, ""}})),
                   "0000000808071204081218" "01");
+}
+
+CAF_TEST(shares pending is on the wire and retryable) {
+  CAF_CHECK_EQUAL(static_cast<int>(errc::shares_pending), 20);
+  CAF_CHECK(retryable(errc::shares_pending));
+  CAF_CHECK(!retryable(errc::exhausted));
+  // Error{code 20, retryable} for request 7: an old client that does not
+  // know code 20 still reads retryable = true and retries.
+  CAF_CHECK_EQUAL(hex(codec::encode_response_frame(
+                    {7, error_reply{errc::shares_pending, ""}})),
+                  "0000000808071204081418" "01");
+  CAF_CHECK_EQUAL(static_cast<int>(errc::not_expired), 21);
+  CAF_CHECK(!retryable(errc::not_expired));
 }
 
 CAF_TEST(not owner is retryable and carries the owner hint) {

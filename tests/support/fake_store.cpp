@@ -277,6 +277,10 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
           || it->second.status != envelope_status::paid)
         return make_error(errc::stale_epoch, "stale epoch");
       auto& env = it->second;
+      if (db.db_now_ms != 0
+          && (env.expires_at_ms == 0 || env.expires_at_ms > db.db_now_ms))
+        return make_error(errc::not_expired,
+                          "not expired by the database's clock");
       env.refunded_fen = env.remaining_fen;
       env.remaining_fen = 0;
       env.status = envelope_status::refunded;
@@ -293,6 +297,13 @@ fake_store_actor::behavior_type fake_impl(fake_pointer self,
     },
     [=](db_lag_atom) -> caf::result<int64_t, int64_t> {
       return {int64_t{0}, int64_t{0}};
+    },
+    [=](db_clock_atom) -> caf::result<int64_t> {
+      auto& db = *self->state.db;
+      ++db.clock_reads;
+      if (db.clock_fails || db.db_now_ms == 0)
+        return make_error(errc::unavailable, "database clock unreachable");
+      return db.db_now_ms;
     },
     [=](db_expired_atom,
         const expiry_query& q) -> caf::result<std::vector<int64_t>> {

@@ -51,6 +51,12 @@ struct fake_db {
   int days_detached = 0;                  // db_detach replies this
   bool fail_next_partitions = false;
   bool fail_next_detach = false;
+  /// The database's clock (db_clock), Unix ms; 0: it answers unavailable.
+  /// When set, a refund of an envelope whose expiry is after it is refused
+  /// (errc::not_expired), as the real refund statement does.
+  int64_t db_now_ms = 0;
+  bool clock_fails = false;
+  int clock_reads = 0;
 
   /// Adds a PAID (or CREATED) envelope and returns it.
   envelope& add(int64_t id, int64_t total_fen, int32_t count,

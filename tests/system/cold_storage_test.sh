@@ -3,13 +3,18 @@
 # opens and records dated 40 days back (their ids carry that day, so they
 # land in that day's partitions). A node on the real clock then moves those
 # partitions into the cold schema at start-up, and GetEnvelope and History
-# still return them.
+# still return them. The database's clock decides expiry, so the old node's
+# envelopes expire 40 days and an hour after their payment by its clock (an
+# hour from now by the database's), and the one left to expire is made due
+# by moving its expiry back, as time would; the old node is told to expire
+# envelopes although its clock is 40 days off (clock_skew_max_ms).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 hb_init cold_storage
 hb_write_config "" "[limits]
-expiry_s = 2
+expiry_s = $(( 40 * 24 * 3600 + 3600 ))
 [expiry]
 sweep_interval_ms = 200
+clock_skew_max_ms = $(( 41 * 24 * 3600 * 1000 ))
 [relay]
 poll_ms = 20
 [reconcile]
@@ -28,6 +33,9 @@ hb_cli_ok create --sender oldsender --group g --total-fen 500 --count 5 --idempo
 half="$(hb_get envelope_id)"
 hb_cli_ok pay "$half" --payment-txn old-txn-2
 hb_cli_ok open "$half" --user ann
+hb_stop_node
+hb_q "UPDATE envelopes SET expires_at = now() - interval '41 days' WHERE id = $half" >/dev/null
+hb_start_node HONGBAO_CLOCK_OFFSET_MS=-$forty_days_ms
 for _ in $(seq 1 100); do
   settled="$(hb_q "SELECT COUNT(*) FROM envelopes WHERE id IN ($full, $half) AND status IN (3, 5)")"
   pending="$(hb_q "SELECT COUNT(*) FROM relay_backlog")"
