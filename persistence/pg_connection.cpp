@@ -198,12 +198,16 @@ outcome<std::unique_ptr<pg_store>> pg_store::connect(
     PQfinish(conn);
     return f;
   }
-  set_call_timeout(conn, options.call_timeout_ms);
+  detail::set_call_timeout(conn, options.call_timeout_ms);
   return std::unique_ptr<pg_store>(new pg_store(conn, url));
 }
 
 bool pg_store::connected() const {
   return PQstatus(conn_) == CONNECTION_OK;
+}
+
+void pg_store::set_call_timeout(uint32_t timeout_ms) {
+  detail::set_call_timeout(conn_, timeout_ms);
 }
 
 bool pg_store::ensure_connected() {

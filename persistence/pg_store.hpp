@@ -121,6 +121,10 @@ public:
   /// Whether the connection is currently usable.
   bool connected() const;
 
+  /// Changes the call deadline (connection_options::call_timeout_ms) of the
+  /// calls from now on; 0: none.
+  void set_call_timeout(uint32_t timeout_ms);
+
   // -- An envelope's row (pg_envelopes.cpp) --------------------------------
 
   /// Inserts a new envelope (status CREATED), or, when (sender,

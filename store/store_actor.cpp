@@ -26,9 +26,21 @@ using persistence::pg_store;
 // sibling got through since its own last failure: the database is back, and
 // requests that reach it should not fail for up to the backoff's cap while
 // its siblings serve.
+//
+// And how many calls hit their deadline. One stalled connection makes the
+// others suspect (a stopped server or a black-holed path hangs them all,
+// but each worker only finds out in its next call): a worker that has not
+// probed since the last stall first probes its connection with a short
+// deadline, so that a hot envelope's next write does not wait out a full
+// deadline on every worker in turn.
 struct pool_shared {
   std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> stalls{0};
 };
+
+/// The probe's deadline: long enough for a loaded healthy server, short
+/// against call_timeout_ms.
+constexpr uint32_t probe_timeout_ms_max = 500;
 
 struct store_worker_state {
   store_settings cfg;
@@ -38,6 +50,7 @@ struct store_worker_state {
   std::chrono::steady_clock::time_point next_attempt{};
   uint32_t backoff_ms = 0;  // 0 while connected
   uint64_t reconnects_seen = 0;  // pool->reconnects at the last failure
+  uint64_t stalls_seen = 0;      // pool->stalls at this worker's last probe
   static inline const char* name = "hb.store_worker";
 };
 
@@ -111,6 +124,7 @@ pg_store* connection(worker_actor self) {
   }
   st.backoff_ms = 0;
   st.gauge->retry_at_ms.store(0, std::memory_order_relaxed);
+  st.stalls_seen = st.pool->stalls.load(std::memory_order_relaxed);
   // A new backend: prepare today's commit statements now rather than in the
   // first commit that comes this way (see pg_store::warm_up).
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -181,6 +195,25 @@ private:
   worker_gauge& g_;
 };
 
+// Whether a sibling's call hit its deadline since this worker last looked
+// and a short probe of this worker's connection then failed (the probe
+// dropped it; the caller reconnects). A connection made after the stall is
+// not probed.
+bool suspect(worker_actor self) {
+  auto& st = self->state;
+  auto stalls = st.pool->stalls.load(std::memory_order_relaxed);
+  if (stalls == st.stalls_seen || st.cfg.call_timeout_ms == 0)
+    return false;
+  st.stalls_seen = stalls;
+  st.db->set_call_timeout(std::min(st.cfg.call_timeout_ms, probe_timeout_ms_max));
+  auto ok = st.db->exec("SELECT 1").ok();
+  st.db->set_call_timeout(st.cfg.call_timeout_ms);
+  if (ok)
+    return false;
+  actors_log().warn("store_probe_failed after_stall={}", stalls);
+  return !st.db->connected();
+}
+
 // Runs `f` on the worker's connection, or fails fast while it is down.
 // Every statement of `f` has the call deadline (call_timeout_ms): a
 // database that stops answering costs this worker one deadline, then the
@@ -189,6 +222,8 @@ template <class... Ts, class F>
 caf::result<Ts...> with_db(worker_actor self, F f) {
   call_scope scope{*self->state.gauge};
   auto db = connection(self);
+  if (db != nullptr && suspect(self))
+    db = connection(self);  // the probe failed: reconnect now
   if (db == nullptr)
     return not_connected();
   auto start = std::chrono::steady_clock::now();
@@ -201,10 +236,13 @@ caf::result<Ts...> with_db(worker_actor self, F f) {
     auto took_ms
       = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     auto limit = self->state.cfg.call_timeout_ms;
-    if (limit > 0 && took_ms >= limit)
+    if (limit > 0 && took_ms >= limit) {
       actors_log().warn("store_call_deadline_passed took_ms={} "
                         "call_timeout_ms={}",
                         took_ms, limit);
+      self->state.stalls_seen
+        = self->state.pool->stalls.fetch_add(1, std::memory_order_relaxed) + 1;
+    }
     back_off(self);
   }
   return res;

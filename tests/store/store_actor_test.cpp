@@ -255,6 +255,31 @@ CAF_TEST(a call on a stopped backend fails at its deadline and the worker serves
     CAF_CHECK(!r.second);
 }
 
+CAF_TEST(a deadline on one worker makes the others probe before their next call) {
+  start(2, db.url() + " application_name=hb_probe", 2000);
+  auto env = created_envelope(53);
+  auto pids = backends_of(db.verify(), "hb_probe", 2);
+  CAF_REQUIRE_EQUAL(pids.size(), 2u);
+  stopped_backends stop{pids};
+  // The first call waits out its full deadline on a stopped backend.
+  auto t0 = std::chrono::steady_clock::now();
+  auto first = ask<envelope_snapshot>(db_load_atom::value, env.id);
+  auto took_first = ms_since(t0);
+  CAF_REQUIRE(!first.ok());
+  CAF_CHECK(first.error().code == errc::unavailable);
+  CAF_CHECK_GREATER_OR_EQUAL(took_first, 2000);
+  // The next goes to the other worker, whose backend is stopped as well:
+  // a short probe finds out, it reconnects and answers, well before a
+  // second full deadline.
+  t0 = std::chrono::steady_clock::now();
+  auto second = ask<envelope_snapshot>(db_load_atom::value, env.id);
+  auto took_second = ms_since(t0);
+  CAF_MESSAGE("first call failed after " << took_first
+              << " ms, the next answered after " << took_second << " ms");
+  CAF_CHECK(second.ok());
+  CAF_CHECK_LESS(took_second, 1800);
+}
+
 CAF_TEST(a request waiting on a row lock holds one worker and not the pool) {
   start(2);
   auto locked = created_envelope(11);
