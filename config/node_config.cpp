@@ -129,13 +129,44 @@ bool read_gateway(const toml::table& tbl, gateway_config& cfg,
 
 bool read_database(const toml::table& tbl, database_config& cfg,
                    std::string& err) {
-  return section_reader{tbl, "database", err}
-    .str("url", cfg.store.database_url)
-    .num("pool_size", cfg.store.pool_size, 1, 256)
+  constexpr int64_t hour_ms = 3600 * 1000;
+  auto& s = cfg.store;
+  bool ok = section_reader{tbl, "database", err}
+    .str("url", s.database_url)
+    .num("pool_size", s.pool_size, 1, 256)
     .num("commits_in_flight", cfg.commits.inflight_max, 1, 256)
     .num("batches_in_flight", cfg.batches.inflight_max, 1, 256)
     .num("batch_max", cfg.batches.batch_max, 1, 1024)
+    .num("keepalives_idle_s", s.keepalives_idle_s, 0, 3600)
+    .num("keepalives_interval_s", s.keepalives_interval_s, 0, 3600)
+    .num("keepalives_count", s.keepalives_count, 0, 100)
+    .num("tcp_user_timeout_ms", s.tcp_user_timeout_ms, 0, hour_ms)
+    .num("statement_timeout_ms", s.statement_timeout_ms, 0, hour_ms)
+    .num("lock_timeout_ms", s.lock_timeout_ms, 0, hour_ms)
+    .num("idle_in_transaction_session_timeout_ms",
+         s.idle_in_transaction_session_timeout_ms, 0, hour_ms)
+    .num("client_connection_check_interval_ms",
+         s.client_connection_check_interval_ms, 0, hour_ms)
+    .num("call_timeout_ms", s.call_timeout_ms, 0, hour_ms)
+    .num("stuck_after_ms", s.stuck_after_ms, 1, hour_ms)
+    .num("reply_timeout_ms", cfg.commits.reply_timeout_ms, 1, hour_ms)
+    .num("background_call_timeout_ms", cfg.background_call_timeout_ms, 0,
+         24 * hour_ms)
+    .num("background_statement_timeout_ms",
+         cfg.background_statement_timeout_ms, 0, 24 * hour_ms)
     .ok();
+  cfg.batches.reply_timeout_ms = cfg.commits.reply_timeout_ms;
+  // The batchers wait for the store's answer, which comes within the call
+  // deadline (more for a call that waited behind others in a busy pool).
+  if (ok && s.call_timeout_ms != 0
+      && cfg.commits.reply_timeout_ms <= s.call_timeout_ms) {
+    err = "database.reply_timeout_ms (" + std::to_string(cfg.commits.reply_timeout_ms)
+          + ") must exceed database.call_timeout_ms ("
+          + std::to_string(s.call_timeout_ms)
+          + "): the batchers would give up on calls the store still answers";
+    return false;
+  }
+  return ok;
 }
 
 bool read_limits(const toml::table& tbl, envelope_limits& lim,

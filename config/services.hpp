@@ -106,11 +106,36 @@ struct store_config {
   uint32_t reconnect_interval_ms = 100;
   /// Cap of the exponential backoff between connection attempts.
   uint32_t reconnect_interval_max_ms = 5000;
+  // What each connection sets (see persistence::connection_options; 0
+  // leaves a setting to libpq or the server). TCP keepalives and
+  // tcp_user_timeout find a dead peer or a black-holed path in ~20 s
+  // (idle 10 s + 3 probes 3 s apart) or 10 s of unacknowledged data.
+  uint32_t keepalives_idle_s = 10;
+  uint32_t keepalives_interval_s = 3;
+  uint32_t keepalives_count = 3;
+  uint32_t tcp_user_timeout_ms = 10000;
+  // Server side: a statement, a lock wait and an open transaction whose
+  // client went quiet end on the server; the server checks for a vanished
+  // client this often while a query runs.
+  uint32_t statement_timeout_ms = 10000;
+  uint32_t lock_timeout_ms = 3000;
+  uint32_t idle_in_transaction_session_timeout_ms = 10000;
+  uint32_t client_connection_check_interval_ms = 1000;
+  /// Client side deadline of every round trip to the database (needs
+  /// nothing from the server): then the connection is dropped, the call
+  /// fails with errc::unavailable and the worker reconnects. 0: none.
+  uint32_t call_timeout_ms = 5000;
+  /// A worker in one call for this long gets new work only when no other
+  /// worker can take it.
+  uint32_t stuck_after_ms = 1000;
 };
 
 /// The commit batcher: open batches of many envelopes in one transaction.
 struct commit_batcher_config {
   uint32_t inflight_max = 4;    ///< transactions in flight (≤ the pool size)
+  /// A store call not answered in this long fails its batches (retryable):
+  /// the store's own deadline answers sooner; this covers a lost reply.
+  uint32_t reply_timeout_ms = 10000;
   uint32_t batch_max = 256;     ///< envelope batches per transaction
   uint32_t queue_max = 100000;  ///< waiting batches before BUSY
 };
@@ -118,6 +143,7 @@ struct commit_batcher_config {
 /// The activation, payment and create batchers (each its own instance).
 struct batcher_config {
   uint32_t inflight_max = 2;  ///< transactions in flight (< the pool size)
+  uint32_t reply_timeout_ms = 10000;  ///< as commit_batcher_config's
   uint32_t batch_max = 64;    ///< requests per transaction
 };
 
@@ -128,6 +154,12 @@ struct database_config {
   /// partitions, segment health): a long relay batch or reconciliation
   /// never holds up an open.
   uint32_t background_pool_size = 2;
+  /// The background store's call deadline and statement_timeout: a
+  /// reconciliation over days of history runs for minutes (its own limit is
+  /// the reconciler waits 10 minutes); a black-holed path is still found by
+  /// the keepalives and tcp_user_timeout.
+  uint32_t background_call_timeout_ms = 600000;
+  uint32_t background_statement_timeout_ms = 600000;
   commit_batcher_config commits;  ///< commits_in_flight
   batcher_config batches;         ///< batches_in_flight, batch_max
 };

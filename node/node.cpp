@@ -79,6 +79,8 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     // or reconciliation never holds up an open.
     auto sc = settings_of<store_settings>(cfg.database.store);
     sc.pool_size = cfg.database.background_pool_size;
+    sc.call_timeout_ms = cfg.database.background_call_timeout_ms;
+    sc.statement_timeout_ms = cfg.database.background_statement_timeout_ms;
     return started(ctx->background,
                    env->make_store(*sysp, store_role::background, sc));
   }, store_stop, {}});

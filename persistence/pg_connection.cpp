@@ -3,9 +3,12 @@
 // libpq plumbing they share is in pg_detail.cpp.
 #include "persistence/pg_store.hpp"
 
+#include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "persistence/migrations.hpp"
 #include "persistence/pg_detail.hpp"
@@ -18,19 +21,91 @@ namespace {
 
 // -- Connections ---------------------------------------------------------------
 
+/// The url's own `options` (or PGOPTIONS when it has none, as libpq would
+/// use): they go after ours, so that the operator's win.
+std::string user_options(const std::string& url) {
+  std::string out;
+  char* err = nullptr;
+  auto opts = PQconninfoParse(url.c_str(), &err);
+  if (err != nullptr)
+    PQfreemem(err);
+  if (opts == nullptr)
+    return out;
+  for (auto o = opts; o->keyword != nullptr; ++o)
+    if (std::strcmp(o->keyword, "options") == 0 && o->val != nullptr)
+      out = o->val;
+  PQconninfoFree(opts);
+  if (out.empty())
+    if (auto env = std::getenv("PGOPTIONS"))
+      out = env;
+  return out;
+}
+
 /// Opens a connection from any libpq connection string. Defaults that the
-/// string may override come before it; what the code relies on comes after.
-PGconn* open_connection(const std::string& url) {
-  const char* keys[] = {"connect_timeout", "fallback_application_name",
-                        "dbname", "client_encoding", nullptr};
-  const char* values[] = {"5", "hongbao", url.c_str(), "UTF8", nullptr};
-  auto conn = PQconnectdbParams(keys, values, 1);
+/// string may override come before it; what the code relies on comes after
+/// (the `options` after it hold the url's own options at their end).
+PGconn* open_connection(const std::string& url, const connection_options& o) {
+  std::vector<std::string> keys{"connect_timeout", "fallback_application_name"};
+  std::vector<std::string> values{"5", "hongbao"};
+  auto before = [&](const char* key, uint32_t value) {
+    if (value == 0)
+      return;
+    keys.emplace_back(key);
+    values.push_back(std::to_string(value));
+  };
+  if (o.keepalives_idle_s + o.keepalives_interval_s + o.keepalives_count > 0)
+    before("keepalives", 1);
+  before("keepalives_idle", o.keepalives_idle_s);
+  before("keepalives_interval", o.keepalives_interval_s);
+  before("keepalives_count", o.keepalives_count);
+  before("tcp_user_timeout", o.tcp_user_timeout_ms);
+  keys.emplace_back("dbname");
+  values.push_back(url);
+  keys.emplace_back("client_encoding");
+  values.emplace_back("UTF8");
+  auto options = server_options(o, user_options(url));
+  if (!options.empty()) {
+    keys.emplace_back("options");
+    values.push_back(options);
+  }
+  std::vector<const char*> k, v;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    k.push_back(keys[i].c_str());
+    v.push_back(values[i].c_str());
+  }
+  k.push_back(nullptr);
+  v.push_back(nullptr);
+  auto conn = PQconnectdbParams(k.data(), v.data(), 1);
   // Server notices (e.g. "already exists, skipping") would go to stderr;
   // persistence prints nothing, and the setting survives PQreset.
   if (conn != nullptr)
     PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   return conn;
 }
+
+} // namespace
+
+std::string server_options(const connection_options& o,
+                           const std::string& user_options) {
+  std::string out;
+  auto add = [&](const char* name, uint32_t ms) {
+    if (ms == 0)
+      return;
+    out += (out.empty() ? "" : " ") + std::string{"-c "} + name + "="
+           + std::to_string(ms);
+  };
+  add("statement_timeout", o.statement_timeout_ms);
+  add("lock_timeout", o.lock_timeout_ms);
+  add("idle_in_transaction_session_timeout",
+      o.idle_in_transaction_session_timeout_ms);
+  add("client_connection_check_interval",
+      o.client_connection_check_interval_ms);
+  if (!user_options.empty())
+    out += (out.empty() ? "" : " ") + user_options;
+  return out;
+}
+
+namespace {
 
 // -- Migrations ----------------------------------------------------------------
 
@@ -101,6 +176,11 @@ pg_store::~pg_store() {
 }
 
 outcome<std::unique_ptr<pg_store>> pg_store::connect(const std::string& url) {
+  return connect(url, connection_options{});
+}
+
+outcome<std::unique_ptr<pg_store>> pg_store::connect(
+  const std::string& url, const connection_options& options) {
   // A malformed string is a configuration error, not an outage.
   char* err = nullptr;
   auto opts = PQconninfoParse(url.c_str(), &err);
@@ -110,7 +190,7 @@ outcome<std::unique_ptr<pg_store>> pg_store::connect(const std::string& url) {
     return f;
   }
   PQconninfoFree(opts);
-  auto conn = open_connection(url);
+  auto conn = open_connection(url, options);
   if (conn == nullptr)
     return failure{errc::internal, "out of memory opening a connection"};
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -118,11 +198,16 @@ outcome<std::unique_ptr<pg_store>> pg_store::connect(const std::string& url) {
     PQfinish(conn);
     return f;
   }
+  detail::set_call_timeout(conn, options.call_timeout_ms);
   return std::unique_ptr<pg_store>(new pg_store(conn, url));
 }
 
 bool pg_store::connected() const {
   return PQstatus(conn_) == CONNECTION_OK;
+}
+
+void pg_store::set_call_timeout(uint32_t timeout_ms) {
+  detail::set_call_timeout(conn_, timeout_ms);
 }
 
 bool pg_store::ensure_connected() {

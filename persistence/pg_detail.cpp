@@ -1,5 +1,10 @@
 #include "persistence/pg_detail.hpp"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -136,14 +141,130 @@ std::vector<const char*> params::pointers() const {
   return out;
 }
 
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::mutex timeouts_mutex;
+std::unordered_map<PGconn*, uint32_t> call_timeouts;
+
+uint32_t call_timeout_of(PGconn* conn) {
+  std::lock_guard<std::mutex> guard{timeouts_mutex};
+  auto it = call_timeouts.find(conn);
+  return it == call_timeouts.end() ? 0 : it->second;
+}
+
+/// Waits until the socket is ready for `events` or `until` passes (false).
+/// A poll error returns true: libpq's next call reports it.
+bool wait_socket(PGconn* conn, short events, bool bounded,
+                 clock_type::time_point until) {
+  for (;;) {
+    int wait_ms = -1;
+    if (bounded) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    until - clock_type::now())
+                    .count();
+      if (left <= 0)
+        return false;
+      wait_ms = static_cast<int>(left) + 1;
+    }
+    pollfd p{PQsocket(conn), events, 0};
+    if (p.fd < 0)
+      return true;
+    auto n = ::poll(&p, 1, wait_ms);
+    if (n > 0 || (n < 0 && errno != EINTR))
+      return true;
+  }
+}
+
+/// The deadline passed: shut the socket down so that libpq sees the
+/// connection end (CONNECTION_BAD; the next call resets it), and drain what
+/// libpq still holds. The server's side ends when its backend next reads
+/// (or client_connection_check_interval notices). A write abandoned here
+/// may still commit on the server, late: what the callers write is fenced
+/// (the envelope's epoch, the segment's owner_epoch) and idempotent, and
+/// their failure is "outcome unknown" (errc::unavailable, retry the same
+/// request), which reloads the truth from the database.
+reply abandon(PGconn* conn, const char* what, uint32_t timeout_ms) {
+  if (PQsocket(conn) >= 0)
+    ::shutdown(PQsocket(conn), SHUT_RDWR);
+  PQconsumeInput(conn);
+  for (int i = 0; i < 64; ++i) {
+    if (PQstatus(conn) != CONNECTION_BAD && PQisBusy(conn))
+      break;  // cannot happen after the shutdown; never block here
+    auto r = PQgetResult(conn);
+    if (r == nullptr)
+      break;
+    PQclear(r);
+  }
+  return fail(errc::unavailable,
+              std::string(what) + ": no answer from the database within "
+                + std::to_string(timeout_ms)
+                + " ms (call_timeout_ms); the connection was dropped");
+}
+
+/// Sends with `send` (a PQsend* call) and collects the answer as PQexec
+/// would (the first error, else the last result), but waits for the socket
+/// with poll() and at most the connection's call timeout.
+template <class Send>
+reply execute(PGconn* conn, const char* what, Send send) {
+  auto timeout_ms = call_timeout_of(conn);
+  bool bounded = timeout_ms > 0;
+  auto until = clock_type::now() + std::chrono::milliseconds(timeout_ms);
+  // Non-blocking: a large statement to a server that stopped reading must
+  // not block in send() either. The flag survives PQreset.
+  PQsetnonblocking(conn, 1);
+  if (send() == 0)
+    return finish(conn, what, nullptr);
+  for (;;) {
+    auto f = PQflush(conn);
+    if (f <= 0)
+      break;  // -1: the failure shows in the results below
+    if (!wait_socket(conn, POLLIN | POLLOUT, bounded, until))
+      return abandon(conn, what, timeout_ms);
+    PQconsumeInput(conn);
+  }
+  PGresult* kept = nullptr;
+  for (;;) {
+    while (PQisBusy(conn)) {
+      if (!wait_socket(conn, POLLIN, bounded, until)) {
+        if (kept != nullptr)
+          PQclear(kept);
+        return abandon(conn, what, timeout_ms);
+      }
+      if (PQconsumeInput(conn) == 0)
+        break;  // connection lost: PQgetResult reports it without waiting
+    }
+    auto r = PQgetResult(conn);
+    if (r == nullptr)
+      break;
+    if (kept != nullptr && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+      PQclear(r);
+      continue;
+    }
+    if (kept != nullptr)
+      PQclear(kept);
+    kept = r;
+  }
+  return finish(conn, what, kept);
+}
+
+} // namespace
+
+void set_call_timeout(PGconn* conn, uint32_t timeout_ms) {
+  std::lock_guard<std::mutex> guard{timeouts_mutex};
+  call_timeouts[conn] = timeout_ms;
+}
+
 reply run(PGconn* conn, const char* what, const char* sql, const params& p) {
   if (p.has_nul())
     return fail(errc::invalid_argument,
                 std::string(what) + ": text contains a NUL byte");
   auto ptrs = p.pointers();
-  return finish(conn, what,
-                PQexecParams(conn, sql, p.size(), nullptr, ptrs.data(),
-                             nullptr, nullptr, 0));
+  return execute(conn, what, [&] {
+    return PQsendQueryParams(conn, sql, p.size(), nullptr, ptrs.data(),
+                             nullptr, nullptr, 0);
+  });
 }
 
 namespace {
@@ -210,24 +331,27 @@ reply run_prepared(PGconn* conn, const char* what, const char* sql,
       // transaction.
       name = statement_name(sql);
       const char* args[] = {name.c_str()};
-      auto known = finish(conn, what,
-                          PQexecParams(conn,
-                                       "SELECT 1 FROM pg_prepared_statements"
-                                       " WHERE name = $1",
-                                       1, nullptr, args, nullptr, nullptr, 0));
+      auto known = execute(conn, what, [&] {
+        return PQsendQueryParams(conn,
+                                 "SELECT 1 FROM pg_prepared_statements"
+                                 " WHERE name = $1",
+                                 1, nullptr, args, nullptr, nullptr, 0);
+      });
       if (!known.ok())
         return known;
       if (known.rows() == 0) {
-        auto prep = finish(conn, what, PQprepare(conn, name.c_str(), sql,
-                                                 p.size(), nullptr));
+        auto prep = execute(conn, what, [&] {
+          return PQsendPrepare(conn, name.c_str(), sql, p.size(), nullptr);
+        });
         if (!prep.ok())
           return prep;
       }
       remember_prepared(conn, sql, name);
     }
-    auto r = finish(conn, what,
-                    PQexecPrepared(conn, name.c_str(), p.size(), ptrs.data(),
-                                   nullptr, nullptr, 0));
+    auto r = execute(conn, what, [&] {
+      return PQsendQueryPrepared(conn, name.c_str(), p.size(), ptrs.data(),
+                                 nullptr, nullptr, 0);
+    });
     if (r.ok() || r.sqlstate != undefined_prepared_statement)
       return r;
     // Deallocated behind our back: prepare again, unless the failure broke
@@ -242,12 +366,16 @@ reply run_prepared(PGconn* conn, const char* what, const char* sql,
 }
 
 void forget_connection(PGconn* conn) {
-  std::lock_guard<std::mutex> guard{prepared_mutex};
-  prepared_sets.erase(conn);
+  {
+    std::lock_guard<std::mutex> guard{prepared_mutex};
+    prepared_sets.erase(conn);
+  }
+  std::lock_guard<std::mutex> guard{timeouts_mutex};
+  call_timeouts.erase(conn);
 }
 
 reply run_script(PGconn* conn, const char* what, const char* sql) {
-  return finish(conn, what, PQexec(conn, sql));
+  return execute(conn, what, [&] { return PQsendQuery(conn, sql); });
 }
 
 bool no_partition(const reply& r) {

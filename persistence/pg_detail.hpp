@@ -93,8 +93,17 @@ reply run(PGconn* conn, const char* what, const char* sql, const params& p);
 reply run_prepared(PGconn* conn, const char* what, const char* sql,
                    const params& p);
 
-/// Drops what run_prepared remembers of a connection about to be closed.
+/// Drops what run_prepared and set_call_timeout remember of a connection
+/// about to be closed.
 void forget_connection(PGconn* conn);
+
+/// The client side deadline of every round trip on `conn` (0: none); see
+/// connection_options::call_timeout_ms. Every statement of this file is
+/// sent with libpq's asynchronous API and waited for with poll() on the
+/// connection's socket until then: the wait needs nothing from the server.
+/// When it passes the socket is shut down, which breaks the connection (the
+/// next call resets it), and the statement fails with errc::unavailable.
+void set_call_timeout(PGconn* conn, uint32_t timeout_ms);
 
 /// Trusted SQL without parameters; may hold several statements.
 reply run_script(PGconn* conn, const char* what, const char* sql);

@@ -23,6 +23,42 @@ struct create_result {
   bool created = false;
 };
 
+/// What a store sets on each of its connections ([database] in the node's
+/// config, whose defaults live in config/services.hpp). 0 leaves a setting
+/// alone: libpq's or the server's default, or what the url says.
+///
+/// keepalives_* and tcp_user_timeout_ms are libpq connection parameters;
+/// the url's own value of any of them wins. The server settings
+/// (statement_timeout, lock_timeout, idle_in_transaction_session_timeout,
+/// client_connection_check_interval) travel in libpq's `options` as `-c`
+/// switches placed BEFORE the url's own `options` (or PGOPTIONS when the
+/// url has none), so that a `-c` of the operator's for the same setting
+/// wins (the server applies them in order).
+struct connection_options {
+  uint32_t keepalives_idle_s = 0;      ///< idle time before the first probe
+  uint32_t keepalives_interval_s = 0;  ///< between unanswered probes
+  uint32_t keepalives_count = 0;       ///< unanswered probes before giving up
+  uint32_t tcp_user_timeout_ms = 0;    ///< sent data unacknowledged this long
+  uint32_t statement_timeout_ms = 0;
+  uint32_t lock_timeout_ms = 0;
+  uint32_t idle_in_transaction_session_timeout_ms = 0;
+  /// The server checks this often whether the client is still there while
+  /// a query runs (PostgreSQL 14+), so that a statement whose caller gave
+  /// up (call_timeout_ms) stops and releases its locks.
+  uint32_t client_connection_check_interval_ms = 0;
+  /// The client side deadline of every round trip to the server, which
+  /// needs nothing from the server (a stopped backend or a black-holed
+  /// host enforces no server setting): when it passes, the connection is
+  /// dropped and the call fails with errc::unavailable; the next call
+  /// reconnects. 0: wait as long as the connection lives.
+  uint32_t call_timeout_ms = 0;
+};
+
+/// The server settings of `opts` as `-c` switches for libpq's `options`,
+/// followed by `user_options` (the url's own, which thereby win).
+std::string server_options(const connection_options& opts,
+                           const std::string& user_options);
+
 /// One PostgreSQL connection and every query the service runs. Blocking:
 /// an instance belongs to one thread (a detached store worker actor), never
 /// to a CAF scheduler thread.
@@ -35,7 +71,8 @@ struct create_result {
 /// errc::not_owner with nothing changed; anything unexpected -> errc::internal.
 ///
 /// In detail, every call first reconnects once (PQreset) if the connection
-/// is broken. errc::unavailable: no connection, connection lost (SQLSTATE
+/// is broken. errc::unavailable: no connection, no answer within the call
+/// deadline (connection_options::call_timeout_ms), connection lost (SQLSTATE
 /// class 08, 57P01-57P03), the server short of resources (classes 53, 58),
 /// a statement timeout (57014), a serialization failure or deadlock (40001,
 /// 40P01), a lock timeout of partition maintenance (55P03). Nothing is
@@ -61,6 +98,10 @@ public:
   /// login -> errc::unavailable.
   static outcome<std::unique_ptr<pg_store>> connect(const std::string& url);
 
+  /// connect() with the keepalives, timeouts and call deadline of `opts`.
+  static outcome<std::unique_ptr<pg_store>> connect(
+    const std::string& url, const connection_options& opts);
+
   ~pg_store();
   pg_store(const pg_store&) = delete;
   pg_store& operator=(const pg_store&) = delete;
@@ -79,6 +120,10 @@ public:
 
   /// Whether the connection is currently usable.
   bool connected() const;
+
+  /// Changes the call deadline (connection_options::call_timeout_ms) of the
+  /// calls from now on; 0: none.
+  void set_call_timeout(uint32_t timeout_ms);
 
   // -- An envelope's row (pg_envelopes.cpp) --------------------------------
 

@@ -16,10 +16,6 @@ namespace hb {
 
 namespace {
 
-// As the envelope actor's own wait for its activation: an answer that does
-// not come by then frees the slot, and the envelope actor has given up.
-constexpr auto activation_timeout = std::chrono::seconds(30);
-
 using snapshot_promise = caf::typed_response_promise<envelope_snapshot>;
 
 struct pending_activation {
@@ -29,6 +25,10 @@ struct pending_activation {
 
 struct batcher_state {
   envelope_store store;
+  /// How long a store call may take to answer (reply_timeout_ms, below the
+  /// envelope actor's own wait): an answer that does not come by then frees
+  /// the slot and fails the activations (retryable).
+  std::chrono::milliseconds timeout{30000};
   batch_queue<pending_activation> waiting;
   static inline const char* name = "hb.activation_batcher";
 };
@@ -40,7 +40,7 @@ using batcher_pointer = activation_sink::stateful_pointer<batcher_state>;
 template <class Then>
 void activate_alone(batcher_pointer self, pending_activation p, Then then) {
   auto waiting = std::make_shared<pending_activation>(std::move(p));
-  self->request(self->state.store, activation_timeout,
+  self->request(self->state.store, self->state.timeout,
                 db_activate_atom::value, waiting->id)
     .then(
       [=](envelope_snapshot& snap) {
@@ -73,7 +73,7 @@ void activate_many(batcher_pointer self, std::vector<pending_activation> batch,
   std::vector<int64_t> ids;
   for (auto& p : *sent)
     ids.push_back(p.id);
-  self->request(self->state.store, activation_timeout,
+  self->request(self->state.store, self->state.timeout,
                 db_activate_many_atom::value, std::move(ids))
     .then(
       [=](std::vector<envelope_snapshot>& snaps) {
@@ -115,6 +115,7 @@ void flush(batcher_pointer self) {
 activation_sink::behavior_type batcher_impl(batcher_pointer self,
                                             envelope_store store,
                                             activation_batcher_settings cfg) {
+  self->state.timeout = std::chrono::milliseconds(cfg.reply_timeout_ms);
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
   self->state.store = std::move(store);

@@ -12,8 +12,6 @@ namespace hb {
 
 namespace {
 
-constexpr auto commit_timeout = std::chrono::seconds(30);
-
 struct pending_commit {
   open_batch batch;
   caf::typed_response_promise<caf::ok_atom> promise;
@@ -54,7 +52,11 @@ void flush(batcher_pointer self) {
       st.queue.pop_front();
     }
     ++st.inflight;
-    self->request(st.store, commit_timeout, db_commit_many_atom::value,
+    // The store answers within its call deadline; this bound is for a
+    // reply that never comes. Either way the envelopes of the batch fail
+    // their waiters at once (retryable) and reload from the database.
+    self->request(st.store, std::chrono::milliseconds(st.cfg.reply_timeout_ms),
+                  db_commit_many_atom::value,
                   std::move(batches))
       .then(
         [=](std::vector<int32_t>& codes) {

@@ -19,7 +19,6 @@ namespace hb {
 namespace {
 
 // As the router's own wait for the create.
-constexpr auto create_timeout = std::chrono::seconds(30);
 
 using create_promise = caf::typed_response_promise<envelope, bool>;
 
@@ -30,6 +29,8 @@ struct pending_create {
 
 struct batcher_state {
   envelope_store store;
+  /// How long a store call may take to answer (reply_timeout_ms).
+  std::chrono::milliseconds timeout{30000};
   batch_queue<pending_create> waiting;
   static inline const char* name = "hb.create_batcher";
 };
@@ -41,7 +42,7 @@ using batcher_pointer = create_sink::stateful_pointer<batcher_state>;
 template <class Then>
 void create_alone(batcher_pointer self, pending_create item, Then then) {
   auto waiting = std::make_shared<pending_create>(std::move(item));
-  self->request(self->state.store, create_timeout, db_create_atom::value,
+  self->request(self->state.store, self->state.timeout, db_create_atom::value,
                 waiting->env)
     .then(
       [=](envelope& stored, bool created) {
@@ -75,7 +76,7 @@ void create_many(batcher_pointer self, std::vector<pending_create> batch,
   std::vector<envelope> envs;
   for (auto& item : *sent)
     envs.push_back(item.env);
-  self->request(self->state.store, create_timeout, db_create_many_atom::value,
+  self->request(self->state.store, self->state.timeout, db_create_many_atom::value,
                 std::move(envs))
     .then(
       [=](std::vector<envelope>& stored) {
@@ -118,6 +119,7 @@ void flush(batcher_pointer self) {
 create_sink::behavior_type batcher_impl(batcher_pointer self,
                                         envelope_store store,
                                         create_batcher_settings cfg) {
+  self->state.timeout = std::chrono::milliseconds(cfg.reply_timeout_ms);
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
   self->state.store = std::move(store);

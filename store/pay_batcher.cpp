@@ -18,7 +18,6 @@ namespace {
 
 // As the envelope actor's own wait for its payment: an answer that does not
 // come by then frees the slot, and the envelope actor has given up.
-constexpr auto pay_timeout = std::chrono::seconds(30);
 
 using ok_promise = caf::typed_response_promise<caf::ok_atom>;
 
@@ -29,6 +28,8 @@ struct pending_payment {
 
 struct batcher_state {
   envelope_store store;
+  /// How long a store call may take to answer (reply_timeout_ms).
+  std::chrono::milliseconds timeout{30000};
   batch_queue<pending_payment> waiting;
   static inline const char* name = "hb.pay_batcher";
 };
@@ -40,7 +41,7 @@ using batcher_pointer = payment_sink::stateful_pointer<batcher_state>;
 template <class Then>
 void pay_alone(batcher_pointer self, pending_payment item, Then then) {
   auto waiting = std::make_shared<pending_payment>(std::move(item));
-  self->request(self->state.store, pay_timeout, db_pay_atom::value, waiting->p)
+  self->request(self->state.store, self->state.timeout, db_pay_atom::value, waiting->p)
     .then(
       [=](caf::ok_atom ok) {
         waiting->promise.deliver(ok);
@@ -72,7 +73,7 @@ void pay_many(batcher_pointer self, std::vector<pending_payment> batch,
   std::vector<payment> ps;
   for (auto& item : *sent)
     ps.push_back(item.p);
-  self->request(self->state.store, pay_timeout, db_pay_many_atom::value,
+  self->request(self->state.store, self->state.timeout, db_pay_many_atom::value,
                 std::move(ps))
     .then(
       [=](std::vector<int64_t>& paid) {
@@ -111,6 +112,7 @@ void flush(batcher_pointer self) {
 payment_sink::behavior_type batcher_impl(batcher_pointer self,
                                          envelope_store store,
                                          pay_batcher_settings cfg) {
+  self->state.timeout = std::chrono::milliseconds(cfg.reply_timeout_ms);
   self->state.waiting.inflight_max = std::max<uint32_t>(1, cfg.inflight_max);
   self->state.waiting.batch_max = std::max<uint32_t>(1, cfg.batch_max);
   self->state.store = std::move(store);

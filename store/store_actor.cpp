@@ -5,7 +5,6 @@
 #include <memory>
 #include <set>
 
-#include "caf/actor_pool.hpp"
 #include "caf/all.hpp"
 
 #include <spdlog/spdlog.h>
@@ -14,6 +13,7 @@
 #include "runtime/log.hpp"
 #include "domain/envelope_id.hpp"
 #include "persistence/pg_store.hpp"
+#include "store/worker_pool.hpp"
 
 namespace hb {
 
@@ -26,21 +26,51 @@ using persistence::pg_store;
 // sibling got through since its own last failure: the database is back, and
 // requests that reach it should not fail for up to the backoff's cap while
 // its siblings serve.
+//
+// And how many calls hit their deadline. One stalled connection makes the
+// others suspect (a stopped server or a black-holed path hangs them all,
+// but each worker only finds out in its next call): a worker that has not
+// probed since the last stall first probes its connection with a short
+// deadline, so that a hot envelope's next write does not wait out a full
+// deadline on every worker in turn.
 struct pool_shared {
   std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> stalls{0};
 };
+
+/// The probe's deadline: long enough for a loaded healthy server, short
+/// against call_timeout_ms.
+constexpr uint32_t probe_timeout_ms_max = 500;
 
 struct store_worker_state {
   store_settings cfg;
   std::shared_ptr<pool_shared> pool;
+  std::shared_ptr<worker_gauge> gauge;  // what the dispatcher sees
   std::unique_ptr<pg_store> db;
   std::chrono::steady_clock::time_point next_attempt{};
   uint32_t backoff_ms = 0;  // 0 while connected
   uint64_t reconnects_seen = 0;  // pool->reconnects at the last failure
+  uint64_t stalls_seen = 0;      // pool->stalls at this worker's last probe
   static inline const char* name = "hb.store_worker";
 };
 
 using worker_actor = store_actor::stateful_pointer<store_worker_state>;
+
+persistence::connection_options options_of(const store_config& c) {
+  persistence::connection_options o;
+  o.keepalives_idle_s = c.keepalives_idle_s;
+  o.keepalives_interval_s = c.keepalives_interval_s;
+  o.keepalives_count = c.keepalives_count;
+  o.tcp_user_timeout_ms = c.tcp_user_timeout_ms;
+  o.statement_timeout_ms = c.statement_timeout_ms;
+  o.lock_timeout_ms = c.lock_timeout_ms;
+  o.idle_in_transaction_session_timeout_ms
+    = c.idle_in_transaction_session_timeout_ms;
+  o.client_connection_check_interval_ms
+    = c.client_connection_check_interval_ms;
+  o.call_timeout_ms = c.call_timeout_ms;
+  return o;
+}
 
 // The connection lost or never made: wait before the next attempt, doubling
 // the wait up to the cap, so that a database outage costs one cheap failure
@@ -55,6 +85,8 @@ void back_off(worker_actor self) {
                     : std::min(st.backoff_ms * 2, st.cfg.reconnect_interval_max_ms);
   st.next_attempt = std::chrono::steady_clock::now()
                     + std::chrono::milliseconds(st.backoff_ms);
+  st.gauge->retry_at_ms.store(steady_ms() + st.backoff_ms,
+                              std::memory_order_relaxed);
   st.reconnects_seen = st.pool->reconnects.load(std::memory_order_relaxed);
 }
 
@@ -75,7 +107,7 @@ pg_store* connection(worker_actor self) {
   if (waiting_out_backoff(st))
     return nullptr;
   if (st.db == nullptr) {
-    auto res = pg_store::connect(st.cfg.database_url);
+    auto res = pg_store::connect(st.cfg.database_url, options_of(st.cfg));
     if (!res) {
       back_off(self);
       return nullptr;
@@ -91,6 +123,8 @@ pg_store* connection(worker_actor self) {
     st.pool->reconnects.fetch_add(1, std::memory_order_relaxed);
   }
   st.backoff_ms = 0;
+  st.gauge->retry_at_ms.store(0, std::memory_order_relaxed);
+  st.stalls_seen = st.pool->stalls.load(std::memory_order_relaxed);
   // A new backend: prepare today's commit statements now rather than in the
   // first commit that comes this way (see pg_store::warm_up).
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -143,28 +177,83 @@ caf::error not_connected() {
   return make_error(errc::unavailable, "database unavailable");
 }
 
+// One call as the dispatcher sees it: running from here, and counted out
+// of the worker's queue when it ends, whatever the outcome.
+class call_scope {
+public:
+  explicit call_scope(worker_gauge& g) : g_(g) {
+    g_.call_started_ms.store(steady_ms(), std::memory_order_relaxed);
+  }
+  ~call_scope() {
+    g_.call_started_ms.store(0, std::memory_order_relaxed);
+    g_.queued.fetch_sub(1, std::memory_order_relaxed);
+  }
+  call_scope(const call_scope&) = delete;
+  call_scope& operator=(const call_scope&) = delete;
+
+private:
+  worker_gauge& g_;
+};
+
+// Whether a sibling's call hit its deadline since this worker last looked
+// and a short probe of this worker's connection then failed (the probe
+// dropped it; the caller reconnects). A connection made after the stall is
+// not probed.
+bool suspect(worker_actor self) {
+  auto& st = self->state;
+  auto stalls = st.pool->stalls.load(std::memory_order_relaxed);
+  if (stalls == st.stalls_seen || st.cfg.call_timeout_ms == 0)
+    return false;
+  st.stalls_seen = stalls;
+  st.db->set_call_timeout(std::min(st.cfg.call_timeout_ms, probe_timeout_ms_max));
+  auto ok = st.db->exec("SELECT 1").ok();
+  st.db->set_call_timeout(st.cfg.call_timeout_ms);
+  if (ok)
+    return false;
+  actors_log().warn("store_probe_failed after_stall={}", stalls);
+  return !st.db->connected();
+}
+
 // Runs `f` on the worker's connection, or fails fast while it is down.
+// Every statement of `f` has the call deadline (call_timeout_ms): a
+// database that stops answering costs this worker one deadline, then the
+// connection is dropped and the worker serves again (after a reconnect).
 template <class... Ts, class F>
 caf::result<Ts...> with_db(worker_actor self, F f) {
+  call_scope scope{*self->state.gauge};
   auto db = connection(self);
+  if (db != nullptr && suspect(self))
+    db = connection(self);  // the probe failed: reconnect now
   if (db == nullptr)
     return not_connected();
   auto start = std::chrono::steady_clock::now();
   auto res = f(*db);
+  auto took = std::chrono::steady_clock::now() - start;
   if (auto& m = self->state.cfg.metrics)
     m->store_latency_us.record(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(
-        std::chrono::steady_clock::now() - start)
-        .count()));
-  if (!db->connected())
+      std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
+  if (!db->connected()) {
+    auto took_ms
+      = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    auto limit = self->state.cfg.call_timeout_ms;
+    if (limit > 0 && took_ms >= limit) {
+      actors_log().warn("store_call_deadline_passed took_ms={} "
+                        "call_timeout_ms={}",
+                        took_ms, limit);
+      self->state.stalls_seen
+        = self->state.pool->stalls.fetch_add(1, std::memory_order_relaxed) + 1;
+    }
     back_off(self);
+  }
   return res;
 }
 
 store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
-                                        std::shared_ptr<pool_shared> pool) {
+                                        std::shared_ptr<pool_shared> pool,
+                                        std::shared_ptr<worker_gauge> gauge) {
   self->state.cfg = std::move(cfg);
   self->state.pool = std::move(pool);
+  self->state.gauge = std::move(gauge);
   connection(self);
   return {
     [=](db_create_atom, envelope& env) -> caf::result<envelope, bool> {
@@ -379,12 +468,11 @@ store_actor::behavior_type store_worker(worker_actor self, store_settings cfg,
 
 store_actor spawn_pg_store(caf::actor_system& sys, const store_settings& cfg) {
   auto shared = std::make_shared<pool_shared>();
-  auto factory = [&sys, cfg, shared] {
+  auto spawn = [&sys, cfg, shared](std::shared_ptr<worker_gauge> gauge) {
     return caf::actor_cast<caf::actor>(
-      sys.spawn<caf::detached>(store_worker, cfg, shared));
+      sys.spawn<caf::detached>(store_worker, cfg, shared, std::move(gauge)));
   };
-  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), cfg.pool_size,
-                                    factory, caf::actor_pool::round_robin());
+  auto pool = make_worker_pool(sys, cfg.pool_size, spawn, cfg.stuck_after_ms);
   return caf::actor_cast<store_actor>(pool);
 }
 

@@ -150,8 +150,10 @@ struct store_settings : store_config {
   std::shared_ptr<node_metrics> metrics;
 };
 
-/// Spawns the PostgreSQL store: `pool_size` detached workers behind a
-/// round-robin dispatcher.
+/// Spawns the PostgreSQL store: `pool_size` detached workers, each with its
+/// own connection (options and call deadline from `cfg`), behind a
+/// dispatcher that hands each call to a free, connected worker
+/// (store/worker_pool.hpp).
 store_actor spawn_pg_store(caf::actor_system& sys, const store_settings& cfg);
 
 } // namespace hb

@@ -245,6 +245,45 @@ level = "warn"
   CAF_CHECK_EQUAL(cfg->log.level, "warn");
 }
 
+CAF_TEST(the database timeouts are read and bounded) {
+  auto cfg = parse_node_config(
+    "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n"
+    "keepalives_idle_s = 4\nkeepalives_interval_s = 2\nkeepalives_count = 5\n"
+    "tcp_user_timeout_ms = 6000\nstatement_timeout_ms = 7000\n"
+    "lock_timeout_ms = 800\nidle_in_transaction_session_timeout_ms = 9000\n"
+    "client_connection_check_interval_ms = 0\ncall_timeout_ms = 1500\n"
+    "stuck_after_ms = 300\nreply_timeout_ms = 4000\n"
+    "background_call_timeout_ms = 0\nbackground_statement_timeout_ms = 1\n");
+  CAF_REQUIRE(cfg.ok());
+  auto& s = cfg->database.store;
+  CAF_CHECK_EQUAL(s.keepalives_idle_s, 4u);
+  CAF_CHECK_EQUAL(s.keepalives_interval_s, 2u);
+  CAF_CHECK_EQUAL(s.keepalives_count, 5u);
+  CAF_CHECK_EQUAL(s.tcp_user_timeout_ms, 6000u);
+  CAF_CHECK_EQUAL(s.statement_timeout_ms, 7000u);
+  CAF_CHECK_EQUAL(s.lock_timeout_ms, 800u);
+  CAF_CHECK_EQUAL(s.idle_in_transaction_session_timeout_ms, 9000u);
+  CAF_CHECK_EQUAL(s.client_connection_check_interval_ms, 0u);
+  CAF_CHECK_EQUAL(s.call_timeout_ms, 1500u);
+  CAF_CHECK_EQUAL(s.stuck_after_ms, 300u);
+  CAF_CHECK_EQUAL(cfg->database.commits.reply_timeout_ms, 4000u);
+  CAF_CHECK_EQUAL(cfg->database.batches.reply_timeout_ms, 4000u);
+  CAF_CHECK_EQUAL(cfg->database.background_call_timeout_ms, 0u);
+  CAF_CHECK_EQUAL(cfg->database.background_statement_timeout_ms, 1u);
+  // The batchers must not give up on a call the store still answers.
+  auto bad = parse_node_config(required
+                               + "call_timeout_ms = 5000\n"
+                                 "reply_timeout_ms = 5000\n");
+  CAF_REQUIRE(!bad.ok());
+  CAF_CHECK(bad.error().message.find("database.reply_timeout_ms (5000) must "
+                                     "exceed database.call_timeout_ms (5000)")
+            != std::string::npos);
+  auto negative = parse_node_config(required + "call_timeout_ms = -1\n");
+  CAF_REQUIRE(!negative.ok());
+  CAF_CHECK(negative.error().message.find("database.call_timeout_ms")
+            != std::string::npos);
+}
+
 CAF_TEST(each section names its own keys when they are out of range) {
   // One bad key per section: the message names the section and the key,
   // so each section's reader is reached and checks its bounds.
@@ -295,6 +334,28 @@ CAF_TEST(the example file shows the defaults of the service structs) {
   CAF_CHECK_EQUAL(a.database.batches.inflight_max,
                   b.database.batches.inflight_max);
   CAF_CHECK_EQUAL(a.database.batches.batch_max, b.database.batches.batch_max);
+  auto& sa = a.database.store;
+  auto& sb = b.database.store;
+  CAF_CHECK_EQUAL(sa.keepalives_idle_s, sb.keepalives_idle_s);
+  CAF_CHECK_EQUAL(sa.keepalives_interval_s, sb.keepalives_interval_s);
+  CAF_CHECK_EQUAL(sa.keepalives_count, sb.keepalives_count);
+  CAF_CHECK_EQUAL(sa.tcp_user_timeout_ms, sb.tcp_user_timeout_ms);
+  CAF_CHECK_EQUAL(sa.statement_timeout_ms, sb.statement_timeout_ms);
+  CAF_CHECK_EQUAL(sa.lock_timeout_ms, sb.lock_timeout_ms);
+  CAF_CHECK_EQUAL(sa.idle_in_transaction_session_timeout_ms,
+                  sb.idle_in_transaction_session_timeout_ms);
+  CAF_CHECK_EQUAL(sa.client_connection_check_interval_ms,
+                  sb.client_connection_check_interval_ms);
+  CAF_CHECK_EQUAL(sa.call_timeout_ms, sb.call_timeout_ms);
+  CAF_CHECK_EQUAL(sa.stuck_after_ms, sb.stuck_after_ms);
+  CAF_CHECK_EQUAL(a.database.commits.reply_timeout_ms,
+                  b.database.commits.reply_timeout_ms);
+  CAF_CHECK_EQUAL(a.database.batches.reply_timeout_ms,
+                  b.database.batches.reply_timeout_ms);
+  CAF_CHECK_EQUAL(a.database.background_call_timeout_ms,
+                  b.database.background_call_timeout_ms);
+  CAF_CHECK_EQUAL(a.database.background_statement_timeout_ms,
+                  b.database.background_statement_timeout_ms);
   CAF_CHECK_EQUAL(a.limits.share_min_fen, b.limits.share_min_fen);
   CAF_CHECK_EQUAL(a.limits.share_max_fen, b.limits.share_max_fen);
   CAF_CHECK_EQUAL(a.limits.count_max, b.limits.count_max);

@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include <signal.h>
+
 #include "persistence/migrations.hpp"
 #include "tests/persistence/pg_store_fixture.hpp"
 
@@ -45,6 +47,39 @@ void migrate_to(PGconn* conn, int version) {
     query(conn, "INSERT INTO schema_migrations VALUES ($1, $2)",
           {std::to_string(m.version), m.name});
   }
+}
+
+/// A backend process stopped with SIGSTOP (a database that stops
+/// answering without closing anything: no server setting can fire), and
+/// continued when the guard goes out of scope, also on a failed check.
+class stopped_backend {
+public:
+  explicit stopped_backend(long pid) : pid_(pid) {
+    CAF_REQUIRE_EQUAL(::kill(static_cast<pid_t>(pid_), SIGSTOP), 0);
+  }
+  ~stopped_backend() { resume(); }
+  void resume() {
+    if (pid_ != 0)
+      ::kill(static_cast<pid_t>(pid_), SIGCONT);
+    pid_ = 0;
+  }
+
+private:
+  long pid_;
+};
+
+/// The pid of the session with this application_name.
+long backend_of(PGconn* verify, const std::string& app) {
+  return static_cast<long>(query_int(verify,
+                                     "SELECT pid FROM pg_stat_activity"
+                                     " WHERE application_name = $1",
+                                     {app}));
+}
+
+int64_t ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now() - t0)
+    .count();
 }
 
 /// How many migrations come after `version`.
@@ -293,6 +328,105 @@ CAF_TEST(an unreachable database is unavailable and the store reconnects) {
   CAF_CHECK(!victim->connected());
   CAF_CHECK_EQUAL(code_of(victim->load(1)), "not_found");
   CAF_CHECK(victim->connected());
+}
+
+CAF_TEST(server settings go in options before those of the url) {
+  connection_options o;
+  o.statement_timeout_ms = 1500;
+  o.lock_timeout_ms = 700;
+  CAF_CHECK_EQUAL(server_options(o, ""),
+                  "-c statement_timeout=1500 -c lock_timeout=700");
+  CAF_CHECK_EQUAL(server_options(o, "-c lock_timeout=9"),
+                  "-c statement_timeout=1500 -c lock_timeout=700"
+                  " -c lock_timeout=9");
+  CAF_CHECK_EQUAL(server_options(connection_options{}, "-c x=1"), "-c x=1");
+  // On a real session: ours, except where the url's options say otherwise.
+  o.idle_in_transaction_session_timeout_ms = 4000;
+  o.client_connection_check_interval_ms = 250;
+  o.keepalives_idle_s = 7;
+  o.tcp_user_timeout_ms = 9000;
+  auto conn = pg_store::connect(
+    db.url() + " options='-c lock_timeout=777 -c work_mem=8MB'", o);
+  CAF_REQUIRE_EQUAL(code_of(conn), "ok");
+  auto expect = [&](const char* name, const char* value) {
+    auto r = (*conn)->exec(std::string{"DO $$ BEGIN IF current_setting('"}
+                           + name + "') <> '" + value
+                           + "' THEN RAISE EXCEPTION '" + name + " is %', "
+                           + "current_setting('" + name + "'); END IF; END $$");
+    CAF_CHECK_EQUAL(code_of(r), "ok");
+    if (!r)
+      CAF_MESSAGE(r.error().message);
+  };
+  expect("statement_timeout", "1500ms");
+  expect("lock_timeout", "777ms");  // the url's own wins
+  expect("work_mem", "8MB");
+  expect("idle_in_transaction_session_timeout", "4s");
+  expect("client_connection_check_interval", "250ms");
+  // A lock wait ends at lock_timeout on the server, retryably.
+  auto env = paid_envelope(200, 2);
+  auto holder = begin_old_owner_write(env.env);
+  auto t0 = std::chrono::steady_clock::now();
+  auto waited = (*conn)->activate(env.env.id);
+  CAF_CHECK_EQUAL(code_of(waited), "unavailable");
+  CAF_CHECK_GREATER_OR_EQUAL(ms_since(t0), 700);
+  CAF_CHECK_LESS(ms_since(t0), 5000);
+  query(holder, "ROLLBACK");
+}
+
+CAF_TEST(a stopped backend: the call deadline drops the connection) {
+  connection_options o;
+  o.call_timeout_ms = 600;
+  auto a = pg_store::connect(db.url() + " application_name=hb_deadline", o);
+  CAF_REQUIRE_EQUAL(code_of(a), "ok");
+  auto& store_a = *a;
+  CAF_REQUIRE_EQUAL(code_of(store_a->load(1)), "not_found");
+  // The same fault without a deadline: the call hangs until the backend
+  // runs again (this proves the fault is real).
+  auto b = pg_store::connect(db.url() + " application_name=hb_no_deadline");
+  CAF_REQUIRE_EQUAL(code_of(b), "ok");
+  auto& store_b = *b;
+  CAF_REQUIRE_EQUAL(code_of(store_b->load(1)), "not_found");
+  stopped_backend stop_b{backend_of(db.verify(), "hb_no_deadline")};
+  std::atomic<bool> b_done{false};
+  std::thread hung{[&] {
+    store_b->load(1);
+    b_done = true;
+  }};
+  {
+    stopped_backend stop_a{backend_of(db.verify(), "hb_deadline")};
+    auto t0 = std::chrono::steady_clock::now();
+    auto timed_out = store_a->load(1);
+    auto took = ms_since(t0);
+    CAF_MESSAGE("deadline fired after " << took
+                                        << " ms: " << message_of(timed_out));
+    CAF_CHECK_EQUAL(code_of(timed_out), "unavailable");
+    CAF_CHECK_GREATER_OR_EQUAL(took, 600);
+    CAF_CHECK_LESS(took, 3000);
+    CAF_CHECK(message_of(timed_out).find("call_timeout_ms")
+              != std::string::npos);
+    CAF_CHECK(!store_a->connected());
+    // A statement far larger than the socket buffers, to a backend that
+    // reads nothing: sending must not block past the deadline either.
+    auto big = store_a->load(1);  // reconnects: a new, running backend
+    CAF_CHECK_EQUAL(code_of(big), "not_found");
+    stopped_backend stop_a2{backend_of(db.verify(), "hb_deadline")};
+    auto sql = "SELECT '" + std::string(32 << 20, 'x') + "' IS NULL";
+    t0 = std::chrono::steady_clock::now();
+    auto sent = store_a->exec(sql);
+    took = ms_since(t0);
+    CAF_MESSAGE("32 MiB statement gave up after " << took << " ms");
+    CAF_CHECK_EQUAL(code_of(sent), "unavailable");
+    // Beyond the deadline: libpq copying 32 MiB about (slow on a loaded
+    // machine); without the non-blocking send it would hang for good.
+    CAF_CHECK_LESS(took, 10000);
+    // The worker is usable again at once: the next call reconnects.
+    CAF_CHECK_EQUAL(code_of(store_a->load(1)), "not_found");
+    CAF_CHECK(store_a->connected());
+  }
+  CAF_CHECK(!b_done);  // still hung after ~1.5 s, with no deadline
+  stop_b.resume();
+  hung.join();
+  CAF_CHECK(b_done);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

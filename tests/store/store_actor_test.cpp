@@ -7,6 +7,7 @@
 #include "caf/test/unit_test.hpp"
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -89,10 +90,12 @@ struct fixture {
     self->send_exit(health, caf::exit_reason::user_shutdown);
   }
 
-  void start(uint32_t pool_size, std::string url = "") {
+  void start(uint32_t pool_size, std::string url = "",
+             uint32_t call_timeout_ms = 0) {
     store_settings s;
     s.database_url = url.empty() ? db.url() : std::move(url);
     s.pool_size = pool_size;
+    s.call_timeout_ms = call_timeout_ms;
     s.health = health;
     store = spawn_pg_store(sys, s);
   }
@@ -147,9 +150,135 @@ uint16_t closed_port() {
   return ntohs(addr.sin_port);
 }
 
+/// The backends of the sessions named `app`, once `n` of them are there.
+std::vector<long> backends_of(PGconn* verify, const std::string& app,
+                              size_t n) {
+  std::vector<long> out;
+  for (int i = 0; i < 200 && out.size() < n; ++i) {
+    out.clear();
+    auto rows = query(verify, "SELECT string_agg(pid::text, ',') FROM"
+                              " pg_stat_activity WHERE application_name = $1",
+                      {app});
+    size_t at = 0;
+    while (at < rows.size()) {
+      auto comma = rows.find(',', at);
+      out.push_back(std::stol(rows.substr(at, comma - at)));
+      at = comma == std::string::npos ? rows.size() : comma + 1;
+    }
+    if (out.size() < n)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return out;
+}
+
+/// Backend processes stopped with SIGSTOP (they answer nothing and close
+/// nothing), continued at the end of the scope, also on a failed check.
+struct stopped_backends {
+  std::vector<long> pids;
+  explicit stopped_backends(std::vector<long> xs) : pids(std::move(xs)) {
+    for (auto pid : pids)
+      CAF_REQUIRE_EQUAL(::kill(static_cast<pid_t>(pid), SIGSTOP), 0);
+  }
+  ~stopped_backends() { resume(); }
+  void resume() {
+    for (auto pid : pids)
+      ::kill(static_cast<pid_t>(pid), SIGCONT);
+    pids.clear();
+  }
+};
+
+int64_t ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now() - t0)
+    .count();
+}
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(store_actor_tests, fixture)
+
+CAF_TEST(a worker stuck on a stopped backend gets no new calls) {
+  // No call deadline: only the dispatch keeps calls away from the stuck
+  // worker (round robin sent every second call to it).
+  start(2, db.url() + " application_name=hb_route");
+  auto env = created_envelope(51);
+  auto pids = backends_of(db.verify(), "hb_route", 2);
+  CAF_REQUIRE_EQUAL(pids.size(), 2u);
+  stopped_backends stop{{pids[0]}};
+  // Calls one after another, each given 1 s: one reaches the stopped
+  // backend and hangs; every later one must go to the other worker.
+  int hung = 0, answered = 0;
+  std::vector<caf::error> late;
+  for (int i = 0; i < 12; ++i) {
+    self->request(store, std::chrono::seconds(1), db_load_atom::value, env.id)
+      .receive([&](envelope_snapshot&) { ++answered; },
+               [&](caf::error& e) {
+                 if (e == caf::sec::request_timeout)
+                   ++hung;
+               });
+  }
+  CAF_MESSAGE(answered << " answered, " << hung << " hung");
+  CAF_CHECK_GREATER_OR_EQUAL(hung, 1);  // the fault is real
+  CAF_CHECK_LESS_OR_EQUAL(hung, 1);
+  CAF_CHECK_EQUAL(answered + hung, 12);
+  stop.resume();
+}
+
+CAF_TEST(a call on a stopped backend fails at its deadline and the worker serves again) {
+  start(1, db.url() + " application_name=hb_store_deadline", 500);
+  auto env = created_envelope(52);
+  CAF_REQUIRE(ask<envelope_snapshot>(db_load_atom::value, env.id).ok());
+  auto pids = backends_of(db.verify(), "hb_store_deadline", 1);
+  CAF_REQUIRE_EQUAL(pids.size(), 1u);
+  stopped_backends stop{pids};
+  auto t0 = std::chrono::steady_clock::now();
+  auto timed_out = ask<envelope_snapshot>(db_load_atom::value, env.id);
+  auto took = ms_since(t0);
+  CAF_REQUIRE(!timed_out.ok());
+  CAF_MESSAGE("failed after " << took << " ms: " << timed_out.error().message);
+  CAF_CHECK(timed_out.error().code == errc::unavailable);
+  CAF_CHECK_GREATER_OR_EQUAL(took, 500);
+  CAF_CHECK_LESS(took, 3000);
+  // The only worker reconnects (a new backend) and answers, while the old
+  // backend is still stopped.
+  outcome<envelope_snapshot> again{failure{errc::internal, "not tried"}};
+  for (int i = 0; i < 50 && !again.ok(); ++i) {
+    again = ask<envelope_snapshot>(db_load_atom::value, env.id);
+    if (!again.ok())
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CAF_CHECK(again.ok());
+  CAF_MESSAGE("serving again after " << ms_since(t0) << " ms");
+  // Nothing charged to the segment: a hung database is not its fault.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (auto& r : log->snapshot())
+    CAF_CHECK(!r.second);
+}
+
+CAF_TEST(a deadline on one worker makes the others probe before their next call) {
+  start(2, db.url() + " application_name=hb_probe", 2000);
+  auto env = created_envelope(53);
+  auto pids = backends_of(db.verify(), "hb_probe", 2);
+  CAF_REQUIRE_EQUAL(pids.size(), 2u);
+  stopped_backends stop{pids};
+  // The first call waits out its full deadline on a stopped backend.
+  auto t0 = std::chrono::steady_clock::now();
+  auto first = ask<envelope_snapshot>(db_load_atom::value, env.id);
+  auto took_first = ms_since(t0);
+  CAF_REQUIRE(!first.ok());
+  CAF_CHECK(first.error().code == errc::unavailable);
+  CAF_CHECK_GREATER_OR_EQUAL(took_first, 2000);
+  // The next goes to the other worker, whose backend is stopped as well:
+  // a short probe finds out, it reconnects and answers, well before a
+  // second full deadline.
+  t0 = std::chrono::steady_clock::now();
+  auto second = ask<envelope_snapshot>(db_load_atom::value, env.id);
+  auto took_second = ms_since(t0);
+  CAF_MESSAGE("first call failed after " << took_first
+              << " ms, the next answered after " << took_second << " ms");
+  CAF_CHECK(second.ok());
+  CAF_CHECK_LESS(took_second, 1800);
+}
 
 CAF_TEST(a request waiting on a row lock holds one worker and not the pool) {
   start(2);
