@@ -71,13 +71,14 @@ public:
     int port = std::atoi(opts_.admin.c_str() + colon + 1);
     if (port <= 0 || port > 65535)
       return "--admin must be HOST:PORT, not '" + opts_.admin + "'";
-    auto a = sys_.middleman().remote_actor<admin_actor>(
-      host, static_cast<uint16_t>(port));
+    // Untyped: the node publishes its admin through its generic publish
+    // hook, which announces no interface.
+    auto a = sys_.middleman().remote_actor(host, static_cast<uint16_t>(port));
     if (!a)
       return "cannot connect to the admin port " + opts_.admin + ": "
              + sys_.render(a.error())
              + " (is [admin] port set in the node's config?)";
-    admin_ = *a;
+    admin_ = caf::actor_cast<admin_actor>(*a);
     return {};
   }
 
@@ -248,8 +249,11 @@ int interactive(session& s) {
     }
     std::string line = raw;
     free(raw);
-    if (line.find_first_not_of(" \t") == std::string::npos)
+    // History keeps the command without the blank a completion leaves.
+    auto last = line.find_last_not_of(" \t");
+    if (last == std::string::npos)
       continue;
+    line.resize(last + 1);
     add_history(line.c_str());
     if (!hist.empty())
       write_history(hist.c_str());
