@@ -40,27 +40,29 @@ std::string audit_line(const audit_entry& e) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-audit_log::~audit_log() {
-  if (file_ != nullptr)
-    std::fclose(file_);
-}
-
 bool audit_log::open(const std::string& path, std::string& err) {
-  file_ = std::fopen(path.c_str(), "a");
-  if (file_ == nullptr) {
+  auto* f = std::fopen(path.c_str(), "a");
+  if (f == nullptr) {
     err = "cannot open the audit log " + path + " for appending";
     return false;
   }
+  std::fclose(f);
   path_ = path;
   return true;
 }
 
+// Opened for each line: actions are rare, and a log moved away by
+// logrotate is followed by a new file at the configured path.
 bool audit_log::write(const audit_entry& entry) {
-  if (file_ == nullptr)
+  if (path_.empty())
+    return false;
+  auto* f = std::fopen(path_.c_str(), "a");
+  if (f == nullptr)
     return false;
   auto line = audit_line(entry) + "\n";
-  bool ok = std::fwrite(line.data(), 1, line.size(), file_) == line.size();
-  return std::fflush(file_) == 0 && ok;
+  bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size();
+  ok = std::fflush(f) == 0 && ok;
+  return std::fclose(f) == 0 && ok;
 }
 
 } // namespace hb::admin

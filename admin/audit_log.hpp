@@ -31,15 +31,17 @@ struct audit_entry {
 /// The entry as one line of JSON (no newline), with "at" as ISO 8601 UTC.
 std::string audit_line(const audit_entry& entry);
 
-/// An append-only file of audit lines; each write is flushed.
+/// An append-only file of audit lines: each line is appended and flushed
+/// with the file opened for it, so that a rotated log is followed.
 class audit_log {
 public:
   audit_log() = default;
   audit_log(const audit_log&) = delete;
   audit_log& operator=(const audit_log&) = delete;
-  ~audit_log();
+  ~audit_log() = default;
 
-  /// Opens (creates) the file for appending; false with a message if not.
+  /// Checks that the file can be appended to (creates it); false with a
+  /// message if not.
   bool open(const std::string& path, std::string& err);
 
   /// Appends and flushes one line; false if the file could not take it.
@@ -48,7 +50,6 @@ public:
   const std::string& path() const { return path_; }
 
 private:
-  std::FILE* file_ = nullptr;
   std::string path_;
 };
 

@@ -70,6 +70,16 @@ CAF_TEST(the log appends flushed lines) {
   for (std::string line; std::getline(in, line);)
     ++lines;
   CAF_CHECK_EQUAL(lines, 2);
+  // Rotated away (logrotate's rename): the next line starts a new file.
+  auto rotated = path + ".1";
+  CAF_REQUIRE(std::rename(path.c_str(), rotated.c_str()) == 0);
+  CAF_CHECK(again.write(e));
+  std::ifstream fresh{path};
+  lines = 0;
+  for (std::string line; std::getline(fresh, line);)
+    ++lines;
+  CAF_CHECK_EQUAL(lines, 1);
+  std::remove(rotated.c_str());
   std::remove(path.c_str());
   audit_log nowhere;
   CAF_CHECK(!nowhere.open("/nonexistent-dir/audit.jsonl", err));
