@@ -625,6 +625,57 @@ void cmd_reconcile(admin_pointer self, const parsed_command& cmd,
       [=](caf::error& err) mutable { done(failed(self, cmd, err)); });
 }
 
+// drain NODE, undrain NODE, rebalance [--dry-run]: the membership carries
+// them out (and passes drain and undrain on to NODE when it is another).
+void control(admin_pointer self, const parsed_command& cmd,
+             const admin_request&, control_request req, done_fn done) {
+  auto& cfg = self->state.cfg;
+  if (!cfg.membership) {
+    done(failed(self, cmd, errc::invalid_argument,
+                "this node runs on its own, not in a cluster: there is "
+                "nothing to drain or rebalance"));
+    return;
+  }
+  self->request(cfg.membership, ask_timeout(self), drain_atom::value, req)
+    .then(
+      [=](control_result& r) mutable {
+        auto out = reply_to(self, cmd);
+        out.message = r.message;
+        if (req.action != control_action::rebalance) {
+          out.fields.push_back({"node", r.node});
+          out.fields.push_back({"draining", r.draining ? "true" : "false"});
+          out.fields.push_back({"owned", str(r.owned)});
+        } else {
+          out.fields.push_back({"dry_run", req.dry_run ? "true" : "false"});
+          out.fields.push_back({"moves", str(static_cast<int64_t>(r.moves.size()))});
+          admin_table t{"moves", {"segment", "from", "to"}, {}};
+          for (auto& m : r.moves)
+            t.rows.push_back({str(m.segment), m.from, m.to});
+          out.tables.push_back(std::move(t));
+        }
+        done(std::move(out));
+      },
+      [=](caf::error& err) mutable { done(failed(self, cmd, err)); });
+}
+
+void cmd_drain(admin_pointer self, const parsed_command& cmd,
+               const admin_request& req, done_fn done) {
+  control(self, cmd, req, {control_action::drain, cmd.arg(0), false},
+          std::move(done));
+}
+
+void cmd_undrain(admin_pointer self, const parsed_command& cmd,
+                 const admin_request& req, done_fn done) {
+  control(self, cmd, req, {control_action::undrain, cmd.arg(0), false},
+          std::move(done));
+}
+
+void cmd_rebalance(admin_pointer self, const parsed_command& cmd,
+                   const admin_request& req, done_fn done) {
+  control(self, cmd, req, {control_action::rebalance, "", cmd.has("--dry-run")},
+          std::move(done));
+}
+
 // -- The command table --------------------------------------------------------------
 
 const std::map<std::string, handler_fn>& handlers() {
@@ -638,11 +689,11 @@ const std::map<std::string, handler_fn>& handlers() {
     {"block", cmd_block},
     {"unblock", cmd_unblock},
     {"reconcile", cmd_reconcile},
-    // The cluster's operator commands (issue 27), to be added here with
-    // their command_spec in commands.cpp: asking the membership,
-    //   {"drain", cmd_drain}, {"undrain", cmd_undrain},
-    //   {"rebalance", cmd_rebalance}, {"migrate", cmd_migrate}.
-    // A node-specific one finds the node's lease as cmd_stats does and
+    {"drain", cmd_drain},
+    {"undrain", cmd_undrain},
+    {"rebalance", cmd_rebalance},
+    // migrate ID NODE, with its command_spec in commands.cpp. A command
+    // for another node finds the node's lease as cmd_stats does and
     // forward()s to it; actions are audited by handle() below.
   };
   return table;

@@ -23,7 +23,8 @@ namespace hb {
 /// logged without it and audited, and changes nothing). The command's words
 /// are parsed again here against the command table (admin/commands.hpp)
 /// and answered with plain data (admin_reply). Actions (block, unblock,
-/// reconcile) go to the audit log with their result. Commands about another
+/// reconcile, drain, undrain, rebalance) go to the audit log with their
+/// result. Commands about another
 /// node (`stats NODE`), another SET's envelope or segment are forwarded to
 /// an admin actor of that node or SET, found by name in that node's CAF
 /// registry over the existing node link, once; a forwarded request is never

@@ -90,14 +90,28 @@ std::vector<command_spec> make_specs() {
                  "credited once, the ledger balanced.\nLost credits are re-enqueued. "
                  "Prints the totals and every discrepancy.",
                  true, false});
-  // -- The cluster's operator commands (issue 27), to be added here ----------
-  // drain NODE        action: the node hands its segments over and takes none
-  // undrain NODE      action: the node takes segments again
-  // rebalance [--dry-run]   action (a dry run is not): move segments back
-  //                   to their preferred live owners
-  // migrate ID NODE   action: move one live envelope to NODE
-  // Each: a command_spec here (action = true) and a handler in
-  // admin_actor.cpp's handler table asking the membership.
+  // -- The cluster's planned moves (issue 27): asked of the membership ------
+  out.push_back({"drain", {required("NODE", arg_kind::node)}, {},
+                 "hand a node's segments over; it takes none (audited)",
+                 "NODE hands every segment it owns to the other live nodes of "
+                 "its SET, one\nowner compare-and-set each after its envelope "
+                 "actors finished their writes,\nand takes none until `undrain` "
+                 "(recorded in its SET's database:\nnode_leases.draining).",
+                 true, false});
+  out.push_back({"undrain", {required("NODE", arg_kind::node)}, {},
+                 "let a drained node serve again (audited)",
+                 "NODE takes segments again; a rebalance gives it its share "
+                 "back.",
+                 true, false});
+  out.push_back({"rebalance", {},
+                 {{"--dry-run", "", "only list the moves placement wants"}},
+                 "move segments to where placement wants them (audited)",
+                 "The moves that placement wants now (segment, from, to) in "
+                 "this node's SET;\nstarted unless --dry-run.",
+                 true, false});
+  // migrate ID NODE (move one live envelope to NODE): a command_spec here
+  // (action = true) and a handler in admin_actor.cpp's table, once the
+  // membership or registry offers it.
   out.push_back({"quit", {}, {}, "leave the console", "Leaves the console "
                  "(also: exit, Ctrl-D).", false, true});
   return out;

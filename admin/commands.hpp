@@ -7,9 +7,8 @@
 // I/O.
 //
 // Adding a command: a command_spec in command_specs() (commands.cpp) and a
-// handler in the admin actor's table (admin_actor.cpp). The cluster's
-// drain NODE, undrain NODE, rebalance [--dry-run] and migrate ID NODE have
-// their places marked in both.
+// handler in the admin actor's table (admin_actor.cpp); migrate ID NODE
+// has its place marked in both.
 
 #include <cstddef>
 #include <cstdint>

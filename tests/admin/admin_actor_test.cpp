@@ -40,6 +40,7 @@ struct node_under_test {
   std::mutex mx;
   std::vector<segment_request> at_health;
   std::vector<int64_t> at_reconciler;
+  std::vector<control_request> at_membership;
   std::string audit_path;
   admin_actor admin;
   std::vector<caf::actor> stubs;  // stopped at the end, or the system waits
@@ -108,8 +109,21 @@ struct node_under_test {
     ac.store = caf::actor_cast<envelope_store>(store);
     if (view.enabled)
       ac.membership = caf::actor_cast<membership_actor>(
-        spawn_stub([view]() -> caf::behavior {
-          return {[view](stats_atom) { return view; }};
+        spawn_stub([this, view]() -> caf::behavior {
+          return {
+            [view](stats_atom) { return view; },
+            [this](drain_atom, control_request& req) {
+              std::lock_guard<std::mutex> guard{mx};
+              at_membership.push_back(req);
+              control_result r;
+              r.node = req.node;
+              r.draining = req.action == control_action::drain;
+              if (req.action == control_action::rebalance)
+                r.moves.push_back({4, "a1", "a2"});
+              r.message = "done";
+              return r;
+            },
+          };
         }));
     auto a = spawn_admin(sys, ac);
     CAF_REQUIRE(a);
@@ -238,6 +252,7 @@ CAF_TEST(a single node answers the views and envelope state) {
   r = n.ask({"envelope", "2026120700000001008"});
   CAF_CHECK_EQUAL(r.error, "not_found");
   CAF_CHECK_EQUAL(n.ask({"stats", "other"}).error, "not_found");
+  CAF_CHECK_EQUAL(n.ask({"drain", "n1"}).error, "invalid_argument");
 }
 
 CAF_TEST(node specific commands are forwarded to the other node admin) {
@@ -306,6 +321,20 @@ CAF_TEST(node specific commands are forwarded to the other node admin) {
   CAF_CHECK_EQUAL(r.tables[0].rows[0].back(), "0-1");
   CAF_CHECK_EQUAL(r.tables[0].rows[1][3], "unowned");
   CAF_CHECK_EQUAL(a.ask({"segments", "set-9"}).error, "invalid_argument");
+  // Planned moves go to the membership, audited.
+  r = a.ask({"drain", "a2"});
+  CAF_CHECK_EQUAL(r.error, "");
+  CAF_CHECK_EQUAL(a.field(r, "draining"), "true");
+  r = a.ask({"rebalance", "--dry-run"});
+  CAF_CHECK_EQUAL(a.field(r, "moves"), "1");
+  CAF_REQUIRE_EQUAL(a.at_membership.size(), 2u);
+  CAF_CHECK_EQUAL(a.at_membership[0].node, "a2");
+  CAF_CHECK(a.at_membership[0].action == control_action::drain);
+  CAF_CHECK(a.at_membership[1].dry_run);
+  auto a_audit = a.audit();
+  CAF_REQUIRE_EQUAL(a_audit.size(), 4u);
+  CAF_CHECK_EQUAL(a_audit[2]["command"], "drain");
+  CAF_CHECK_EQUAL(a_audit[3]["args"], (json{"--dry-run"}));
   r = a.ask({"zones"});
   CAF_REQUIRE_EQUAL(r.tables[0].rows.size(), 3u);
   // An envelope of set-2 is looked up by b1 (its SET's database).

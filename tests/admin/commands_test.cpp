@@ -52,7 +52,8 @@ CAF_TEST(every command parses with its arguments) {
                     "stats", "stats a1", "envelope 2026120700000001007",
                     "reconcile", "reconcile --since 24h",
                     "reconcile --since=1700000000000", "help", "help block",
-                    "quit", "exit"})
+                    "quit", "exit", "drain a1", "undrain a1", "rebalance",
+                    "rebalance --dry-run"})
     CHECK_FOR(parse_line(line).ok(), line);
   auto r = parse_line("reconcile --since 24h");
   CAF_REQUIRE(r.ok());
@@ -89,6 +90,8 @@ CAF_TEST(bad command lines are refused with the usage) {
   check_bad("reconcile --since", "needs a value WHEN");
   check_bad("reconcile --until 5", "unknown option --until");
   check_bad("help nosuch", "no command 'nosuch'");
+  check_bad("drain", "missing NODE");
+  check_bad("rebalance --dry-run=yes", "--dry-run takes no value");
 }
 
 CAF_TEST(since is Unix ms or an age) {
