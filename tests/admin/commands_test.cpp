@@ -134,7 +134,8 @@ CAF_TEST(completion offers commands then names by argument kind) {
   CAF_CHECK_EQUAL(complete("reconcile --s", known),
                   (std::vector<std::string>{"--since"}));
   CAF_CHECK_EQUAL(complete("help un", known),
-                  (std::vector<std::string>{"unblock"}));
+                  (std::vector<std::string>{"unblock", "undrain"}));
+  CAF_CHECK_EQUAL(complete("drain b", known), (std::vector<std::string>{"b1"}));
   CAF_CHECK(complete("block 7 ", known).empty());
   CAF_CHECK(complete("nosuch ", known).empty());
 }
