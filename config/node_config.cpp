@@ -87,6 +87,21 @@ public:
     return *this;
   }
 
+  section_reader& flag(const char* key, bool& out) {
+    if (!err_.empty())
+      return *this;
+    auto node = tbl_[section_][key];
+    if (!node)
+      return *this;
+    auto v = node.template value<bool>();
+    if (!v) {
+      err_ = std::string{section_} + "." + key + " must be true or false";
+      return *this;
+    }
+    out = *v;
+    return *this;
+  }
+
   bool ok() const {
     return err_.empty();
   }
@@ -262,6 +277,61 @@ bool read_ids(const toml::table& tbl, ids_config& cfg, std::string& err) {
 
 bool read_log(const toml::table& tbl, log_config& cfg, std::string& err) {
   return section_reader{tbl, "log", err}.str("level", cfg.level).ok();
+}
+
+// [admin]: the secret is read from secret_file when given (one line; the
+// trailing newline is not part of it).
+bool read_admin(const toml::table& tbl, admin_config& cfg, std::string& err) {
+  bool ok = section_reader{tbl, "admin", err}
+              .str("host", cfg.host)
+              .num("port", cfg.port, 0, 65535)
+              .num("metrics_port", cfg.metrics_port, 0, 65535)
+              .str("secret", cfg.secret)
+              .str("secret_file", cfg.secret_file)
+              .str("credential", cfg.credential)
+              .str("audit_file", cfg.audit_file)
+              .flag("demo", cfg.demo)
+              .num("forward_timeout_ms", cfg.forward_timeout_ms, 100, 600000)
+              .num("request_timeout_ms", cfg.request_timeout_ms, 100, 3600000)
+              .ok();
+  if (!ok)
+    return false;
+  if (!cfg.secret_file.empty()) {
+    if (!cfg.secret.empty()) {
+      err = "admin.secret and admin.secret_file are both set; keep one";
+      return false;
+    }
+    std::ifstream in{cfg.secret_file};
+    if (!in || !std::getline(in, cfg.secret)) {
+      err = "admin.secret_file: cannot read " + cfg.secret_file;
+      return false;
+    }
+    while (!cfg.secret.empty()
+           && (cfg.secret.back() == '\r' || cfg.secret.back() == ' '))
+      cfg.secret.pop_back();
+  }
+  if (cfg.port != 0 && cfg.port == cfg.metrics_port) {
+    err = "admin.metrics_port must differ from admin.port";
+    return false;
+  }
+  if (cfg.port == 0)
+    return true;
+  if (cfg.secret.size() < 16) {
+    err = "admin.secret (or admin.secret_file) must hold at least 16 "
+          "characters when admin.port is set: every console request "
+          "carries it";
+    return false;
+  }
+  if (cfg.secret == admin_example_secret && !cfg.demo) {
+    err = "admin.secret is the example's from node.example.toml; set a "
+          "secret of your own (admin.demo = true allows it for a demo)";
+    return false;
+  }
+  if (cfg.credential.empty()) {
+    err = "admin.credential must not be empty (the audit log names it)";
+    return false;
+  }
+  return true;
 }
 
 // -- [cluster] -----------------------------------------------------------------
@@ -675,7 +745,8 @@ outcome<node_config> parse_node_config(const std::string& text) {
             && read_segments_health(tbl, cfg.segments, err)
             && read_supervisor(tbl, cfg.supervisor, err)
             && read_ids(tbl, cfg.ids, err)
-            && read_log(tbl, cfg.log, err);
+            && read_log(tbl, cfg.log, err)
+            && read_admin(tbl, cfg.admin, err);
   // The other sections stop at their first wrong key; the cluster's
   // problems are all reported, after it.
   problem_list problems;

@@ -28,6 +28,7 @@ struct node_config {
   supervisor_config supervisor;  // [supervisor]
   ids_config ids;                // [ids]
   log_config log;                // [log]
+  admin_config admin;            // [admin]
 };
 
 /// Parses a TOML file into a node config; every problem is reported with the

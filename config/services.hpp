@@ -70,6 +70,33 @@ struct cluster_config {
   uint32_t node_capacity_segments = 0;
 };
 
+/// [admin]: the operator side (docs/operations.md, "The console"): the
+/// admin actor published for hongbao-console on its own port, the audit
+/// log of operator actions and the Prometheus endpoint. Off unless a port
+/// is configured.
+struct admin_config {
+  std::string host = "127.0.0.1";  ///< where the admin port and metrics listen
+  uint16_t port = 0;               ///< the admin actor's port; 0: no admin actor
+  uint16_t metrics_port = 0;       ///< GET /metrics over HTTP; 0: off
+  /// The operator secret every console request carries (or read from
+  /// secret_file at load). Never logged.
+  std::string secret;
+  std::string secret_file;
+  /// The credential's name, written to the audit log with the user.
+  std::string credential = "operator";
+  /// One JSON line per operator action (block, unblock, reconcile, ...).
+  std::string audit_file = "hongbao-audit.jsonl";
+  /// A demo may keep the example secret; anything else is refused with it.
+  bool demo = false;
+  /// Deadline of a request the admin forwards to another node's admin.
+  uint32_t forward_timeout_ms = 5000;
+  /// Deadline of what the admin asks its own node (stats, reconcile, ...).
+  uint32_t request_timeout_ms = 60000;
+};
+
+/// The operator secret of config/node.example.toml: refused outside a demo.
+constexpr const char* admin_example_secret = "example-operator-secret-change-me";
+
 /// [gateway]: the client TCP broker.
 struct gateway_config {
   std::string host = "127.0.0.1";

@@ -48,6 +48,13 @@ batcher_config batches_of(const database_config& db) {
   return out;
 }
 
+void add_gateway(std::vector<child_spec>& out, caf::actor_system* sysp,
+                 const node_config& cfg, std::shared_ptr<node_context> ctx);
+void add_operator_side(std::vector<child_spec>& out, caf::actor_system* sysp,
+                       const node_config& cfg,
+                       std::shared_ptr<const node_env> env,
+                       std::shared_ptr<node_context> ctx);
+
 } // namespace
 
 node_env production_env() {
@@ -256,6 +263,15 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
 
   if (!env->gateway)
     return out;
+  add_gateway(out, sysp, cfg, ctx);
+  add_operator_side(out, sysp, cfg, env, ctx);
+  return out;
+}
+
+namespace {
+
+void add_gateway(std::vector<child_spec>& out, caf::actor_system* sysp,
+                 const node_config& cfg, std::shared_ptr<node_context> ctx) {
   out.push_back({"gateway", [=]() -> caf::expected<caf::actor> {
     auto gc = settings_of<gateway_settings>(cfg.gateway);
     // A restarted gateway listens on the port it had, also when the file
@@ -271,8 +287,68 @@ std::vector<child_spec> node_children(caf::actor_system& sys,
     ctx->gateway = std::move(*gw);
     return ctx->gateway.acceptor;
   }, stop_with, {"router"}});
-  return out;
 }
+
+// The operator side starts last and stops first: the admin actor on its
+// own port (docs/operations.md, "The console") and GET /metrics.
+void add_operator_side(std::vector<child_spec>& out, caf::actor_system* sysp,
+                       const node_config& cfg,
+                       std::shared_ptr<const node_env> env,
+                       std::shared_ptr<node_context> ctx) {
+  if (cfg.admin.port != 0) {
+    std::vector<std::string> deps{"router", "segment_health", "reconciler",
+                                  "background_store"};
+    if (cfg.cluster.enabled)
+      deps.push_back("membership");
+    out.push_back({"admin", [=]() -> caf::expected<caf::actor> {
+      auto ac = settings_of<admin_settings>(cfg.admin);
+      ac.node_name = cfg.node.name;
+      ac.zone = cfg.node.zone;
+      ac.cluster = cfg.cluster;
+      ac.segments = cfg.ids.segments;
+      ac.router = ctx->router;
+      ac.health = caf::actor_cast<segment_admin>(ctx->health);
+      ac.reconciler = ctx->reconciler;
+      ac.store = ctx->background;
+      ac.membership = ctx->membership;
+      ac.now_ms = env->now_ms;
+      auto admin = spawn_admin(*sysp, ac);
+      if (!admin)
+        return std::move(admin.error());
+      auto handle = caf::actor_cast<caf::actor>(*admin);
+      if (env->peers.publish) {
+        // A restarted admin takes the port of the one before.
+        if (ctx->admin && ctx->admin_port != 0)
+          sysp->middleman().unpublish(caf::actor_cast<caf::actor>(ctx->admin),
+                                      ctx->admin_port);
+        auto port = env->peers.publish(handle, cfg.admin.host, cfg.admin.port);
+        if (!port) {
+          caf::anon_send_exit(handle, caf::exit_reason::user_shutdown);
+          return std::move(port.error());
+        }
+        ctx->admin_port = *port;
+      }
+      return started(ctx->admin, std::move(*admin));
+    }, nullptr, deps});
+  }
+  if (cfg.admin.metrics_port != 0) {
+    out.push_back({"metrics_http", [=]() -> caf::expected<caf::actor> {
+      metrics_http_settings mc;
+      mc.host = cfg.admin.host;
+      mc.port = cfg.admin.metrics_port;
+      mc.zone = cfg.node.zone;
+      mc.router = ctx->router;
+      mc.metrics = ctx->metrics;
+      auto h = spawn_metrics_http(*sysp, mc);
+      if (!h)
+        return std::move(h.error());
+      ctx->metrics_http = *h;
+      return h->broker;
+    }, stop_with, {"router"}});
+  }
+}
+
+} // namespace
 
 caf::expected<node_handle> start_node(caf::actor_system& sys,
                                       const node_config& cfg, node_env env) {

@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "admin/admin_actor.hpp"
+#include "admin/metrics_http.hpp"
 #include "background/expiry_sweeper_actor.hpp"
 #include "background/partition_keeper_actor.hpp"
 #include "background/reconciler_actor.hpp"
@@ -54,6 +56,9 @@ struct node_context {
   router_actor router;
   expiry_sweeper_actor sweeper;
   gateway_handle gateway;
+  admin_actor admin;          // [admin] port: the operator's console
+  uint16_t admin_port = 0;    // where it is published
+  metrics_http_handle metrics_http;  // [admin] metrics_port: GET /metrics
 };
 
 /// The two stores of a node.

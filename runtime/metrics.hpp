@@ -31,6 +31,12 @@ public:
 
   uint64_t count() const;
 
+  /// The count of bucket k (values in [2^(k-1), 2^k); k = 0: zeros), for
+  /// exporters (the Prometheus endpoint).
+  uint64_t bucket(size_t k) const {
+    return k < buckets ? counts_[k].load(std::memory_order_relaxed) : 0;
+  }
+
 private:
   std::array<std::atomic<uint64_t>, buckets> counts_{};
 };

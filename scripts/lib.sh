@@ -11,7 +11,7 @@ readonly HB_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config python3
   libcaf-dev libprotobuf-dev protobuf-compiler libpq-dev postgresql
   libspdlog-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libjemalloc-dev libhiredis-dev
+  libjemalloc-dev libhiredis-dev libedit-dev tmux curl
 )
 
 # Installs whatever of HB_PACKAGES is missing (apt-get, as root).

@@ -15,6 +15,7 @@
 #include "caf/all.hpp"
 #include "caf/io/all.hpp"
 
+#include "admin/admin_messages.hpp"
 #include "config/node_config.hpp"
 #include "domain/cluster_summary.hpp"
 #include "node/node.hpp"
@@ -215,7 +216,8 @@ int main(int argc, char** argv) {
     return 1;
 
   caf::actor_system_config sys_cfg;
-  add_hongbao_types(sys_cfg);
+  // hongbao's types and the admin's (the console and other nodes' admins).
+  add_admin_types(sys_cfg);
   sys_cfg.load<caf::io::middleman>();
   sys_cfg.set("logger.console", caf::atom("none"));
   // One scheduler thread per core: more only adds context switches (the
@@ -252,6 +254,15 @@ int main(int argc, char** argv) {
     std::printf("hongbao-node %s: SET %s, node links on %s:%u\n",
                 cfg->node.name.c_str(), cfg->cluster.set.c_str(),
                 cfg->cluster.peer_host.c_str(), cfg->cluster.peer_port);
+  if (ctx->admin_port != 0)
+    std::printf("hongbao-node %s: admin for hongbao-console on %s:%u "
+                "(audit log %s)\n",
+                cfg->node.name.c_str(), cfg->admin.host.c_str(),
+                ctx->admin_port, cfg->admin.audit_file.c_str());
+  if (ctx->metrics_http.port != 0)
+    std::printf("hongbao-node %s: metrics on http://%s:%u/metrics\n",
+                cfg->node.name.c_str(), cfg->admin.host.c_str(),
+                ctx->metrics_http.port);
   std::fflush(stdout);
   named_logger("node").info("node_started name={} zone={} port={}",
                             cfg->node.name, cfg->node.zone, ctx->gateway.port);

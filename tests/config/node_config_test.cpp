@@ -386,6 +386,48 @@ CAF_TEST(the example file shows the defaults of the service structs) {
   CAF_CHECK_EQUAL(a.ids.segments, b.ids.segments);
   CAF_CHECK_EQUAL(a.ids.lease_block, b.ids.lease_block);
   CAF_CHECK_EQUAL(a.log.level, b.log.level);
+  CAF_CHECK_EQUAL(a.admin.host, b.admin.host);
+  CAF_CHECK_EQUAL(a.admin.port, b.admin.port);
+  CAF_CHECK_EQUAL(a.admin.metrics_port, b.admin.metrics_port);
+  CAF_CHECK_EQUAL(a.admin.credential, b.admin.credential);
+  CAF_CHECK_EQUAL(a.admin.audit_file, b.admin.audit_file);
+  CAF_CHECK_EQUAL(a.admin.demo, b.admin.demo);
+  CAF_CHECK_EQUAL(a.admin.forward_timeout_ms, b.admin.forward_timeout_ms);
+  CAF_CHECK_EQUAL(a.admin.request_timeout_ms, b.admin.request_timeout_ms);
+}
+
+CAF_TEST(the admin port needs a secret of its own) {
+  std::string base = "[gateway]\nauth_token=\"t\"\n[database]\nurl=\"x\"\n";
+  // Off by default: no secret needed.
+  CAF_CHECK(parse_node_config(base).ok());
+  auto short_secret = parse_node_config(
+    base + "[admin]\nport=7900\nsecret=\"short\"\n");
+  CAF_REQUIRE(!short_secret.ok());
+  CAF_CHECK(short_secret.error().message.find("admin.secret")
+            != std::string::npos);
+  auto example = parse_node_config(
+    base + "[admin]\nport=7900\nsecret=\"" + admin_example_secret + "\"\n");
+  CAF_REQUIRE(!example.ok());
+  CAF_CHECK(example.error().message.find("example") != std::string::npos);
+  auto demo = parse_node_config(base + "[admin]\nport=7900\ndemo=true\nsecret=\""
+                                + admin_example_secret + "\"\n");
+  CAF_CHECK(demo.ok());
+  auto good = parse_node_config(
+    base + "[admin]\nport=7900\nmetrics_port=7901\n"
+           "secret=\"0123456789abcdef-ops\"\ncredential=\"ops-team\"\n");
+  CAF_REQUIRE(good.ok());
+  CAF_CHECK_EQUAL(good->admin.port, 7900u);
+  CAF_CHECK_EQUAL(good->admin.metrics_port, 7901u);
+  CAF_CHECK_EQUAL(good->admin.credential, "ops-team");
+  auto missing_file = parse_node_config(
+    base + "[admin]\nport=7900\nsecret_file=\"/nonexistent/hb-secret\"\n");
+  CAF_REQUIRE(!missing_file.ok());
+  CAF_CHECK(missing_file.error().message.find("admin.secret_file")
+            != std::string::npos);
+  auto same_port = parse_node_config(
+    base + "[admin]\nport=7900\nmetrics_port=7900\n"
+           "secret=\"0123456789abcdef-ops\"\n");
+  CAF_CHECK(!same_port.ok());
 }
 
 // -- [cluster] -------------------------------------------------------------------
