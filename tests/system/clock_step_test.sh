@@ -22,7 +22,7 @@ interval_s = 0"
 }
 config 2000
 hb_start_node
-hb_cli_ok create --sender sender --group g --total-fen 500 --count 5 --idempotency-key step1
+hb_cli_ok create --sender sender --group g --total-fen 500 --count 5 --kind equal --idempotency-key step1
 id="$(hb_get envelope_id)"
 hb_cli_ok pay "$id" --payment-txn step-txn-1
 hb_cli_ok open "$id" --user ann

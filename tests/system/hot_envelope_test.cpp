@@ -47,6 +47,7 @@ struct user_result {
   open_result opened;            ///< valid when open_answered && !open_error
   int busy_answers = 0;         ///< BUSY answers to this user's opens
   int unavailable_answers = 0;  ///< UNAVAILABLE answers to this user's opens
+  int pending_answers = 0;  ///< SHARES_PENDING: the last shares were in flight
   int retries = 0;              ///< opens sent again after a retryable answer
   bool retried_after_storm = false;  ///< the storm's answer was retryable
   bool again_ok = false;         ///< the repeated open returned the same share
@@ -130,8 +131,11 @@ void run_worker(const environment& env, int64_t envelope_id, int index,
     res.open_answered = true;
     if (auto* o = std::get_if<open_result>(&resp->body)) {
       res.opened = *o;
-    } else if (code == errc::busy || code == errc::unavailable) {
-      ++(code == errc::busy ? res.busy_answers : res.unavailable_answers);
+    } else if (code == errc::busy || code == errc::unavailable
+               || code == errc::shares_pending) {
+      ++(code == errc::busy             ? res.busy_answers
+         : code == errc::shares_pending ? res.pending_answers
+                                        : res.unavailable_answers);
       res.retried_after_storm = true;
       if (out.retryable_example.empty())
         out.retryable_example = describe(*resp);
@@ -159,8 +163,11 @@ void run_worker(const environment& env, int64_t envelope_id, int index,
         return;
       }
       auto code = error_code(*resp);
-      if (code == errc::busy || code == errc::unavailable) {
-        ++(code == errc::busy ? res.busy_answers : res.unavailable_answers);
+      if (code == errc::busy || code == errc::unavailable
+          || code == errc::shares_pending) {
+        ++(code == errc::busy             ? res.busy_answers
+           : code == errc::shares_pending ? res.pending_answers
+                                          : res.unavailable_answers);
         continue;
       }
       if (auto* o = std::get_if<open_result>(&resp->body))
