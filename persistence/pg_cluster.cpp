@@ -132,6 +132,16 @@ failure renew_refused(PGconn* conn, const renew_request& req) {
                    + " ms ago (database clock); fence and rejoin"};
 }
 
+/// The owner rows a take or a give returns (segment, owner, incarnation,
+/// owner_epoch), in the statement's order.
+std::vector<segment_owner> owner_rows(const reply& r) {
+  std::vector<segment_owner> out;
+  for (int row = 0; row < r.rows(); ++row)
+    out.push_back(segment_owner{static_cast<int32_t>(r.i64(row, 0)),
+                                r.text(row, 1), r.i64(row, 2), r.i64(row, 3)});
+  return out;
+}
+
 } // namespace
 
 outcome<std::string> pg_store::cluster_set() {
@@ -305,10 +315,7 @@ outcome<std::vector<segment_owner>> pg_store::take(const take_request& req) {
   auto r = with_hint(run(conn_, "take", sql, p), "take");
   if (!r.ok())
     return r.error;
-  for (int row = 0; row < r.rows(); ++row)
-    out.push_back(segment_owner{static_cast<int32_t>(r.i64(row, 0)),
-                                r.text(row, 1), r.i64(row, 2), r.i64(row, 3)});
-  return out;
+  return owner_rows(r);
 }
 
 outcome<std::vector<segment_owner>> pg_store::give(const give_request& req) {
@@ -367,10 +374,7 @@ outcome<std::vector<segment_owner>> pg_store::give(const give_request& req) {
   auto r = with_hint(run(conn_, "give", sql, p), "give");
   if (!r.ok())
     return r.error;
-  for (int row = 0; row < r.rows(); ++row)
-    out.push_back(segment_owner{static_cast<int32_t>(r.i64(row, 0)),
-                                r.text(row, 1), r.i64(row, 2), r.i64(row, 3)});
-  return out;
+  return owner_rows(r);
 }
 
 outcome<set_view> pg_store::drain(const drain_request& req) {
