@@ -99,21 +99,7 @@ const set_view* view_of(const cluster_info& info, const std::string& set) {
 }
 
 size_t owned_by(const set_view& view, const node_lease& lease) {
-  size_t n = 0;
-  for (auto& o : view.owners)
-    n += o.owner == lease.node && o.owner_incarnation == lease.incarnation;
-  return n;
-}
-
-std::string owner_state(const set_view& view, const owner_group& g) {
-  if (g.owner.empty())
-    return "unowned";
-  auto* lease = find_lease(view, g.owner);
-  if (lease == nullptr)
-    return "not joined";
-  if (lease->incarnation != g.owner_incarnation)
-    return "old incarnation";
-  return lease_alive(view, *lease) ? "alive" : "lease expired";
+  return owned_segments(view, lease.node, lease.incarnation).size();
 }
 
 const char* block_mode(const segment_state& s) {

@@ -843,15 +843,8 @@ std::string address(const std::string& host, int32_t port) {
 /// "alive", "lease expired", "old incarnation" (the node restarted since it
 /// took the segments) or "not joined" for the owner of a group; "-" for the
 /// unowned segments.
-std::string owner_state(const set_view& view, const owner_group& g) {
-  if (g.owner.empty())
-    return "-";
-  auto* lease = find_lease(view, g.owner);
-  if (lease == nullptr)
-    return "not joined";
-  if (lease->incarnation != g.owner_incarnation)
-    return "old incarnation";
-  return lease_alive(view, *lease) ? "alive" : "lease expired";
+std::string owner_cell(const set_view& view, const owner_group& g) {
+  return g.owner.empty() ? "-" : hb::owner_state(view, g);
 }
 
 /// "2500 ms", or "expired 1200 ms ago".
@@ -915,7 +908,7 @@ std::string cluster_set_text(const set_view& view) {
     for (auto& g : groups)
       rows.push_back({g.owner.empty() ? "(none)" : g.owner,
                       g.owner.empty() ? "-" : std::to_string(g.owner_incarnation),
-                      owner_state(view, g), std::to_string(g.segments.size()),
+                      owner_cell(view, g), std::to_string(g.segments.size()),
                       g.owner.empty() ? "-" : std::to_string(g.owner_epoch_max),
                       ranges_cell(g.segments)});
     text += table_text({"owner", "incarnation", "state", "segments",
@@ -948,7 +941,7 @@ json cluster_json(const cluster_info& c) {
     for (auto& g : owner_groups(view))
       owners.push_back(json{{"owner", g.owner},
                             {"owner_incarnation", g.owner_incarnation},
-                            {"state", owner_state(view, g)},
+                            {"state", owner_cell(view, g)},
                             {"segment_count", g.segments.size()},
                             {"segments", segments_text(g.segments)},
                             {"owner_epoch_max", g.owner_epoch_max}});
@@ -1145,14 +1138,9 @@ std::string control_text(const control_request& req, const control_result& r) {
 // if the view does not list it.
 int owned_in_view(const node_stats& st, const std::string& node) {
   for (auto& view : st.cluster.sets) {
-    auto* lease = find_lease(view, node);
-    if (lease == nullptr)
-      continue;
-    int n = 0;
-    for (auto& row : view.owners)
-      if (row.owner == node && row.owner_incarnation == lease->incarnation)
-        ++n;
-    return n;
+    if (auto* lease = find_lease(view, node))
+      return static_cast<int>(
+        owned_segments(view, node, lease->incarnation).size());
   }
   return -1;
 }

@@ -600,17 +600,14 @@ const node_lease* lease_anywhere(const membership_state& st,
   return nullptr;
 }
 
-control_result control_of(const membership_state& st, const set_view& view,
-                          const std::string& node) {
+control_result control_of(const set_view& view, const std::string& node) {
   control_result out;
   out.node = node;
   if (auto* n = find_lease(view, node)) {
     out.draining = n->draining;
-    for (auto& row : view.owners)
-      if (row.owner == node && row.owner_incarnation == n->incarnation)
-        ++out.owned;
+    out.owned = static_cast<int32_t>(
+      owned_segments(view, node, n->incarnation).size());
   }
-  (void) st;
   return out;
 }
 
@@ -676,7 +673,7 @@ caf::result<control_result> on_control(membership_pointer self,
         auto& st = self->state;
         actors_log().warn("node_{} node={} by={}", drain ? "draining" : "undrained",
                           node, st.cfg.node);
-        auto out = control_of(st, view, node);
+        auto out = control_of(view, node);
         on_own_view(self, std::move(view));
         if (node != st.cfg.node)
           if (auto it = st.peers.find(node); it != st.peers.end())

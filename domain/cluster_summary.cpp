@@ -112,4 +112,15 @@ std::vector<owner_group> owner_groups(const set_view& view) {
   return out;
 }
 
+const char* owner_state(const set_view& view, const owner_group& g) {
+  if (g.owner.empty())
+    return "unowned";
+  auto* lease = find_lease(view, g.owner);
+  if (lease == nullptr)
+    return "not joined";
+  if (lease->incarnation != g.owner_incarnation)
+    return "old incarnation";
+  return lease_alive(view, *lease) ? "alive" : "lease expired";
+}
+
 } // namespace hb

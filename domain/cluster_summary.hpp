@@ -47,4 +47,9 @@ struct owner_group {
 /// owner name and incarnation, the unowned segments last.
 std::vector<owner_group> owner_groups(const set_view& view);
 
+/// The state of a group's owner in the view: "alive", "lease expired",
+/// "old incarnation" (the node restarted since it took the segments), "not
+/// joined", or "unowned" for the segments nobody has taken.
+const char* owner_state(const set_view& view, const owner_group& g);
+
 } // namespace hb
